@@ -1,0 +1,121 @@
+"""Texts of the payment page in Russian (the default), English and Kazakh."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from paycenter.money import exponent
+
+LANGUAGES = ("ru", "en", "kk")
+DEFAULT = "ru"
+LANGUAGE_NAMES = {"ru": "Рус", "kk": "Қаз", "en": "Eng"}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "title": {"ru": "Оплата", "en": "Payment", "kk": "Төлем"},
+    "pay_to": {"ru": "Получатель", "en": "Pay to", "kk": "Алушы"},
+    "purpose": {"ru": "Назначение", "en": "For", "kk": "Мақсаты"},
+    "amount": {"ru": "Сумма", "en": "Amount", "kk": "Сома"},
+    "paid": {"ru": "Оплачено", "en": "Paid", "kk": "Төленді"},
+    "remaining": {"ru": "Осталось оплатить", "en": "Left to pay", "kk": "Төлеуге қалды"},
+    "refunded": {"ru": "Возвращено", "en": "Refunded", "kk": "Қайтарылды"},
+    "expires_in": {"ru": "Ссылка действует ещё", "en": "This link is valid for", "kk": "Сілтеме жарамды"},
+    "status_pending": {"ru": "Ожидает оплаты", "en": "Awaiting payment", "kk": "Төлемді күтуде"},
+    "status_processing": {"ru": "Обрабатывается", "en": "Processing", "kk": "Өңделуде"},
+    "status_partially_paid": {"ru": "Оплачен частично", "en": "Partially paid", "kk": "Ішінара төленді"},
+    "status_paid": {"ru": "Оплачен", "en": "Paid", "kk": "Төленді"},
+    "status_cancelled": {"ru": "Отменён", "en": "Cancelled", "kk": "Тоқтатылды"},
+    "status_expired": {"ru": "Срок оплаты истёк", "en": "Expired", "kk": "Төлеу мерзімі өтті"},
+    "status_refunded": {"ru": "Возвращён", "en": "Refunded", "kk": "Қайтарылды"},
+    "status_failed": {"ru": "Ошибка оплаты", "en": "Payment failed", "kk": "Төлем сәтсіз"},
+    "sandbox_title": {"ru": "Тестовая оплата", "en": "Test payment", "kk": "Тестілік төлем"},
+    "sandbox_note": {
+        "ru": "Это песочница: деньги не списываются, кнопки ниже играют роль банка.",
+        "en": "This is the sandbox: no money moves, the buttons below play the bank.",
+        "kk": "Бұл құмсалғыш: ақша шешілмейді, төмендегі батырмалар банктің рөлін атқарады.",
+    },
+    "pay_full": {"ru": "Оплатить {amount}", "en": "Pay {amount}", "kk": "{amount} төлеу"},
+    "pay_part": {"ru": "Оплатить часть", "en": "Pay part", "kk": "Бір бөлігін төлеу"},
+    "part_amount": {"ru": "Сумма части", "en": "Part amount", "kk": "Бөлік сомасы"},
+    "payer_cancel": {"ru": "Отменить попытку", "en": "Cancel this attempt", "kk": "Әрекеттен бас тарту"},
+    "fail": {"ru": "Банк отказал", "en": "Bank declines", "kk": "Банк бас тартты"},
+    "notice_paid": {"ru": "Платёж получен. Спасибо!", "en": "Payment received. Thank you!", "kk": "Төлем қабылданды. Рахмет!"},
+    "notice_partial": {
+        "ru": "Часть суммы оплачена. Оплатите остаток.",
+        "en": "Part of the amount is paid. Please pay the rest.",
+        "kk": "Соманың бір бөлігі төленді. Қалғанын төлеңіз.",
+    },
+    "notice_cancelled": {
+        "ru": "Попытка отменена. Можно оплатить снова.",
+        "en": "Attempt cancelled. You can pay again.",
+        "kk": "Әрекет тоқтатылды. Қайта төлеуге болады.",
+    },
+    "notice_failed": {
+        "ru": "Банк отклонил оплату. Попробуйте ещё раз.",
+        "en": "The bank declined the payment. Please try again.",
+        "kk": "Банк төлемді қабылдамады. Қайталап көріңіз.",
+    },
+    "notice_duplicate": {
+        "ru": "Эта оплата уже учтена.",
+        "en": "This payment was already counted.",
+        "kk": "Бұл төлем бұрын есепке алынған.",
+    },
+    "error_amount": {
+        "ru": "Неверная сумма: укажите число больше нуля, не больше остатка.",
+        "en": "Invalid amount: enter a number above zero and no more than what remains.",
+        "kk": "Сома қате: нөлден үлкен, қалдықтан аспайтын сан енгізіңіз.",
+    },
+    "error_state": {
+        "ru": "Этот платёж уже нельзя оплатить.",
+        "en": "This payment can no longer be paid.",
+        "kk": "Бұл төлемді енді төлеу мүмкін емес.",
+    },
+    "error_provider": {
+        "ru": "Этот платёж оплачивается другим способом.",
+        "en": "This payment is paid another way.",
+        "kk": "Бұл төлем басқа тәсілмен төленеді.",
+    },
+    "done_paid": {"ru": "Оплата прошла успешно", "en": "Payment successful", "kk": "Төлем сәтті өтті"},
+    "done_closed": {
+        "ru": "Этот платёж закрыт и не может быть оплачен.",
+        "en": "This payment is closed and cannot be paid.",
+        "kk": "Бұл төлем жабық, оны төлеу мүмкін емес.",
+    },
+    "return_shop": {"ru": "Вернуться в магазин", "en": "Back to the shop", "kk": "Дүкенге оралу"},
+    "redirecting": {
+        "ru": "Возвращаем в магазин через {s} с…",
+        "en": "Returning you to the shop in {s} s…",
+        "kk": "{s} секундтан кейін дүкенге ораламыз…",
+    },
+    "not_found": {"ru": "Платёж не найден", "en": "Payment not found", "kk": "Төлем табылмады"},
+    "not_found_note": {
+        "ru": "Проверьте ссылку или вернитесь в магазин.",
+        "en": "Check the link or go back to the shop.",
+        "kk": "Сілтемені тексеріңіз немесе дүкенге оралыңыз.",
+    },
+    "secure_note": {
+        "ru": "Статус обновляется автоматически.",
+        "en": "The status updates by itself.",
+        "kk": "Күйі өздігінен жаңарады.",
+    },
+}
+
+
+def translator(lang: str):  # type: ignore[no-untyped-def]
+    def t(key: str, **kwargs: object) -> str:
+        text = TEXTS[key].get(lang) or TEXTS[key][DEFAULT]
+        return text.format(**kwargs) if kwargs else text
+
+    return t
+
+
+SYMBOLS = {"KZT": "₸", "RUB": "₽", "USD": "$", "EUR": "€", "KGS": "сом", "UZS": "сўм"}
+
+
+def format_money(minor: int, currency: str, lang: str) -> str:
+    """1500000 KZT -> "15 000,00 ₸" in Russian and Kazakh, "15,000.00 ₸" in English."""
+    exp = exponent(currency)
+    value = Decimal(minor).scaleb(-exp)
+    text = f"{value:,.{exp}f}"
+    if lang != "en":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return f"{text}\u00a0{SYMBOLS.get(currency, currency)}"

@@ -1,0 +1,121 @@
+"""The hosted payment page ``/pay/{id}``: what the payer sees and the sandbox's buttons."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from paycenter.checkout import i18n
+from paycenter.deps import Context
+from paycenter.errors import ApiError, NotFound
+from paycenter.money import to_major_str
+from paycenter.payments import service
+from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
+from paycenter.providers import sandbox
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+LANG_COOKIE = "pc_lang"
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=HERE / "static")
+
+
+def _language(request: Request, payment: Payment | None) -> str:
+    for candidate in (
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        payment.language if payment else None,
+    ):
+        if candidate in i18n.LANGUAGES:
+            return candidate
+    return i18n.DEFAULT
+
+
+def _page(request: Request, name: str, context: dict[str, Any], lang: str, status_code: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"lang": lang, "t": i18n.translator(lang), "languages": i18n.LANGUAGE_NAMES, **context},
+        status_code=status_code,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"},
+    )
+    if request.query_params.get("lang") == lang:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="lax", httponly=True)
+    return response
+
+
+def _known(key: str, prefix: str = "notice_") -> str | None:
+    """A text key from the query string, only if it is one of ours."""
+    return key if key.startswith(prefix) and key in i18n.TEXTS else None
+
+
+@router.get("/pay/{payment_id}", response_class=HTMLResponse)
+async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        try:
+            payment = await service.get(session, payment_id.strip().upper())
+        except NotFound:
+            return _page(request, "not_found.html", {}, _language(request, None), status_code=404)
+        merchant_name = await service.merchant_name(session, payment.merchant_id)
+    lang = _language(request, payment)
+    money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
+    now = ctx.now()
+    payable = payment.status in PAYABLE and payment.expires_at > now
+    return_url = None
+    if payment.status == PaymentStatus.PAID:
+        return_url = payment.success_url
+    elif payment.status in FINAL or not payable:
+        return_url = payment.fail_url
+    context = {
+        "payment": payment,
+        "merchant_name": merchant_name,
+        "money": money,
+        "payable": payable,
+        "sandbox": payment.provider == sandbox.SandboxProvider.name,
+        "seconds_left": max(int((payment.expires_at - now).total_seconds()), 0),
+        "checkout_id": secrets.token_hex(16),
+        "notice": _known(f"notice_{request.query_params.get('notice')}"),
+        "error": _known(request.query_params.get("error") or "", prefix="error_"),
+        "return_url": return_url,
+        "final": not payable,
+        "remaining_input": to_major_str(payment.remaining_amount, payment.currency),
+    }
+    return _page(request, "pay.html", context, lang)
+
+
+@router.post("/pay/{payment_id}/sandbox")
+async def sandbox_action(
+    payment_id: str,
+    ctx: Context,
+    action: Annotated[sandbox.PayerAction, Form()],
+    amount: Annotated[str | None, Form(max_length=40)] = None,
+    checkout_id: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    """The sandbox's buttons. Answers with a redirect back to the page (post/redirect/get)."""
+    pid = payment_id.strip().upper()
+    target = f"/pay/{pid}"
+    try:
+        async with ctx.db.transaction() as session:
+            outcome = await sandbox.payer_action(
+                session,
+                payment_id=pid,
+                action=action,
+                amount=amount,
+                checkout_id=checkout_id or secrets.token_hex(16),
+                now=ctx.now(),
+            )
+    except NotFound:
+        raise
+    except ApiError as exc:
+        error = {"invalid_amount": "error_amount", "wrong_provider": "error_provider"}.get(exc.code, "error_state")
+        return RedirectResponse(f"{target}?error={error}", status_code=303)
+    return RedirectResponse(f"{target}?notice={outcome.value}", status_code=303)

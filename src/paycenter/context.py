@@ -1,0 +1,37 @@
+"""What a running process shares: settings, the database, providers and the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from paycenter.config import Settings
+from paycenter.db import Database, utcnow
+from paycenter.payments.service import InitPolicy
+from paycenter.providers.registry import Providers
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    providers: Providers
+    # Injectable so tests can move time (expiry, retention) without sleeping.
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        return cls(settings=settings, db=db, providers=Providers(settings.providers))
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @property
+    def init_policy(self) -> InitPolicy:
+        return InitPolicy(
+            max_amount=self.settings.max_amount,
+            default_expires_in=self.settings.default_expires_in,
+            providers=self.providers.names(),
+        )

@@ -1,0 +1,200 @@
+"""Database kit shared by every domain: engine, sessions, column types, ids.
+
+One engine per process. Each backend gets what it needs to be correct under concurrency:
+- SQLite: WAL (readers never block the writer), a busy timeout, and ``BEGIN IMMEDIATE`` for write
+  transactions so two writers queue for the lock up front instead of one failing with "database
+  is locked" when it upgrades a read lock. Read-only work uses a deferred ``BEGIN``.
+- MariaDB/MySQL: READ COMMITTED, so a locking read and a plain read see the same rows.
+- PostgreSQL: its default READ COMMITTED.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+# Constraint names fixed by convention so migrations are the same on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """Opaque public id such as ``rfd_5f0c...``: the prefix says what it is at a glance."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def new_payment_id() -> str:
+    """32 uppercase hex characters: the old system's transaction_id format, kept for merchants."""
+    return secrets.token_hex(16).upper()
+
+
+# Integer primary keys that autoincrement on SQLite too (it only does so for INTEGER).
+BigIntPK = BigInteger().with_variant(Integer, "sqlite")
+Money = BigInteger  # minor units; SQLite's NUMERIC would be a float
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored in UTC and always come back timezone-aware in UTC.
+
+    PostgreSQL keeps ``timestamptz``; SQLite and MariaDB keep naive UTC (MariaDB with
+    microseconds). Naive values are refused on the way in, so local time can't slip in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(DateTime())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        if dialect.name != "postgresql":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def async_url(url: str) -> str:
+    """Accept the plain URLs operators write and pick our async driver for each backend."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    drivers = {"sqlite": "aiosqlite", "postgresql": "psycopg", "mysql": "asyncmy", "mariadb": "asyncmy"}
+    if backend not in drivers:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite, postgresql or mysql/mariadb")
+    if backend == "mariadb":
+        u = u.set(drivername="mysql")
+        backend = "mysql"
+    if u.get_driver_name() in ("", backend, "pysqlite", "psycopg2", "pymysql", "mysqldb"):
+        u = u.set(drivername=f"{backend}+{drivers[backend]}")
+    if backend == "mysql" and "charset" not in u.query:
+        u = u.update_query_dict({"charset": "utf8mb4"})
+    return u.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> AsyncEngine:
+    url = async_url(url)
+    backend = make_url(url).get_backend_name()
+    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    if backend == "mysql":
+        options["isolation_level"] = "READ COMMITTED"
+        options["pool_recycle"] = 3600
+    if backend == "postgresql":
+        options["pool_size"] = 10
+        options["max_overflow"] = 20
+    if backend == "sqlite":
+        # The sqlite3 module's own timeout is its busy handler; keep it equal to ours.
+        options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+    options.update(kwargs)
+    engine = create_async_engine(url, **options)
+    if backend == "sqlite":
+        _configure_sqlite(engine, busy_timeout_ms)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Stop the driver from issuing its own BEGIN: we issue ours in "begin" below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no commit
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def backend_name(engine: AsyncEngine) -> str:
+    return engine.url.get_backend_name()
+
+
+class Database:
+    """The process's engine and its two session factories: writers and readers.
+
+    A writer transaction on SQLite takes the write lock at BEGIN; readers must not, or every
+    status poll would queue behind every payment. On other backends the two are the same.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, **engine_kwargs: Any) -> None:
+        self.engine = create_engine(url, busy_timeout_ms=busy_timeout_ms, **engine_kwargs)
+        self.backend = backend_name(self.engine)
+        read_engine = (
+            self.engine.execution_options(sqlite_begin="DEFERRED")
+            if self.backend == "sqlite"
+            else self.engine
+        )
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        async with self._writer() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session; nothing it does is committed.
+
+        Closing (not rolling back) keeps loaded objects readable after the block: the pool
+        rolls the connection back when it takes it back.
+        """
+        async with self._reader() as session:
+            yield session
+
+    def session(self) -> AsyncSession:
+        """A write-capable session whose transactions the caller scopes with ``begin()``."""
+        return self._writer()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

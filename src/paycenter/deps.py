@@ -1,0 +1,46 @@
+"""Typed request dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from paycenter.context import AppContext
+from paycenter.errors import Unauthorized
+from paycenter.merchants import service as merchants
+from paycenter.merchants.models import Merchant
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+_token_header = APIKeyHeader(
+    name="X-API-Token",
+    auto_error=False,
+    description="The merchant's API token (shown once when created).",
+)
+
+
+async def current_merchant(ctx: Context, token: Annotated[str | None, Security(_token_header)]) -> Merchant:
+    if not token:
+        raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
+    if len(token) > 200:
+        raise Unauthorized("Invalid API token")
+    async with ctx.db.reading() as session:
+        merchant = await merchants.authenticate(session, token.strip())
+    if merchant is None:
+        raise Unauthorized("Invalid or revoked API token")
+    return merchant
+
+
+CurrentMerchant = Annotated[Merchant, Depends(current_merchant)]
+
+
+def public_base_url(ctx: AppContext, request: Request) -> str:
+    """Base of the links we hand out: the configured public URL, else this request's own."""
+    return ctx.settings.public_url or str(request.base_url)

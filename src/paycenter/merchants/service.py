@@ -1,0 +1,105 @@
+"""Merchants and their API tokens. Tokens are shown once and stored only as SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.db import new_id
+from paycenter.errors import NotFound
+from paycenter.merchants.models import ApiToken, Merchant
+
+TOKEN_PREFIX = "pct_"
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # the only time the plain token exists
+
+
+async def create_merchant(
+    session: AsyncSession,
+    *,
+    name: str,
+    now: datetime,
+    webhook_url: str | None = None,
+    default_provider: str | None = None,
+) -> Merchant:
+    merchant = Merchant(
+        id=new_id("mer"),
+        name=name,
+        webhook_url=webhook_url,
+        signing_secret=new_signing_secret(),
+        default_provider=default_provider,
+        is_active=True,
+        created_at=now,
+    )
+    session.add(merchant)
+    await session.flush()
+    return merchant
+
+
+async def issue_token(session: AsyncSession, *, merchant_id: str, now: datetime, name: str = "") -> IssuedToken:
+    if await session.get(Merchant, merchant_id) is None:
+        raise NotFound(f"Merchant {merchant_id} not found")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        id=new_id("tok"),
+        merchant_id=merchant_id,
+        name=name,
+        prefix=secret[:12],
+        token_hash=hash_token(secret),
+        created_at=now,
+    )
+    session.add(token)
+    await session.flush()
+    return IssuedToken(token, secret)
+
+
+async def revoke_token(session: AsyncSession, *, token_id: str, now: datetime) -> ApiToken:
+    token = await session.get(ApiToken, token_id, with_for_update=True)
+    if token is None:
+        raise NotFound(f"Token {token_id} not found")
+    if token.revoked_at is None:
+        token.revoked_at = now
+    return token
+
+
+async def list_tokens(session: AsyncSession, *, merchant_id: str | None = None) -> list[ApiToken]:
+    stmt = select(ApiToken).order_by(ApiToken.created_at)
+    if merchant_id:
+        stmt = stmt.where(ApiToken.merchant_id == merchant_id)
+    return list(await session.scalars(stmt))
+
+
+async def list_merchants(session: AsyncSession) -> list[Merchant]:
+    return list(await session.scalars(select(Merchant).order_by(Merchant.created_at)))
+
+
+async def authenticate(session: AsyncSession, token: str) -> Merchant | None:
+    """The active merchant owning an unrevoked token, in one indexed query."""
+    stmt = (
+        select(Merchant)
+        .join(ApiToken, ApiToken.merchant_id == Merchant.id)
+        .where(
+            ApiToken.token_hash == hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            Merchant.is_active.is_(True),
+        )
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

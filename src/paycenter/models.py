@@ -1,0 +1,7 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema."""
+
+from paycenter.idempotency.models import IdempotencyKey
+from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.payments.models import Attempt, Event, Operation, Payment, Refund
+
+__all__ = ["ApiToken", "Attempt", "Event", "IdempotencyKey", "Merchant", "Operation", "Payment", "Refund"]

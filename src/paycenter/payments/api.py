@@ -1,0 +1,295 @@
+"""Merchant API for payments (DESIGN §2). Handlers are thin: parse, call the service, answer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.deps import Context, CurrentMerchant, public_base_url
+from paycenter.errors import envelope, error_responses
+from paycenter.idempotency import service as idempotency
+from paycenter.money import to_major_str
+from paycenter.payments import queries, service, views
+from paycenter.payments.models import PaymentStatus
+from paycenter.payments.schemas import (
+    CancelRequest,
+    Envelope,
+    PaymentCreated,
+    PaymentDetail,
+    PaymentFull,
+    PaymentInit,
+    PaymentPublic,
+    RefundRequest,
+    RefundResult,
+    Statistics,
+    TransactionPage,
+)
+
+router = APIRouter(prefix="/api", tags=["payments"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Any unique string (a UUID is ideal). Retrying with the same key and body returns the "
+        "first answer instead of acting twice; the same key with another body is refused with 409.",
+    ),
+]
+
+
+def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _payment_id(value: str) -> str:
+    return value.strip().upper()
+
+
+@router.post(
+    "/payment/init",
+    status_code=201,
+    response_model=Envelope[PaymentCreated],
+    responses=error_responses(400, 401, 409, 413, 422),
+    summary="Create a payment",
+)
+async def init_payment(
+    body: PaymentInit, merchant: CurrentMerchant, ctx: Context, request: Request, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Create a payment and get the link to send the payer to (`payment_url`)."""
+    now = ctx.now()
+    base_url = public_base_url(ctx, request)
+
+    async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        payment = await service.create_payment(
+            session, merchant=merchant, data=body, policy=ctx.init_policy, now=now
+        )
+        return 201, envelope(views.created(payment, base_url), "Payment created")
+
+    status, data, replayed = await idempotency.run(
+        ctx.db,
+        merchant_id=merchant.id,
+        key=idempotency_key,
+        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        now=now,
+        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
+        work=work,
+    )
+    return _answer(status, data, replayed)
+
+
+async def _public(ctx: Context, request: Request, payment_id: str) -> dict[str, Any]:
+    async with ctx.db.reading() as session:
+        payment = await service.get(session, _payment_id(payment_id))
+    return envelope(views.public(payment, public_base_url(ctx, request)))
+
+
+@router.get(
+    "/payment/{payment_id}",
+    response_model=Envelope[PaymentPublic],
+    responses=error_responses(404),
+    summary="Get a payment (public)",
+)
+async def get_payment(payment_id: str, ctx: Context, request: Request) -> dict[str, Any]:
+    """Public: anyone with the 128-bit payment id may read its amounts and status (the payment page
+    does). No metadata, customer data or webhook settings are shown here."""
+    return await _public(ctx, request, payment_id)
+
+
+@router.get(
+    "/payment/{payment_id}/status",
+    response_model=Envelope[PaymentPublic],
+    responses=error_responses(404),
+    summary="Get a payment's status (public)",
+)
+async def get_payment_status(payment_id: str, ctx: Context, request: Request) -> dict[str, Any]:
+    return await _public(ctx, request, payment_id)
+
+
+@router.post(
+    "/payment/{payment_id}/cancel",
+    response_model=Envelope[PaymentDetail],
+    responses=error_responses(400, 401, 404, 409, 413, 422),
+    summary="Cancel a payment",
+)
+async def cancel_payment(
+    payment_id: str,
+    merchant: CurrentMerchant,
+    ctx: Context,
+    request: Request,
+    body: CancelRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Cancel a payment that is not paid yet. Money already received (a partial payment) stays
+    with the payment; refund it separately. Sends the `cancelled` webhook."""
+    now = ctx.now()
+    body = body or CancelRequest()
+    base_url = public_base_url(ctx, request)
+
+    async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        payment = await service.cancel(
+            session, merchant_id=merchant.id, payment_id=_payment_id(payment_id), reason=body.reason, now=now
+        )
+        return 200, envelope(views.detail(payment, base_url), "Payment cancelled")
+
+    status, data, replayed = await idempotency.run(
+        ctx.db,
+        merchant_id=merchant.id,
+        key=idempotency_key,
+        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        now=now,
+        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
+        work=work,
+    )
+    return _answer(status, data, replayed)
+
+
+@router.post(
+    "/payment/{payment_id}/refund",
+    response_model=Envelope[RefundResult],
+    responses=error_responses(400, 401, 404, 409, 413, 422),
+    summary="Refund a payment, in full or in part",
+)
+async def refund_payment(
+    payment_id: str,
+    merchant: CurrentMerchant,
+    ctx: Context,
+    request: Request,
+    body: RefundRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Send money back to the payer. Without `amount`, everything not yet refunded is refunded.
+    Several partial refunds are allowed; together they never exceed what was paid. Sends the
+    `refunded` webhook when the provider confirms."""
+    body = body or RefundRequest()
+    now = ctx.now()
+    base_url = public_base_url(ctx, request)
+    pid = _payment_id(payment_id)
+
+    async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        refund = await service.request_refund(
+            session, merchant_id=merchant.id, payment_id=pid, amount=body.amount, reason=body.reason, now=now
+        )
+        return 200, {"refund_id": refund.id}
+
+    status, data, replayed = await idempotency.run(
+        ctx.db,
+        merchant_id=merchant.id,
+        key=idempotency_key,
+        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        now=now,
+        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
+        work=work,
+    )
+    refund_id = data["refund_id"]
+    if not replayed:
+        await service.send_refund(ctx.db, ctx.providers, refund_id=refund_id, clock=ctx.clock)
+    async with ctx.db.reading() as session:
+        payment = await service.get(session, pid)
+        refund = await service.get_refund(session, refund_id)
+    message = {
+        "succeeded": "Refund completed",
+        "pending": "Refund accepted; the provider will confirm it",
+        "failed": "Refund failed",
+    }[refund.status]
+    result = {"refund": views.refund(refund, payment.currency), "payment": views.detail(payment, base_url)}
+    return _answer(200, envelope(result, message), replayed)
+
+
+@router.get(
+    "/transactions",
+    response_model=Envelope[TransactionPage],
+    responses=error_responses(401, 422),
+    summary="List payments",
+)
+async def list_transactions(
+    merchant: CurrentMerchant,
+    ctx: Context,
+    request: Request,
+    status: Annotated[str | None, Query(description="One status or several, comma-separated.")] = None,
+    created_from: Annotated[datetime | None, Query(description="Created at or after (RFC 3339; UTC if no zone).")] = None,
+    created_to: Annotated[datetime | None, Query(description="Created before.")] = None,
+    order_id: Annotated[str | None, Query(max_length=500, description="metadata.order_id equals")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    flt = queries.TransactionFilter(
+        merchant_id=merchant.id,
+        statuses=queries.parse_statuses(status),
+        created_from=queries.as_utc(created_from),
+        created_to=queries.as_utc(created_to),
+        order_id=order_id,
+    )
+    async with ctx.db.reading() as session:
+        rows, next_cursor = await queries.list_payments(session, flt, limit=limit, cursor=cursor)
+    base_url = public_base_url(ctx, request)
+    page = {
+        "items": [views.detail(p, base_url) for p in rows],
+        "has_more": next_cursor is not None,
+        "next_cursor": next_cursor,
+    }
+    return envelope(page)
+
+
+@router.get(
+    "/transaction/{payment_id}",
+    response_model=Envelope[PaymentFull],
+    responses=error_responses(401, 404),
+    summary="Get one of your payments with its history",
+)
+async def get_transaction(payment_id: str, merchant: CurrentMerchant, ctx: Context, request: Request) -> dict[str, Any]:
+    async with ctx.db.reading() as session:
+        payment = await service.get_for_merchant(session, merchant_id=merchant.id, payment_id=_payment_id(payment_id))
+        hist = await queries.history(session, payment.id)
+    cur = payment.currency
+    data = views.detail(payment, public_base_url(ctx, request)) | {
+        "attempts": [views.attempt(a, cur) for a in hist["attempts"]],
+        "operations": [views.operation(o, cur) for o in hist["operations"]],
+        "refunds": [views.refund(r, cur) for r in hist["refunds"]],
+        "events": [views.event(e) for e in hist["events"]],
+    }
+    return envelope(data)
+
+
+@router.get(
+    "/statistics",
+    response_model=Envelope[Statistics],
+    responses=error_responses(401, 422),
+    summary="Counts and sums of your payments",
+)
+async def get_statistics(
+    merchant: CurrentMerchant,
+    ctx: Context,
+    created_from: Annotated[datetime | None, Query()] = None,
+    created_to: Annotated[datetime | None, Query()] = None,
+) -> dict[str, Any]:
+    flt = queries.TransactionFilter(
+        merchant_id=merchant.id, created_from=queries.as_utc(created_from), created_to=queries.as_utc(created_to)
+    )
+    async with ctx.db.reading() as session:
+        by_status, currencies = await queries.statistics(session, flt)
+    total = sum(by_status.values())
+    succeeded = by_status.get(PaymentStatus.PAID, 0) + by_status.get(PaymentStatus.REFUNDED, 0)
+    data = {
+        "created_from": created_from.isoformat() if created_from else None,
+        "created_to": created_to.isoformat() if created_to else None,
+        "total_count": total,
+        "by_status": by_status,
+        "paid_conversion": round(succeeded / total, 4) if total else 0.0,
+        "currencies": [
+            {
+                "currency": c.currency,
+                "count": c.count,
+                "amount": to_major_str(c.amount, c.currency),
+                "paid_amount": to_major_str(c.paid_amount, c.currency),
+                "refunded_amount": to_major_str(c.refunded_amount, c.currency),
+                "net_amount": to_major_str(c.paid_amount - c.refunded_amount, c.currency),
+            }
+            for c in currencies
+        ],
+    }
+    return envelope(data)

@@ -1,0 +1,183 @@
+"""Payment domain tables: payment, attempt, operation, refund, event.
+
+A payment is what the merchant asked for; an attempt is one try at a provider; an operation is
+money that actually arrived (unique per provider transaction id, so a repeated notice never counts
+twice); a refund sends money back; an event is the immutable record of a state change, written in
+the same transaction as the change and later delivered as a webhook.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paycenter.db import Base, Money, UTCDateTime, utcnow
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"  # an attempt is live at the provider
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+
+
+# A payer may still pay in these states.
+PAYABLE = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.PARTIALLY_PAID)
+FINAL = (
+    PaymentStatus.PAID,
+    PaymentStatus.CANCELLED,
+    PaymentStatus.EXPIRED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.FAILED,
+)
+
+
+class AttemptStatus(enum.StrEnum):
+    LIVE = "live"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class EventType(enum.StrEnum):
+    PAID = "paid"
+    PARTIALLY_PAID = "partially_paid"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    EXPIRED = "expired"
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("ix_payments_merchant_created", "merchant_id", "created_at"),
+        Index("ix_payments_merchant_order", "merchant_id", "order_id"),
+        Index("ix_payments_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # metadata.order_id copied out so merchants and operators can find a payment by it fast.
+    order_id: Mapped[str | None] = mapped_column(String(500))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    success_url: Mapped[str | None] = mapped_column(String(2000))
+    fail_url: Mapped[str | None] = mapped_column(String(2000))
+    language: Mapped[str | None] = mapped_column(String(5))
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20), default=PaymentStatus.PENDING)
+    # Gross money the payer sent, the bank's fee on it and what reached the merchant.
+    paid_amount: Mapped[int] = mapped_column(Money, default=0)
+    fee_amount: Mapped[int] = mapped_column(Money, default=0)
+    received_amount: Mapped[int] = mapped_column(Money, default=0)
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    # Last event sequence number, so merchants can order events and drop stale ones.
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def remaining_amount(self) -> int:
+        return max(self.amount - self.received_amount, 0)
+
+    @property
+    def refundable_amount(self) -> int:
+        return max(self.paid_amount - self.refunded_amount, 0)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_status_provider", "status", "provider"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(20), default=AttemptStatus.LIVE)
+    # The provider's handle on this try (QR payment id, terminal process id, ...).
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Operation(Base):
+    """Money received. The unique key is what makes a twice-reported success count once."""
+
+    __tablename__ = "operations"
+    __table_args__ = (UniqueConstraint("provider", "provider_txn_id", name="uq_operations_provider_txn"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempts.id"))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_txn_id: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[int] = mapped_column(Money)  # gross, what the payer paid
+    fee: Mapped[int] = mapped_column(Money, default=0)
+    net: Mapped[int] = mapped_column(Money)
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(Money)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(20), default=RefundStatus.PENDING)
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Event(Base):
+    """What happened to a payment, frozen as the exact webhook body bytes at the time."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("payment_id", "sequence", name="uq_events_payment_sequence"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,140 @@
+"""Read-only queries over payments: listing with a keyset cursor, and statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.errors import Unprocessable
+from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentStatus, Refund
+
+
+def encode_cursor(payment: Payment) -> str:
+    raw = json.dumps([payment.created_at.astimezone(UTC).isoformat(), payment.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, payment_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(payment_id, str):
+            raise ValueError
+        return when, payment_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable(
+            "cursor is not valid: pass next_cursor from a previous page",
+            fields=[{"field": "cursor", "message": "invalid"}],
+        ) from None
+
+
+def parse_statuses(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    statuses = [s.strip() for s in value.split(",") if s.strip()]
+    known = {s.value for s in PaymentStatus}
+    bad = [s for s in statuses if s not in known]
+    if bad:
+        message = f"unknown status {bad[0]!r}; use {', '.join(sorted(known))}"
+        raise Unprocessable(message, fields=[{"field": "status", "message": message}])
+    return statuses
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class TransactionFilter:
+    merchant_id: str
+    statuses: list[str] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    order_id: str | None = None
+
+    def conditions(self) -> list[Any]:
+        conds: list[Any] = [Payment.merchant_id == self.merchant_id]
+        if self.statuses:
+            conds.append(Payment.status.in_(self.statuses))
+        if self.created_from:
+            conds.append(Payment.created_at >= self.created_from)
+        if self.created_to:
+            conds.append(Payment.created_at < self.created_to)
+        if self.order_id is not None:
+            conds.append(Payment.order_id == self.order_id)
+        return conds
+
+
+async def list_payments(
+    session: AsyncSession, flt: TransactionFilter, *, limit: int, cursor: str | None
+) -> tuple[list[Payment], str | None]:
+    """Newest first. The cursor is the last row's (created_at, id), so pages never skip or repeat."""
+    stmt = select(Payment).where(*flt.conditions())
+    if cursor:
+        created, payment_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(Payment.created_at < created, and_(Payment.created_at == created, Payment.id < payment_id))
+        )
+    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(stmt))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+async def history(session: AsyncSession, payment_id: str) -> dict[str, list[Any]]:
+    """Attempts, operations, refunds and events of one payment, oldest first."""
+
+    async def rows(model: Any, order: Any) -> list[Any]:
+        return list(await session.scalars(select(model).where(model.payment_id == payment_id).order_by(order)))
+
+    return {
+        "attempts": await rows(Attempt, Attempt.created_at),
+        "operations": await rows(Operation, Operation.created_at),
+        "refunds": await rows(Refund, Refund.created_at),
+        "events": await rows(Event, Event.sequence),
+    }
+
+
+@dataclass(frozen=True)
+class CurrencyStats:
+    currency: str
+    count: int
+    amount: int
+    paid_amount: int
+    refunded_amount: int
+
+
+async def statistics(session: AsyncSession, flt: TransactionFilter) -> tuple[dict[str, int], list[CurrencyStats]]:
+    conds = flt.conditions()
+    by_status_rows = await session.execute(
+        select(Payment.status, func.count()).where(*conds).group_by(Payment.status)
+    )
+    by_status = {status: int(count) for status, count in by_status_rows}
+    currency_rows = await session.execute(
+        select(
+            Payment.currency,
+            func.count(),
+            func.coalesce(func.sum(Payment.amount), 0),
+            func.coalesce(func.sum(Payment.paid_amount), 0),
+            func.coalesce(func.sum(Payment.refunded_amount), 0),
+        )
+        .where(*conds)
+        .group_by(Payment.currency)
+        .order_by(Payment.currency)
+    )
+    currencies = [
+        CurrencyStats(cur, int(n), int(amount), int(paid), int(refunded))
+        for cur, n, amount, paid, refunded in currency_rows
+    ]
+    return by_status, currencies

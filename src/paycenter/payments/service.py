@@ -1,0 +1,428 @@
+"""The only code that changes payments, attempts, operations and refunds.
+
+Every function runs inside the caller's transaction and never commits. A change to a payment is
+made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write transaction's
+``BEGIN IMMEDIATE`` lock), and the events it causes are written before the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.db import Database, new_id, new_payment_id
+from paycenter.errors import Conflict, NotFound, Unprocessable
+from paycenter.merchants.models import Merchant
+from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
+from paycenter.payments import events
+from paycenter.payments.models import (
+    PAYABLE,
+    Attempt,
+    AttemptStatus,
+    EventType,
+    Operation,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from paycenter.payments.schemas import PaymentInit
+from paycenter.providers.base import RefundOutcome
+from paycenter.timefmt import iso
+
+if TYPE_CHECKING:
+    from paycenter.providers.registry import Providers
+
+
+@dataclass(frozen=True)
+class InitPolicy:
+    """What the deployment allows a payment to ask for."""
+
+    max_amount: Any
+    default_expires_in: int
+    providers: list[str]
+
+
+def _order_id(metadata: dict[str, Any] | None) -> str | None:
+    if not metadata or metadata.get("order_id") is None:
+        return None
+    value = metadata["order_id"]
+    return (value if isinstance(value, str) else str(value))[:500]
+
+
+async def create_payment(
+    session: AsyncSession, *, merchant: Merchant, data: PaymentInit, policy: InitPolicy, now: datetime
+) -> Payment:
+    try:
+        amount = to_minor(data.amount, data.currency, max_major=policy.max_amount)
+    except MoneyError as exc:
+        raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+    provider = data.provider or merchant.default_provider or "sandbox"
+    if provider not in policy.providers:
+        message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
+        raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    payment = Payment(
+        id=new_payment_id(),
+        merchant_id=merchant.id,
+        amount=amount,
+        currency=data.currency,
+        description=data.description,
+        metadata_=data.metadata or {},
+        order_id=_order_id(data.metadata),
+        customer_phone=data.customer_phone,
+        customer_email=data.customer_email,
+        customer_name=data.customer_name,
+        webhook_url=data.webhook_url,
+        webhook_secret=data.webhook_secret,
+        success_url=data.success_url,
+        fail_url=data.fail_url,
+        language=data.language,
+        provider=provider,
+        status=PaymentStatus.PENDING,
+        paid_amount=0,
+        fee_amount=0,
+        received_amount=0,
+        refunded_amount=0,
+        last_sequence=0,
+        expires_at=now + timedelta(seconds=data.expires_in or policy.default_expires_in),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    await session.flush()
+    return payment
+
+
+async def get(session: AsyncSession, payment_id: str) -> Payment:
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound("Payment not found")
+    return payment
+
+
+async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_id: str) -> Payment:
+    """A merchant sees only its own payments; another's is simply not found."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None or payment.merchant_id != merchant_id:
+        raise NotFound("Payment not found")
+    return payment
+
+
+async def lock(session: AsyncSession, payment_id: str, *, merchant_id: str | None = None) -> Payment:
+    stmt = (
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    payment = (await session.execute(stmt)).scalar_one_or_none()
+    if payment is None or (merchant_id is not None and payment.merchant_id != merchant_id):
+        raise NotFound("Payment not found")
+    return payment
+
+
+def _touch(payment: Payment, status: PaymentStatus | str, now: datetime) -> str:
+    previous = payment.status
+    payment.status = str(status)
+    payment.updated_at = now
+    return previous
+
+
+async def expire_if_due(session: AsyncSession, payment: Payment, *, now: datetime) -> bool:
+    """Expire a locked payment whose time is up. Money already received stays with it."""
+    if payment.status not in PAYABLE or payment.expires_at > now:
+        return False
+    await _close_live_attempts(session, payment, AttemptStatus.EXPIRED, now=now)
+    previous = _touch(payment, PaymentStatus.EXPIRED, now)
+    await events.emit(
+        session,
+        payment,
+        EventType.EXPIRED,
+        previous_status=previous,
+        now=now,
+        extras={"expired_at": iso(payment.expires_at), "partially_paid": payment.received_amount > 0},
+    )
+    return True
+
+
+async def _close_live_attempts(
+    session: AsyncSession, payment: Payment, status: AttemptStatus, *, now: datetime
+) -> None:
+    live = await session.scalars(
+        select(Attempt).where(Attempt.payment_id == payment.id, Attempt.status == AttemptStatus.LIVE)
+    )
+    for attempt in live:
+        attempt.status = str(status)
+        attempt.finished_at = now
+
+
+async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, reason: str, now: datetime) -> Payment:
+    payment = await lock(session, payment_id, merchant_id=merchant_id)
+    if await expire_if_due(session, payment, now=now):
+        raise Conflict("Payment has expired and can no longer be cancelled")
+    if payment.status not in PAYABLE:
+        raise Conflict(f"Payment is {payment.status} and can no longer be cancelled")
+    await _close_live_attempts(session, payment, AttemptStatus.CANCELLED, now=now)
+    previous = _touch(payment, PaymentStatus.CANCELLED, now)
+    payment.cancelled_at = now
+    await events.emit(
+        session,
+        payment,
+        EventType.CANCELLED,
+        previous_status=previous,
+        now=now,
+        extras={"reason": reason or "cancelled by merchant", "partially_paid": payment.received_amount > 0},
+    )
+    return payment
+
+
+# --- attempts and money received ---------------------------------------------------------
+
+
+async def open_attempt(
+    session: AsyncSession, payment: Payment, *, amount: int, now: datetime, provider_ref: str | None = None
+) -> Attempt:
+    attempt = Attempt(
+        id=new_id("att"),
+        payment_id=payment.id,
+        provider=payment.provider,
+        amount=amount,
+        status=AttemptStatus.LIVE,
+        provider_ref=provider_ref,
+        created_at=now,
+    )
+    session.add(attempt)
+    return attempt
+
+
+def finish_attempt(attempt: Attempt, status: AttemptStatus, *, now: datetime, error: str | None = None) -> None:
+    attempt.status = str(status)
+    attempt.finished_at = now
+    attempt.error = error
+
+
+async def find_operation(session: AsyncSession, *, provider: str, provider_txn_id: str) -> Operation | None:
+    return await session.scalar(
+        select(Operation).where(Operation.provider == provider, Operation.provider_txn_id == provider_txn_id)
+    )
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    operation: Operation
+    counted: bool  # False: this provider transaction was already recorded
+
+
+async def record_operation(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    provider_txn_id: str,
+    amount: int,
+    now: datetime,
+    fee: int = 0,
+    attempt: Attempt | None = None,
+    payment_method: str | None = None,
+) -> OperationResult:
+    """Count money the provider says arrived, once per provider transaction id.
+
+    The caller holds the payment locked. A repeat of a known provider transaction changes nothing.
+    """
+    existing = await find_operation(session, provider=payment.provider, provider_txn_id=provider_txn_id)
+    if existing is not None:
+        return OperationResult(existing, counted=False)
+    operation = Operation(
+        id=new_id("op"),
+        payment_id=payment.id,
+        attempt_id=attempt.id if attempt else None,
+        provider=payment.provider,
+        provider_txn_id=provider_txn_id,
+        amount=amount,
+        fee=fee,
+        net=amount - fee,
+        payment_method=payment_method,
+        created_at=now,
+    )
+    session.add(operation)
+    if attempt is not None:
+        finish_attempt(attempt, AttemptStatus.SUCCEEDED, now=now)
+        attempt.payment_method = payment_method
+    payment.paid_amount += amount
+    payment.fee_amount += fee
+    payment.received_amount += amount - fee
+    payment.updated_at = now
+    if payment.status not in PAYABLE:
+        # Money after the payment closed is still money: it is counted, never dropped.
+        return OperationResult(operation, counted=True)
+    extras = {"payment_method": payment_method or payment.provider}
+    if payment.received_amount >= payment.amount:
+        payment.paid_at = now
+        previous = _touch(payment, PaymentStatus.PAID, now)
+        await events.emit(session, payment, EventType.PAID, previous_status=previous, now=now, extras=extras)
+    else:
+        previous = _touch(payment, PaymentStatus.PARTIALLY_PAID, now)
+        await events.emit(session, payment, EventType.PARTIALLY_PAID, previous_status=previous, now=now, extras=extras)
+    return OperationResult(operation, counted=True)
+
+
+def settle_status(payment: Payment, now: datetime) -> None:
+    """After an attempt ends without money, a payment that was processing is payable again."""
+    if payment.status == PaymentStatus.PROCESSING:
+        _touch(payment, PaymentStatus.PARTIALLY_PAID if payment.received_amount else PaymentStatus.PENDING, now)
+
+
+# --- refunds -----------------------------------------------------------------------------
+
+
+async def _reserved_refunds(session: AsyncSession, payment_id: str) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment_id, Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED])
+        )
+    )
+    return int(total or 0)
+
+
+async def request_refund(
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    payment_id: str,
+    amount: Any | None,
+    reason: str,
+    now: datetime,
+) -> Refund:
+    """Reserve a refund under the payment's lock; the provider is called after this commits.
+
+    Pending refunds count against the refundable sum, so concurrent requests can never send back
+    more than was paid.
+    """
+    payment = await lock(session, payment_id, merchant_id=merchant_id)
+    if payment.paid_amount == 0:
+        raise Conflict(f"Payment is {payment.status} and has received no money to refund")
+    if payment.status == PaymentStatus.REFUNDED:
+        raise Conflict("Payment has already been refunded in full")
+    available = payment.paid_amount - await _reserved_refunds(session, payment.id)
+    if available <= 0:
+        raise Conflict("Nothing left to refund: earlier refunds cover everything paid")
+    if amount is None:
+        minor = available
+    else:
+        try:
+            minor = to_minor(amount, payment.currency)
+        except MoneyError as exc:
+            raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+        if minor > available:
+            message = (
+                f"Refund amount exceeds the refundable sum of "
+                f"{to_major_str(available, payment.currency)} {payment.currency}"
+            )
+            raise Unprocessable(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+    refund = Refund(
+        id=new_id("rfd"),
+        payment_id=payment.id,
+        amount=minor,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        created_at=now,
+    )
+    session.add(refund)
+    payment.updated_at = now
+    await session.flush()
+    return refund
+
+
+async def complete_refund(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    succeeded: bool,
+    now: datetime,
+    provider_ref: str | None = None,
+    error: str | None = None,
+) -> Refund:
+    """Record the provider's answer to a pending refund; a success emits ``refunded``."""
+    payment_id = await session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
+    if payment_id is None:
+        raise NotFound("Refund not found")
+    # Payment first, then refund: the same lock order as request_refund, so no deadlock.
+    payment = await lock(session, payment_id)
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    assert refund is not None
+    if refund.status != RefundStatus.PENDING:
+        return refund  # already settled by another worker: nothing to do twice
+    refund.completed_at = now
+    refund.provider_ref = provider_ref or refund.provider_ref
+    if not succeeded:
+        refund.status = RefundStatus.FAILED
+        refund.error = (error or "refund failed")[:500]
+        return refund
+    refund.status = RefundStatus.SUCCEEDED
+    payment.refunded_amount += refund.amount
+    payment.updated_at = now
+    previous = payment.status
+    if payment.refunded_amount >= payment.paid_amount:
+        _touch(payment, PaymentStatus.REFUNDED, now)
+    await events.emit(
+        session,
+        payment,
+        EventType.REFUNDED,
+        previous_status=previous,
+        now=now,
+        extras={
+            "refund_id": refund.id,
+            "refund_amount": to_major_number(refund.amount, payment.currency),
+            "refunded_amount": to_major_number(payment.refunded_amount, payment.currency),
+            "reason": refund.reason,
+            "full_refund": payment.refunded_amount >= payment.paid_amount,
+        },
+    )
+    return refund
+
+
+async def get_refund(session: AsyncSession, refund_id: str) -> Refund:
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound("Refund not found")
+    return refund
+
+
+async def send_refund(db: Database, providers: Providers, *, refund_id: str, clock: Callable[[], datetime]) -> None:
+    """Ask the provider to send a reserved refund back, outside any transaction, then record it."""
+    async with db.reading() as session:
+        refund = await get_refund(session, refund_id)
+        payment = await get(session, refund.payment_id)
+    if refund.status != RefundStatus.PENDING:
+        return
+    try:
+        outcome = await providers.get(payment.provider).refund(payment, refund)
+    except Exception as exc:  # the provider's failure is the refund's failure, recorded below
+        outcome = RefundOutcome(succeeded=False, error=f"provider error: {exc}")
+    if outcome.succeeded is None:
+        async with db.transaction() as session:
+            await mark_refund_sent(session, refund_id=refund_id, provider_ref=outcome.provider_ref)
+        return
+    async with db.transaction() as session:
+        await complete_refund(
+            session,
+            refund_id=refund_id,
+            succeeded=outcome.succeeded,
+            provider_ref=outcome.provider_ref,
+            error=outcome.error,
+            now=clock(),
+        )
+
+
+async def mark_refund_sent(session: AsyncSession, *, refund_id: str, provider_ref: str | None) -> None:
+    refund = await session.get(Refund, refund_id, with_for_update=True)
+    if refund is not None and refund.status == RefundStatus.PENDING and provider_ref:
+        refund.provider_ref = provider_ref
+
+
+async def merchant_name(session: AsyncSession, merchant_id: str) -> str:
+    return await session.scalar(select(Merchant.name).where(Merchant.id == merchant_id)) or ""

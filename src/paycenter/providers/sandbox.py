@@ -1,0 +1,87 @@
+"""The built-in test provider: the payer's buttons on the payment page are the bank."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.errors import Conflict, Unprocessable
+from paycenter.money import MoneyError, to_minor
+from paycenter.payments import service
+from paycenter.payments.models import PAYABLE, AttemptStatus, Payment, PaymentStatus, Refund
+from paycenter.providers.base import RefundOutcome
+
+
+class SandboxProvider:
+    name: ClassVar[str] = "sandbox"
+    pull: ClassVar[bool] = False
+
+    async def refund(self, payment: Payment, refund: Refund) -> RefundOutcome:
+        return RefundOutcome(succeeded=True, provider_ref=f"sandbox-refund-{refund.id}")
+
+
+class PayerAction(enum.StrEnum):
+    PAY = "pay"
+    CANCEL = "cancel"
+    FAIL = "fail"
+
+
+class Outcome(enum.StrEnum):
+    PAID = "paid"
+    PARTIAL = "partial"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    EXPIRED = "expired"
+
+
+async def payer_action(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    action: PayerAction,
+    amount: Any | None,
+    checkout_id: str,
+    now: datetime,
+) -> Outcome:
+    """One sandbox attempt, decided on the spot by the payer's button.
+
+    ``checkout_id`` comes from the rendered form and is the sandbox's provider transaction id, so a
+    double-submitted form is the same operation reported twice and counts once.
+    """
+    payment = await service.lock(session, payment_id)
+    if payment.provider != SandboxProvider.name:
+        raise Conflict("This payment is not a sandbox payment", code="wrong_provider")
+    txn_id = f"sandbox-{checkout_id}"
+    if await service.find_operation(session, provider=payment.provider, provider_txn_id=txn_id) is not None:
+        return Outcome.DUPLICATE
+    if await service.expire_if_due(session, payment, now=now):
+        return Outcome.EXPIRED
+    if payment.status not in PAYABLE:
+        raise Conflict(f"Payment is {payment.status} and can no longer be paid")
+    remaining = payment.remaining_amount
+    if amount is None or (isinstance(amount, str) and not amount.strip()):
+        minor = remaining
+    else:
+        try:
+            minor = to_minor(str(amount).replace(",", ".").replace(" ", ""), payment.currency)
+        except MoneyError as exc:
+            raise Unprocessable(str(exc), code="invalid_amount") from None
+        if minor > remaining:
+            raise Unprocessable("Amount exceeds what remains to be paid", code="invalid_amount")
+    attempt = await service.open_attempt(session, payment, amount=minor, now=now)
+    if action is PayerAction.PAY:
+        await service.record_operation(
+            session, payment, provider_txn_id=txn_id, amount=minor, now=now, attempt=attempt, payment_method="sandbox"
+        )
+        return Outcome.PAID if payment.status == PaymentStatus.PAID else Outcome.PARTIAL
+    if action is PayerAction.CANCEL:
+        service.finish_attempt(attempt, AttemptStatus.CANCELLED, now=now, error="cancelled by the payer")
+        service.settle_status(payment, now)
+        return Outcome.CANCELLED
+    service.finish_attempt(attempt, AttemptStatus.FAILED, now=now, error="declined by the sandbox bank")
+    service.settle_status(payment, now)
+    return Outcome.FAILED
