@@ -14,6 +14,10 @@ from typing import Any
 from iso4217 import Currency
 
 
+# Whatever the configured maximum, an amount must fit a signed 64-bit column with room to sum.
+ABSOLUTE_MAX_MINOR = 2**62
+
+
 class MoneyError(ValueError):
     """An amount or currency the API cannot accept; the message is shown to the merchant."""
 
@@ -76,6 +80,8 @@ def to_minor(value: Any, currency: str, *, max_major: Decimal | None = None) -> 
             if exp
             else f"amount must be a whole number for {currency}"
         )
+    if scaled > ABSOLUTE_MAX_MINOR:
+        raise MoneyError("amount is too large")
     return int(scaled)
 
 
