@@ -111,11 +111,16 @@ def translator(lang: str):  # type: ignore[no-untyped-def]
 SYMBOLS = {"KZT": "₸", "RUB": "₽", "USD": "$", "EUR": "€", "KGS": "сом", "UZS": "сўм"}
 
 
-def format_money(minor: int, currency: str, lang: str) -> str:
-    """1500000 KZT -> "15 000,00 ₸" in Russian and Kazakh, "15,000.00 ₸" in English."""
+def format_number(minor: int, currency: str, lang: str, *, grouping: bool = True) -> str:
+    """1500000 KZT -> "15 000,00" in Russian and Kazakh, "15,000.00" in English."""
     exp = exponent(currency)
     value = Decimal(minor).scaleb(-exp)
-    text = f"{value:,.{exp}f}"
+    text = f"{value:{',' if grouping else ''}.{exp}f}"
     if lang != "en":
         text = text.replace(",", "\u202f").replace(".", ",")
-    return f"{text}\u00a0{SYMBOLS.get(currency, currency)}"
+    return text
+
+
+def format_money(minor: int, currency: str, lang: str) -> str:
+    """1500000 KZT -> "15 000,00 ₸" in Russian and Kazakh, "15,000.00 ₸" in English."""
+    return f"{format_number(minor, currency, lang)}\u00a0{SYMBOLS.get(currency, currency)}"

@@ -14,7 +14,6 @@ from fastapi.templating import Jinja2Templates
 from paycenter.checkout import i18n
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
-from paycenter.money import to_major_str
 from paycenter.payments import service
 from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
 from paycenter.providers import sandbox
@@ -87,7 +86,10 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         "error": _known(request.query_params.get("error") or "", prefix="error_"),
         "return_url": return_url,
         "final": not payable,
-        "remaining_input": to_major_str(payment.remaining_amount, payment.currency),
+        # The hint in the page's own number style ("300,00" in Russian); the form takes either.
+        "remaining_input": i18n.format_number(
+            payment.remaining_amount, payment.currency, lang, grouping=False
+        ),
     }
     return _page(request, "pay.html", context, lang)
 

@@ -1,0 +1,203 @@
+"""The ``paycenter`` console script, run for real in subprocesses against a fresh database.
+
+SQLite always; PostgreSQL too when ``PAYCENTER_TEST_POSTGRES_URL`` is set (a new, empty database is
+created on that server, so ``paycenter migrate`` builds the schema from nothing). These tests do not
+use the per-backend ``db`` fixture: they pick their own backends here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import REQUIRED, SEED_BODY, SERVER_URLS, _drop_server_database, _fresh_server_database
+from paycenter.app import create_app
+from paycenter.config import Settings
+
+PAYCENTER = Path(sys.executable).with_name("paycenter")
+CLI_BACKENDS = ["sqlite"] + (
+    ["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else []
+)
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+
+    def ok(self) -> Run:
+        assert self.rc == 0, f"exit {self.rc}\nstdout:\n{self.out}\nstderr:\n{self.err}"
+        return self
+
+    def json(self) -> Any:
+        return json.loads(self.ok().out)
+
+
+@dataclass
+class Cli:
+    database_url: str
+    cwd: Path
+
+    async def __call__(self, *args: str) -> Run:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+        env.update(PAYCENTER_DATABASE_URL=self.database_url, NO_COLOR="1", COLUMNS="200")
+        proc = await asyncio.create_subprocess_exec(
+            str(PAYCENTER),
+            *args,
+            cwd=self.cwd,  # a temp dir: no stray .env or ./paycenter.db is picked up
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(60):
+                out, err = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return Run(proc.returncode or 0, out.decode(), err.decode())
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """The console script bound to a fresh, empty (not yet migrated) SQLite file."""
+    assert PAYCENTER.exists(), f"console script not installed next to {sys.executable}"
+    return Cli(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+async def cli(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cli]:
+    """The same on each backend: a fresh SQLite file, or a new empty PostgreSQL database."""
+    assert PAYCENTER.exists(), f"console script not installed next to {sys.executable}"
+    if request.param == "sqlite":
+        yield Cli(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+        return
+    server_url = SERVER_URLS["postgresql"]
+    if not server_url:
+        pytest.fail(
+            "postgresql is required (PAYCENTER_TEST_REQUIRE) "
+            "but PAYCENTER_TEST_POSTGRES_URL is not set"
+        )
+    url = await _fresh_server_database("postgresql", server_url)
+    try:
+        yield Cli(url, tmp_path)
+    finally:
+        await _drop_server_database(server_url, url)
+
+
+async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
+    migrated = (await cli("migrate")).ok()
+    assert "newest schema" in migrated.out
+    (await cli("migrate")).ok()  # running it again on an up-to-date schema is harmless
+
+    created = await cli(
+        "merchant", "create", "Coffee & Co", "--webhook-url", "https://shop.example/hook", "--json"
+    )
+    merchant = created.json()  # the whole stdout is exactly one JSON object
+    assert isinstance(merchant, dict)
+    assert created.out.strip().count("\n") == 0
+    assert merchant["merchant_id"].startswith("mer_")
+    assert merchant["api_token"].startswith("pct_")
+    mid, first_token = merchant["merchant_id"], merchant["api_token"]
+
+    # Made after the first one: `merchant list` orders by creation.
+    plain = (await cli("merchant", "create", "Second shop")).ok()
+    assert "pct_" in plain.out and "mer_" in plain.out
+
+    listed_json, listed_table = await asyncio.gather(
+        cli("merchant", "list", "--json"), cli("merchant", "list")
+    )
+    listed = listed_json.json()
+    assert [(m["name"], m["webhook_url"]) for m in listed] == [
+        ("Coffee & Co", "https://shop.example/hook"),
+        ("Second shop", None),
+    ]
+    assert listed[0]["merchant_id"] == mid
+    table = listed_table.ok().out
+    assert mid in table and "Coffee & Co" in table and "Second shop" in table
+
+    issued = (await cli("token", "create", mid, "--name", "ci", "--json")).json()
+    assert issued["merchant_id"] == mid
+    second_token, second_id = issued["api_token"], issued["token_id"]
+    assert second_token != first_token
+
+    tokens_json, tokens_table = await asyncio.gather(
+        cli("token", "list", mid, "--json"), cli("token", "list")
+    )
+    tokens = tokens_json.json()
+    assert len(tokens) == 2 and {t["merchant_id"] for t in tokens} == {mid}
+    assert all(t["revoked_at"] is None for t in tokens)
+    listing = tokens_table.ok().out + tokens_json.out
+    assert first_token not in listing and second_token not in listing  # only prefixes are kept
+    assert second_token[:12] in listing
+
+    app = create_app(Settings(database_url=cli.database_url, _env_file=None))  # type: ignore[call-arg]
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://pay.test"
+        ) as api:
+
+            async def init(token: str) -> httpx.Response:
+                return await api.post(
+                    "/api/payment/init", json=SEED_BODY, headers={"X-API-Token": token}
+                )
+
+            assert (await init(second_token)).status_code == 201
+            revoked = await cli("token", "revoke", second_id)
+            assert revoked.ok().out.strip() == f"token {second_id} revoked"
+            # The same running app, so no cached authentication may survive the revocation.
+            refused = await init(second_token)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["success"] is False
+            r = await api.get("/api/transactions", headers={"X-API-Token": second_token})
+            assert r.status_code == 401
+            assert (await init(first_token)).status_code == 201  # other tokens keep working
+    finally:
+        await app.state.ctx.db.dispose()
+
+    after_json, after_table, again = await asyncio.gather(
+        cli("token", "list", mid, "--json"),
+        cli("token", "list"),
+        cli("token", "revoke", second_id),  # revoking twice is not an error
+    )
+    tokens = {t["token_id"]: t for t in after_json.json()}
+    assert tokens[second_id]["revoked_at"] is not None
+    assert sum(t["revoked_at"] is None for t in tokens.values()) == 1
+    assert "revoked" in after_table.ok().out
+    again.ok()
+
+
+async def test_bad_arguments_are_refused_without_writing(sqlite_cli: Cli) -> None:
+    cli = sqlite_cli
+    (await cli("migrate")).ok()
+    bad_urls = ("ftp://x", "javascript:alert(1)", "https://" + "a" * 500 + ".kz")
+    *refusals, blank, missing, gone = await asyncio.gather(
+        *(cli("merchant", "create", "Shop", "--webhook-url", url, "--json") for url in bad_urls),
+        cli("merchant", "create", "   "),
+        cli("token", "create", "mer_nope"),
+        cli("token", "revoke", "tok_nope"),
+    )
+    for refused in refusals:
+        assert refused.rc != 0, refused.out
+        assert refused.out == ""  # no half-made merchant and no token on stdout
+        assert "webhook" in refused.err.lower() and "Traceback" not in refused.err
+    assert blank.rc != 0 and "NAME" in blank.err
+    for run in (missing, gone):
+        assert run.rc != 0 and "not found" in run.err and "Traceback" not in run.err, run.err
+
+    merchants, tokens = await asyncio.gather(
+        cli("merchant", "list", "--json"), cli("token", "list", "--json")
+    )
+    assert merchants.json() == [] and tokens.json() == []
