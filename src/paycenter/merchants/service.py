@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ def hash_token(token: str) -> str:
 
 
 def new_signing_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    # Standard Webhooks format: "whsec_" + standard base64 of the key bytes, which is what the
+    # official libraries decode (URL-safe base64 would silently decode to another key).
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True)
