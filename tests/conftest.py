@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from paycenter import models  # noqa: F401
@@ -205,6 +205,15 @@ async def sandbox(client: httpx.AsyncClient, payment_id: str, action: str = "pay
     response = await client.post(f"/pay/{payment_id}/sandbox", data={"action": action, **form})
     assert response.status_code == 303, response.text
     return response
+
+
+async def row_counts(db: Database) -> dict[str, int]:
+    """Rows in every table of the schema: compare before and after to prove nothing was written."""
+    async with db.reading() as session:
+        return {
+            table.name: int(await session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,13 @@ async def run(
     except IntegrityError:
         pass
     except ApiError:
-        raise
+        # Refused, perhaps only because a concurrent request with this key committed while we
+        # waited for the payment's lock (it cancelled or refunded it first): then answer as it did.
+        async with db.reading() as session:
+            replay = await _stored(session, merchant_id=merchant_id, key=key, fp=fp, now=now, ttl=ttl)
+        if replay is None:
+            raise
+        return replay.status, replay.body, True
     # A concurrent request with the same key committed first: answer as it did.
     async with db.reading() as session:
         replay = await _stored(session, merchant_id=merchant_id, key=key, fp=fp, now=now, ttl=ttl)

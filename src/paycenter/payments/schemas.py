@@ -139,6 +139,14 @@ class PaymentInit(BaseModel):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return _clean_text(value)
 
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_type(cls, value: Any) -> Any:
+        # Checked before the dict|list union so the error names `metadata`, not a union member.
+        if value is not None and not isinstance(value, dict | list):
+            raise ValueError("metadata must be a JSON object")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any] | list[Any] | None) -> dict[str, Any] | None:
