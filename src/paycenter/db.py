@@ -10,6 +10,7 @@ One engine per process. Each backend gets what it needs to be correct under conc
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,14 @@ def new_id(prefix: str) -> str:
 def new_payment_id() -> str:
     """32 uppercase hex characters: the old system's transaction_id format, kept for merchants."""
     return secrets.token_hex(16).upper()
+
+
+_PAYMENT_ID = re.compile(r"[0-9A-F]{32}")
+
+
+def is_payment_id(value: str) -> bool:
+    """Whether ``value`` can be a payment id at all; anything else is not looked up."""
+    return _PAYMENT_ID.fullmatch(value) is not None
 
 
 # Integer primary keys that autoincrement on SQLite too (it only does so for INTEGER).

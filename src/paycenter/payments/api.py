@@ -35,8 +35,11 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        description="Any unique string (a UUID is ideal). Retrying with the same key and body returns the "
-        "first answer instead of acting twice; the same key with another body is refused with 409.",
+        description="Any unique string of 1 to 255 printable characters (a UUID is ideal). "
+        "Retrying with the same key and body returns the first answer instead of acting twice; "
+        "the same key with another body is refused with 409.",
+        # Documented only: idempotency.run checks the key itself, with its own clear message (422).
+        json_schema_extra={"minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
     ),
 ]
 
@@ -220,9 +223,9 @@ async def list_transactions(
     flt = queries.TransactionFilter(
         merchant_id=merchant.id,
         statuses=queries.parse_statuses(status),
-        created_from=queries.as_utc(created_from),
-        created_to=queries.as_utc(created_to),
-        order_id=order_id,
+        created_from=queries.as_utc(created_from, "created_from"),
+        created_to=queries.as_utc(created_to, "created_to"),
+        order_id=queries.text_filter(order_id, "order_id"),
     )
     async with ctx.db.reading() as session:
         rows, next_cursor = await queries.list_payments(session, flt, limit=limit, cursor=cursor)
@@ -268,7 +271,9 @@ async def get_statistics(
     created_to: Annotated[datetime | None, Query()] = None,
 ) -> dict[str, Any]:
     flt = queries.TransactionFilter(
-        merchant_id=merchant.id, created_from=queries.as_utc(created_from), created_to=queries.as_utc(created_to)
+        merchant_id=merchant.id,
+        created_from=queries.as_utc(created_from, "created_from"),
+        created_to=queries.as_utc(created_to, "created_to"),
     )
     async with ctx.db.reading() as session:
         by_status, currencies = await queries.statistics(session, flt)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentStatus, Refund
 
@@ -26,10 +27,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, payment_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not isinstance(payment_id, str):
+        if when.tzinfo is None or not isinstance(payment_id, str) or not is_payment_id(payment_id):
             raise ValueError
-        return when, payment_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return when.astimezone(UTC), payment_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Unprocessable(
             "cursor is not valid: pass next_cursor from a previous page",
             fields=[{"field": "cursor", "message": "invalid"}],
@@ -48,10 +49,27 @@ def parse_statuses(value: str | None) -> list[str] | None:
     return statuses
 
 
-def as_utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None, field: str) -> datetime | None:
+    """A filter's datetime in UTC (naive means UTC). Near ``datetime.min``/``max`` the shift to
+    UTC leaves Python's range (``0001-01-01T00:00+01:00``): bad input, a 422, not a 500."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        message = f"{field} is out of range"
+        raise Unprocessable(message, fields=[{"field": field, "message": message}]) from None
+
+
+def text_filter(value: str | None, field: str) -> str | None:
+    """A free-text filter. Stored text never holds NUL (PostgreSQL cannot), so refuse it up front
+    rather than let PostgreSQL fail the query while SQLite and MariaDB answer."""
+    if value is not None and "\x00" in value:
+        message = f"{field} must not contain NUL characters"
+        raise Unprocessable(message, fields=[{"field": field, "message": message}])
+    return value
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from paycenter import money
 
@@ -67,7 +67,35 @@ def _clean_text(value: str | None) -> str | None:
     return value or None
 
 
-class PaymentInit(BaseModel):
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character hides in a string, or in any key or value of nested JSON."""
+    stack = [value]
+    while stack:  # a loop, not recursion: metadata may nest as deep as the JSON parser allowed
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class RequestBody(BaseModel):
+    """A request body. No text in it may hold a NUL character: PostgreSQL cannot store one, and the
+    API answers alike on every backend (a 422 here, not a 500 on PostgreSQL and a 201 elsewhere)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        if _has_nul(value):
+            raise ValueError(f"{info.field_name} must not contain NUL characters")
+        return value
+
+
+class PaymentInit(RequestBody):
     """Body of ``POST /api/payment/init``. Unknown fields are ignored, as the old system did."""
 
     model_config = ConfigDict(
@@ -167,14 +195,14 @@ class PaymentInit(BaseModel):
         return value or None
 
 
-class RefundRequest(BaseModel):
+class RefundRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     amount: AmountIn | None = Field(default=None, description="Major units; the whole refundable sum if omitted.")
     reason: str = Field(default="", max_length=500)
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     reason: str = Field(default="", max_length=500)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter.db import Database, new_id, new_payment_id
+from paycenter.db import Database, is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
 from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
@@ -98,7 +98,15 @@ async def create_payment(
     return payment
 
 
+def _check_id(payment_id: str) -> None:
+    # A malformed id names no payment. Not sending it to the database also keeps text PostgreSQL
+    # refuses (a NUL character) from turning a 404 into a 500.
+    if not is_payment_id(payment_id):
+        raise NotFound("Payment not found")
+
+
 async def get(session: AsyncSession, payment_id: str) -> Payment:
+    _check_id(payment_id)
     payment = await session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("Payment not found")
@@ -107,6 +115,7 @@ async def get(session: AsyncSession, payment_id: str) -> Payment:
 
 async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_id: str) -> Payment:
     """A merchant sees only its own payments; another's is simply not found."""
+    _check_id(payment_id)
     payment = await session.get(Payment, payment_id)
     if payment is None or payment.merchant_id != merchant_id:
         raise NotFound("Payment not found")
@@ -114,6 +123,7 @@ async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_i
 
 
 async def lock(session: AsyncSession, payment_id: str, *, merchant_id: str | None = None) -> Payment:
+    _check_id(payment_id)
     stmt = (
         select(Payment)
         .where(Payment.id == payment_id)
