@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SEED_BODY, MerchantCreds, create_payment, make_merchant, row_counts, sandbox
 
+from conftest import SEED_BODY, MerchantCreds, create_payment, make_merchant, row_counts, sandbox
 from paycenter.db import Database, utcnow
 from paycenter.merchants import service as merchants
 
@@ -60,7 +60,9 @@ def key_headers(creds: MerchantCreds, **extra: str) -> dict[str, str]:
     return {**creds.headers, "Idempotency-Key": uuid.uuid4().hex, **extra}
 
 
-def post_json(client: httpx.AsyncClient, creds: MerchantCreds, url: str, body: Any) -> Callable[[], Awaitable[httpx.Response]]:
+def post_json(
+    client: httpx.AsyncClient, creds: MerchantCreds, url: str, body: Any
+) -> Callable[[], Awaitable[httpx.Response]]:
     """A POST of ``body``: raw bytes as they are, anything else JSON-encoded."""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = key_headers(creds, **{"Content-Type": "application/json"})
@@ -97,7 +99,9 @@ INIT_CASES: list[Any] = [
     pytest.param(seed(amount={}), 422, "validation_error", "amount", id="amount-object"),
     pytest.param(seed(amount="NaN"), 422, "validation_error", "amount", id="amount-nan-string"),
     pytest.param(seed(amount="Infinity"), 422, "validation_error", "amount", id="amount-inf-string"),
-    pytest.param({k: v for k, v in SEED_BODY.items() if k != "amount"}, 422, "validation_error", "amount", id="amount-missing"),
+    pytest.param(
+        {k: v for k, v in SEED_BODY.items() if k != "amount"}, 422, "validation_error", "amount", id="amount-missing"
+    ),
     # NaN / Infinity as bare JSON tokens: Python's json module accepts them, we must not
     pytest.param(b'{"amount": NaN, "currency": "KZT"}', 422, "validation_error", "amount", id="amount-NaN-token"),
     pytest.param(b'{"amount": Infinity}', 422, "validation_error", "amount", id="amount-Infinity-token"),
@@ -122,19 +126,39 @@ INIT_CASES: list[Any] = [
     pytest.param(seed(metadata=42), 422, "validation_error", "metadata", id="metadata-number"),
     pytest.param(seed(metadata=True), 422, "validation_error", "metadata", id="metadata-bool"),
     pytest.param(seed(metadata=["order", 1]), 422, "validation_error", "metadata", id="metadata-list"),
-    pytest.param(seed(metadata={f"k{i}": i for i in range(51)}), 422, "validation_error", "metadata", id="metadata-51-keys"),
+    pytest.param(
+        seed(metadata={f"k{i}": i for i in range(51)}), 422, "validation_error", "metadata", id="metadata-51-keys"
+    ),
     pytest.param(seed(metadata={"k" * 41: "v"}), 422, "validation_error", "metadata", id="metadata-key-41"),
     pytest.param(seed(metadata={"note": "x" * 501}), 422, "validation_error", "metadata", id="metadata-value-501"),
-    pytest.param(seed(metadata={"note": {"inner": "x" * 500}}), 422, "validation_error", "metadata", id="metadata-nested-object-value"),
-    pytest.param(seed(metadata={"note": ["x" * 250, "y" * 250]}), 422, "validation_error", "metadata", id="metadata-nested-list-value"),
+    pytest.param(
+        seed(metadata={"note": {"inner": "x" * 500}}),
+        422,
+        "validation_error",
+        "metadata",
+        id="metadata-nested-object-value",
+    ),
+    pytest.param(
+        seed(metadata={"note": ["x" * 250, "y" * 250]}),
+        422,
+        "validation_error",
+        "metadata",
+        id="metadata-nested-list-value",
+    ),
     # webhook_url not http(s), or too long
     pytest.param(seed(webhook_url="ftp://example.com/hook"), 422, "validation_error", "webhook_url", id="webhook-ftp"),
-    pytest.param(seed(webhook_url="javascript:alert(1)"), 422, "validation_error", "webhook_url", id="webhook-javascript"),
+    pytest.param(
+        seed(webhook_url="javascript:alert(1)"), 422, "validation_error", "webhook_url", id="webhook-javascript"
+    ),
     pytest.param(seed(webhook_url="not a url"), 422, "validation_error", "webhook_url", id="webhook-not-a-url"),
     pytest.param(seed(webhook_url="example.com/hook"), 422, "validation_error", "webhook_url", id="webhook-no-scheme"),
     pytest.param(seed(webhook_url="http://"), 422, "validation_error", "webhook_url", id="webhook-no-host"),
-    pytest.param(seed(webhook_url="https://:443/hook"), 422, "validation_error", "webhook_url", id="webhook-port-no-host"),
-    pytest.param(seed(webhook_url="https://example.com:99999/"), 422, "validation_error", "webhook_url", id="webhook-bad-port"),
+    pytest.param(
+        seed(webhook_url="https://:443/hook"), 422, "validation_error", "webhook_url", id="webhook-port-no-host"
+    ),
+    pytest.param(
+        seed(webhook_url="https://example.com:99999/"), 422, "validation_error", "webhook_url", id="webhook-bad-port"
+    ),
     pytest.param(seed(webhook_url=LONG_URL), 422, "validation_error", "webhook_url", id="webhook-501-chars"),
     pytest.param(seed(webhook_url=123), 422, "validation_error", "webhook_url", id="webhook-number"),
     # webhook_secret over 64
@@ -142,7 +166,9 @@ INIT_CASES: list[Any] = [
     # expires_in out of range
     pytest.param(seed(expires_in=9), 422, "validation_error", "expires_in", id="expires-in-9"),
     pytest.param(seed(expires_in=0), 422, "validation_error", "expires_in", id="expires-in-0"),
-    pytest.param(seed(expires_in=MAX_EXPIRES_IN + 1), 422, "validation_error", "expires_in", id="expires-in-30d-plus-1"),
+    pytest.param(
+        seed(expires_in=MAX_EXPIRES_IN + 1), 422, "validation_error", "expires_in", id="expires-in-30d-plus-1"
+    ),
     pytest.param(seed(expires_in="soon"), 422, "validation_error", "expires_in", id="expires-in-text"),
     # unknown provider / language
     pytest.param(seed(provider="kaspi"), 422, "validation_error", "provider", id="provider-unknown"),
@@ -165,11 +191,17 @@ async def test_init_refuses(client, db, merchant, body, status, code, field):
 
 async def test_init_error_names_the_problem(client, db, merchant):
     """Messages say what is wrong, not just that something is."""
-    body = await refused(db, post_json(client, merchant, INIT, seed(amount=5.5, currency="JPY")), 422, "validation_error", "amount")
+    body = await refused(
+        db, post_json(client, merchant, INIT, seed(amount=5.5, currency="JPY")), 422, "validation_error", "amount"
+    )
     assert "JPY" in body["message"]
-    body = await refused(db, post_json(client, merchant, INIT, seed(currency="XYZ")), 422, "validation_error", "currency")
+    body = await refused(
+        db, post_json(client, merchant, INIT, seed(currency="XYZ")), 422, "validation_error", "currency"
+    )
     assert "XYZ" in body["message"]
-    body = await refused(db, post_json(client, merchant, INIT, seed(webhook_secret="s" * 65)), 422, "validation_error", "webhook_secret")
+    body = await refused(
+        db, post_json(client, merchant, INIT, seed(webhook_secret="s" * 65)), 422, "validation_error", "webhook_secret"
+    )
     assert "64" in body["message"]
 
 
@@ -254,7 +286,9 @@ async def test_body_over_64k_streamed_without_length(client, db, merchant, setti
 
 async def test_body_of_exactly_64k_is_accepted(client, db, merchant, settings):
     content = big_body(settings.max_body_bytes)
-    response = await client.post(INIT, content=content, headers={**merchant.headers, "Content-Type": "application/json"})
+    response = await client.post(
+        INIT, content=content, headers={**merchant.headers, "Content-Type": "application/json"}
+    )
     assert response.status_code == 201, response.text
 
 
@@ -263,7 +297,12 @@ async def test_refund_body_over_64k(client, db, merchant, settings):
     await sandbox(client, payment["transaction_id"])
     before = await snapshot(client, merchant, payment["transaction_id"])
     content = b'{"reason": "' + b"x" * settings.max_body_bytes + b'"}'
-    await refused(db, post_json(client, merchant, f"/api/payment/{payment['transaction_id']}/refund", content), 413, "body_too_large")
+    await refused(
+        db,
+        post_json(client, merchant, f"/api/payment/{payment['transaction_id']}/refund", content),
+        413,
+        "body_too_large",
+    )
     assert await snapshot(client, merchant, payment["transaction_id"]) == before
 
 
@@ -401,14 +440,18 @@ async def test_refund_above_refundable_is_422(client, db, merchant):
     pid = (await create_payment(client, merchant))["transaction_id"]
     await sandbox(client, pid)
     url = f"/api/payment/{pid}/refund"
-    body = await refused(db, post_json(client, merchant, url, {"amount": 500.01}), 422, "amount_exceeds_refundable", "amount")
+    body = await refused(
+        db, post_json(client, merchant, url, {"amount": 500.01}), 422, "amount_exceeds_refundable", "amount"
+    )
     assert "500.00" in body["message"]
 
     first = await client.post(url, json={"amount": 200}, headers=merchant.headers)
     assert first.status_code == 200, first.text
     before = await snapshot(client, merchant, pid)
     assert before["refundable_amount"] == "300.00"
-    body = await refused(db, post_json(client, merchant, url, {"amount": 300.01}), 422, "amount_exceeds_refundable", "amount")
+    body = await refused(
+        db, post_json(client, merchant, url, {"amount": 300.01}), 422, "amount_exceeds_refundable", "amount"
+    )
     assert "300.00" in body["message"]
     assert await snapshot(client, merchant, pid) == before
 

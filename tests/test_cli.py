@@ -24,9 +24,7 @@ from paycenter.app import create_app
 from paycenter.config import Settings
 
 PAYCENTER = Path(sys.executable).with_name("paycenter")
-CLI_BACKENDS = ["sqlite"] + (
-    ["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else []
-)
+CLI_BACKENDS = ["sqlite"] + (["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else [])
 
 
 @dataclass
@@ -86,10 +84,7 @@ async def cli(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
         return
     server_url = SERVER_URLS["postgresql"]
     if not server_url:
-        pytest.fail(
-            "postgresql is required (PAYCENTER_TEST_REQUIRE) "
-            "but PAYCENTER_TEST_POSTGRES_URL is not set"
-        )
+        pytest.fail("postgresql is required (PAYCENTER_TEST_REQUIRE) but PAYCENTER_TEST_POSTGRES_URL is not set")
     url = await _fresh_server_database("postgresql", server_url)
     try:
         yield Cli(url, tmp_path)
@@ -102,9 +97,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     assert "newest schema" in migrated.out
     (await cli("migrate")).ok()  # running it again on an up-to-date schema is harmless
 
-    created = await cli(
-        "merchant", "create", "Coffee & Co", "--webhook-url", "https://shop.example/hook", "--json"
-    )
+    created = await cli("merchant", "create", "Coffee & Co", "--webhook-url", "https://shop.example/hook", "--json")
     merchant = created.json()  # the whole stdout is exactly one JSON object
     assert isinstance(merchant, dict)
     assert created.out.strip().count("\n") == 0
@@ -116,9 +109,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     plain = (await cli("merchant", "create", "Second shop")).ok()
     assert "pct_" in plain.out and "mer_" in plain.out
 
-    listed_json, listed_table = await asyncio.gather(
-        cli("merchant", "list", "--json"), cli("merchant", "list")
-    )
+    listed_json, listed_table = await asyncio.gather(cli("merchant", "list", "--json"), cli("merchant", "list"))
     listed = listed_json.json()
     assert [(m["name"], m["webhook_url"]) for m in listed] == [
         ("Coffee & Co", "https://shop.example/hook"),
@@ -133,9 +124,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     second_token, second_id = issued["api_token"], issued["token_id"]
     assert second_token != first_token
 
-    tokens_json, tokens_table = await asyncio.gather(
-        cli("token", "list", mid, "--json"), cli("token", "list")
-    )
+    tokens_json, tokens_table = await asyncio.gather(cli("token", "list", mid, "--json"), cli("token", "list"))
     tokens = tokens_json.json()
     assert len(tokens) == 2 and {t["merchant_id"] for t in tokens} == {mid}
     assert all(t["revoked_at"] is None for t in tokens)
@@ -145,14 +134,10 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
 
     app = create_app(Settings(database_url=cli.database_url, _env_file=None))  # type: ignore[call-arg]
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://pay.test"
-        ) as api:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pay.test") as api:
 
             async def init(token: str) -> httpx.Response:
-                return await api.post(
-                    "/api/payment/init", json=SEED_BODY, headers={"X-API-Token": token}
-                )
+                return await api.post("/api/payment/init", json=SEED_BODY, headers={"X-API-Token": token})
 
             assert (await init(second_token)).status_code == 201
             revoked = await cli("token", "revoke", second_id)
@@ -197,7 +182,5 @@ async def test_bad_arguments_are_refused_without_writing(sqlite_cli: Cli) -> Non
     for run in (missing, gone):
         assert run.rc != 0 and "not found" in run.err and "Traceback" not in run.err, run.err
 
-    merchants, tokens = await asyncio.gather(
-        cli("merchant", "list", "--json"), cli("token", "list", "--json")
-    )
+    merchants, tokens = await asyncio.gather(cli("merchant", "list", "--json"), cli("token", "list", "--json"))
     assert merchants.json() == [] and tokens.json() == []

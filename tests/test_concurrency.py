@@ -58,7 +58,10 @@ async def test_forty_concurrent_partial_refunds_never_exceed_paid(client, db, me
 async def test_same_operation_reported_concurrently_counts_once(client, db, merchant):
     pid = (await create_payment(client, merchant, amount=1000))["transaction_id"]
     responses = await asyncio.gather(
-        *(client.post(f"/pay/{pid}/sandbox", data={"action": "pay", "amount": "100", "checkout_id": "dup"}) for _ in range(20))
+        *(
+            client.post(f"/pay/{pid}/sandbox", data={"action": "pay", "amount": "100", "checkout_id": "dup"})
+            for _ in range(20)
+        )
     )
     notices = sorted(r.headers["location"].rsplit("=", 1)[1] for r in responses)
     assert notices.count("partial") == 1 and notices.count("duplicate") == 19, notices

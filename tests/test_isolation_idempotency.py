@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import SEED_BODY, MerchantCreds, create_payment, row_counts, sandbox
 
 INIT = "/api/payment/init"
@@ -157,8 +158,20 @@ async def test_public_view_hides_private_data(client, db, merchant, other_mercha
     assert data["transaction_id"] == pid
     assert data["amount"] == "500.00"
     assert data["description"] == SEED_BODY["description"]
-    for key in ("metadata", "webhook_url", "webhook_secret", "has_webhook_secret", "customer_email",
-                "customer_phone", "customer_name", "success_url", "fail_url", "merchant_id", "events", "refunds"):
+    for key in (
+        "metadata",
+        "webhook_url",
+        "webhook_secret",
+        "has_webhook_secret",
+        "customer_email",
+        "customer_phone",
+        "customer_name",
+        "success_url",
+        "fail_url",
+        "merchant_id",
+        "events",
+        "refunds",
+    ):
         assert key not in data, key
     for value in PRIVATE_VALUES:
         assert value not in response.text, value

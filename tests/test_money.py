@@ -83,7 +83,8 @@ def test_php_json_matches_php_json_encode():
     # What PHP's json_encode($body) prints for the same array.
     expected = (
         '{"event":"paid","amount":500,"paid_amount":500.5,'
-        '"description":"\\u0422\\u0435\\u0441\\u0442\\u043e\\u0432\\u044b\\u0439 \\u043f\\u043b\\u0430\\u0442\\u0435\\u0436",'
+        '"description":"\\u0422\\u0435\\u0441\\u0442\\u043e\\u0432\\u044b\\u0439 '
+        '\\u043f\\u043b\\u0430\\u0442\\u0435\\u0436",'
         '"url":"https:\\/\\/example.com\\/a\\/b","metadata":[]}'
     )
     assert php_json(body) == expected

@@ -125,10 +125,7 @@ CONFIG = schemathesis.Config.from_dict(
             "body.amount": {"dictionary": "amounts", "probability": 0.5},
             "body.currency": {"dictionary": "currencies", "probability": 0.5},
             "body.reason": {"dictionary": "nul-text", "probability": 0.1},
-            **{
-                f"body.{name}": {"dictionary": "nul-text", "probability": 0.02}
-                for name in INIT_TEXT_FIELDS
-            },
+            **{f"body.{name}": {"dictionary": "nul-text", "probability": 0.02} for name in INIT_TEXT_FIELDS},
         },
         "phases": {
             # Stateful runs need schemathesis's engine (its CLI); these are per-operation tests.

@@ -194,7 +194,10 @@ async def test_options_are_kept(client, merchant):
     r = await client.get(f"/api/transaction/{data['transaction_id']}", headers=merchant.headers)
     d = r.json()["data"]
     assert (d["currency"], d["amount"], d["language"], d["success_url"]) == (
-        "USD", "19.99", "kk", "https://shop.example/ok?o=1"
+        "USD",
+        "19.99",
+        "kk",
+        "https://shop.example/ok?o=1",
     )
     created = datetime.fromisoformat(d["created_at"])
     assert datetime.fromisoformat(d["expires_at"]) - created == timedelta(seconds=600)
@@ -225,7 +228,9 @@ async def test_list_transactions_pages_and_filters(client, db, merchant, clock):
     assert await ids_for(status="paid") == {ids[0]}
     assert await ids_for(status="paid,pending", limit=100) == set(ids)
     assert await ids_for(order_id="O-3", limit=100) == {ids[i] for i in range(25) if i % 5 == 3}
-    items = (await client.get("/api/transactions", params={"limit": 100}, headers=merchant.headers)).json()["data"]["items"]
+    items = (await client.get("/api/transactions", params={"limit": 100}, headers=merchant.headers)).json()["data"][
+        "items"
+    ]
     created = sorted(datetime.fromisoformat(p["created_at"]) for p in items)
     middle = created[12].isoformat()
     assert len(await ids_for(created_from=middle, limit=100)) == 13
@@ -247,7 +252,11 @@ async def test_statistics(client, merchant):
     assert d["paid_conversion"] == 0.5
     kzt = next(c for c in d["currencies"] if c["currency"] == "KZT")
     assert (kzt["count"], kzt["amount"], kzt["paid_amount"], kzt["refunded_amount"], kzt["net_amount"]) == (
-        3, "600.00", "300.00", "50.00", "250.00"
+        3,
+        "600.00",
+        "300.00",
+        "50.00",
+        "250.00",
     )
 
 

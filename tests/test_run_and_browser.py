@@ -107,19 +107,14 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
             while True:
                 if proc.returncode is not None:
-                    pytest.fail(
-                        f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}"
-                    )
+                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
                 try:
                     if (await http.get("/healthz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if loop.time() > deadline:
-                    pytest.fail(
-                        f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n"
-                        + log.read_text()
-                    )
+                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n" + log.read_text())
                 await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
         output = log.read_text()
         match = TOKEN_IN_CURL.search(output)
@@ -184,9 +179,7 @@ async def test_seed_curl_against_the_running_server(server: Server, api: httpx.A
     assert "Demo shop" in page.text
     view = await public_view(api, pid)
     assert (view["amount"], view["paid_amount"], view["status"]) == ("500.00", "0.00", "pending")
-    assert (
-        await api.get(f"/api/payment/{pid}", headers={"X-API-Token": "nope"})
-    ).status_code == 200
+    assert (await api.get(f"/api/payment/{pid}", headers={"X-API-Token": "nope"})).status_code == 200
     assert (await api.post("/api/payment/init", json=SEED_BODY)).status_code == 401
 
 
@@ -202,9 +195,7 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -218,9 +209,7 @@ class Phone:
 
     async def fits(self, what: str) -> None:
         """Nothing sticks out sideways: no horizontal scrolling on the phone."""
-        width, inner = await self.page.evaluate(
-            "() => [document.documentElement.scrollWidth, window.innerWidth]"
-        )
+        width, inner = await self.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert width <= inner, f"{what}: page is {width}px wide on a {inner}px screen"
 
     async def text(self, test_id: str) -> str:
@@ -236,9 +225,7 @@ async def phone(browser: Any, server: Server) -> AsyncIterator[Phone]:
     page.on(
         "console",
         lambda msg: (
-            phone.errors.append(f"console: {msg.text} ({msg.location.get('url')})")
-            if msg.type == "error"
-            else None
+            phone.errors.append(f"console: {msg.text} ({msg.location.get('url')})") if msg.type == "error" else None
         ),
     )
     page.on("pageerror", lambda exc: phone.errors.append(f"page error: {exc}"))
@@ -288,9 +275,7 @@ def shop() -> Iterator[Shop]:
 
 
 @pytest.mark.browser
-async def test_pay_in_two_parts_on_a_phone(
-    server: Server, api: httpx.AsyncClient, phone: Phone
-) -> None:
+async def test_pay_in_two_parts_on_a_phone(server: Server, api: httpx.AsyncClient, phone: Phone) -> None:
     from playwright.async_api import expect
 
     data = await new_payment(api, server)
@@ -341,9 +326,7 @@ async def test_pay_in_two_parts_on_a_phone(
     await page.get_by_test_id("part-amount").fill("200")
     await page.get_by_test_id("pay-part").click()
     await expect(page.get_by_test_id("status")).to_have_text("Оплачен частично")
-    await expect(page.get_by_test_id("status")).to_have_class(
-        re.compile(r"\bstatus-partially_paid\b")
-    )
+    await expect(page.get_by_test_id("status")).to_have_class(re.compile(r"\bstatus-partially_paid\b"))
     assert await page.locator("#payment").get_attribute("data-status") == "partially_paid"
     assert await phone.text("paid") == "200,00 ₸"
     assert await phone.text("remaining") == "300,00 ₸"
@@ -373,9 +356,7 @@ async def test_pay_in_two_parts_on_a_phone(
 
 
 @pytest.mark.browser
-async def test_payer_returns_to_success_url(
-    server: Server, api: httpx.AsyncClient, phone: Phone, shop: Shop
-) -> None:
+async def test_payer_returns_to_success_url(server: Server, api: httpx.AsyncClient, phone: Phone, shop: Shop) -> None:
     from playwright.async_api import expect
 
     success_url = f"{shop.url}/thanks?order=TEST-002"
@@ -394,9 +375,7 @@ async def test_payer_returns_to_success_url(
 
 
 @pytest.mark.browser
-async def test_open_page_follows_a_payment_made_elsewhere(
-    server: Server, api: httpx.AsyncClient, phone: Phone
-) -> None:
+async def test_open_page_follows_a_payment_made_elsewhere(server: Server, api: httpx.AsyncClient, phone: Phone) -> None:
     from playwright.async_api import expect
 
     # A long word and a large sum must still fit the phone.

@@ -178,9 +178,7 @@ class Database:
         self.engine = create_engine(url, busy_timeout_ms=busy_timeout_ms, **engine_kwargs)
         self.backend = backend_name(self.engine)
         read_engine = (
-            self.engine.execution_options(sqlite_begin="DEFERRED")
-            if self.backend == "sqlite"
-            else self.engine
+            self.engine.execution_options(sqlite_begin="DEFERRED") if self.backend == "sqlite" else self.engine
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)

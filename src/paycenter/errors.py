@@ -136,8 +136,13 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return ApiError("Request body is not valid JSON", code="malformed_json", status_code=400)
-    fields = [{"field": _field_name(tuple(e.get("loc", ()))), "message": _clean_message(e.get("msg", ""))} for e in errors]
-    if any(f["field"] == "body" and e.get("type") in ("missing", "model_attributes_type", "dict_type") for f, e in zip(fields, errors, strict=True)):
+    fields = [
+        {"field": _field_name(tuple(e.get("loc", ()))), "message": _clean_message(e.get("msg", ""))} for e in errors
+    ]
+    if any(
+        f["field"] == "body" and e.get("type") in ("missing", "model_attributes_type", "dict_type")
+        for f, e in zip(fields, errors, strict=True)
+    ):
         return Unprocessable("Request body must be a JSON object", fields=fields)
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return Unprocessable(f"Invalid request: {summary}", fields=fields)
@@ -156,6 +161,9 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 400 and "parsing the body" in message:
+            # FastAPI's answer to a body its JSON parser gave up on (e.g. nested too deep).
+            return error_response(ApiError("Request body is not valid JSON", code="malformed_json"))
         if exc.status_code == 404 and message == "Not Found":
             message = "Not found"
         return JSONResponse(

@@ -68,7 +68,8 @@ class BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            error_body("body_too_large", f"Request body must be at most {self.max_bytes // 1024} KiB")
+            error_body("body_too_large", f"Request body must be at most {self.max_bytes // 1024} KiB"),
+            separators=(",", ":"),
         ).encode()
         await send(
             {

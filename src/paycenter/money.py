@@ -13,7 +13,6 @@ from typing import Any
 
 from iso4217 import Currency
 
-
 # Whatever the configured maximum, an amount must fit a signed 64-bit column with room to sum.
 ABSOLUTE_MAX_MINOR = 2**62
 

@@ -38,7 +38,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "part_amount": {"ru": "Сумма части", "en": "Part amount", "kk": "Бөлік сомасы"},
     "payer_cancel": {"ru": "Отменить попытку", "en": "Cancel this attempt", "kk": "Әрекеттен бас тарту"},
     "fail": {"ru": "Банк отказал", "en": "Bank declines", "kk": "Банк бас тартты"},
-    "notice_paid": {"ru": "Платёж получен. Спасибо!", "en": "Payment received. Thank you!", "kk": "Төлем қабылданды. Рахмет!"},
+    "notice_paid": {
+        "ru": "Платёж получен. Спасибо!",
+        "en": "Payment received. Thank you!",
+        "kk": "Төлем қабылданды. Рахмет!",
+    },
     "notice_partial": {
         "ru": "Часть суммы оплачена. Оплатите остаток.",
         "en": "Part of the amount is paid. Please pay the rest.",

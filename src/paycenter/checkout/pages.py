@@ -87,9 +87,7 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         "return_url": return_url,
         "final": not payable,
         # The hint in the page's own number style ("300,00" in Russian); the form takes either.
-        "remaining_input": i18n.format_number(
-            payment.remaining_amount, payment.currency, lang, grouping=False
-        ),
+        "remaining_input": i18n.format_number(payment.remaining_amount, payment.currency, lang, grouping=False),
     }
     return _page(request, "pay.html", context, lang)
 
@@ -100,7 +98,7 @@ async def sandbox_action(
     ctx: Context,
     action: Annotated[sandbox.PayerAction, Form()],
     amount: Annotated[str | None, Form(max_length=40)] = None,
-    checkout_id: Annotated[str | None, Form(max_length=64)] = None,
+    checkout_id: Annotated[str | None, Form(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> Response:
     """The sandbox's buttons. Answers with a redirect back to the page (post/redirect/get)."""
     pid = payment_id.strip().upper()

@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter.context import AppContext
 from paycenter.deps import Context, CurrentMerchant, public_base_url
 from paycenter.errors import envelope, error_responses
 from paycenter.idempotency import service as idempotency
+from paycenter.merchants.models import Merchant
 from paycenter.money import to_major_str
 from paycenter.payments import queries, service, views
 from paycenter.payments.models import PaymentStatus
@@ -44,6 +47,27 @@ IdempotencyKey = Annotated[
 ]
 
 
+async def _once(
+    ctx: AppContext,
+    merchant: Merchant,
+    request: Request,
+    key: str | None,
+    body: BaseModel,
+    now: datetime,
+    work: idempotency.Work,
+) -> tuple[int, dict[str, Any], bool]:
+    """Run a POST's work in one transaction, at most once per Idempotency-Key."""
+    return await idempotency.run(
+        ctx.db,
+        merchant_id=merchant.id,
+        key=key,
+        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        now=now,
+        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
+        work=work,
+    )
+
+
 def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(body, status_code=status, headers=headers)
@@ -68,20 +92,10 @@ async def init_payment(
     base_url = public_base_url(ctx, request)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
-        payment = await service.create_payment(
-            session, merchant=merchant, data=body, policy=ctx.init_policy, now=now
-        )
+        payment = await service.create_payment(session, merchant=merchant, data=body, policy=ctx.init_policy, now=now)
         return 201, envelope(views.created(payment, base_url), "Payment created")
 
-    status, data, replayed = await idempotency.run(
-        ctx.db,
-        merchant_id=merchant.id,
-        key=idempotency_key,
-        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        now=now,
-        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
-        work=work,
-    )
+    status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
     return _answer(status, data, replayed)
 
 
@@ -139,15 +153,7 @@ async def cancel_payment(
         )
         return 200, envelope(views.detail(payment, base_url), "Payment cancelled")
 
-    status, data, replayed = await idempotency.run(
-        ctx.db,
-        merchant_id=merchant.id,
-        key=idempotency_key,
-        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        now=now,
-        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
-        work=work,
-    )
+    status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
     return _answer(status, data, replayed)
 
 
@@ -179,15 +185,7 @@ async def refund_payment(
         )
         return 200, {"refund_id": refund.id}
 
-    status, data, replayed = await idempotency.run(
-        ctx.db,
-        merchant_id=merchant.id,
-        key=idempotency_key,
-        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        now=now,
-        ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
-        work=work,
-    )
+    _status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
     refund_id = data["refund_id"]
     if not replayed:
         await service.send_refund(ctx.db, ctx.providers, refund_id=refund_id, clock=ctx.clock)
@@ -214,7 +212,9 @@ async def list_transactions(
     ctx: Context,
     request: Request,
     status: Annotated[str | None, Query(description="One status or several, comma-separated.")] = None,
-    created_from: Annotated[datetime | None, Query(description="Created at or after (RFC 3339; UTC if no zone).")] = None,
+    created_from: Annotated[
+        datetime | None, Query(description="Created at or after (RFC 3339; UTC if no zone).")
+    ] = None,
     created_to: Annotated[datetime | None, Query(description="Created before.")] = None,
     order_id: Annotated[str | None, Query(max_length=500, description="metadata.order_id equals")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -135,9 +135,7 @@ class CurrencyStats:
 
 async def statistics(session: AsyncSession, flt: TransactionFilter) -> tuple[dict[str, int], list[CurrencyStats]]:
     conds = flt.conditions()
-    by_status_rows = await session.execute(
-        select(Payment.status, func.count()).where(*conds).group_by(Payment.status)
-    )
+    by_status_rows = await session.execute(select(Payment.status, func.count()).where(*conds).group_by(Payment.status))
     by_status = {status: int(count) for status, count in by_status_rows}
     currency_rows = await session.execute(
         select(

@@ -124,12 +124,7 @@ async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_i
 
 async def lock(session: AsyncSession, payment_id: str, *, merchant_id: str | None = None) -> Payment:
     _check_id(payment_id)
-    stmt = (
-        select(Payment)
-        .where(Payment.id == payment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    stmt = select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
     payment = (await session.execute(stmt)).scalar_one_or_none()
     if payment is None or (merchant_id is not None and payment.merchant_id != merchant_id):
         raise NotFound("Payment not found")
@@ -332,7 +327,9 @@ async def request_refund(
                 f"Refund amount exceeds the refundable sum of "
                 f"{to_major_str(available, payment.currency)} {payment.currency}"
             )
-            raise Unprocessable(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+            raise Unprocessable(
+                message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}]
+            )
     refund = Refund(
         id=new_id("rfd"),
         payment_id=payment.id,
