@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from decimal import Decimal
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,9 +34,60 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 30_000
     log_level: str = "info"
 
+    # --- webhooks ---
+    # Waits before each retry after a failed try ("1m,5m,30m": three retries, four tries in all).
+    webhook_retry_schedule: str = "1m,5m,30m"
+    # CIDRs webhooks may reach despite the SSRF guard (local development and tests only).
+    webhook_allowed_networks: str = ""
+    webhook_connect_timeout: float = 5.0
+    webhook_timeout: float = 15.0
+    webhook_max_in_flight: int = 256
+    webhook_per_endpoint: int = 8
+    # A worker's claim on a delivery; another worker takes it over once this lapses.
+    webhook_lease_seconds: float = 30.0
+    # Longest Retry-After we honour.
+    webhook_max_retry_after: float = 3600.0
+    # Grace period of the previous signing secret after a rotation.
+    webhook_secret_grace_seconds: int = 24 * 3600
+    # Fallback poll when no wake-up arrives (in-process signal or PostgreSQL NOTIFY).
+    worker_poll_interval: float = 0.5
+    # `paycenter run` runs the worker loops inside the web process.
+    run_worker: bool = True
+
     @property
     def providers(self) -> list[str]:
         return [p.strip() for p in self.enabled_providers.split(",") if p.strip()]
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        return [parse_duration(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                parse_duration(part)
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        return value
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """ "1m" -> 60.0, "1.5s" -> 1.5, "30" -> 30.0 (seconds)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 1m, 2h)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 @lru_cache

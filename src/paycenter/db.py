@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Text, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -68,6 +69,8 @@ def is_payment_id(value: str) -> bool:
 # Integer primary keys that autoincrement on SQLite too (it only does so for INTEGER).
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
 Money = BigInteger  # minor units; SQLite's NUMERIC would be a float
+# Bodies and logs: MySQL's TEXT stops at 64 KiB, and an escaped webhook body can exceed it.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -182,12 +185,30 @@ class Database:
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+        self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        async with self._writer() as session, session.begin():
-            yield session
+        """One write transaction: committed on success, rolled back on any exception.
+
+        Code inside may add channel names to ``session.info["signals"]``; subscribers of those
+        channels are called once the transaction has committed (never if it rolled back).
+        """
+        async with self._writer() as session:
+            async with session.begin():
+                yield session
+            signals = session.info.pop("signals", None)
+        for channel in signals or ():
+            self.publish(channel)
+
+    def subscribe(self, channel: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after each commit that signals ``channel``; returns an unsubscriber."""
+        self._subscribers[channel].append(callback)
+        return lambda: self._subscribers[channel].remove(callback)
+
+    def publish(self, channel: str) -> None:
+        for callback in list(self._subscribers[channel]):
+            callback()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -3,5 +3,17 @@
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.payments.models import Attempt, Event, Operation, Payment, Refund
+from paycenter.webhooks.models import Delivery, DeliveryAttempt
 
-__all__ = ["ApiToken", "Attempt", "Event", "IdempotencyKey", "Merchant", "Operation", "Payment", "Refund"]
+__all__ = [
+    "ApiToken",
+    "Attempt",
+    "Delivery",
+    "DeliveryAttempt",
+    "Event",
+    "IdempotencyKey",
+    "Merchant",
+    "Operation",
+    "Payment",
+    "Refund",
+]

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paycenter.db import Base, BigIntPK, UTCDateTime, utcnow
+from paycenter.db import Base, BigIntPK, LongText, UTCDateTime, utcnow
 
 
 class IdempotencyKey(Base):
@@ -24,5 +24,5 @@ class IdempotencyKey(Base):
     # SHA-256 of method, path and the canonical request body.
     fingerprint: Mapped[str] = mapped_column(String(64))
     response_status: Mapped[int] = mapped_column(Integer)
-    response_body: Mapped[str] = mapped_column(Text)
+    response_body: Mapped[str] = mapped_column(LongText)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

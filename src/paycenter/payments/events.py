@@ -1,4 +1,4 @@
-"""Events: written in the same transaction as the state change they record.
+"""Events: written in the same transaction as the state change they record, with their deliveries.
 
 The body is frozen at that moment as the exact webhook bytes (DESIGN §2): the seed's keys in the
 seed's order, then the event's extras, then ``event_id``, ``sequence`` and ``previous_status`` so
@@ -16,6 +16,7 @@ from paycenter.db import new_id
 from paycenter.money import to_major_number
 from paycenter.payments.models import Event, EventType, Payment
 from paycenter.timefmt import iso
+from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.wire import php_json
 
 
@@ -85,4 +86,5 @@ async def emit(
         created_at=now,
     )
     session.add(event)
+    await webhooks.enqueue(session, event, payment, now=now)
     return event

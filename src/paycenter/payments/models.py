@@ -18,12 +18,11 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paycenter.db import Base, Money, UTCDateTime, utcnow
+from paycenter.db import Base, LongText, Money, UTCDateTime, utcnow
 
 
 class PaymentStatus(enum.StrEnum):
@@ -179,5 +178,5 @@ class Event(Base):
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     sequence: Mapped[int] = mapped_column(Integer)
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(LongText)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.mysql
 from alembic import op
 
 import paycenter.db

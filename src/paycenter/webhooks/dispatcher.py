@@ -1,0 +1,212 @@
+"""The dispatcher loop: claim due deliveries, send them concurrently, record every try.
+
+Three cooperating tasks:
+- the claimer wakes on a commit signal (in-process), a PostgreSQL NOTIFY (other processes) or a
+  short poll, and claims as many due deliveries as there is room for, skipping endpoints that are
+  already at their concurrency bound;
+- each claimed delivery is sent in its own task, outside any database transaction;
+- the recorder writes finished tries in batches (one transaction per batch) and renews the
+  leases of deliveries still in flight, so a slow endpoint never loses its claim to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from paycenter.db import Database
+from paycenter.webhooks import service, signing
+from paycenter.webhooks.sender import Sender
+
+log = logging.getLogger("paycenter.webhooks")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        sender: Sender,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+        schedule: list[float],
+        max_in_flight: int = 256,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 0.5,
+        max_retry_after: float = 3600.0,
+        batch_size: int = 200,
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.owner = owner
+        self.clock = clock
+        self.schedule = schedule
+        self.max_in_flight = max_in_flight
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_interval = poll_interval
+        self.max_retry_after = max_retry_after
+        self.batch_size = batch_size
+        self.skip_locked = db.backend != "sqlite"
+        self._wake = asyncio.Event()
+        self._recorded = asyncio.Event()
+        self._in_flight: dict[str, service.Job] = {}
+        self._done: list[service.Outcome] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_cycle_at: float = 0.0  # monotonic time of the last claim pass, for health checks
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        unsubscribe = self.db.subscribe(service.WAKE_CHANNEL, self.wake)
+        recorder = asyncio.create_task(self._record_loop(stop), name="webhooks-recorder")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            unsubscribe()
+            # Let sends in flight finish (each is bounded by the HTTP timeout) and record them.
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=self.sender.timeout.total)
+            self._recorded.set()
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+            await self._flush()
+            with contextlib.suppress(Exception):
+                async with self.db.transaction() as session:
+                    await service.release(session, owner=self.owner)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.last_cycle_at = time.monotonic()
+            claimed = 0
+            try:
+                claimed = await self.claim_once()
+            except Exception:
+                log.exception("claiming webhook deliveries failed")
+            if claimed >= self.batch_size and self.in_flight < self.max_in_flight:
+                continue  # more may be due right now
+            self._wake.clear()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            if self.in_flight >= self.max_in_flight:
+                waits.append(asyncio.ensure_future(self._recorded.wait()))
+            _, pending = await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            for fut in pending:
+                fut.cancel()
+
+    async def claim_once(self) -> int:
+        room = min(self.max_in_flight - self.in_flight, self.batch_size)
+        if room <= 0:
+            return 0
+        now = self.clock()
+        busy = {job.url for job in self._in_flight.values() if self.sender.endpoint_busy(job.url)}
+        async with self.db.transaction() as session:
+            ids = await service.claim(
+                session,
+                owner=self.owner,
+                limit=room,
+                now=now,
+                lease=self.lease,
+                skip_urls=busy,
+                skip_locked=self.skip_locked,
+            )
+        if not ids:
+            return 0
+        async with self.db.reading() as session:
+            jobs = await service.load_jobs(session, ids, now=now, default_max_attempts=1 + len(self.schedule))
+        for job in jobs:
+            self._in_flight[job.delivery_id] = job
+            task = asyncio.create_task(self._deliver(job), name=f"webhook-{job.delivery_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(ids)
+
+    async def _deliver(self, job: service.Job) -> None:
+        body = job.body.encode()
+        headers = signing.headers(
+            event_type=job.event_type,
+            event_id=job.event_id,
+            body=body,
+            timestamp=int(self.clock().timestamp()),
+            webhook_secret=job.webhook_secret,
+            signing_secrets=job.signing_secrets,
+        )
+        started = self.clock()
+        result = await self.sender.send(job.url, headers, body)
+        result.started_at = started  # the app's clock, so schedules follow it (and tests can move it)
+        self._done.append(service.Outcome(job, headers, result))
+        if len(self._done) >= self.batch_size:
+            self._recorded.clear()
+
+    async def _record_loop(self, stop: asyncio.Event) -> None:
+        renew_every = self.lease.total_seconds() / 3
+        last_renew = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02 if self._done else 0.05)
+            await self._flush()
+            if time.monotonic() - last_renew >= renew_every and self._in_flight:
+                last_renew = time.monotonic()
+                try:
+                    async with self.db.transaction() as session:
+                        await service.renew_leases(
+                            session, owner=self.owner, ids=list(self._in_flight), until=self.clock() + self.lease
+                        )
+                except Exception:
+                    log.exception("renewing webhook leases failed")
+
+    async def _flush(self) -> None:
+        if not self._done:
+            return
+        batch, self._done = self._done, []
+        try:
+            async with self.db.transaction() as session:
+                await service.record(
+                    session,
+                    batch,
+                    owner=self.owner,
+                    now=self.clock(),
+                    schedule=self.schedule,
+                    max_retry_after=self.max_retry_after,
+                )
+        except Exception:
+            # Not recorded: the leases lapse and the deliveries are tried again (at least once).
+            log.exception("recording %d webhook attempts failed", len(batch))
+        for outcome in batch:
+            self._in_flight.pop(outcome.job.delivery_id, None)
+        self._recorded.set()
+        self._wake.set()  # room freed: claim more
+
+
+async def listen_postgres(url: str, channel: str, callback: Callable[[], None], stop: asyncio.Event) -> None:
+    """Call ``callback`` on every NOTIFY on ``channel``: the cross-process wake-up on PostgreSQL.
+
+    Reconnects with backoff; while it is down the dispatcher still polls, so nothing is lost.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {channel}")
+                delay = 0.5
+                callback()  # anything committed while we were not listening
+                while not stop.is_set():
+                    # Bounded waits, so a stop request is noticed within a second.
+                    async for _ in conn.notifies(timeout=1.0):
+                        callback()
+        except Exception as exc:
+            log.warning("LISTEN %s failed (%s); retrying in %.1f s", channel, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,340 @@
+"""Webhook deliveries: the outbox rows, their claims by workers and the record of every try.
+
+A delivery row is written in the same transaction as the event it carries, so an event can never
+exist without its deliveries (nor the reverse). Workers claim due rows with a lease; when a worker
+dies its lease lapses and another worker picks the rows up, so every event is delivered at least
+once, and a duplicate carries the same event id.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.db import new_id
+from paycenter.errors import NotFound
+from paycenter.merchants.models import Merchant
+from paycenter.payments.models import Event, Payment
+from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
+from paycenter.webhooks.sender import SendResult
+
+# Name of the PostgreSQL channel (and of the in-process signal) that says "deliveries are due".
+WAKE_CHANNEL = "paycenter_webhooks"
+
+
+async def enqueue(session: AsyncSession, event: Event, payment: Payment, *, now: datetime) -> None:
+    """Write the delivery of a new event, in the transaction that writes the event."""
+    url = payment.webhook_url
+    if not url:
+        url = await session.scalar(select(Merchant.webhook_url).where(Merchant.id == payment.merchant_id))
+    if not url:
+        return  # no endpoint: the event stays readable through GET /api/events
+    session.add(
+        Delivery(
+            id=new_id("whd"),
+            event_id=event.id,
+            payment_id=payment.id,
+            merchant_id=payment.merchant_id,
+            url=url,
+            status=DeliveryStatus.PENDING,
+            attempt_count=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    signals: set[str] = session.info.setdefault("signals", set())
+    if WAKE_CHANNEL not in signals:
+        signals.add(WAKE_CHANNEL)
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            # Transactional: other processes hear it when (and only if) this commits.
+            await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
+# --- what a worker needs to send a claimed delivery ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    delivery_id: str
+    url: str
+    number: int  # this try's number, 1-based
+    max_attempts: int
+    event_id: str
+    event_type: str
+    body: str
+    webhook_secret: str | None
+    signing_secrets: list[str]
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    skip_urls: set[str],
+    skip_locked: bool,
+) -> list[str]:
+    """Take up to ``limit`` due deliveries for this worker (lease them); returns their ids."""
+    stmt = (
+        select(Delivery.id)
+        .where(
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at <= now,
+            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if skip_urls:
+        stmt = stmt.where(Delivery.url.not_in(skip_urls))
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(await session.scalars(stmt))
+    if ids:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+async def load_jobs(session: AsyncSession, ids: list[str], *, now: datetime, default_max_attempts: int) -> list[Job]:
+    rows = await session.execute(
+        select(
+            Delivery.id,
+            Delivery.url,
+            Delivery.attempt_count,
+            Delivery.max_attempts,
+            Event.id,
+            Event.type,
+            Event.body,
+            Payment.webhook_secret,
+            Merchant.signing_secret,
+            Merchant.previous_signing_secret,
+            Merchant.previous_secret_expires_at,
+        )
+        .join(Event, Event.id == Delivery.event_id)
+        .join(Payment, Payment.id == Delivery.payment_id)
+        .join(Merchant, Merchant.id == Delivery.merchant_id)
+        .where(Delivery.id.in_(ids))
+    )
+    jobs = []
+    for did, url, count, max_attempts, eid, etype, body, secret, signing, previous, previous_until in rows:
+        secrets = [signing]
+        if previous and previous_until and previous_until > now:
+            secrets.append(previous)
+        jobs.append(Job(did, url, count + 1, max_attempts or default_max_attempts, eid, etype, body, secret, secrets))
+    return jobs
+
+
+async def renew_leases(session: AsyncSession, *, owner: str, ids: list[str], until: datetime) -> None:
+    if ids:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.lease_owner == owner)
+            .values(lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def release(session: AsyncSession, *, owner: str) -> None:
+    """Give back every lease this worker holds (on shutdown), so others need not wait for them."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.PENDING)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def retry_delay(number: int, schedule: list[float], retry_after: float | None, max_retry_after: float) -> float:
+    """Wait after failed try ``number``: the schedule's step ±20%, or longer if the endpoint asked."""
+    delay = schedule[min(number - 1, len(schedule) - 1)] * random.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_retry_after))
+    return delay
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    request_headers: dict[str, str]
+    result: SendResult
+
+
+async def record(
+    session: AsyncSession,
+    outcomes: list[Outcome],
+    *,
+    owner: str,
+    now: datetime,
+    schedule: list[float],
+    max_retry_after: float,
+) -> None:
+    """Write a batch of tries in two statements: every attempt row, then every delivery's state.
+
+    One transaction per batch, not per delivery: the bookkeeping must keep up with aiohttp.
+    """
+    attempts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        job, result = outcome.job, outcome.result
+        next_at: datetime | None = None
+        if result.ok:
+            status = DeliveryStatus.SUCCEEDED
+        elif job.number >= job.max_attempts:
+            status = DeliveryStatus.FAILED
+        else:
+            status = DeliveryStatus.PENDING
+            delay = retry_delay(job.number, schedule, result.retry_after, max_retry_after)
+            next_at = result.started_at + timedelta(seconds=delay)
+        attempts.append(
+            {
+                "delivery_id": job.delivery_id,
+                "number": job.number,
+                "started_at": result.started_at,
+                "duration_ms": result.duration_ms,
+                "request_headers": json.dumps(outcome.request_headers),
+                "request_body": job.body,
+                "response_status": result.status,
+                "response_headers": json.dumps(result.response_headers)
+                if result.response_headers is not None
+                else None,
+                "response_body": result.response_body,
+                "error_class": result.error_class,
+                "error": result.error,
+                "next_attempt_at": next_at,
+            }
+        )
+        changes.append(
+            {
+                "b_id": job.delivery_id,
+                "b_owner": owner,
+                "b_number": job.number,
+                "status": status,
+                "attempt_count": job.number,
+                "next_attempt_at": next_at,
+                "last_status_code": result.status,
+                "last_error_class": result.error_class,
+                "last_error": result.error,
+                "delivered_at": now if result.ok else None,
+                "updated_at": now,
+            }
+        )
+    if not attempts:
+        return
+    await session.execute(insert(DeliveryAttempt), attempts)
+    table = Delivery.__table__
+    # Guarded by owner and try number: a worker whose lease was taken over records its try in the
+    # log but cannot overwrite the state the new owner is responsible for.
+    await session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.lease_owner == bindparam("b_owner"),
+            table.c.attempt_count == bindparam("b_number") - 1,
+        )
+        .values(
+            status=bindparam("status"),
+            attempt_count=bindparam("attempt_count"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            last_status_code=bindparam("last_status_code"),
+            last_error_class=bindparam("last_error_class"),
+            last_error=bindparam("last_error"),
+            delivered_at=bindparam("delivered_at"),
+            updated_at=bindparam("updated_at"),
+            lease_owner=None,
+            lease_expires_at=None,
+        ),
+        changes,
+    )
+
+
+# --- merchant and operator actions ----------------------------------------------------------
+
+
+async def resend(
+    session: AsyncSession, *, delivery_id: str, merchant_id: str | None, retries: int, now: datetime
+) -> Delivery:
+    """Send a delivery again now, with a fresh round of retries. Same event, same webhook-id."""
+    delivery = await session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+    if delivery is None or (merchant_id is not None and delivery.merchant_id != merchant_id):
+        raise NotFound("Webhook delivery not found")
+    _reschedule(delivery, retries=retries, now=now)
+    _signal(session)
+    return delivery
+
+
+def _reschedule(delivery: Delivery, *, retries: int, now: datetime) -> None:
+    delivery.status = DeliveryStatus.PENDING
+    delivery.max_attempts = delivery.attempt_count + 1 + retries
+    delivery.next_attempt_at = now
+    delivery.lease_owner = None
+    delivery.lease_expires_at = None
+    delivery.updated_at = now
+
+
+def _signal(session: AsyncSession) -> None:
+    session.info.setdefault("signals", set()).add(WAKE_CHANNEL)
+
+
+async def recover(
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    since: datetime,
+    until: datetime | None,
+    retries: int,
+    now: datetime,
+    limit: int = 10_000,
+) -> int:
+    """Resend every failed delivery of a merchant created in [since, until)."""
+    stmt = (
+        select(Delivery)
+        .where(
+            Delivery.merchant_id == merchant_id,
+            Delivery.status == DeliveryStatus.FAILED,
+            Delivery.created_at >= since,
+        )
+        .order_by(Delivery.created_at)
+        .limit(limit)
+        .with_for_update()
+    )
+    if until is not None:
+        stmt = stmt.where(Delivery.created_at < until)
+    count = 0
+    for delivery in await session.scalars(stmt):
+        _reschedule(delivery, retries=retries, now=now)
+        count += 1
+    if count:
+        _signal(session)
+    return count
+
+
+async def deliveries_of(session: AsyncSession, payment_id: str) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
+    deliveries = list(
+        await session.scalars(
+            select(Delivery).where(Delivery.payment_id == payment_id).order_by(Delivery.created_at, Delivery.id)
+        )
+    )
+    attempts: dict[str, list[DeliveryAttempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        rows = await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number, DeliveryAttempt.id)
+        )
+        for attempt in rows:
+            attempts[attempt.delivery_id].append(attempt)
+    return [(d, attempts[d.id]) for d in deliveries]
