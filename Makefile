@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Local development: let webhooks reach endpoints on this machine (the SSRF guard blocks
+# loopback otherwise). `paycenter run` prints this setting when it starts.
+run: export PAYCENTER_WEBHOOK_ALLOWED_NETWORKS ?= 127.0.0.0/8,::1/128
 run: $(STAMP)
 	$(BIN)/paycenter run
 

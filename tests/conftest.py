@@ -126,7 +126,7 @@ async def db(_database: Database) -> Database:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, public_url="http://pay.test", _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=database_url, public_url="http://pay.test", run_worker=False, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     assert first_token not in listing and second_token not in listing  # only prefixes are kept
     assert second_token[:12] in listing
 
-    app = create_app(Settings(database_url=cli.database_url, _env_file=None))  # type: ignore[call-arg]
+    app = create_app(Settings(database_url=cli.database_url, run_worker=False, _env_file=None))  # type: ignore[call-arg]
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pay.test") as api:
 

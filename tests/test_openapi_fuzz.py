@@ -140,7 +140,7 @@ CONFIG = schemathesis.Config.from_dict(
 )
 
 # Serves the document at collection time only; it never opens its (in-memory) database.
-_docs_app = create_app(Settings(database_url="sqlite://", _env_file=None))  # type: ignore[call-arg]
+_docs_app = create_app(Settings(database_url="sqlite://", run_worker=False, _env_file=None))  # type: ignore[call-arg]
 schema = schemathesis.openapi.from_asgi("/openapi.json", _docs_app, config=CONFIG)
 
 
@@ -177,6 +177,7 @@ async def target(database_url: str, _database: Database) -> AsyncIterator[Target
         database_url=database_url,
         public_url="http://pay.test",
         max_body_bytes=BODY_LIMIT,
+        run_worker=False,
         _env_file=None,
     )
     creds = await make_merchant(_database, name="Fuzz shop")

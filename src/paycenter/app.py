@@ -15,6 +15,8 @@ from paycenter.config import Settings, get_settings
 from paycenter.context import AppContext
 from paycenter.middleware import BodyLimit
 from paycenter.payments.api import router as payments_router
+from paycenter.webhooks.api import router as webhooks_router
+from paycenter.worker import Worker
 
 DESCRIPTION = """
 Merchant API of paycenter. Authenticate with the `X-API-Token` header.
@@ -32,20 +34,31 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if ctx is None:  # we made it, we close it
-            await context.db.dispose()
+        worker = Worker(context) if settings.run_worker else None
+        if worker is not None:
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if ctx is None:  # we made it, we close it
+                await context.db.dispose()
 
     app = FastAPI(
         title="paycenter",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        openapi_tags=[{"name": "payments", "description": "Create, read, cancel and refund payments."}],
+        openapi_tags=[
+            {"name": "payments", "description": "Create, read, cancel and refund payments."},
+            {"name": "webhooks", "description": "Delivery log, resends, the event feed and signing secrets."},
+        ],
     )
     app.state.ctx = context
     errors.install(app)
     app.include_router(payments_router)
+    app.include_router(webhooks_router)
     app.include_router(checkout_router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -24,6 +25,8 @@ merchant_app = typer.Typer(help="Merchants (the shops that take payments).", no_
 token_app = typer.Typer(help="Merchant API tokens.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(token_app, name="token")
+webhooks_app = typer.Typer(help="Webhook tools.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 T = TypeVar("T")
 
@@ -117,8 +120,44 @@ def run(
         )
     else:
         typer.echo("Merchants exist already; `paycenter token create MERCHANT_ID` makes a new API token.")
-    typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json\n")
+    typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json")
+    if settings.webhook_allowed_networks:
+        typer.echo(
+            f"Webhooks may reach these private networks: {settings.webhook_allowed_networks} "
+            "(PAYCENTER_WEBHOOK_ALLOWED_NETWORKS; for local development only)"
+        )
+    typer.echo("")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run the background loops (webhook delivery, expiry) without the web server.
+
+    Any number of workers may run against one database. SIGTERM finishes what is in flight,
+    records it and gives back the worker's claims.
+    """
+    import signal
+
+    from paycenter.context import AppContext
+    from paycenter.worker import Worker
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def go() -> None:
+        ctx = AppContext.from_settings(settings)
+        w = Worker(ctx)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, w.request_stop)
+        typer.echo(f"worker {w.id} on {_safe_url(settings.database_url)}")
+        try:
+            await w.run_forever()
+        finally:
+            await ctx.db.dispose()
+
+    asyncio.run(go())
 
 
 @merchant_app.command("create")
@@ -147,9 +186,22 @@ def merchant_create(
 
     merchant, token = _with_db(go)
     if as_json:
-        typer.echo(json.dumps({"merchant_id": merchant.id, "name": merchant.name, "api_token": token}))
+        typer.echo(
+            json.dumps(
+                {
+                    "merchant_id": merchant.id,
+                    "name": merchant.name,
+                    "api_token": token,
+                    "webhook_signing_secret": merchant.signing_secret,
+                }
+            )
+        )
     else:
-        typer.echo(f"merchant {merchant.id} ({merchant.name})\napi token (shown only now): {token}")
+        typer.echo(
+            f"merchant {merchant.id} ({merchant.name})\n"
+            f"api token (shown only now): {token}\n"
+            f"webhook signing secret: {merchant.signing_secret}"
+        )
 
 
 @merchant_app.command("list")
@@ -228,6 +280,33 @@ def token_list(
     for t in items:
         state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
         typer.echo(f"{t['token_id']}  {t['merchant_id']}  {t['prefix']}…  {t['name'] or '-'}  {state}")
+
+
+@webhooks_app.command("test")
+def webhooks_test(
+    url: str,
+    event: Annotated[str, typer.Option(help="paid, partially_paid, cancelled, refunded or expired")] = "paid",
+    secret: Annotated[str | None, typer.Option(help="webhook_secret for X-Webhook-Signature")] = None,
+    signing_secret: Annotated[str | None, typer.Option(help="whsec_ secret for webhook-signature")] = None,
+) -> None:
+    """Send a signed sample event to URL and show what came back (respects the SSRF guard)."""
+    from paycenter.webhooks import samples
+
+    settings = get_settings()
+    if event not in samples.EVENT_TYPES:
+        typer.echo(f"error: --event must be one of {', '.join(samples.EVENT_TYPES)}", err=True)
+        raise typer.Exit(2)
+    result = asyncio.run(
+        samples.send_sample(settings, url=url, event_type=event, secret=secret, signing_secret=signing_secret)
+    )
+    if result.ok:
+        typer.echo(f"delivered: HTTP {result.status} in {result.duration_ms} ms")
+        return
+    typer.echo(
+        f"not delivered: {result.error_class}: {result.error} (HTTP {result.status or '-'}, {result.duration_ms} ms)",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 def main() -> None:

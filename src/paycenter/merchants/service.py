@@ -6,7 +6,7 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -88,6 +88,23 @@ async def list_tokens(session: AsyncSession, *, merchant_id: str | None = None) 
     if merchant_id:
         stmt = stmt.where(ApiToken.merchant_id == merchant_id)
     return list(await session.scalars(stmt))
+
+
+async def rotate_signing_secret(
+    session: AsyncSession, *, merchant_id: str, grace: timedelta, now: datetime
+) -> Merchant:
+    """A new signing secret; the old one keeps signing (beside the new) until the grace ends."""
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True, populate_existing=True)
+    if merchant is None:
+        raise NotFound(f"Merchant {merchant_id} not found")
+    if grace.total_seconds() > 0:
+        merchant.previous_signing_secret = merchant.signing_secret
+        merchant.previous_secret_expires_at = now + grace
+    else:
+        merchant.previous_signing_secret = None
+        merchant.previous_secret_expires_at = None
+    merchant.signing_secret = new_signing_secret()
+    return merchant
 
 
 async def list_merchants(session: AsyncSession) -> list[Merchant]:

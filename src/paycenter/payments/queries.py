@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import pagination
 from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentStatus, Refund
-
-
-def encode_cursor(payment: Payment) -> str:
-    raw = json.dumps([payment.created_at.astimezone(UTC).isoformat(), payment.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, payment_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not isinstance(payment_id, str) or not is_payment_id(payment_id):
-            raise ValueError
-        return when.astimezone(UTC), payment_id
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise Unprocessable(
-            "cursor is not valid: pass next_cursor from a previous page",
-            fields=[{"field": "cursor", "message": "invalid"}],
-        ) from None
 
 
 def parse_statuses(value: str | None) -> list[str] | None:
@@ -95,19 +74,16 @@ class TransactionFilter:
 
 async def list_payments(
     session: AsyncSession, flt: TransactionFilter, *, limit: int, cursor: str | None
-) -> tuple[list[Payment], str | None]:
-    """Newest first. The cursor is the last row's (created_at, id), so pages never skip or repeat."""
-    stmt = select(Payment).where(*flt.conditions())
-    if cursor:
-        created, payment_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(Payment.created_at < created, and_(Payment.created_at == created, Payment.id < payment_id))
-        )
-    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
-    rows = list(await session.scalars(stmt))
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1])
-    return rows, None
+) -> tuple[Sequence[Payment], str | None]:
+    return await pagination.page(
+        session,
+        select(Payment).where(*flt.conditions()),
+        created_col=Payment.created_at,
+        id_col=Payment.id,
+        limit=limit,
+        cursor=cursor,
+        valid_id=is_payment_id,
+    )
 
 
 async def history(session: AsyncSession, payment_id: str) -> dict[str, list[Any]]:
