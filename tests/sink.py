@@ -32,6 +32,7 @@ class Sink:
     script: dict[str, list[int]] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     release_hang: asyncio.Event = field(default_factory=asyncio.Event)
+    delay: float = 0.0  # seconds each answer takes: a slow endpoint
     _runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
@@ -50,6 +51,8 @@ class Sink:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.received.append(Received(request.path, dict(request.headers), body, time.time()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if request.path.startswith("/hang"):
             await self.release_hang.wait()
         statuses = self.script.get(request.path, [200])

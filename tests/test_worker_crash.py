@@ -1,0 +1,97 @@
+"""A worker killed with SIGKILL mid-way loses nothing: a restarted worker delivers the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from conftest import SEED_BODY, make_merchant
+from paycenter.merchants.models import Merchant
+from paycenter.payments import service
+from paycenter.payments.models import Event
+from paycenter.payments.schemas import PaymentInit
+from paycenter.webhooks.models import Delivery
+from sink import Sink, eventually, wait_until
+
+EVENTS = 1000
+PAYCENTER = Path(sys.executable).with_name("paycenter")
+
+
+async def make_events(db, merchant_id: str, url: str, clock) -> None:
+    """1,000 paid payments, each with its `paid` event and delivery, in a few transactions."""
+    data = PaymentInit.model_validate({**SEED_BODY, "webhook_url": url})
+    policy = service.InitPolicy(max_amount=10**8, default_expires_in=3600, providers=["sandbox"])
+    for batch in range(EVENTS // 100):
+        async with db.transaction() as session:
+            merchant = await session.get(Merchant, merchant_id)
+            for i in range(100):
+                payment = await service.create_payment(
+                    session, merchant=merchant, data=data, policy=policy, now=clock()
+                )
+                await service.record_operation(
+                    session, payment, provider_txn_id=f"crash-{batch}-{i}", amount=payment.amount, now=clock()
+                )
+
+
+def start_worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+    env |= {
+        "PAYCENTER_DATABASE_URL": database_url,
+        "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "PAYCENTER_WEBHOOK_LEASE_SECONDS": "2",
+        "PAYCENTER_WORKER_POLL_INTERVAL": "0.1",
+        "PAYCENTER_LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen([str(PAYCENTER), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def test_kill_9_mid_delivery_loses_nothing(db, database_url, clock, tmp_path):
+    sink = await Sink(delay=0.01).start()  # a little slow, so the kill lands mid-way
+    log = tmp_path / "worker.log"
+    first = second = None
+    try:
+        creds = await make_merchant(db, name="Crash shop")
+        await make_events(db, creds.merchant_id, sink.on("/hooks"), clock)
+        received = lambda: {r.headers["webhook-id"] for r in sink.received}  # noqa: E731
+
+        first = start_worker(database_url, log)
+        await wait_until(lambda: len(received()) >= 200, timeout=60, what="the first worker to be mid-way")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        at_kill = len(received())
+        assert at_kill < EVENTS, "the worker finished before it could be killed"
+
+        second = start_worker(database_url, log)
+        await wait_until(lambda: len(received()) == EVENTS, timeout=90, what="every event to arrive")
+
+        async with db.reading() as session:
+            event_ids = set(await session.scalars(select(Event.id)))
+        assert received() == event_ids  # every event, at least once, under its own id
+
+        async def all_recorded() -> bool:
+            async with db.reading() as session:
+                left = await session.scalar(
+                    select(func.count()).select_from(Delivery).where(Delivery.status != "succeeded")
+                )
+            return left == 0
+
+        await eventually(all_recorded, timeout=30, what="every delivery recorded as succeeded")
+        bodies = {json.loads(r.body)["event_id"] for r in sink.received}
+        assert bodies == event_ids
+        duplicates = len(sink.received) - EVENTS
+        print(f"killed after {at_kill} of {EVENTS}; {duplicates} duplicate deliveries (same event id)")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        await sink.stop()
