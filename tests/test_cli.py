@@ -8,6 +8,9 @@ use the per-backend ``db`` fixture: they pick their own backends here.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -18,10 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from conftest import REQUIRED, SEED_BODY, SERVER_URLS, _drop_server_database, _fresh_server_database
 from paycenter.app import create_app
 from paycenter.config import Settings
+from sink import Sink
 
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 CLI_BACKENDS = ["sqlite"] + (["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else [])
@@ -46,9 +51,10 @@ class Cli:
     database_url: str
     cwd: Path
 
-    async def __call__(self, *args: str) -> Run:
+    async def __call__(self, *args: str, env_extra: dict[str, str] | None = None) -> Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
         env.update(PAYCENTER_DATABASE_URL=self.database_url, NO_COLOR="1", COLUMNS="200")
+        env.update(env_extra or {})
         proc = await asyncio.create_subprocess_exec(
             str(PAYCENTER),
             *args,
@@ -103,6 +109,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     assert created.out.strip().count("\n") == 0
     assert merchant["merchant_id"].startswith("mer_")
     assert merchant["api_token"].startswith("pct_")
+    assert merchant["webhook_signing_secret"].startswith("whsec_")
     mid, first_token = merchant["merchant_id"], merchant["api_token"]
 
     # Made after the first one: `merchant list` orders by creation.
@@ -184,3 +191,22 @@ async def test_bad_arguments_are_refused_without_writing(sqlite_cli: Cli) -> Non
 
     merchants, tokens = await asyncio.gather(cli("merchant", "list", "--json"), cli("token", "list", "--json"))
     assert merchants.json() == [] and tokens.json() == []
+
+
+async def test_webhooks_test_sends_a_signed_sample(sqlite_cli: Cli) -> None:
+    sink = await Sink().start()
+    try:
+        url = sink.on("/hook")
+        secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+        args = ("webhooks", "test", url, "--event", "refunded", "--secret", "s3cret", "--signing-secret", secret)
+        blocked = await sqlite_cli(*args)  # loopback is private: refused unless allowed
+        assert blocked.rc == 1 and "blocked" in blocked.err
+        assert sink.received == []
+        sent = (await sqlite_cli(*args, env_extra={"PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"})).ok()
+        assert "delivered: HTTP 200" in sent.out
+        (got,) = sink.received
+        headers = {k.lower(): v for k, v in got.headers.items()}
+        assert Webhook(secret).verify(got.body, headers)["event"] == "refunded"
+        assert headers["x-webhook-signature"] == hmac.new(b"s3cret", got.body, hashlib.sha256).hexdigest()
+    finally:
+        await sink.stop()

@@ -16,6 +16,8 @@ from conftest import Clock, create_payment, make_merchant, sandbox
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.merchants.models import Merchant
+from paycenter.payments.expirer import expire_due
+from paycenter.payments.models import Event
 from paycenter.providers.registry import Providers
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 from paycenter.worker import Worker
@@ -291,3 +293,19 @@ async def test_worker_settings_are_valid(database_url):
     assert s.retry_schedule == [1.0, 2.0]
     ctx = AppContext(settings=s, db=None, providers=Providers(s.providers))  # type: ignore[arg-type]
     assert ctx.settings.webhook_allowed_networks == "127.0.0.0/8"
+
+
+async def test_expirer_keeps_the_money_of_a_partial_payment(client, db, merchant, clock):
+    pid = (await create_payment(client, merchant, expires_in=60))["transaction_id"]
+    await sandbox(client, pid, amount="120", checkout_id="x")
+    assert await expire_due(db, now=clock()) == 0  # not yet
+    clock.advance(seconds=61)
+    assert await expire_due(db, now=clock()) == 1
+    assert await expire_due(db, now=clock()) == 0  # a second pass (or a second worker) finds nothing
+    r = await client.get(f"/api/payment/{pid}")
+    assert (r.json()["data"]["status"], r.json()["data"]["paid_amount"]) == ("expired", "120.00")
+    async with db.reading() as session:
+        body = json.loads(
+            await session.scalar(select(Event.body).where(Event.payment_id == pid, Event.type == "expired"))
+        )
+    assert (body["partially_paid"], body["paid_amount"], body["previous_status"]) == (True, 120, "partially_paid")
