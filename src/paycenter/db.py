@@ -128,10 +128,11 @@ def async_url(url: str) -> str:
 def create_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     backend = make_url(url).get_backend_name()
-    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every request. A
+    # connection the server dropped fails once, is discarded by the pool, and the next is fresh.
+    options: dict[str, Any] = {"pool_recycle": 1800}
     if backend == "mysql":
         options["isolation_level"] = "READ COMMITTED"
-        options["pool_recycle"] = 3600
     if backend == "postgresql":
         options["pool_size"] = 10
         options["max_overflow"] = 20

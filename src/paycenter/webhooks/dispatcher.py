@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from paycenter.db import Database
 from paycenter.webhooks import service, signing
@@ -50,10 +50,11 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.max_retry_after = max_retry_after
         self.batch_size = batch_size
-        self.skip_locked = db.backend != "sqlite"
+        self._last_lease = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
-        self._recorded = asyncio.Event()
+        # Claimed and not yet recorded (their leases are renewed); `_sending` of them are on the wire.
         self._in_flight: dict[str, service.Job] = {}
+        self._sending = 0
         self._done: list[service.Outcome] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_cycle_at: float = 0.0  # monotonic time of the last claim pass, for health checks
@@ -65,6 +66,12 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def room(self) -> int:
+        # Sends bound the concurrency; a finished send waiting for the recorder's next batch
+        # (a few ms) doesn't, or the recorder's cadence would cap the rate.
+        return min(self.max_in_flight - self._sending, self.batch_size, 4 * self.max_in_flight - self.in_flight)
+
     async def run(self, stop: asyncio.Event) -> None:
         unsubscribe = self.db.subscribe(service.WAKE_CHANNEL, self.wake)
         recorder = asyncio.create_task(self._record_loop(stop), name="webhooks-recorder")
@@ -75,14 +82,13 @@ class Dispatcher:
             # Let sends in flight finish (each is bounded by the HTTP timeout) and record them.
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.sender.timeout.total)
-            self._recorded.set()
             recorder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
             await self._flush()
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as session:
-                    await service.release(session, owner=self.owner)
+                    await service.release(session, owner=self.owner, now=self.clock())
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -92,42 +98,42 @@ class Dispatcher:
                 claimed = await self.claim_once()
             except Exception:
                 log.exception("claiming webhook deliveries failed")
-            if claimed >= self.batch_size and self.in_flight < self.max_in_flight:
+            if claimed >= self.batch_size and self.room > 0:
                 continue  # more may be due right now
+            # Sleep until a commit signals new deliveries, a flush frees room, or the poll interval.
             self._wake.clear()
             waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            if self.in_flight >= self.max_in_flight:
-                waits.append(asyncio.ensure_future(self._recorded.wait()))
             _, pending = await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
             for fut in pending:
                 fut.cancel()
 
     async def claim_once(self) -> int:
-        room = min(self.max_in_flight - self.in_flight, self.batch_size)
+        room = self.room
         if room <= 0:
             return 0
         now = self.clock()
         busy = {job.url for job in self._in_flight.values() if self.sender.endpoint_busy(job.url)}
+        # Unique per claim, so the batch can be read back by its lease time alone.
+        lease_until = max(now + self.lease, self._last_lease + timedelta(microseconds=1))
+        self._last_lease = lease_until
         async with self.db.transaction() as session:
-            ids = await service.claim(
+            jobs = await service.claim(
                 session,
                 owner=self.owner,
                 limit=room,
                 now=now,
-                lease=self.lease,
+                lease_until=lease_until,
                 skip_urls=busy,
-                skip_locked=self.skip_locked,
+                default_max_attempts=1 + len(self.schedule),
             )
-        if not ids:
+        if not jobs:
             return 0
-        async with self.db.reading() as session:
-            jobs = await service.load_jobs(session, ids, now=now, default_max_attempts=1 + len(self.schedule))
         for job in jobs:
             self._in_flight[job.delivery_id] = job
             task = asyncio.create_task(self._deliver(job), name=f"webhook-{job.delivery_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(ids)
+        return len(jobs)
 
     async def _deliver(self, job: service.Job) -> None:
         body = job.body.encode()
@@ -140,17 +146,21 @@ class Dispatcher:
             signing_secrets=job.signing_secrets,
         )
         started = self.clock()
-        result = await self.sender.send(job.url, headers, body)
+        self._sending += 1
+        try:
+            result = await self.sender.send(job.url, headers, body)
+        finally:
+            self._sending -= 1
+            if self._sending == self.max_in_flight // 2:
+                self._wake.set()  # half the sends are done: claim more
         result.started_at = started  # the app's clock, so schedules follow it (and tests can move it)
         self._done.append(service.Outcome(job, headers, result))
-        if len(self._done) >= self.batch_size:
-            self._recorded.clear()
 
     async def _record_loop(self, stop: asyncio.Event) -> None:
         renew_every = self.lease.total_seconds() / 3
         last_renew = time.monotonic()
         while True:
-            await asyncio.sleep(0.02 if self._done else 0.05)
+            await asyncio.sleep(0.03 if self._done else 0.05)
             await self._flush()
             if time.monotonic() - last_renew >= renew_every and self._in_flight:
                 last_renew = time.monotonic()
@@ -181,7 +191,6 @@ class Dispatcher:
             log.exception("recording %d webhook attempts failed", len(batch))
         for outcome in batch:
             self._in_flight.pop(outcome.job.delivery_id, None)
-        self._recorded.set()
         self._wake.set()  # room freed: claim more
 
 

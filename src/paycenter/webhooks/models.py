@@ -42,10 +42,10 @@ class Delivery(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     # Tries allowed. None: 1 + the configured retry schedule; a resend sets a new round's limit.
     max_attempts: Mapped[int | None] = mapped_column(Integer)
+    # When the next try is due; while a worker holds the delivery, the end of its lease (the
+    # worker renews it). A dead worker's deliveries thus fall due again by themselves.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # A worker's claim. When the worker dies the lease lapses and another worker takes over.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error_class: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(String(500))

@@ -91,6 +91,7 @@ class Sender:
         self.per_endpoint = per_endpoint
         self._slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.per_endpoint))
         self._session: aiohttp.ClientSession | None = None
+        self._verdicts: dict[str, str] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -105,6 +106,21 @@ class Sender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _check(self, url: str) -> None:
+        """check_url, remembered per URL: the same few endpoints get most deliveries."""
+        verdict = self._verdicts.get(url)
+        if verdict is None:
+            try:
+                check_url(url, self.allowed)
+                verdict = ""
+            except BlockedAddress as exc:
+                verdict = str(exc)
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            self._verdicts[url] = verdict
+        if verdict:
+            raise BlockedAddress(verdict)
 
     def endpoint_busy(self, url: str) -> bool:
         slot = self._slots.get(url)
@@ -123,7 +139,7 @@ class Sender:
     async def _send(self, url: str, headers: dict[str, str], body: bytes, started: datetime) -> SendResult:
         assert self._session is not None
         try:
-            check_url(url, self.allowed)
+            self._check(url)
             async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 chunks: list[bytes] = []
                 size = 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.db import new_id
@@ -79,37 +79,45 @@ async def claim(
     owner: str,
     limit: int,
     now: datetime,
-    lease: timedelta,
+    lease_until: datetime,
     skip_urls: set[str],
-    skip_locked: bool,
-) -> list[str]:
-    """Take up to ``limit`` due deliveries for this worker (lease them); returns their ids."""
-    stmt = (
+    default_max_attempts: int,
+) -> list[Job]:
+    """Take up to ``limit`` due deliveries for this worker and return what is needed to send them.
+
+    The lease is ``next_attempt_at`` itself, set to ``lease_until``: a claimed row leaves the due
+    range of the (status, next_attempt_at) index, so claims never wade through rows that others
+    hold, and a dead worker's rows fall due again by themselves when its lease ends. The batch is
+    then read back by that exact lease time (the caller keeps it unique per claim), which costs
+    one index range scan instead of a list of ids.
+    """
+    due = (
         select(Delivery.id)
-        .where(
-            Delivery.status == DeliveryStatus.PENDING,
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
-        )
+        .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
     if skip_urls:
-        stmt = stmt.where(Delivery.url.not_in(skip_urls))
-    if skip_locked:
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(await session.scalars(stmt))
-    if ids:
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(lease_owner=owner, lease_expires_at=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
-
-
-async def load_jobs(session: AsyncSession, ids: list[str], *, now: datetime, default_max_attempts: int) -> list[Job]:
+        due = due.where(Delivery.url.not_in(skip_urls))
+    dialect = session.get_bind().dialect.name
+    if dialect != "sqlite":
+        due = due.with_for_update(skip_locked=True)  # workers skip each other's rows, never wait
+    if dialect in ("mysql", "mariadb"):
+        # MariaDB refuses LIMIT inside IN (subquery): lock the ids first, then mark them.
+        ids = list(await session.scalars(due))
+        if not ids:
+            return []
+        target: Any = Delivery.id.in_(ids)
+    else:
+        target = Delivery.id.in_(due.scalar_subquery())
+    marked = await session.execute(
+        update(Delivery)
+        .where(target)
+        .values(lease_owner=owner, next_attempt_at=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    if not marked.rowcount:  # type: ignore[attr-defined]
+        return []
     rows = await session.execute(
         select(
             Delivery.id,
@@ -127,7 +135,11 @@ async def load_jobs(session: AsyncSession, ids: list[str], *, now: datetime, def
         .join(Event, Event.id == Delivery.event_id)
         .join(Payment, Payment.id == Delivery.payment_id)
         .join(Merchant, Merchant.id == Delivery.merchant_id)
-        .where(Delivery.id.in_(ids))
+        .where(
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at == lease_until,
+            Delivery.lease_owner == owner,
+        )
     )
     jobs = []
     for did, url, count, max_attempts, eid, etype, body, secret, signing, previous, previous_until in rows:
@@ -143,17 +155,17 @@ async def renew_leases(session: AsyncSession, *, owner: str, ids: list[str], unt
         await session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids), Delivery.lease_owner == owner)
-            .values(lease_expires_at=until)
+            .values(next_attempt_at=until)
             .execution_options(synchronize_session=False)
         )
 
 
-async def release(session: AsyncSession, *, owner: str) -> None:
+async def release(session: AsyncSession, *, owner: str, now: datetime) -> None:
     """Give back every lease this worker holds (on shutdown), so others need not wait for them."""
     await session.execute(
         update(Delivery)
         .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.PENDING)
-        .values(lease_owner=None, lease_expires_at=None)
+        .values(lease_owner=None, next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
 
@@ -234,7 +246,7 @@ async def record(
         )
     if not attempts:
         return
-    await session.execute(insert(DeliveryAttempt), attempts)
+    await session.execute(insert(DeliveryAttempt.__table__), attempts)
     table = Delivery.__table__
     # Guarded by owner and try number: a worker whose lease was taken over records its try in the
     # log but cannot overwrite the state the new owner is responsible for.
@@ -255,7 +267,6 @@ async def record(
             delivered_at=bindparam("delivered_at"),
             updated_at=bindparam("updated_at"),
             lease_owner=None,
-            lease_expires_at=None,
         ),
         changes,
     )
@@ -281,7 +292,6 @@ def _reschedule(delivery: Delivery, *, retries: int, now: datetime) -> None:
     delivery.max_attempts = delivery.attempt_count + 1 + retries
     delivery.next_attempt_at = now
     delivery.lease_owner = None
-    delivery.lease_expires_at = None
     delivery.updated_at = now
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 
@@ -20,6 +21,7 @@ def hex_signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def _whsec_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix("whsec_"))
 

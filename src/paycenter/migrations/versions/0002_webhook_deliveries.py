@@ -34,7 +34,6 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.Integer(), nullable=True),
         sa.Column("next_attempt_at", paycenter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", paycenter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error_class", sa.String(length=16), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
