@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
-from conftest import SEED_BODY, make_merchant
+from conftest import BACKENDS, SEED_BODY, make_merchant
 from paycenter.merchants.models import Merchant
 from paycenter.payments import service
 from paycenter.payments.models import Event
@@ -23,29 +25,29 @@ EVENTS = 1000
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 
 
-async def make_events(db, merchant_id: str, url: str, clock) -> None:
-    """1,000 paid payments, each with its `paid` event and delivery, in a few transactions."""
+async def make_events(db, merchant_id: str, url: str, clock, count: int = EVENTS) -> None:
+    """Paid payments, each with its `paid` event and delivery, up to 100 per transaction."""
     data = PaymentInit.model_validate({**SEED_BODY, "webhook_url": url})
     policy = service.InitPolicy(max_amount=10**8, default_expires_in=3600, providers=["sandbox"])
-    for batch in range(EVENTS // 100):
+    for batch in range(0, count, 100):
         async with db.transaction() as session:
             merchant = await session.get(Merchant, merchant_id)
-            for i in range(100):
+            for _ in range(min(100, count - batch)):
                 payment = await service.create_payment(
                     session, merchant=merchant, data=data, policy=policy, now=clock()
                 )
                 await service.record_operation(
-                    session, payment, provider_txn_id=f"crash-{batch}-{i}", amount=payment.amount, now=clock()
+                    session, payment, provider_txn_id=uuid.uuid4().hex, amount=payment.amount, now=clock()
                 )
 
 
-def start_worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(database_url: str, log: Path, poll_interval: float = 0.1) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env |= {
         "PAYCENTER_DATABASE_URL": database_url,
         "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         "PAYCENTER_WEBHOOK_LEASE_SECONDS": "2",
-        "PAYCENTER_WORKER_POLL_INTERVAL": "0.1",
+        "PAYCENTER_WORKER_POLL_INTERVAL": str(poll_interval),
         "PAYCENTER_LOG_LEVEL": "warning",
     }
     return subprocess.Popen([str(PAYCENTER), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -94,4 +96,24 @@ async def test_kill_9_mid_delivery_loses_nothing(db, database_url, clock, tmp_pa
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        await sink.stop()
+
+
+@pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgresql"], indirect=True)
+async def test_postgres_notify_wakes_a_worker_in_another_process(db, database_url, clock, tmp_path):
+    """With its poll an hour away, a worker in another process still sends at once: NOTIFY woke it."""
+    sink = await Sink().start()
+    proc = None
+    try:
+        creds = await make_merchant(db, name="Notify shop")
+        url = sink.on("/hooks")
+        proc = start_worker(database_url, tmp_path / "worker.log", poll_interval=3600)
+        await make_events(db, creds.merchant_id, url, clock, count=1)
+        await wait_until(lambda: len(sink.received) == 1, timeout=20, what="the first event (worker start-up)")
+        await make_events(db, creds.merchant_id, url, clock, count=1)
+        await wait_until(lambda: len(sink.received) == 2, timeout=10, what="the second event, woken by NOTIFY")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
         await sink.stop()
