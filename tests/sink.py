@@ -31,6 +31,7 @@ class Sink:
     # path -> list of statuses to answer in turn (the last one repeats); default 200
     script: dict[str, list[int]] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    bodies: dict[str, str] = field(default_factory=dict)  # path -> answer body
     release_hang: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float = 0.0  # seconds each answer takes: a slow endpoint
     _runner: web.AppRunner | None = None
@@ -57,9 +58,8 @@ class Sink:
             await self.release_hang.wait()
         statuses = self.script.get(request.path, [200])
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
-        return web.Response(
-            status=status, text="ok" if status < 300 else "nope", headers=self.headers.get(request.path)
-        )
+        text = self.bodies.get(request.path, "ok" if status < 300 else "nope")
+        return web.Response(status=status, text=text, headers=self.headers.get(request.path))
 
     async def start(self) -> Sink:
         app = web.Application(client_max_size=1024**2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -120,3 +121,23 @@ async def test_unresolvable_name_is_a_dns_error():
     finally:
         await sender.close()
     assert result.error_class == "dns"
+
+
+async def test_error_classes_and_the_response_cap(canaries):
+    v4, _ = canaries
+    v4.bodies["/big"] = "x" * 100_000
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    sender = Sender(allowed_networks=parse_networks("127.0.0.0/8"), total_timeout=0.5)
+    try:
+        big = await sender.send(v4.url("/big"), {}, b"{}")
+        refused = await sender.send(f"http://127.0.0.1:{closed_port}/", {}, b"{}")
+        slow = await sender.send(v4.url("/hang"), {}, b"{}")
+    finally:
+        await sender.close()
+        v4.release_hang.set()
+    assert big.ok and len(big.response_body) == 16 * 1024  # stored capped, the rest dropped
+    assert (refused.error_class, refused.status) == ("connect", None)
+    assert slow.error_class == "timeout"
