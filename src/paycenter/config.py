@@ -6,6 +6,7 @@ import ipaddress
 import re
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,31 @@ class Settings(BaseSettings):
     worker_poll_interval: float = 0.5
     # `paycenter run` runs the worker loops inside the web process.
     run_worker: bool = True
+
+    # --- Kaspi Pay partner API (provider kaspi_qr); see docs and `paycenter kaspi-qr` ---
+    kaspi_qr_base_url: str = ""  # scheme://host:port, e.g. https://mtokentest.kaspi.kz:8545
+    kaspi_qr_scheme: Literal["r1", "r2", "r3"] = "r1"  # r1: Api-Key; r2/r3: client certificate
+    kaspi_qr_api_key: str = ""
+    kaspi_qr_organization_bin: str = ""  # r3: sent in every body
+    kaspi_qr_cert_file: str = ""  # r2/r3: client certificate (PEM) ...
+    kaspi_qr_key_file: str = ""  # ... its key
+    kaspi_qr_ca_file: str = ""  # trust anchor for Kaspi's server certificate, if not the system's
+    kaspi_qr_device_token: str = ""  # from `paycenter kaspi-qr register-device`
+    # "link": a pay link (a QR of it for desktops, a button on phones); "qr": a QR token.
+    kaspi_qr_mode: Literal["link", "qr"] = "link"
+    kaspi_timeout: float = 10.0
+
+    # --- Kaspi Smart POS terminals (provider kaspi_pos); the pool is `paycenter terminal ...` ---
+    # Terminals serve HTTPS with self-signed certificates on the shop network.
+    kaspi_pos_verify_tls: bool = False
+    kaspi_pos_refund_method: Literal["qr", "card"] = "qr"
+
+    # --- poller ---
+    poller_interval: float = 1.0
+    # A live attempt whose provider keeps failing or answering "unknown" this long is closed as
+    # failed, so the payer can try again (money that arrives later is still counted).
+    poller_give_up_after: float = 300.0
+    poller_max_backoff: float = 30.0
 
     @property
     def providers(self) -> list[str]:

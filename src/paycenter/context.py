@@ -23,7 +23,7 @@ class AppContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-        return cls(settings=settings, db=db, providers=Providers(settings.providers))
+        return cls(settings=settings, db=db, providers=Providers(settings))
 
     def now(self) -> datetime:
         return self.clock()

@@ -16,7 +16,7 @@ from paycenter.errors import envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
 from paycenter.money import to_major_str
-from paycenter.payments import queries, service, views
+from paycenter.payments import queries, refunds, service, views
 from paycenter.payments.models import PaymentStatus
 from paycenter.payments.schemas import (
     CancelRequest,
@@ -180,7 +180,7 @@ async def refund_payment(
     pid = _payment_id(payment_id)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
-        refund = await service.request_refund(
+        refund = await refunds.request(
             session, merchant_id=merchant.id, payment_id=pid, amount=body.amount, reason=body.reason, now=now
         )
         return 200, {"refund_id": refund.id}
@@ -188,14 +188,15 @@ async def refund_payment(
     _status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
     refund_id = data["refund_id"]
     if not replayed:
-        await service.send_refund(ctx.db, ctx.providers, refund_id=refund_id, clock=ctx.clock)
+        await refunds.send(ctx.db, ctx.providers, refund_id=refund_id, clock=ctx.clock)
     async with ctx.db.reading() as session:
         payment = await service.get(session, pid)
-        refund = await service.get_refund(session, refund_id)
+        refund = await refunds.get(session, refund_id)
     message = {
         "succeeded": "Refund completed",
         "pending": "Refund accepted; the provider will confirm it",
         "failed": "Refund failed",
+        "partially_succeeded": "Refund partly completed",
     }[refund.status]
     result = {"refund": views.refund(refund, payment.currency), "payment": views.detail(payment, base_url)}
     return _answer(200, envelope(result, message), replayed)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -59,6 +60,8 @@ class RefundStatus(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Some legs went back to the payer, others failed: refunded_amount says how much.
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
 
 
 class EventType(enum.StrEnum):
@@ -124,14 +127,28 @@ class Attempt(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     provider: Mapped[str] = mapped_column(String(32))
+    # What the payer is asked to pay in this try (gross: with the fee when the payer covers it).
     amount: Mapped[int] = mapped_column(Money)
     status: Mapped[str] = mapped_column(String(20), default=AttemptStatus.LIVE)
-    # The provider's handle on this try (QR payment id, terminal process id, ...).
+    # The provider's handle on this try (QR payment id, terminal process id, ...); None until
+    # the provider has accepted the try.
     provider_ref: Mapped[str | None] = mapped_column(String(100))
     payment_method: Mapped[str | None] = mapped_column(String(32))
+    # The chosen method's fee, in basis points (100 = 1%), and who carries it.
+    fee_bp: Mapped[int] = mapped_column(Integer, default=0)
+    payer_covers_fee: Mapped[bool] = mapped_column(Boolean, default=False)
+    terminal_id: Mapped[str | None] = mapped_column(String(40))
+    qr_payload: Mapped[str | None] = mapped_column(String(1000))  # what the QR code encodes
+    pay_link: Mapped[str | None] = mapped_column(String(500))  # "open in Kaspi"
+    provider_status: Mapped[str | None] = mapped_column(String(40))  # last raw status seen
+    confirm_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds to confirm once scanned
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Poller bookkeeping: when to ask next (backoff after errors) and since when answers fail.
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    poll_failures: Mapped[int] = mapped_column(Integer, default=0)
+    trouble_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -150,21 +167,65 @@ class Operation(Base):
     fee: Mapped[int] = mapped_column(Money, default=0)
     net: Mapped[int] = mapped_column(Money)
     payment_method: Mapped[str | None] = mapped_column(String(32))
+    # Kaspi POS refunds must run on the terminal that took the money.
+    terminal_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Refund(Base):
+    """A merchant's refund request. The money goes back per operation, in legs."""
+
     __tablename__ = "refunds"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     amount: Mapped[int] = mapped_column(Money)
+    # What actually went back (succeeded legs).
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
     reason: Mapped[str] = mapped_column(String(500), default="")
     status: Mapped[str] = mapped_column(String(20), default=RefundStatus.PENDING)
     provider_ref: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RefundLeg(Base):
+    """The part of a refund that goes back through one operation (one QR payment, one terminal
+    transaction): providers refund per original transaction, never across them."""
+
+    __tablename__ = "refund_legs"
+    __table_args__ = (Index("ix_refund_legs_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"), index=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), index=True)
+    amount: Mapped[int] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(20), default=RefundStatus.PENDING)
+    # Written before the provider is called: a leg with sent_at but no answer may have moved
+    # money, so it is never sent again blindly (see payments.refunds).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    terminal_id: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(String(500))
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PaymentMethod(Base):
+    """How a payer pays (Kaspi Gold, Red, credit, instalments) and what the bank keeps of it."""
+
+    __tablename__ = "payment_methods"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # Fee in basis points of the gross amount: 100 = 1%.
+    fee_bp: Mapped[int] = mapped_column(Integer, default=0)
+    # The payer pays the fee on top: an attempt asks remaining / (1 - fee), rounded up.
+    payer_covers_fee: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Event(Base):

@@ -270,6 +270,7 @@ class RefundOut(BaseModel):
     id: str
     transaction_id: str
     amount: str
+    refunded_amount: str = Field(description="What went back so far (all of amount once succeeded).")
     reason: str
     status: str
     error: str | None

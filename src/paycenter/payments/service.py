@@ -7,18 +7,17 @@ made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter.db import Database, is_payment_id, new_id, new_payment_id
+from paycenter.db import is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
-from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
+from paycenter.money import MoneyError, to_minor
 from paycenter.payments import events
 from paycenter.payments.models import (
     PAYABLE,
@@ -28,15 +27,9 @@ from paycenter.payments.models import (
     Operation,
     Payment,
     PaymentStatus,
-    Refund,
-    RefundStatus,
 )
 from paycenter.payments.schemas import PaymentInit
-from paycenter.providers.base import RefundOutcome
 from paycenter.timefmt import iso
-
-if TYPE_CHECKING:
-    from paycenter.providers.registry import Providers
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,8 @@ async def lock(session: AsyncSession, payment_id: str, *, merchant_id: str | Non
     return payment
 
 
-def _touch(payment: Payment, status: PaymentStatus | str, now: datetime) -> str:
+def touch(payment: Payment, status: PaymentStatus | str, now: datetime) -> str:
+    """Set a payment's status; returns the previous one (for the event)."""
     previous = payment.status
     payment.status = str(status)
     payment.updated_at = now
@@ -143,7 +137,7 @@ async def expire_if_due(session: AsyncSession, payment: Payment, *, now: datetim
     if payment.status not in PAYABLE or payment.expires_at > now:
         return False
     await _close_live_attempts(session, payment, AttemptStatus.EXPIRED, now=now)
-    previous = _touch(payment, PaymentStatus.EXPIRED, now)
+    previous = touch(payment, PaymentStatus.EXPIRED, now)
     await events.emit(
         session,
         payment,
@@ -173,7 +167,7 @@ async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, re
     if payment.status not in PAYABLE:
         raise Conflict(f"Payment is {payment.status} and can no longer be cancelled")
     await _close_live_attempts(session, payment, AttemptStatus.CANCELLED, now=now)
-    previous = _touch(payment, PaymentStatus.CANCELLED, now)
+    previous = touch(payment, PaymentStatus.CANCELLED, now)
     payment.cancelled_at = now
     await events.emit(
         session,
@@ -233,10 +227,12 @@ async def record_operation(
     fee: int = 0,
     attempt: Attempt | None = None,
     payment_method: str | None = None,
+    terminal_id: str | None = None,
 ) -> OperationResult:
     """Count money the provider says arrived, once per provider transaction id.
 
     The caller holds the payment locked. A repeat of a known provider transaction changes nothing.
+    ``amount`` is gross (what the payer paid); ``fee`` is the bank's part of it.
     """
     existing = await find_operation(session, provider=payment.provider, provider_txn_id=provider_txn_id)
     if existing is not None:
@@ -251,6 +247,7 @@ async def record_operation(
         fee=fee,
         net=amount - fee,
         payment_method=payment_method,
+        terminal_id=terminal_id,
         created_at=now,
     )
     session.add(operation)
@@ -264,13 +261,18 @@ async def record_operation(
     if payment.status not in PAYABLE:
         # Money after the payment closed is still money: it is counted, never dropped.
         return OperationResult(operation, counted=True)
-    extras = {"payment_method": payment_method or payment.provider}
+    extras = {
+        "payment_method": payment_method or payment.provider,
+        # The payer paid another sum than this try asked for, or more than the payment's amount.
+        "payment_mismatch": (attempt is not None and amount != attempt.amount)
+        or payment.received_amount > payment.amount,
+    }
     if payment.received_amount >= payment.amount:
         payment.paid_at = now
-        previous = _touch(payment, PaymentStatus.PAID, now)
+        previous = touch(payment, PaymentStatus.PAID, now)
         await events.emit(session, payment, EventType.PAID, previous_status=previous, now=now, extras=extras)
     else:
-        previous = _touch(payment, PaymentStatus.PARTIALLY_PAID, now)
+        previous = touch(payment, PaymentStatus.PARTIALLY_PAID, now)
         await events.emit(session, payment, EventType.PARTIALLY_PAID, previous_status=previous, now=now, extras=extras)
     return OperationResult(operation, counted=True)
 
@@ -278,157 +280,7 @@ async def record_operation(
 def settle_status(payment: Payment, now: datetime) -> None:
     """After an attempt ends without money, a payment that was processing is payable again."""
     if payment.status == PaymentStatus.PROCESSING:
-        _touch(payment, PaymentStatus.PARTIALLY_PAID if payment.received_amount else PaymentStatus.PENDING, now)
-
-
-# --- refunds -----------------------------------------------------------------------------
-
-
-async def _reserved_refunds(session: AsyncSession, payment_id: str) -> int:
-    total = await session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment_id, Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED])
-        )
-    )
-    return int(total or 0)
-
-
-async def request_refund(
-    session: AsyncSession,
-    *,
-    merchant_id: str,
-    payment_id: str,
-    amount: Any | None,
-    reason: str,
-    now: datetime,
-) -> Refund:
-    """Reserve a refund under the payment's lock; the provider is called after this commits.
-
-    Pending refunds count against the refundable sum, so concurrent requests can never send back
-    more than was paid.
-    """
-    payment = await lock(session, payment_id, merchant_id=merchant_id)
-    if payment.paid_amount == 0:
-        raise Conflict(f"Payment is {payment.status} and has received no money to refund")
-    if payment.status == PaymentStatus.REFUNDED:
-        raise Conflict("Payment has already been refunded in full")
-    available = payment.paid_amount - await _reserved_refunds(session, payment.id)
-    if available <= 0:
-        raise Conflict("Nothing left to refund: earlier refunds cover everything paid")
-    if amount is None:
-        minor = available
-    else:
-        try:
-            minor = to_minor(amount, payment.currency)
-        except MoneyError as exc:
-            raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
-        if minor > available:
-            message = (
-                f"Refund amount exceeds the refundable sum of "
-                f"{to_major_str(available, payment.currency)} {payment.currency}"
-            )
-            raise Unprocessable(
-                message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}]
-            )
-    refund = Refund(
-        id=new_id("rfd"),
-        payment_id=payment.id,
-        amount=minor,
-        reason=reason,
-        status=RefundStatus.PENDING,
-        created_at=now,
-    )
-    session.add(refund)
-    payment.updated_at = now
-    await session.flush()
-    return refund
-
-
-async def complete_refund(
-    session: AsyncSession,
-    *,
-    refund_id: str,
-    succeeded: bool,
-    now: datetime,
-    provider_ref: str | None = None,
-    error: str | None = None,
-) -> Refund:
-    """Record the provider's answer to a pending refund; a success emits ``refunded``."""
-    payment_id = await session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
-    if payment_id is None:
-        raise NotFound("Refund not found")
-    # Payment first, then refund: the same lock order as request_refund, so no deadlock.
-    payment = await lock(session, payment_id)
-    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
-    assert refund is not None
-    if refund.status != RefundStatus.PENDING:
-        return refund  # already settled by another worker: nothing to do twice
-    refund.completed_at = now
-    refund.provider_ref = provider_ref or refund.provider_ref
-    if not succeeded:
-        refund.status = RefundStatus.FAILED
-        refund.error = (error or "refund failed")[:500]
-        return refund
-    refund.status = RefundStatus.SUCCEEDED
-    payment.refunded_amount += refund.amount
-    payment.updated_at = now
-    previous = payment.status
-    if payment.refunded_amount >= payment.paid_amount:
-        _touch(payment, PaymentStatus.REFUNDED, now)
-    await events.emit(
-        session,
-        payment,
-        EventType.REFUNDED,
-        previous_status=previous,
-        now=now,
-        extras={
-            "refund_id": refund.id,
-            "refund_amount": to_major_number(refund.amount, payment.currency),
-            "refunded_amount": to_major_number(payment.refunded_amount, payment.currency),
-            "reason": refund.reason,
-            "full_refund": payment.refunded_amount >= payment.paid_amount,
-        },
-    )
-    return refund
-
-
-async def get_refund(session: AsyncSession, refund_id: str) -> Refund:
-    refund = await session.get(Refund, refund_id)
-    if refund is None:
-        raise NotFound("Refund not found")
-    return refund
-
-
-async def send_refund(db: Database, providers: Providers, *, refund_id: str, clock: Callable[[], datetime]) -> None:
-    """Ask the provider to send a reserved refund back, outside any transaction, then record it."""
-    async with db.reading() as session:
-        refund = await get_refund(session, refund_id)
-        payment = await get(session, refund.payment_id)
-    if refund.status != RefundStatus.PENDING:
-        return
-    try:
-        outcome = await providers.get(payment.provider).refund(payment, refund)
-    except Exception as exc:  # the provider's failure is the refund's failure, recorded below
-        outcome = RefundOutcome(succeeded=False, error=f"provider error: {exc}")
-    if outcome.succeeded is None:
-        async with db.transaction() as session:
-            await mark_refund_sent(session, refund_id=refund_id, provider_ref=outcome.provider_ref)
-        return
-    async with db.transaction() as session:
-        await complete_refund(
-            session,
-            refund_id=refund_id,
-            succeeded=outcome.succeeded,
-            provider_ref=outcome.provider_ref,
-            error=outcome.error,
-            now=clock(),
-        )
-
-
-async def mark_refund_sent(session: AsyncSession, *, refund_id: str, provider_ref: str | None) -> None:
-    refund = await session.get(Refund, refund_id, with_for_update=True)
-    if refund is not None and refund.status == RefundStatus.PENDING and provider_ref:
-        refund.provider_ref = provider_ref
+        touch(payment, PaymentStatus.PARTIALLY_PAID if payment.received_amount else PaymentStatus.PENDING, now)
 
 
 async def merchant_name(session: AsyncSession, merchant_id: str) -> str:

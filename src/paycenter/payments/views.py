@@ -96,6 +96,7 @@ def refund(r: Refund, currency: str) -> dict[str, Any]:
         "id": r.id,
         "transaction_id": r.payment_id,
         "amount": to_major_str(r.amount, currency),
+        "refunded_amount": to_major_str(r.refunded_amount, currency),
         "reason": r.reason,
         "status": r.status,
         "error": r.error,

@@ -1,21 +1,114 @@
 """The provider interface: how paycenter talks to whoever moves the money.
 
-A provider starts attempts, reports what happened to them and sends refunds. Calls that reach a
-bank are made outside any database transaction; their results come back through the payment
-service, which is the only code that changes payments.
+A provider starts attempts, reports what happened to them, cancels them and sends refunds. Its
+calls reach a bank or a terminal, so they are made outside any database transaction and take
+plain values (no ORM rows); what they report goes back through the payment service, the only
+code that changes payments. Pull providers (Kaspi) never call back: the poller asks them.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Protocol
 
-from paycenter.payments.models import Payment, Refund
+
+class ProviderError(Exception):
+    """A provider call failed. ``retryable``: worth asking again later (network, -999, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+
+
+class TerminalBusy(ProviderError):
+    def __init__(self, message: str = "All terminals are busy") -> None:
+        super().__init__(message, code="terminals_busy", retryable=True)
+
+
+@dataclass(frozen=True)
+class TerminalRef:
+    id: str
+    name: str
+    base_url: str
+    access_token: str
+    camera_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """What a provider needs to start a try."""
+
+    attempt_id: str
+    payment_id: str
+    amount: int  # minor units asked from the payer
+    currency: str
+    description: str
+    payment_method: str | None = None
+    terminal: TerminalRef | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    provider_ref: str
+    qr_payload: str | None = None
+    pay_link: str | None = None
+    expires_at: datetime | None = None
+    # Seconds the payer has to confirm once the QR is scanned (a new deadline from then on).
+    confirm_timeout: float | None = None
+
+
+class PollState(enum.StrEnum):
+    WAITING = "waiting"  # created, the payer has not acted yet
+    ACTIVE = "active"  # scanned / in progress at the provider
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the payer cancelled at the provider (the terminal, the app)
+    UNKNOWN = "unknown"  # the provider itself does not know right now
+
+
+@dataclass(frozen=True)
+class AttemptRef:
+    """A live attempt as the poller hands it to a provider."""
+
+    attempt_id: str
+    provider_ref: str
+    amount: int
+    currency: str
+    terminal: TerminalRef | None = None
+    last_status: str | None = None  # the raw status the previous poll saw
+    confirm_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    state: PollState
+    raw_status: str = ""
+    provider_txn_id: str | None = None
+    amount: int | None = None  # gross minor units actually paid, when known
+    payment_method: str | None = None
+    error: str | None = None
+    # A new deadline for the try, e.g. once scanned the confirmation timeout applies.
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundLegRef:
+    leg_id: str
+    amount: int
+    currency: str
+    provider_txn_id: str  # the operation being refunded
+    attempt_ref: str | None  # its attempt's provider handle (QR payment id)
+    terminal: TerminalRef | None = None
+    provider_ref: str | None = None  # the refund's own handle, once the provider accepted it
 
 
 @dataclass(frozen=True)
 class RefundOutcome:
-    """``succeeded`` None means the provider accepted it and will say later."""
+    """``succeeded`` None: accepted, the provider will say later (poll with ``provider_ref``)."""
 
     succeeded: bool | None
     provider_ref: str | None = None
@@ -24,7 +117,21 @@ class RefundOutcome:
 
 class Provider(Protocol):
     name: ClassVar[str]
-    # Pull providers don't call back: the poller asks them about live attempts.
-    pull: ClassVar[bool]
+    pull: ClassVar[bool]  # the poller asks it about live attempts
+    needs_terminal: ClassVar[bool]  # an attempt holds a terminal of the pool while live
+    # Concurrent calls the poller may make to it (per terminal the bound is always one).
+    max_in_flight: ClassVar[int]
+    # Currencies it can charge in; None: any.
+    currencies: ClassVar[tuple[str, ...] | None]
 
-    async def refund(self, payment: Payment, refund: Refund) -> RefundOutcome: ...
+    async def start(self, request: AttemptStart) -> Started: ...
+
+    async def poll(self, attempt: AttemptRef) -> PollResult: ...
+
+    async def cancel(self, attempt: AttemptRef) -> None: ...
+
+    async def refund(self, leg: RefundLegRef) -> RefundOutcome: ...
+
+    async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome: ...
+
+    async def close(self) -> None: ...

@@ -1,19 +1,32 @@
+"""The providers this process may use, built from settings (``PAYCENTER_ENABLED_PROVIDERS``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
+from paycenter.config import Settings
 from paycenter.providers.base import Provider
+from paycenter.providers.kaspi_pos import KaspiPosProvider
+from paycenter.providers.kaspi_qr import KaspiQrProvider
 from paycenter.providers.sandbox import SandboxProvider
 
-KNOWN: dict[str, type[Provider]] = {SandboxProvider.name: SandboxProvider}
+KNOWN = (SandboxProvider.name, KaspiQrProvider.name, KaspiPosProvider.name)
+
+
+def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -> Provider:
+    if name == SandboxProvider.name:
+        return SandboxProvider()
+    if name == KaspiQrProvider.name:
+        return KaspiQrProvider(settings, clock=clock)
+    if name == KaspiPosProvider.name:
+        return KaspiPosProvider(settings)
+    raise ValueError(f"unknown provider {name!r} in PAYCENTER_ENABLED_PROVIDERS (known: {', '.join(KNOWN)})")
 
 
 class Providers:
-    """The providers this process may use, by name (from ``PAYCENTER_ENABLED_PROVIDERS``)."""
-
-    def __init__(self, enabled: list[str]) -> None:
-        unknown = [name for name in enabled if name not in KNOWN]
-        if unknown:
-            raise ValueError(f"unknown providers in PAYCENTER_ENABLED_PROVIDERS: {', '.join(unknown)}")
-        self._providers: dict[str, Provider] = {name: KNOWN[name]() for name in enabled}
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self._providers: dict[str, Provider] = {name: build(name, settings, clock) for name in settings.providers}
 
     def names(self) -> list[str]:
         return list(self._providers)
@@ -21,5 +34,12 @@ class Providers:
     def get(self, name: str) -> Provider:
         return self._providers[name]
 
+    def pull(self) -> list[Provider]:
+        return [p for p in self._providers.values() if p.pull]
+
     def __contains__(self, name: object) -> bool:
         return name in self._providers
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.close()

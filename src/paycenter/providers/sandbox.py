@@ -11,16 +11,44 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paycenter.errors import Conflict, Unprocessable
 from paycenter.money import MoneyError, to_minor
 from paycenter.payments import service
-from paycenter.payments.models import PAYABLE, AttemptStatus, Payment, PaymentStatus, Refund
-from paycenter.providers.base import RefundOutcome
+from paycenter.payments.models import PAYABLE, AttemptStatus, PaymentStatus
+from paycenter.providers.base import (
+    AttemptRef,
+    AttemptStart,
+    PollResult,
+    ProviderError,
+    RefundLegRef,
+    RefundOutcome,
+    Started,
+)
 
 
 class SandboxProvider:
+    """No bank: the page's buttons decide each attempt on the spot (see ``payer_action``)."""
+
     name: ClassVar[str] = "sandbox"
     pull: ClassVar[bool] = False
+    needs_terminal: ClassVar[bool] = False
+    max_in_flight: ClassVar[int] = 1
+    currencies: ClassVar[tuple[str, ...] | None] = None
 
-    async def refund(self, payment: Payment, refund: Refund) -> RefundOutcome:
-        return RefundOutcome(succeeded=True, provider_ref=f"sandbox-refund-{refund.id}")
+    async def start(self, request: AttemptStart) -> Started:
+        raise ProviderError("sandbox attempts are started by the payment page", retryable=False)
+
+    async def poll(self, attempt: AttemptRef) -> PollResult:
+        raise ProviderError("sandbox attempts are never polled", retryable=False)
+
+    async def cancel(self, attempt: AttemptRef) -> None:
+        return None
+
+    async def refund(self, leg: RefundLegRef) -> RefundOutcome:
+        return RefundOutcome(succeeded=True, provider_ref=f"sandbox-refund-{leg.leg_id}")
+
+    async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome:
+        return RefundOutcome(succeeded=True, provider_ref=leg.provider_ref)
+
+    async def close(self) -> None:
+        return None
 
 
 class PayerAction(enum.StrEnum):

@@ -1,0 +1,327 @@
+"""Refunds: reserved under the payment's lock, sent per operation (a leg each), settled once.
+
+Money goes back the way it came: a provider refunds one original transaction at a time (one QR
+payment, one terminal transaction), so a refund of a payment paid in parts becomes several legs.
+Pending and succeeded legs count against what each operation can still give back, which is what
+keeps concurrent refunds from ever returning more than was paid.
+
+A leg is marked ``sent_at`` in its own transaction before the provider is called. A leg that was
+sent but whose answer never came (a crash, a timeout) may have moved money, so it is never sent
+again blindly: the poller asks the provider what happened (``resync``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.db import Database, new_id
+from paycenter.errors import Conflict, NotFound, Unprocessable
+from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
+from paycenter.payments import events, service
+from paycenter.payments.models import (
+    Attempt,
+    EventType,
+    Operation,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundLeg,
+    RefundStatus,
+)
+from paycenter.providers import terminals
+from paycenter.providers.base import ProviderError, RefundLegRef, RefundOutcome
+from paycenter.providers.models import Terminal
+
+if TYPE_CHECKING:
+    from paycenter.providers.registry import Providers
+
+LIVE_LEG = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+
+
+async def _available_by_operation(session: AsyncSession, payment_id: str) -> list[tuple[Operation, int]]:
+    """Each operation of the payment, newest first, with what it can still give back."""
+    operations = list(
+        await session.scalars(
+            select(Operation).where(Operation.payment_id == payment_id).order_by(Operation.created_at.desc())
+        )
+    )
+    reserved = dict(
+        (
+            await session.execute(
+                select(RefundLeg.operation_id, func.sum(RefundLeg.amount))
+                .join(Operation, Operation.id == RefundLeg.operation_id)
+                .where(Operation.payment_id == payment_id, RefundLeg.status.in_(LIVE_LEG))
+                .group_by(RefundLeg.operation_id)
+            )
+        ).all()
+    )
+    return [(op, op.amount - int(reserved.get(op.id) or 0)) for op in operations]
+
+
+async def request(
+    session: AsyncSession, *, merchant_id: str, payment_id: str, amount: Any | None, reason: str, now: datetime
+) -> Refund:
+    """Reserve a refund and its legs under the payment's lock. The provider is called later."""
+    payment = await service.lock(session, payment_id, merchant_id=merchant_id)
+    if payment.paid_amount == 0:
+        raise Conflict(f"Payment is {payment.status} and has received no money to refund")
+    if payment.status == PaymentStatus.REFUNDED:
+        raise Conflict("Payment has already been refunded in full")
+    by_operation = await _available_by_operation(session, payment.id)
+    available = sum(max(left, 0) for _, left in by_operation)
+    if available <= 0:
+        raise Conflict("Nothing left to refund: earlier refunds cover everything paid")
+    if amount is None:
+        minor = available
+    else:
+        try:
+            minor = to_minor(amount, payment.currency)
+        except MoneyError as exc:
+            raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+        if minor > available:
+            message = (
+                f"Refund amount exceeds the refundable sum of "
+                f"{to_major_str(available, payment.currency)} {payment.currency}"
+            )
+            raise Unprocessable(
+                message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}]
+            )
+    refund = Refund(
+        id=new_id("rfd"),
+        payment_id=payment.id,
+        amount=minor,
+        refunded_amount=0,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        created_at=now,
+    )
+    session.add(refund)
+    left = minor
+    for operation, can in by_operation:
+        if left <= 0:
+            break
+        take = min(can, left)
+        if take <= 0:
+            continue
+        session.add(
+            RefundLeg(
+                id=new_id("rfl"),
+                refund_id=refund.id,
+                operation_id=operation.id,
+                amount=take,
+                status=RefundStatus.PENDING,
+                terminal_id=operation.terminal_id,
+                created_at=now,
+            )
+        )
+        left -= take
+    payment.updated_at = now
+    await session.flush()
+    return refund
+
+
+async def get(session: AsyncSession, refund_id: str) -> Refund:
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound("Refund not found")
+    return refund
+
+
+async def _leg_ref(session: AsyncSession, leg: RefundLeg, currency: str, terminal: Terminal | None) -> RefundLegRef:
+    operation = await session.get(Operation, leg.operation_id)
+    assert operation is not None
+    attempt_ref = None
+    if operation.attempt_id:
+        attempt_ref = await session.scalar(select(Attempt.provider_ref).where(Attempt.id == operation.attempt_id))
+    return RefundLegRef(
+        leg_id=leg.id,
+        amount=leg.amount,
+        currency=currency,
+        provider_txn_id=operation.provider_txn_id,
+        attempt_ref=attempt_ref,
+        terminal=terminals.ref(terminal) if terminal else None,
+        provider_ref=leg.provider_ref,
+    )
+
+
+async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
+    """Mark an unsent leg as being sent (and hold its terminal); None if it can't go now."""
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is not None:
+        return None
+    refund = await session.get(Refund, leg.refund_id)
+    assert refund is not None
+    payment = await session.get(Payment, refund.payment_id)
+    assert payment is not None
+    terminal = None
+    if leg.terminal_id:
+        terminal = await terminals.take(session, terminal_id=leg.terminal_id, holder=leg.id, now=now)
+        if terminal is None:
+            return None  # the terminal is serving someone: the poller sends it when it frees
+    leg.sent_at = now
+    return payment.provider, await _leg_ref(session, leg, payment.currency, terminal)
+
+
+async def record_leg(session: AsyncSession, *, leg_id: str, outcome: RefundOutcome, now: datetime) -> None:
+    """The provider's answer for a leg; once no leg of the refund is pending, settle it."""
+    payment_id = await session.scalar(
+        select(Refund.payment_id).join(RefundLeg, RefundLeg.refund_id == Refund.id).where(RefundLeg.id == leg_id)
+    )
+    if payment_id is None:
+        raise NotFound("Refund leg not found")
+    payment = await service.lock(session, payment_id)  # payment first: the lock order everywhere
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    assert leg is not None
+    if leg.status != RefundStatus.PENDING:
+        return
+    leg.provider_ref = outcome.provider_ref or leg.provider_ref
+    if outcome.succeeded is None:
+        leg.next_poll_at = now + timedelta(seconds=2)
+        return
+    leg.status = RefundStatus.SUCCEEDED if outcome.succeeded else RefundStatus.FAILED
+    leg.error = None if outcome.succeeded else (outcome.error or "refused by the provider")[:500]
+    leg.completed_at = now
+    if leg.terminal_id:
+        await terminals.free(session, terminal_id=leg.terminal_id, holder=leg.id)
+    await _settle(session, payment, leg.refund_id, now=now)
+
+
+async def _settle(session: AsyncSession, payment: Payment, refund_id: str, *, now: datetime) -> None:
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    assert refund is not None
+    if refund.status != RefundStatus.PENDING:
+        return
+    legs = list(await session.scalars(select(RefundLeg).where(RefundLeg.refund_id == refund.id)))
+    if any(leg.status == RefundStatus.PENDING for leg in legs):
+        return
+    refunded = sum(leg.amount for leg in legs if leg.status == RefundStatus.SUCCEEDED)
+    refund.refunded_amount = refunded
+    refund.completed_at = now
+    if refunded == refund.amount:
+        refund.status = RefundStatus.SUCCEEDED
+    elif refunded == 0:
+        refund.status = RefundStatus.FAILED
+    else:
+        refund.status = RefundStatus.PARTIALLY_SUCCEEDED
+    errors = [leg.error for leg in legs if leg.error]
+    refund.error = "; ".join(errors)[:500] if errors else None
+    if refunded == 0:
+        return
+    payment.refunded_amount += refunded
+    payment.updated_at = now
+    previous = payment.status
+    if payment.refunded_amount >= payment.paid_amount:
+        service.touch(payment, PaymentStatus.REFUNDED, now)
+    await events.emit(
+        session,
+        payment,
+        EventType.REFUNDED,
+        previous_status=previous,
+        now=now,
+        extras={
+            "refund_id": refund.id,
+            "refund_amount": to_major_number(refunded, payment.currency),
+            "refunded_amount": to_major_number(payment.refunded_amount, payment.currency),
+            "reason": refund.reason,
+            "full_refund": payment.refunded_amount >= payment.paid_amount,
+        },
+    )
+
+
+async def send(db: Database, providers: Providers, *, refund_id: str, clock: Callable[[], datetime]) -> None:
+    """Send every unsent leg of a refund, each outside any transaction, and record the answers."""
+    async with db.reading() as session:
+        leg_ids = list(
+            await session.scalars(
+                select(RefundLeg.id).where(
+                    RefundLeg.refund_id == refund_id,
+                    RefundLeg.status == RefundStatus.PENDING,
+                    RefundLeg.sent_at.is_(None),
+                )
+            )
+        )
+    for leg_id in leg_ids:
+        await send_leg(db, providers, leg_id=leg_id, clock=clock)
+
+
+async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Callable[[], datetime]) -> None:
+    async with db.transaction() as session:
+        begun = await begin_leg(session, leg_id=leg_id, now=clock())
+    if begun is None:
+        return
+    provider_name, ref = begun
+    try:
+        outcome = await providers.get(provider_name).refund(ref)
+    except ProviderError as exc:
+        if exc.retryable:
+            # Maybe sent, maybe not: leave it sent and unanswered; the poller finds out.
+            async with db.transaction() as session:
+                await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
+            return
+        outcome = RefundOutcome(succeeded=False, error=exc.message)
+    async with db.transaction() as session:
+        await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
+
+
+async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    if leg is not None and leg.status == RefundStatus.PENDING:
+        leg.error = error[:500]
+        leg.next_poll_at = now + timedelta(seconds=5)
+
+
+async def poll_leg(db: Database, providers: Providers, *, leg_id: str, clock: Callable[[], datetime]) -> None:
+    """Follow a leg the provider accepted but has not settled (a terminal refund the customer
+    confirms in the app), or find out what became of one whose answer never came."""
+    async with db.reading() as session:
+        leg = await session.get(RefundLeg, leg_id)
+        if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is None:
+            return
+        refund = await session.get(Refund, leg.refund_id)
+        assert refund is not None
+        payment = await session.get(Payment, refund.payment_id)
+        assert payment is not None
+        terminal = await session.get(Terminal, leg.terminal_id) if leg.terminal_id else None
+        ref = await _leg_ref(session, leg, payment.currency, terminal)
+    provider = providers.get(payment.provider)
+    try:
+        if ref.provider_ref:
+            outcome = await provider.poll_refund(ref)
+        else:
+            outcome = await resync(provider, ref, db=db, operation_id=leg.operation_id, leg_id=leg.id)
+    except ProviderError as exc:
+        async with db.transaction() as session:
+            await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
+        return
+    if outcome is None:
+        return
+    async with db.transaction() as session:
+        await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
+
+
+async def resync(provider: Any, ref: RefundLegRef, *, db: Database, operation_id: str, leg_id: str) -> RefundOutcome:
+    """A leg sent without an answer: ask the provider whether the money went back."""
+    returned = getattr(provider, "returned", None)
+    if returned is None or not ref.attempt_ref:
+        return RefundOutcome(
+            succeeded=False,
+            error="the provider never answered and cannot be asked again: check with the bank before retrying",
+        )
+    total, available = await returned(ref.attempt_ref)
+    async with db.reading() as session:
+        others = await session.scalar(
+            select(func.coalesce(func.sum(RefundLeg.amount), 0)).where(
+                RefundLeg.operation_id == operation_id,
+                RefundLeg.status == RefundStatus.SUCCEEDED,
+                RefundLeg.id != leg_id,
+            )
+        )
+    went_back = total - available - int(others or 0)
+    if went_back >= ref.amount:
+        return RefundOutcome(succeeded=True, provider_ref="resynced")
+    return RefundOutcome(succeeded=False, error="the provider has no record of this refund; it can be requested again")

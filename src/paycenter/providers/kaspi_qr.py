@@ -1,0 +1,292 @@
+"""Provider ``kaspi_qr``: the Kaspi Pay partner API (QR and pay links), polled for status.
+
+Every protocol detail lives in this module (paths, field names, statuses, error codes), taken
+from shared/reference/kaspi.md section A, so it can be corrected in one place from Kaspi's own
+document. Kaspi never calls back and has no "expired" status: we expire a try ourselves from
+``ExpireDate`` and the scan / confirmation timeouts it announces.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from paycenter.config import Settings
+from paycenter.providers.base import (
+    AttemptRef,
+    AttemptStart,
+    PollResult,
+    PollState,
+    ProviderError,
+    RefundLegRef,
+    RefundOutcome,
+    Started,
+)
+
+# --- protocol ---------------------------------------------------------------------------------
+
+STATUS = {
+    "QrTokenCreated": PollState.WAITING,
+    "Wait": PollState.ACTIVE,
+    "Processed": PollState.SUCCEEDED,
+    "Error": PollState.FAILED,
+}
+
+ERRORS = {
+    -1501: "Kaspi: device not found (register it with `paycenter kaspi-qr register-device`)",
+    -1502: "Kaspi: device is inactive",
+    -1601: "Kaspi: purchase not found",
+    -99000002: "Kaspi: trade point not found",
+    -99000005: "Kaspi: refund above the purchase amount",
+    -99000006: "Kaspi: refund error, try again",
+    -99000011: "Kaspi: the purchase's status does not allow a refund",
+    -99000020: "Kaspi: a partial refund is not possible for this purchase",
+    990000028: "Kaspi: wrong amount",
+    -999: "Kaspi: service temporarily unavailable",
+    -10000: "Kaspi: no client certificate",
+}
+# Worth asking again: Kaspi is busy or the refund hit a transient error.
+RETRYABLE = {-999, -99000006}
+
+PRODUCT_TYPES = {"gold": "kaspi_gold", "red": "kaspi_red", "loan": "kaspi_credit", "credit": "kaspi_credit"}
+
+
+def method_of(product_type: str | None, loan_term: Any) -> str | None:
+    """Kaspi's ProductType (and LoanTerm) as our payment method code."""
+    if not product_type:
+        return None
+    kind = product_type.strip().lower()
+    if "install" in kind or "rassroch" in kind:
+        return "kaspi_installment_24" if str(loan_term) == "24" else "kaspi_installment_12"
+    return PRODUCT_TYPES.get(kind, f"kaspi_{kind}")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # Kaspi speaks Almaty time
+        when = when.replace(tzinfo=ALMATY)
+    return when.astimezone(UTC)
+
+
+ALMATY = ZoneInfo("Asia/Almaty")
+
+
+def tenge(minor: int) -> int | float:
+    """Minor units of KZT as the tenge number Kaspi expects (whole tenge in practice)."""
+    value = Decimal(minor) / 100
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def minor_of(amount: Any) -> int | None:
+    if amount is None:
+        return None
+    return int((Decimal(str(amount)) * 100).to_integral_value())
+
+
+# --- client -----------------------------------------------------------------------------------
+
+
+class KaspiQrClient:
+    """The partner API over aiohttp, for one configured scheme (r1, r2 or r3)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.kaspi_qr_base_url:
+            raise ProviderError("PAYCENTER_KASPI_QR_BASE_URL is not set", retryable=False)
+        self.base = settings.kaspi_qr_base_url.rstrip("/")
+        self.scheme = settings.kaspi_qr_scheme
+        self.api_key = settings.kaspi_qr_api_key
+        self.bin = settings.kaspi_qr_organization_bin
+        self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
+        self._ssl: ssl.SSLContext | bool = True
+        if self.scheme in ("r2", "r3"):
+            context = ssl.create_default_context(cafile=settings.kaspi_qr_ca_file or None)
+            if settings.kaspi_qr_cert_file:
+                context.load_cert_chain(settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file or None)
+            self._ssl = context
+        self._session: aiohttp.ClientSession | None = None
+
+    def _url(self, path: str, version: str = "v01") -> str:
+        return f"{self.base}/{self.scheme}/{version}/{path}"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.scheme == "r1":
+            headers["Api-Key"] = self.api_key
+        return headers
+
+    def _body(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.scheme == "r3":
+            return {**body, "OrganizationBin": self.bin}
+        return body
+
+    def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        params = dict(params or {})
+        if self.scheme == "r3":
+            params["OrganizationBin"] = self.bin
+        return params
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        version: str = "v01",
+    ) -> Any:
+        """One call; returns ``Data``. Non-zero ``StatusCode`` is an error even with HTTP 200."""
+        session = await self.session()
+        try:
+            async with session.request(
+                method,
+                self._url(path, version),
+                json=self._body(body) if body is not None else None,
+                params=self._params(params),
+                headers=self._headers(),
+            ) as resp:
+                if resp.status >= 500:
+                    raise ProviderError(f"Kaspi answered HTTP {resp.status}", code=f"http_{resp.status}")
+                try:
+                    payload = await resp.json(content_type=None)
+                except ValueError:
+                    raise ProviderError(f"Kaspi answered HTTP {resp.status} without JSON") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise ProviderError("Kaspi answered something that is not an object")
+        code = payload.get("StatusCode")
+        if code not in (0, "0"):
+            try:
+                number = int(code)
+            except (TypeError, ValueError):
+                number = None
+            text = ERRORS.get(number or 0) or f"Kaspi error {code}: {payload.get('Message') or 'no message'}"
+            raise ProviderError(text, code=str(code), retryable=number in RETRYABLE or number is None)
+        return payload.get("Data")
+
+    # The calls an operator makes once, from the CLI.
+    async def trade_points(self) -> list[dict[str, Any]]:
+        return list(await self.call("GET", "partner/tradepoints") or [])
+
+    async def register_device(self, device_id: str, trade_point_id: int) -> str:
+        data = await self.call("POST", "device/register", body={"DeviceId": device_id, "TradePointId": trade_point_id})
+        return str(data["DeviceToken"])
+
+
+class KaspiQrProvider:
+    name: ClassVar[str] = "kaspi_qr"
+    pull: ClassVar[bool] = True
+    needs_terminal: ClassVar[bool] = False
+    max_in_flight: ClassVar[int] = 200
+    currencies: ClassVar[tuple[str, ...] | None] = ("KZT",)
+
+    def __init__(self, settings: Settings, *, clock: Any = None) -> None:
+        self.client = KaspiQrClient(settings)
+        self.device_token = settings.kaspi_qr_device_token
+        self.mode = settings.kaspi_qr_mode
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def start(self, request: AttemptStart) -> Started:
+        if not self.device_token:
+            raise ProviderError("PAYCENTER_KASPI_QR_DEVICE_TOKEN is not set", retryable=False)
+        body = {"DeviceToken": self.device_token, "Amount": tenge(request.amount), "ExternalId": request.attempt_id}
+        now = self.clock()
+        if self.mode == "link":
+            data = await self.call_create("qr/create-link", body)
+            ref, link, qr = str(data["PaymentId"]), data.get("PaymentLink"), data.get("PaymentLink")
+            options = data.get("PaymentBehaviorOptions") or {}
+            scan_wait = options.get("LinkActivationWaitTimeout")
+        else:
+            data = await self.call_create("qr/create", body)
+            ref, link, qr = str(data["QrPaymentId"]), None, data.get("QrToken")
+            options = data.get("QrPaymentBehaviorOptions") or {}
+            scan_wait = options.get("QrCodeScanWaitTimeout")
+        deadlines = [d for d in (parse_time(data.get("ExpireDate")),) if d]
+        if scan_wait:
+            deadlines.append(now + timedelta(seconds=float(scan_wait)))
+        confirm = options.get("PaymentConfirmationTimeout")
+        return Started(
+            provider_ref=ref,
+            qr_payload=qr,
+            pay_link=link,
+            expires_at=min(deadlines) if deadlines else None,
+            confirm_timeout=float(confirm) if confirm else None,
+        )
+
+    async def call_create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = await self.client.call("POST", path, body=body)
+        if not isinstance(data, dict):
+            raise ProviderError("Kaspi answered a creation without data")
+        return data
+
+    async def poll(self, attempt: AttemptRef) -> PollResult:
+        data = await self.client.call("GET", f"payment/status/{attempt.provider_ref}", version="v02")
+        raw = str((data or {}).get("Status", ""))
+        state = STATUS.get(raw, PollState.UNKNOWN)
+        if state is PollState.SUCCEEDED:
+            amount = minor_of(data.get("Amount"))
+            return PollResult(
+                state=state,
+                raw_status=raw,
+                provider_txn_id=str(data.get("TransactionId") or f"qr-{attempt.provider_ref}"),
+                amount=amount if amount is not None else attempt.amount,
+                payment_method=method_of(data.get("ProductType"), data.get("LoanTerm")),
+            )
+        if state is PollState.ACTIVE and attempt.last_status != raw and attempt.confirm_timeout:
+            # Just scanned: from now on the payer has the confirmation timeout to confirm.
+            deadline = self.clock() + timedelta(seconds=attempt.confirm_timeout)
+            return PollResult(state=state, raw_status=raw, expires_at=deadline)
+        if state is PollState.FAILED:
+            return PollResult(state=state, raw_status=raw, error="Kaspi reported an error for this payment")
+        return PollResult(state=state, raw_status=raw)
+
+    async def cancel(self, attempt: AttemptRef) -> None:
+        # The partner API has no cancel: an abandoned QR simply lapses at its ExpireDate.
+        return None
+
+    async def refund(self, leg: RefundLegRef) -> RefundOutcome:
+        if not leg.attempt_ref:
+            return RefundOutcome(succeeded=False, error="no Kaspi payment id for this operation")
+        body = {"DeviceToken": self.device_token, "QrPaymentId": leg.attempt_ref, "Amount": tenge(leg.amount)}
+        try:
+            data = await self.client.call("POST", "payment/return", body=body)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            return RefundOutcome(succeeded=False, error=exc.message)
+        return RefundOutcome(succeeded=True, provider_ref=str((data or {}).get("ReturnOperationId", "")) or None)
+
+    async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome:
+        return RefundOutcome(succeeded=True, provider_ref=leg.provider_ref)  # returns are immediate
+
+    async def returned(self, qr_payment_id: str) -> tuple[int, int]:
+        """(total, still returnable) of a purchase, in minor units: to check a refund's fate."""
+        data = await self.client.call(
+            "GET", "payment/details", params={"QrPaymentId": qr_payment_id, "DeviceToken": self.device_token}
+        )
+        return minor_of(data.get("TotalAmount")) or 0, minor_of(data.get("AvailableReturnAmount")) or 0
+
+    async def close(self) -> None:
+        await self.client.close()

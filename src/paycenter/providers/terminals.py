@@ -1,0 +1,122 @@
+"""The Kaspi Smart POS terminal pool: add, list, disable, allocate, free.
+
+A terminal does one operation at a time. Allocation is a guarded update (``busy_with IS NULL``)
+after a ``FOR UPDATE SKIP LOCKED`` pick, so two payers never get the same terminal even across
+processes; it is freed only by the holder that took it, when its operation has ended.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.db import new_id
+from paycenter.errors import Conflict, NotFound
+from paycenter.providers.base import TerminalRef
+from paycenter.providers.models import Terminal
+
+
+def ref(terminal: Terminal) -> TerminalRef:
+    return TerminalRef(
+        id=terminal.id,
+        name=terminal.name,
+        base_url=terminal.base_url,
+        access_token=terminal.access_token,
+        camera_url=terminal.camera_url,
+    )
+
+
+async def add(
+    session: AsyncSession, *, name: str, base_url: str, access_token: str, camera_url: str | None, now: datetime
+) -> Terminal:
+    if await session.scalar(select(Terminal.id).where(Terminal.name == name)):
+        raise Conflict(f"A terminal named {name!r} exists already")
+    terminal = Terminal(
+        id=new_id("trm"),
+        name=name,
+        base_url=base_url.rstrip("/"),
+        access_token=access_token,
+        camera_url=camera_url,
+        is_active=True,
+        created_at=now,
+    )
+    session.add(terminal)
+    await session.flush()
+    return terminal
+
+
+async def get(session: AsyncSession, name_or_id: str) -> Terminal:
+    terminal = await session.scalar(select(Terminal).where((Terminal.id == name_or_id) | (Terminal.name == name_or_id)))
+    if terminal is None:
+        raise NotFound(f"Terminal {name_or_id} not found")
+    return terminal
+
+
+async def set_active(session: AsyncSession, *, name_or_id: str, active: bool) -> Terminal:
+    terminal = await get(session, name_or_id)
+    terminal.is_active = active
+    return terminal
+
+
+async def all_terminals(session: AsyncSession) -> list[Terminal]:
+    return list(await session.scalars(select(Terminal).order_by(Terminal.name)))
+
+
+async def allocate(session: AsyncSession, *, holder: str, now: datetime) -> Terminal | None:
+    """A free active terminal, now held by ``holder`` (an attempt or refund leg id); None if all
+    are busy. The least recently used goes first, so the pool wears evenly."""
+    pick = (
+        select(Terminal)
+        .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None))
+        .order_by(func.coalesce(Terminal.last_used_at, Terminal.created_at), Terminal.name)
+        .limit(5)
+    )
+    if session.get_bind().dialect.name != "sqlite":  # SQLite's write lock already serialises this
+        pick = pick.with_for_update(skip_locked=True)
+    for terminal in list(await session.scalars(pick)):
+        taken = await session.execute(
+            update(Terminal)
+            .where(Terminal.id == terminal.id, Terminal.busy_with.is_(None))
+            .values(busy_with=holder, busy_since=now, last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            await session.refresh(terminal)
+            return terminal
+    return None
+
+
+async def take(session: AsyncSession, *, terminal_id: str, holder: str, now: datetime) -> Terminal | None:
+    """Hold one particular terminal (a refund must run where the money was taken); None if busy."""
+    taken = await session.execute(
+        update(Terminal)
+        .where(Terminal.id == terminal_id, Terminal.busy_with.is_(None))
+        .values(busy_with=holder, busy_since=now, last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return await session.get(Terminal, terminal_id, populate_existing=True)
+
+
+async def free(session: AsyncSession, *, terminal_id: str, holder: str) -> None:
+    """Give the terminal back, only if ``holder`` still holds it."""
+    await session.execute(
+        update(Terminal)
+        .where(Terminal.id == terminal_id, Terminal.busy_with == holder)
+        .values(busy_with=None, busy_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def record_health(
+    session: AsyncSession, *, terminal_id: str, health: str, error: str | None, now: datetime
+) -> None:
+    await session.execute(
+        update(Terminal)
+        .where(Terminal.id == terminal_id)
+        .values(health=health, last_error=error, last_checked_at=now)
+        .execution_options(synchronize_session=False)
+    )

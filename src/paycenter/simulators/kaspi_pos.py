@@ -1,0 +1,732 @@
+"""Simulator of Kaspi Smart POS terminals (local REST API "v2", kaspi.md §B) as one ASGI app.
+
+One app simulates many terminals: terminal ``T`` lives at ``{server}/terminals/{T}``, so its API is
+``{server}/terminals/{T}/v2/payment?amount=1500`` and so on. The old system's camera service that read
+the payment QR off the terminal screen is at ``{server}/camera/scan-qr/{T}?timeout=10000``. Tests drive
+the payer's side through ``/_sim/...`` (JSON, no auth) or the same methods on ``app.state.sim``.
+
+Everything the public document says (or that we had to guess) about the wire protocol is in the
+"Protocol" block right below, so it can be corrected from Kaspi's real document in one place.
+
+Behaviour, per terminal (one operation at a time, like the device):
+- ``/v2/payment`` starts a QR payment: status ``wait`` until the payer confirms, fails or cancels
+  (controls), or the merchant cancels (``/v2/cancel``). The terminal is busy while it is ``wait``.
+- ``/v2/refund`` starts a refund of a successful payment *made on this terminal*; it is an operation
+  too (the terminal is busy) and stays ``wait`` until the customer confirms in the Kaspi app (control
+  ``refund/confirm``) or declines (``refund/fail``). Pending refunds count against what is refundable.
+- Mode ``silent``: the terminal's /v2 calls hang until the mode changes (at most ``SILENT_MAX_HANG``).
+  Mode ``unknown``: the current (or last) operation and every operation started in this mode answer
+  ``status: unknown`` on /v2/status until ``/v2/actualize`` is called for it; the real state moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+# ======================================================================================================
+# Protocol (kaspi.md §B). Correct these from the real document; nothing below hard-codes wire details.
+# ======================================================================================================
+
+# Paths, relative to a terminal's base URL. All calls are GET.
+PATH_PAYMENT = "/v2/payment"
+PATH_STATUS = "/v2/status"
+PATH_ACTUALIZE = "/v2/actualize"
+PATH_CANCEL = "/v2/cancel"
+PATH_REFUND = "/v2/refund"
+PATH_DEVICEINFO = "/v2/deviceinfo"
+
+# Query parameters.
+Q_AMOUNT = "amount"  # whole tenge, a positive integer
+Q_PROCESS_ID = "processId"
+Q_METHOD = "method"  # refund: one of REFUND_METHODS
+Q_TRANSACTION_ID = "transactionId"
+
+# Header carrying the terminal's access token (refund, deviceinfo, cancel without processId).
+H_ACCESS_TOKEN = "accesstoken"
+
+# Response envelope: {"statusCode": 0, "data": {...}, "message"?, "errorText"?}.
+# Errors carry a non-zero statusCode, "data": null and the text in both "errorText" and "message"
+# (the document lists both as optional without saying which one carries an error).
+ENV_STATUS_CODE = "statusCode"
+ENV_DATA = "data"
+ENV_MESSAGE = "message"
+ENV_ERROR_TEXT = "errorText"
+
+# data fields of /v2/payment and /v2/refund.
+D_PROCESS_ID = "processId"
+# data fields of /v2/status and /v2/actualize (also D_PROCESS_ID).
+D_STATUS = "status"
+D_SUB_STATUS = "subStatus"
+D_AMOUNT = "amount"  # int tenge: the requested sum while in progress, the sum actually paid on success
+D_TRANSACTION_ID = "transactionId"  # null until success
+D_CHEQUE_INFO = "chequeInfo"  # null until success
+CHEQUE_AMOUNT = "amount"
+CHEQUE_METHOD = "method"
+CHEQUE_ORDER_NUMBER = "orderNumber"
+CHEQUE_STATUS = "status"
+D_ADD_INFO = "addInfo"  # null until success (and on refunds)
+ADD_PRODUCT_TYPE = "ProductType"
+ADD_LOAN_TERM = "LoanTerm"
+
+# data.status values: the three final/sync values are from the document; any other value means "in
+# progress", we use "wait".
+STATUS_WAIT = "wait"
+STATUS_SUCCESS = "success"
+STATUS_FAIL = "fail"
+STATUS_UNKNOWN = "unknown"
+
+# data.subStatus values (only "QrTransactionFailure" is in the document; the rest are our choice).
+SUB_WAIT_USER = "WaitUser"  # payment shown as QR, waiting for the payer
+SUB_PROCESS_REFUND = "ProcessRefund"  # refund waiting for the customer's confirmation in the app
+SUB_QR_SUCCESS = "QrTransactionSuccess"
+SUB_CARD_SUCCESS = "CardTransactionSuccess"
+SUB_QR_FAILURE = "QrTransactionFailure"  # payer's bank/app declined, or the refund was declined
+SUB_CARD_FAILURE = "CardTransactionFailure"
+SUB_CANCELLED = "ProcessCancelled"  # payer pressed cancel on the terminal, or /v2/cancel
+SUB_UNKNOWN = None  # subStatus while the terminal answers "unknown"
+
+# chequeInfo.method / refund method: how the transaction went through (all simulated payments are QR).
+CHEQUE_METHOD_QR = "qr"
+CHEQUE_METHOD_CARD = "card"
+REFUND_METHODS = (CHEQUE_METHOD_QR, CHEQUE_METHOD_CARD)
+CHEQUE_STATUS_SUCCESS = "success"
+
+# Payment methods (legacy codes) -> addInfo {ProductType, LoanTerm}; LoanTerm in months, 0 = no loan.
+PAYMENT_METHODS: dict[str, tuple[str, int]] = {
+    "kaspi_gold": ("Gold", 0),
+    "kaspi_red": ("Red", 0),
+    "kaspi_credit": ("Credit", 12),
+    "kaspi_installment_12": ("Installment", 12),
+    "kaspi_installment_24": ("Installment", 24),
+}
+PAYMENT_METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
+DEFAULT_PAYMENT_METHOD = "kaspi_gold"
+
+# Errors: (statusCode, HTTP status). Business errors come with HTTP 200; a bad token with HTTP 401.
+ERR_INVALID_PARAMETER = (-1, 200)
+ERR_TERMINAL_BUSY = (-2, 200)
+ERR_PROCESS_NOT_FOUND = (-3, 200)
+ERR_OPERATION_FINISHED = (-4, 200)  # /v2/cancel of an operation that already ended
+ERR_TRANSACTION_NOT_FOUND = (-5, 200)
+ERR_REFUND_EXCEEDS = (-6, 200)
+ERR_REFUND_METHOD = (-7, 200)  # refund method differs from the way the purchase was paid
+ERR_ACCESS_DENIED = (-10, 401)
+ERR_TERMINAL_NOT_FOUND = (-11, 404)  # simulator only: no such terminal name (a real one would not answer)
+
+TEXT_BUSY = "Terminal is busy: another operation is in progress"
+TEXT_ACCESS_DENIED = "Access denied: invalid or missing access token"
+
+# The old system's camera service: GET {camera}/scan-qr/{id}?timeout=<ms> -> {"success", "qrData"}.
+CAMERA_PATH = "/camera/scan-qr/{terminal}"
+CAMERA_Q_TIMEOUT = "timeout"
+CAMERA_DEFAULT_TIMEOUT_MS = 10_000
+CAMERA_MAX_TIMEOUT_MS = 30_000
+QR_URL_TEMPLATE = "https://qr.kaspi.kz/{token}"  # the old system turned it into https://pay.kaspi.kz/pay/{token}
+
+DEVICE_MODEL = "Kaspi Smart"
+DEVICE_FIRMWARE = "3.4.1"
+DEVICE_APP_VERSION = "2.17.0"
+
+# ======================================================================================================
+# Simulator
+# ======================================================================================================
+
+MODE_NORMAL = "normal"
+MODE_SILENT = "silent"
+MODE_UNKNOWN = "unknown"
+MODES = (MODE_NORMAL, MODE_SILENT, MODE_UNKNOWN)
+SILENT_MAX_HANG = 30.0  # seconds a call to a silent terminal hangs at most, then it is answered normally
+
+DEFAULT_TERMINALS = {"T1": "token-T1", "T2": "token-T2", "T3": "token-T3"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+_POSITIVE_INT_RE = re.compile(r"^[0-9]{1,12}$")
+
+
+class SimulatorError(Exception):
+    """A control that does not apply (no such terminal, nothing to confirm, bad argument)."""
+
+
+class BadArgument(SimulatorError):
+    """A control called with a bad argument (HTTP 400 on /_sim)."""
+
+
+class ProtocolError(Exception):
+    """An error the terminal answers on its API."""
+
+    def __init__(self, error: tuple[int, int], text: str) -> None:
+        super().__init__(text)
+        self.status_code, self.http_status = error
+        self.text = text
+
+
+@dataclass(eq=False)
+class Operation:
+    process_id: str
+    kind: str  # "payment" | "refund"
+    amount: int  # requested sum (payment) or refund sum
+    status: str = STATUS_WAIT
+    sub_status: str | None = SUB_WAIT_USER
+    desynced: bool = False  # answers "unknown" on /v2/status until /v2/actualize
+    transaction_id: str | None = None
+    paid_amount: int | None = None
+    method: str | None = None  # payment: legacy method code; refund: "qr" | "card"
+    cheque_method: str | None = None
+    order_number: str | None = None
+    qr_data: str | None = None
+    refund_of: Operation | None = None  # refund: the purchase it returns money for
+    refunded: int = 0  # purchase: sum of confirmed refunds
+    reserved: int = 0  # purchase: sum of refunds waiting for confirmation
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status == STATUS_WAIT
+
+    @property
+    def refundable(self) -> int:
+        if self.kind != "payment" or self.status != STATUS_SUCCESS or self.paid_amount is None:
+            return 0
+        return self.paid_amount - self.refunded - self.reserved
+
+    def wire(self) -> dict[str, Any]:
+        """data of /v2/status for this operation (as the terminal currently sees it)."""
+        if self.desynced:
+            return {
+                D_PROCESS_ID: self.process_id,
+                D_STATUS: STATUS_UNKNOWN,
+                D_SUB_STATUS: SUB_UNKNOWN,
+                D_AMOUNT: self.amount,
+                D_TRANSACTION_ID: None,
+                D_CHEQUE_INFO: None,
+                D_ADD_INFO: None,
+            }
+        return self.real_wire()
+
+    def real_wire(self) -> dict[str, Any]:
+        ok = self.status == STATUS_SUCCESS
+        amount = self.paid_amount if ok and self.paid_amount is not None else self.amount
+        cheque = add = None
+        if ok:
+            cheque = {
+                CHEQUE_AMOUNT: amount,
+                CHEQUE_METHOD: self.cheque_method,
+                CHEQUE_ORDER_NUMBER: self.order_number,
+                CHEQUE_STATUS: CHEQUE_STATUS_SUCCESS,
+            }
+            if self.kind == "payment" and self.method in PAYMENT_METHODS:
+                product, term = PAYMENT_METHODS[self.method]
+                add = {ADD_PRODUCT_TYPE: product, ADD_LOAN_TERM: term}
+        return {
+            D_PROCESS_ID: self.process_id,
+            D_STATUS: self.status,
+            D_SUB_STATUS: self.sub_status,
+            D_AMOUNT: amount,
+            D_TRANSACTION_ID: self.transaction_id if ok else None,
+            D_CHEQUE_INFO: cheque,
+            D_ADD_INFO: add,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The simulator's own view (controls): real state, not what the terminal currently answers."""
+        product, term = PAYMENT_METHODS.get(self.method or "", (None, None))
+        out: dict[str, Any] = {
+            "processId": self.process_id,
+            "kind": self.kind,
+            "status": self.status,
+            "subStatus": self.sub_status,
+            "desynced": self.desynced,
+            "amount": self.amount,
+            "transactionId": self.transaction_id,
+            "orderNumber": self.order_number,
+            "createdAt": self.created_at,
+            "finishedAt": self.finished_at,
+        }
+        if self.kind == "payment":
+            out |= {
+                "paidAmount": self.paid_amount,
+                "method": self.method,
+                "productType": product,
+                "loanTerm": term,
+                "qrData": self.qr_data,
+                "refundedAmount": self.refunded,
+                "pendingRefundAmount": self.reserved,
+                "refundableAmount": self.refundable,
+            }
+        else:
+            out |= {
+                "method": self.method,
+                "originalTransactionId": self.refund_of.transaction_id if self.refund_of else None,
+            }
+        return out
+
+
+class Terminal:
+    def __init__(self, name: str, token: str) -> None:
+        self.name = name
+        self.token = token
+        self.serial = f"KSP{uuid.uuid5(uuid.NAMESPACE_URL, name).int % 10**10:010d}"
+        self.started_at = time.time()
+        self.awake = asyncio.Event()  # set unless the terminal is silent
+        self.qr_shown = asyncio.Event()  # set while a payment QR is on the screen
+        self.reset()
+
+    def reset(self) -> None:
+        self.mode = MODE_NORMAL
+        self.awake.set()
+        self.qr_shown.clear()
+        self.current: Operation | None = None
+        self.ops: dict[str, Operation] = {}
+        self.purchases: dict[str, Operation] = {}  # transactionId -> successful payment on this terminal
+        self.status_calls = 0
+        self.silent_waiters = 0
+        self.camera_waiters = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def last(self) -> Operation | None:
+        if self.current is not None:
+            return self.current
+        return next(reversed(self.ops.values()), None)
+
+    def snapshot(self) -> dict[str, Any]:
+        op = self.last()
+        ops = list(self.ops.values())
+        return {
+            "name": self.name,
+            "busy": self.busy,
+            "mode": self.mode,
+            "processId": op.process_id if op else None,
+            "kind": op.kind if op else None,
+            "status": op.status if op else None,
+            "subStatus": op.sub_status if op else None,
+            "amount": op.amount if op else None,
+            "operations": [o.snapshot() for o in ops if o.kind == "payment"],
+            "refunds": [o.snapshot() for o in ops if o.kind == "refund"],
+            "statusCalls": self.status_calls,
+            "silentWaiters": self.silent_waiters,
+            "cameraWaiters": self.camera_waiters,
+        }
+
+
+class Simulator:
+    """In-memory state of all simulated terminals, and the payer's controls."""
+
+    def __init__(self, terminals: dict[str, str] | None = None) -> None:
+        self.terminals: dict[str, Terminal] = {}
+        self.status_calls = 0
+        self._ids: set[str] = set()
+        self._order = 0
+        for name, token in (DEFAULT_TERMINALS if terminals is None else terminals).items():
+            self.add_terminal(name, token)
+
+    # -- terminals --------------------------------------------------------------------------------
+
+    def add_terminal(self, name: str, token: str) -> Terminal:
+        if not _NAME_RE.match(name):
+            raise BadArgument(f"bad terminal name {name!r}")
+        if name in self.terminals:
+            raise SimulatorError(f"terminal {name!r} exists")
+        term = self.terminals[name] = Terminal(name, token)
+        return term
+
+    def get(self, name: str) -> Terminal:
+        term = self.terminals.get(name)
+        if term is None:
+            raise SimulatorError(f"no terminal {name!r}")
+        return term
+
+    def reset(self) -> None:
+        """Forget every operation, mode and counter; keep the terminals."""
+        for term in self.terminals.values():
+            term.reset()
+        self.status_calls = 0
+
+    @property
+    def status_calls_by_terminal(self) -> dict[str, int]:
+        return {name: t.status_calls for name, t in self.terminals.items() if t.status_calls}
+
+    def stats(self) -> dict[str, Any]:
+        return {"statusCalls": self.status_calls, "statusCallsByTerminal": self.status_calls_by_terminal}
+
+    # -- ids --------------------------------------------------------------------------------------
+
+    def _transaction_id(self) -> str:
+        while True:
+            tid = str(10**14 + secrets.randbelow(9 * 10**14))  # 15 digits
+            if tid not in self._ids:
+                self._ids.add(tid)
+                return tid
+
+    def _order_number(self) -> str:
+        self._order += 1
+        return f"{self._order:08d}"
+
+    # -- the terminal's API -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_token(term: Terminal, token: str | None) -> None:
+        if not token or not secrets.compare_digest(token.encode(), term.token.encode()):
+            raise ProtocolError(ERR_ACCESS_DENIED, TEXT_ACCESS_DENIED)
+
+    @staticmethod
+    def _amount(raw: str | None) -> int:
+        if raw is None or not _POSITIVE_INT_RE.match(raw) or int(raw) <= 0:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Invalid {Q_AMOUNT}: a positive whole number of tenge required")
+        return int(raw)
+
+    @staticmethod
+    def _op(term: Terminal, process_id: str | None) -> Operation:
+        if not process_id:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Parameter {Q_PROCESS_ID} is required")
+        op = term.ops.get(process_id)
+        if op is None:
+            raise ProtocolError(ERR_PROCESS_NOT_FOUND, f"Process {process_id} not found")
+        return op
+
+    def _start(self, term: Terminal, op: Operation) -> Operation:
+        if term.mode == MODE_UNKNOWN:
+            op.desynced = True
+        term.ops[op.process_id] = op
+        term.current = op
+        return op
+
+    def _finish(self, term: Terminal, op: Operation, status: str, sub_status: str | None) -> None:
+        op.status = status
+        op.sub_status = sub_status
+        op.finished_at = time.time()
+        if term.current is op:
+            term.current = None
+            term.qr_shown.clear()
+        purchase = op.refund_of
+        if purchase is not None:
+            purchase.reserved -= op.amount
+            if status == STATUS_SUCCESS:
+                purchase.refunded += op.amount
+
+    def api_payment(self, term: Terminal, amount_raw: str | None) -> dict[str, Any]:
+        amount = self._amount(amount_raw)
+        if term.busy:
+            raise ProtocolError(ERR_TERMINAL_BUSY, TEXT_BUSY)
+        op = Operation(process_id=str(uuid.uuid4()), kind="payment", amount=amount)
+        op.qr_data = QR_URL_TEMPLATE.format(token=secrets.token_hex(12))
+        self._start(term, op)
+        term.qr_shown.set()
+        return {D_PROCESS_ID: op.process_id}
+
+    def api_status(self, term: Terminal, process_id: str | None) -> dict[str, Any]:
+        op = self._op(term, process_id)
+        term.status_calls += 1
+        self.status_calls += 1
+        return op.wire()
+
+    def api_actualize(self, term: Terminal, process_id: str | None) -> dict[str, Any]:
+        op = self._op(term, process_id)
+        op.desynced = False
+        return op.wire()
+
+    def api_cancel(self, term: Terminal, process_id: str | None, token: str | None) -> dict[str, Any]:
+        if not process_id:  # "clear a stuck operation": needs the access token
+            self._check_token(term, token)
+            op = term.current
+            if op is not None:
+                self._finish(term, op, STATUS_FAIL, SUB_CANCELLED)
+            return {D_PROCESS_ID: op.process_id if op else None, D_STATUS: op.status if op else None}
+        op = self._op(term, process_id)
+        if not op.in_progress:
+            raise ProtocolError(ERR_OPERATION_FINISHED, f"Process {process_id} has already ended ({op.status})")
+        self._finish(term, op, STATUS_FAIL, SUB_CANCELLED)
+        return {D_PROCESS_ID: op.process_id, D_STATUS: op.status}
+
+    def api_refund(
+        self,
+        term: Terminal,
+        method: str | None,
+        amount_raw: str | None,
+        transaction_id: str | None,
+        token: str | None,
+    ) -> dict[str, Any]:
+        self._check_token(term, token)
+        if method not in REFUND_METHODS:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Invalid {Q_METHOD}: one of {', '.join(REFUND_METHODS)}")
+        amount = self._amount(amount_raw)
+        if not transaction_id:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Parameter {Q_TRANSACTION_ID} is required")
+        if term.busy:
+            raise ProtocolError(ERR_TERMINAL_BUSY, TEXT_BUSY)
+        purchase = term.purchases.get(transaction_id)
+        if purchase is None:
+            raise ProtocolError(ERR_TRANSACTION_NOT_FOUND, f"Transaction {transaction_id} not found")
+        if method != purchase.cheque_method:
+            raise ProtocolError(
+                ERR_REFUND_METHOD, f"Transaction {transaction_id} was paid by {purchase.cheque_method}, not {method}"
+            )
+        if amount > purchase.refundable:
+            raise ProtocolError(
+                ERR_REFUND_EXCEEDS,
+                f"Refund amount {amount} exceeds the amount available for refund ({purchase.refundable})",
+            )
+        op = Operation(process_id=str(uuid.uuid4()), kind="refund", amount=amount, sub_status=SUB_PROCESS_REFUND)
+        op.method = op.cheque_method = method
+        op.refund_of = purchase
+        purchase.reserved += amount
+        self._start(term, op)
+        return {D_PROCESS_ID: op.process_id}
+
+    def api_deviceinfo(self, term: Terminal, token: str | None) -> dict[str, Any]:
+        self._check_token(term, token)
+        return {
+            "serialNumber": term.serial,
+            "model": DEVICE_MODEL,
+            "firmwareVersion": DEVICE_FIRMWARE,
+            "appVersion": DEVICE_APP_VERSION,
+            "terminalName": term.name,
+            "batteryLevel": 100,
+            "charging": True,
+            "network": "wifi",
+            "busy": term.busy,
+            "uptimeSeconds": int(time.time() - term.started_at),
+        }
+
+    # -- the payer's side (controls) --------------------------------------------------------------
+
+    def _current(self, name: str, kind: str) -> tuple[Terminal, Operation]:
+        term = self.get(name)
+        op = term.current
+        if op is None or op.kind != kind:
+            raise SimulatorError(f"no {kind} in progress on terminal {name!r}")
+        return term, op
+
+    def terminal(self, name: str) -> dict[str, Any]:
+        return self.get(name).snapshot()
+
+    def confirm(self, name: str, amount: int | None = None, method: str = DEFAULT_PAYMENT_METHOD) -> dict[str, Any]:
+        """The payer pays the current payment (optionally a different sum) with `method`."""
+        method = PAYMENT_METHOD_ALIASES.get(method, method)
+        if method not in PAYMENT_METHODS:
+            raise BadArgument(f"unknown method {method!r}; one of {', '.join(PAYMENT_METHODS)}")
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0):
+            raise BadArgument("amount must be a positive integer (tenge)")
+        term, op = self._current(name, "payment")
+        op.paid_amount = op.amount if amount is None else amount
+        op.method = method
+        op.cheque_method = CHEQUE_METHOD_QR
+        op.transaction_id = self._transaction_id()
+        op.order_number = self._order_number()
+        term.purchases[op.transaction_id] = op
+        self._finish(term, op, STATUS_SUCCESS, SUB_QR_SUCCESS)
+        return op.snapshot()
+
+    def fail(self, name: str, sub_status: str = SUB_QR_FAILURE) -> dict[str, Any]:
+        term, op = self._current(name, "payment")
+        self._finish(term, op, STATUS_FAIL, sub_status)
+        return op.snapshot()
+
+    def payer_cancel(self, name: str) -> dict[str, Any]:
+        return self.fail(name, SUB_CANCELLED)
+
+    def confirm_refund(self, name: str) -> dict[str, Any]:
+        term, op = self._current(name, "refund")
+        op.transaction_id = self._transaction_id()
+        op.order_number = self._order_number()
+        self._finish(term, op, STATUS_SUCCESS, SUB_QR_SUCCESS if op.method == CHEQUE_METHOD_QR else SUB_CARD_SUCCESS)
+        return op.snapshot()
+
+    def fail_refund(self, name: str) -> dict[str, Any]:
+        term, op = self._current(name, "refund")
+        self._finish(term, op, STATUS_FAIL, SUB_QR_FAILURE if op.method == CHEQUE_METHOD_QR else SUB_CARD_FAILURE)
+        return op.snapshot()
+
+    def set_mode(self, name: str, mode: str) -> dict[str, Any]:
+        if mode not in MODES:
+            raise BadArgument(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        term = self.get(name)
+        term.mode = mode
+        if mode == MODE_SILENT:
+            term.awake.clear()
+        else:
+            term.awake.set()
+        if mode == MODE_UNKNOWN and (op := term.last()) is not None:
+            op.desynced = True
+        return term.snapshot()
+
+    # -- HTTP plumbing ----------------------------------------------------------------------------
+
+    async def wait_awake(self, term: Terminal) -> None:
+        """A silent terminal does not answer: hang until it wakes up (at most SILENT_MAX_HANG)."""
+        if term.mode != MODE_SILENT:
+            return
+        term.silent_waiters += 1
+        try:
+            await asyncio.wait_for(term.awake.wait(), SILENT_MAX_HANG)
+        except TimeoutError:
+            pass
+        finally:
+            term.silent_waiters -= 1
+
+    async def scan_qr(self, term: Terminal, timeout_ms: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        while True:
+            op = term.current
+            if op is not None and op.kind == "payment" and op.in_progress and op.qr_data:
+                return {"success": True, "qrData": op.qr_data}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {"success": False, "error": "QR code not found on the terminal screen"}
+            term.camera_waiters += 1
+            try:
+                await asyncio.wait_for(term.qr_shown.wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                term.camera_waiters -= 1
+
+
+# ======================================================================================================
+# ASGI app
+# ======================================================================================================
+
+
+def _ok(data: Any) -> JSONResponse:
+    return JSONResponse({ENV_STATUS_CODE: 0, ENV_DATA: data})
+
+
+def _err(exc: ProtocolError) -> JSONResponse:
+    return JSONResponse(
+        {ENV_STATUS_CODE: exc.status_code, ENV_DATA: None, ENV_MESSAGE: exc.text, ENV_ERROR_TEXT: exc.text},
+        status_code=exc.http_status,
+    )
+
+
+def _control_error(exc: SimulatorError, status: int = 409) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True) -> Starlette:
+    """An ASGI app simulating `terminals` (name -> access token); state at ``app.state.sim``."""
+    sim = Simulator(terminals)
+
+    def v2(handler: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            term = sim.terminals.get(request.path_params["terminal"])
+            if term is None:
+                return _err(ProtocolError(ERR_TERMINAL_NOT_FOUND, "No such terminal"))
+            if term.mode == MODE_SILENT:
+                await sim.wait_awake(term)
+            try:
+                return _ok(handler(term, request.query_params, request.headers.get(H_ACCESS_TOKEN)))
+            except ProtocolError as exc:
+                return _err(exc)
+
+        return endpoint
+
+    api = {
+        PATH_PAYMENT: lambda t, q, h: sim.api_payment(t, q.get(Q_AMOUNT)),
+        PATH_STATUS: lambda t, q, h: sim.api_status(t, q.get(Q_PROCESS_ID)),
+        PATH_ACTUALIZE: lambda t, q, h: sim.api_actualize(t, q.get(Q_PROCESS_ID)),
+        PATH_CANCEL: lambda t, q, h: sim.api_cancel(t, q.get(Q_PROCESS_ID), h),
+        PATH_REFUND: lambda t, q, h: sim.api_refund(t, q.get(Q_METHOD), q.get(Q_AMOUNT), q.get(Q_TRANSACTION_ID), h),
+        PATH_DEVICEINFO: lambda t, q, h: sim.api_deviceinfo(t, h),
+    }
+    routes = [Route("/terminals/{terminal}" + path, v2(handler), methods=["GET"]) for path, handler in api.items()]
+
+    async def scan_qr(request: Request) -> JSONResponse:
+        term = sim.terminals.get(request.path_params["terminal"])
+        if term is None:
+            return JSONResponse({"success": False, "error": "Camera not found"}, status_code=404)
+        raw = request.query_params.get(CAMERA_Q_TIMEOUT, "")
+        timeout_ms = int(raw) if _POSITIVE_INT_RE.match(raw) else CAMERA_DEFAULT_TIMEOUT_MS
+        return JSONResponse(await sim.scan_qr(term, min(timeout_ms, CAMERA_MAX_TIMEOUT_MS)))
+
+    if camera:
+        routes.append(Route(CAMERA_PATH, scan_qr, methods=["GET"]))
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        data = await request.json()
+        if not isinstance(data, dict):
+            raise BadArgument("body must be a JSON object")
+        return data
+
+    def control(action: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                data = await body(request)
+            except ValueError:
+                return _control_error(SimulatorError("body must be JSON"), 400)
+            except SimulatorError as exc:
+                return _control_error(exc, 400)
+            name = request.path_params.get("terminal")
+            if name is not None and name not in sim.terminals:
+                return _control_error(SimulatorError(f"no terminal {name!r}"), 404)
+            try:
+                return JSONResponse(action(name, data))
+            except BadArgument as exc:
+                return _control_error(exc, 400)
+            except SimulatorError as exc:
+                return _control_error(exc)
+
+        return endpoint
+
+    def add_terminal(_name: str | None, data: dict[str, Any]) -> dict[str, Any]:
+        name, token = data.get("name"), data.get("token")
+        if not isinstance(name, str) or not isinstance(token, str) or not token:
+            raise BadArgument("body needs name and token (strings)")
+        return sim.add_terminal(name, token).snapshot()
+
+    def reset(_name: str | None, _data: dict[str, Any]) -> dict[str, Any]:
+        sim.reset()
+        return {"ok": True}
+
+    def confirm(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        return sim.confirm(name, amount=data.get("amount"), method=data.get("method") or DEFAULT_PAYMENT_METHOD)
+
+    def fail(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        sub_status = data.get("subStatus")
+        return sim.fail(name, sub_status if isinstance(sub_status, str) and sub_status else SUB_QR_FAILURE)
+
+    def set_mode(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        mode = data.get("mode")
+        return sim.set_mode(name, mode if isinstance(mode, str) else "")
+
+    async def list_terminals(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"terminals": [{"name": t.name, "busy": t.busy, "mode": t.mode} for t in sim.terminals.values()]}
+        )
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse(sim.stats())
+
+    t = "/_sim/terminals/{terminal}"
+    routes += [
+        Route("/_sim/terminals", list_terminals, methods=["GET"]),
+        Route("/_sim/terminals", control(add_terminal), methods=["POST"]),
+        Route("/_sim/stats", stats, methods=["GET"]),
+        Route("/_sim/reset", control(reset), methods=["POST"]),
+        Route(t, control(lambda name, data: sim.terminal(name)), methods=["GET"]),
+        Route(t + "/confirm", control(confirm), methods=["POST"]),
+        Route(t + "/fail", control(fail), methods=["POST"]),
+        Route(t + "/payer-cancel", control(lambda name, data: sim.payer_cancel(name)), methods=["POST"]),
+        Route(t + "/mode", control(set_mode), methods=["POST"]),
+        Route(t + "/refund/confirm", control(lambda name, data: sim.confirm_refund(name)), methods=["POST"]),
+        Route(t + "/refund/fail", control(lambda name, data: sim.fail_refund(name)), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sim = sim
+    return app

@@ -1,0 +1,951 @@
+"""Simulator of the Kaspi Pay partner API ("Kaspi QR", kaspi.md section A) as an ASGI app.
+
+paycenter's ``kaspi_qr`` client is written from the same document and tested against this app over real
+HTTP, so every protocol detail (paths, field names, statuses, error codes, time format) lives in the
+PROTOCOL section right below and can be corrected there once the real document is at hand.
+
+Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"StatusCode", "Message", "Data"}``):
+
+    GET  /{scheme}/v01/partner/tradepoints                      -> [{TradePointId, TradePointName}]
+    GET  /r3/v01/partner/tradepoints/{OrganizationBin}          (variant seen in one integration)
+    POST /{scheme}/v01/device/register {DeviceId, TradePointId} -> {DeviceToken}
+    POST /{scheme}/v01/device/delete {DeviceToken}              -> null (not in kaspi.md; seen in integrations)
+    POST /{scheme}/v01/qr/create {DeviceToken, Amount, ExternalId}
+                                -> {QrToken, ExpireDate, QrPaymentId, PaymentMethods, QrPaymentBehaviorOptions}
+    POST /{scheme}/v01/qr/create-link (same body)
+                                -> {PaymentLink, ExpireDate, PaymentId, PaymentMethods, PaymentBehaviorOptions}
+    GET  /{scheme}/v01/payment/status/{QrPaymentId}             -> {Status}
+    GET  /{scheme}/v02/payment/status/{QrPaymentId}             -> {Status, TransactionId, ProductType, LoanTerm,
+                                                                    Amount, StoreName}
+    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {TotalAmount, AvailableReturnAmount}
+    POST /{scheme}/v01/payment/return {DeviceToken, QrPaymentId, Amount} -> {ReturnOperationId}
+    POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> null
+
+r1 wants header ``Api-Key``; r3 wants ``OrganizationBin`` in every POST body (the test/* emulator calls
+excepted) and as a query parameter on every GET; r2 checks neither (the client certificate is the TLS
+server's business, not this app's).
+
+Controls for tests (plain JSON, no envelope, no auth) under ``/_sim``: see ``_CONTROL_ROUTES`` and the
+``Simulator`` methods of the same names, which in-process tests may call directly (from the event loop
+that serves the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+# ======================================================================================================
+# PROTOCOL: everything taken from kaspi.md section A (or assumed where it is silent) lives here.
+# ======================================================================================================
+
+SCHEME_BASIC = "r1"  # header Api-Key
+SCHEME_STANDARD = "r2"  # client certificate only
+SCHEME_ENHANCED = "r3"  # client certificate + OrganizationBin
+SCHEMES = frozenset({SCHEME_BASIC, SCHEME_STANDARD, SCHEME_ENHANCED})
+API_KEY_SCHEMES = frozenset({SCHEME_BASIC})
+BIN_SCHEMES = frozenset({SCHEME_ENHANCED})
+# kaspi.md heads the refund calls "Refunds (r3)", and one public integration refuses payment/details and
+# payment/return on the basic scheme. paycenter's tests use them on r1 too, so the default allows every
+# scheme; pass ``refund_schemes=REFUND_SCHEMES_STRICT`` to create_app to answer 404 on r1 as Kaspi may.
+REFUND_SCHEMES_ALL = SCHEMES
+REFUND_SCHEMES_STRICT = frozenset({SCHEME_STANDARD, SCHEME_ENHANCED})
+
+API_KEY_HEADER = b"api-key"  # "Api-Key"; HTTP header names are case-insensitive (ASGI gives them lower-case)
+VERSION_1 = "v01"
+VERSION_2 = "v02"  # only payment/status has a v02
+
+# Operations: the path after /{scheme}/{version}/
+OP_TRADEPOINTS = "partner/tradepoints"
+OP_DEVICE_REGISTER = "device/register"
+OP_DEVICE_DELETE = "device/delete"
+OP_QR_CREATE = "qr/create"
+OP_LINK_CREATE = "qr/create-link"
+OP_STATUS = "payment/status"  # + "/{QrPaymentId}"
+OP_DETAILS = "payment/details"
+OP_RETURN = "payment/return"
+OP_TEST_SCAN = "test/payment/scan"
+OP_TEST_CONFIRM = "test/payment/confirm"
+OP_TEST_SCAN_ERROR = "test/payment/scanerror"
+OP_TEST_CONFIRM_ERROR = "test/payment/confirmerror"
+TEST_OPS = frozenset({OP_TEST_SCAN, OP_TEST_CONFIRM, OP_TEST_SCAN_ERROR, OP_TEST_CONFIRM_ERROR})
+REFUND_OPS = frozenset({OP_DETAILS, OP_RETURN})
+BIN_EXEMPT_OPS = TEST_OPS  # the test-host emulator calls are documented with a bare {qrPaymentId} body
+
+# Request fields
+F_BIN = "OrganizationBin"
+F_DEVICE_ID = "DeviceId"
+F_TRADE_POINT_ID = "TradePointId"
+F_TRADE_POINT_NAME = "TradePointName"
+F_DEVICE_TOKEN = "DeviceToken"
+F_AMOUNT = "Amount"
+F_EXTERNAL_ID = "ExternalId"
+F_QR_PAYMENT_ID = "QrPaymentId"  # payment/return body, payment/details query
+F_TEST_PAYMENT_ID = "qrPaymentId"  # test/payment/* body: lower camel case as kaspi.md writes it
+
+# Payment statuses. There is no "expired" status: the merchant decides expiry itself.
+ST_CREATED = "QrTokenCreated"  # not scanned yet
+ST_WAIT = "Wait"  # scanned / link opened, awaiting confirmation
+ST_PROCESSED = "Processed"  # paid: the only success
+ST_ERROR = "Error"
+FINAL_STATUSES = frozenset({ST_PROCESSED, ST_ERROR})
+
+PAYMENT_METHODS = ("Gold", "Red", "Loan")  # also the ProductType values of v02 status
+PAYMENT_LINK_PREFIX = "https://pay.kaspi.kz/pay/"
+# Almaty time. Kazakhstan moved to a single zone UTC+5 on 2024-03-01 (older examples show +06:00).
+KASPI_TZ = timezone(timedelta(hours=5))
+LOAN_TERM_NONE = None  # LoanTerm on v02 when the product is not an installment (real value unknown: null or 0)
+
+MESSAGE_OK = "OK"
+# Error codes (kaspi.md) ...
+ERR_DEVICE_NOT_FOUND = -1501
+ERR_DEVICE_INACTIVE = -1502
+ERR_PURCHASE_NOT_FOUND = -1601
+ERR_TRADE_POINT_NOT_FOUND = -99000002
+ERR_RETURN_ABOVE_AMOUNT = -99000005
+ERR_RETURN_ERROR = -99000006  # "retry"; only through inject_error
+ERR_RETURN_NOT_ALLOWED = -99000011
+ERR_PARTIAL_RETURN_IMPOSSIBLE = -99000020  # only through inject_error
+ERR_WRONG_AMOUNT = 990000028  # positive: as kaspi.md has it
+ERR_UNAVAILABLE = -999
+ERR_NO_CERTIFICATE = -10000
+# ... and assumptions: kaspi.md names no code for a wrong Api-Key or OrganizationBin; both are treated as
+# the credential failure it does name.
+ERR_BAD_API_KEY = ERR_NO_CERTIFICATE
+ERR_BAD_BIN = ERR_NO_CERTIFICATE
+# Simulator-only codes (not Kaspi's): a malformed request, and a test/payment/* call in the wrong status.
+ERR_BAD_REQUEST = -1
+ERR_WRONG_STATUS = -2
+
+ERROR_MESSAGES: dict[int, str] = {
+    ERR_DEVICE_NOT_FOUND: "Device not found",
+    ERR_DEVICE_INACTIVE: "Device is inactive",
+    ERR_PURCHASE_NOT_FOUND: "Purchase not found",
+    ERR_TRADE_POINT_NOT_FOUND: "Trade point not found",
+    ERR_RETURN_ABOVE_AMOUNT: "Return amount exceeds the purchase amount",
+    ERR_RETURN_ERROR: "Return error, try again",
+    ERR_RETURN_NOT_ALLOWED: "Purchase status does not allow a return",
+    ERR_PARTIAL_RETURN_IMPOSSIBLE: "Partial return is not possible",
+    ERR_WRONG_AMOUNT: "Wrong amount",
+    ERR_UNAVAILABLE: "Service temporarily unavailable",
+    ERR_NO_CERTIFICATE: "No client certificate",
+    ERR_BAD_REQUEST: "Bad request",
+    ERR_WRONG_STATUS: "Payment status does not allow this operation",
+}
+
+
+def wire_envelope(code: int, message: str, data: Any) -> dict[str, Any]:
+    return {"StatusCode": code, "Message": message, "Data": data}
+
+
+def wire_time(value: datetime) -> str:
+    """ISO 8601 in Almaty time to the second, e.g. ``2025-03-01T12:05:00+05:00``."""
+    return value.astimezone(KASPI_TZ).replace(microsecond=0).isoformat()
+
+
+def wire_amount(value: Decimal | None) -> int | float | None:
+    """Tenge as a JSON number: an integer when whole (the usual case)."""
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def new_qr_token() -> str:
+    # Public examples show 41 digits, e.g. "51236903777280167836178166503744993984459".
+    return str(10**40 + secrets.randbelow(9 * 10**40))
+
+
+def new_link_token() -> str:
+    return secrets.token_hex(8)
+
+
+def new_device_token() -> str:
+    # Public examples show a UUID, e.g. "2be4cc91-5895-48f8-8bc2-86c7bd419b3b".
+    raw = secrets.token_hex(16)
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def wire_qr_created(p: Payment, sim: Simulator) -> dict[str, Any]:
+    return {
+        "QrToken": p.token,
+        "ExpireDate": wire_time(p.expire_at),
+        "QrPaymentId": p.id,
+        "PaymentMethods": list(PAYMENT_METHODS),
+        "QrPaymentBehaviorOptions": {
+            "StatusPollingInterval": sim.polling_interval,
+            "QrCodeScanWaitTimeout": sim.scan_wait_timeout,
+            "PaymentConfirmationTimeout": sim.confirmation_timeout,
+        },
+    }
+
+
+def wire_link_created(p: Payment, sim: Simulator) -> dict[str, Any]:
+    return {
+        "PaymentLink": PAYMENT_LINK_PREFIX + p.token,
+        "ExpireDate": wire_time(p.expire_at),
+        "PaymentId": p.id,
+        "PaymentMethods": list(PAYMENT_METHODS),
+        "PaymentBehaviorOptions": {
+            "StatusPollingInterval": sim.polling_interval,
+            "LinkActivationWaitTimeout": sim.scan_wait_timeout,
+            "PaymentConfirmationTimeout": sim.confirmation_timeout,
+        },
+    }
+
+
+def wire_status_v1(p: Payment) -> dict[str, Any]:
+    return {"Status": p.status}
+
+
+def wire_status_v2(p: Payment) -> dict[str, Any]:
+    # Before Processed: no TransactionId/ProductType, Amount is the amount asked; after: the amount paid.
+    paid = p.status == ST_PROCESSED
+    return {
+        "Status": p.status,
+        "TransactionId": p.transaction_id,
+        "ProductType": p.product,
+        "LoanTerm": p.loan_term if p.loan_term is not None else LOAN_TERM_NONE,
+        "Amount": wire_amount(p.paid_amount if paid else p.amount),
+        "StoreName": p.device.trade_point_name,
+    }
+
+
+STATUS_SHAPES: dict[str, Callable[[Payment], dict[str, Any]]] = {VERSION_1: wire_status_v1, VERSION_2: wire_status_v2}
+
+
+def wire_details(p: Payment) -> dict[str, Any]:
+    paid = p.status == ST_PROCESSED
+    total = p.paid_amount if paid else p.amount
+    return {"TotalAmount": wire_amount(total), "AvailableReturnAmount": wire_amount(p.available_return())}
+
+
+def wire_return(operation_id: int) -> dict[str, Any]:
+    return {"ReturnOperationId": operation_id}
+
+
+# ======================================================================================================
+# Simulator state and behaviour
+# ======================================================================================================
+
+MODES = frozenset({"normal", "silent", "error"})
+DEFAULT_TRADE_POINTS = ({"TradePointId": 1, "TradePointName": "Main shop"},)
+
+
+class SimulatorError(Exception):
+    """A control was refused: ``status`` is the HTTP status /_sim answers with (404 unknown, 409 wrong state)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Device:
+    token: str
+    device_id: str
+    trade_point_id: Any
+    trade_point_name: str
+    active: bool = True
+
+
+@dataclass(slots=True)
+class Payment:
+    id: int
+    kind: str  # "qr" | "link"
+    device: Device
+    external_id: Any
+    amount: Decimal
+    token: str
+    created_at: datetime
+    expire_at: datetime
+    status: str = ST_CREATED
+    scanned_at: datetime | None = None
+    paid_amount: Decimal | None = None
+    product: str | None = None
+    loan_term: int | None = None
+    transaction_id: str | None = None
+    returned: Decimal = Decimal(0)
+    returns: list[dict[str, Any]] = field(default_factory=list)
+
+    def available_return(self) -> Decimal:
+        if self.status != ST_PROCESSED or self.paid_amount is None:
+            return Decimal(0)
+        return self.paid_amount - self.returned
+
+
+@dataclass(slots=True)
+class _Injected:
+    code: int
+    message: str
+    times: int | None  # None: until cleared
+
+
+def _parse_amount(value: Any) -> Decimal | None:
+    """A positive finite JSON number (not a string, not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    amount = Decimal(str(value))
+    return amount if amount > 0 else None
+
+
+def _parse_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+class Simulator:
+    """In-memory Kaspi QR state. Mutate it from the event loop that serves the app (tests do); ``set_mode``
+    alone is also safe from another thread."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-api-key",
+        organization_bin: str = "123456789012",
+        trade_points: list[dict] | None = None,
+        polling_interval: int = 1,
+        scan_wait_timeout: int = 180,
+        confirmation_timeout: int = 65,
+        qr_lifetime: int = 300,
+        clock: Callable[[], datetime] | None = None,
+        silent_cap: float = 30.0,
+        auto_expire: bool = False,
+        refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+    ) -> None:
+        self.api_key = api_key
+        self.organization_bin = organization_bin
+        self.trade_points = [dict(tp) for tp in (trade_points if trade_points is not None else DEFAULT_TRADE_POINTS)]
+        self.polling_interval = polling_interval
+        self.scan_wait_timeout = scan_wait_timeout
+        self.confirmation_timeout = confirmation_timeout
+        self.qr_lifetime = qr_lifetime
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.silent_cap = silent_cap
+        # Kaspi has no expired status; with auto_expire an unscanned payment past its scan wait (or QR
+        # lifetime) and a scanned one past its confirmation timeout read as Error. Off by default:
+        # paycenter decides expiry itself and must cope with a payment confirmed after that.
+        self.auto_expire = auto_expire
+        self.refund_schemes = frozenset(refund_schemes)
+        # Ids keep counting across reset() and start at random points, so that a reset simulator never
+        # hands out an id or TransactionId that an earlier run already stored.
+        self._payment_ids = itertools.count(100_000_000 + secrets.randbelow(800_000_000))
+        self._transaction_ids = itertools.count(7_000_000_000 + secrets.randbelow(2_000_000_000))
+        self._return_ids = itertools.count(1 + secrets.randbelow(100_000_000))
+        self.devices: dict[str, Device] = {}
+        self._reset_state()
+        self._mode_event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _reset_state(self) -> None:
+        self.payments_by_id: dict[int, Payment] = {}
+        self.mode = "normal"
+        self.payment_modes: dict[int, str] = {}
+        self.status_calls = 0
+        self.status_calls_by_payment: Counter[int | str] = Counter()
+        self.calls: Counter[str] = Counter()  # per operation, every scheme
+        self.injected: dict[str, _Injected] = {}
+        self._call_waiters: set[asyncio.Event] = set()
+
+    # ---- time -------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        value = self.clock()
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    # ---- Python API (the /_sim controls call these) -----------------------------------------------
+
+    def reset(self, *, devices: bool = False) -> None:
+        """Forget payments, modes, counters and injected errors (and registered devices if asked)."""
+        self._reset_state()
+        if devices:
+            self.devices.clear()
+        self._notify_mode_change()
+
+    def register_device(self, device_id: str = "sim-device", trade_point_id: Any = None) -> str:
+        """Register (or find) a device like device/register does; return its DeviceToken."""
+        tp = self._trade_point(self.trade_points[0]["TradePointId"] if trade_point_id is None else trade_point_id)
+        if tp is None:
+            raise SimulatorError(f"no trade point {trade_point_id!r}", 404)
+        for device in self.devices.values():
+            if device.active and device.device_id == device_id and device.trade_point_id == tp[F_TRADE_POINT_ID]:
+                return device.token
+        device = Device(new_device_token(), device_id, tp[F_TRADE_POINT_ID], str(tp.get(F_TRADE_POINT_NAME, "")))
+        self.devices[device.token] = device
+        return device.token
+
+    def deactivate_device(self, token: str) -> None:
+        device = self.devices.get(token)
+        if device is None:
+            raise SimulatorError(f"no device {token!r}", 404)
+        device.active = False
+
+    def payment(self, payment_id: int | str) -> Payment:
+        pid = _parse_id(payment_id)
+        p = self.payments_by_id.get(pid) if pid is not None else None
+        if p is None:
+            raise SimulatorError(f"no payment {payment_id!r}", 404)
+        self._expire_if_due(p)
+        return p
+
+    def payments(self) -> list[dict[str, Any]]:
+        return [self.describe(p) for p in list(self.payments_by_id.values())]
+
+    def describe(self, p: Payment) -> dict[str, Any]:
+        self._expire_if_due(p)
+        return {
+            "QrPaymentId": p.id,
+            "Kind": p.kind,
+            "ExternalId": p.external_id,
+            "Amount": wire_amount(p.amount),
+            "Status": p.status,
+            "PaidAmount": wire_amount(p.paid_amount),
+            "ProductType": p.product,
+            "LoanTerm": p.loan_term,
+            "TransactionId": p.transaction_id,
+            "Returned": wire_amount(p.returned),
+            "Returns": [dict(r) for r in p.returns],
+            "DeviceToken": p.device.token,
+            "ExpireDate": wire_time(p.expire_at),
+            "StatusCalls": self.status_calls_by_payment.get(p.id, 0),
+        }
+
+    def scan(self, payment_id: int | str) -> dict[str, Any]:
+        """QrTokenCreated -> Wait (the payer scanned the QR or opened the link)."""
+        p = self.payment(payment_id)
+        if p.status != ST_CREATED:
+            raise SimulatorError(f"payment {p.id} is {p.status}, not {ST_CREATED}")
+        p.status = ST_WAIT
+        p.scanned_at = self.now()
+        return self.describe(p)
+
+    def confirm(
+        self,
+        payment_id: int | str,
+        amount: float | int | Decimal | None = None,
+        product: str = "Gold",
+        loan_term: int | None = None,
+    ) -> dict[str, Any]:
+        """-> Processed with a new TransactionId (scanning first if need be); ``amount`` pays a different sum."""
+        if product not in PAYMENT_METHODS:
+            raise SimulatorError(f"product must be one of {', '.join(PAYMENT_METHODS)}", 400)
+        if loan_term is not None and (isinstance(loan_term, bool) or not isinstance(loan_term, int)):
+            raise SimulatorError("loan_term must be an integer", 400)
+        paid: Decimal | None
+        if amount is None:
+            paid = None
+        elif isinstance(amount, Decimal):
+            paid = amount if amount > 0 else None
+        else:
+            paid = _parse_amount(amount)
+        if amount is not None and paid is None:
+            raise SimulatorError("amount must be a positive number", 400)
+        p = self.payment(payment_id)
+        if p.status in FINAL_STATUSES:
+            raise SimulatorError(f"payment {p.id} is already {p.status}")
+        now = self.now()
+        if p.scanned_at is None:
+            p.scanned_at = now
+        p.status = ST_PROCESSED
+        p.paid_amount = paid if paid is not None else p.amount
+        p.product = product
+        p.loan_term = loan_term
+        p.transaction_id = str(next(self._transaction_ids))
+        return self.describe(p)
+
+    def fail(self, payment_id: int | str) -> dict[str, Any]:
+        """QrTokenCreated or Wait -> Error (the payer declined, or Kaspi failed the payment)."""
+        p = self.payment(payment_id)
+        if p.status in FINAL_STATUSES:
+            raise SimulatorError(f"payment {p.id} is already {p.status}")
+        p.status = ST_ERROR
+        return self.describe(p)
+
+    def set_mode(self, mode: str, payment_id: int | str | None = None) -> None:
+        """How status calls answer: "normal"; "silent" (hang until the mode changes, at most ``silent_cap``
+        seconds, then -999); "error" (-999 at once). For one payment, or globally: a global change also
+        drops every per-payment mode."""
+        if mode not in MODES:
+            raise SimulatorError(f"mode must be one of {', '.join(sorted(MODES))}", 400)
+        if payment_id is None:
+            self.mode = mode
+            self.payment_modes.clear()
+        else:
+            pid = _parse_id(payment_id)
+            if pid is None:
+                raise SimulatorError(f"bad payment id {payment_id!r}", 400)
+            self.payment_modes[pid] = mode
+        self._notify_mode_change()
+
+    def inject_error(self, operation: str, code: int, *, message: str | None = None, times: int | None = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` (e.g. "payment/return", "qr/create",
+        "payment/status"; None = until cleared) answer ``code`` after the credential checks."""
+        if operation not in ALL_OPERATIONS:
+            raise SimulatorError(f"operation must be one of {', '.join(sorted(ALL_OPERATIONS))}", 400)
+        if isinstance(code, bool) or not isinstance(code, int) or code == 0:
+            raise SimulatorError("code must be a non-zero integer", 400)
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+            raise SimulatorError("times must be a positive integer or null", 400)
+        text = message if message is not None else ERROR_MESSAGES.get(code, "Error")
+        self.injected[operation] = _Injected(code, text, times)
+
+    def clear_injected(self) -> None:
+        self.injected.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "StatusCalls": self.status_calls,
+            "StatusCallsByPayment": {str(k): v for k, v in self.status_calls_by_payment.items()},
+            "Calls": dict(self.calls),
+            "Payments": len(self.payments_by_id),
+            "Mode": self.mode,
+            "PaymentModes": {str(k): v for k, v in self.payment_modes.items()},
+        }
+
+    async def wait_for_status_calls(self, count: int, payment_id: int | None = None) -> None:
+        """Wait until ``count`` status calls (for one payment, or in all) have arrived; bound it with
+        ``asyncio.timeout``. Counted on arrival, so a call still hanging in silent mode counts."""
+        while (self.status_calls if payment_id is None else self.status_calls_by_payment.get(payment_id, 0)) < count:
+            event = asyncio.Event()
+            self._call_waiters.add(event)
+            try:
+                await event.wait()
+            finally:
+                self._call_waiters.discard(event)
+
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _notify_mode_change(self) -> None:
+        event, self._mode_event = self._mode_event, asyncio.Event()
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            event.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed: nobody is waiting
+                pass
+
+    def _effective_mode(self, pid: int | None) -> str:
+        if self.payment_modes and pid is not None:
+            return self.payment_modes.get(pid, self.mode)
+        return self.mode
+
+    def _expire_if_due(self, p: Payment) -> None:
+        if not self.auto_expire or p.status in FINAL_STATUSES:
+            return
+        now = self.now()
+        if p.status == ST_CREATED:
+            due = min(p.created_at + timedelta(seconds=self.scan_wait_timeout), p.expire_at)
+        else:
+            due = (p.scanned_at or p.created_at) + timedelta(seconds=self.confirmation_timeout)
+        if now >= due:
+            p.status = ST_ERROR
+
+    def _trade_point(self, trade_point_id: Any) -> dict | None:
+        for tp in self.trade_points:
+            if str(tp[F_TRADE_POINT_ID]) == str(trade_point_id):
+                return tp
+        return None
+
+    def _device(self, token: Any) -> Device | int:
+        """The active device for a DeviceToken, or the error code."""
+        device = self.devices.get(token) if isinstance(token, str) else None
+        if device is None:
+            return ERR_DEVICE_NOT_FOUND
+        if not device.active:
+            return ERR_DEVICE_INACTIVE
+        return device
+
+    def _take_injected(self, operation: str) -> _Injected | None:
+        injected = self.injected.get(operation)
+        if injected is None:
+            return None
+        if injected.times is not None:
+            injected.times -= 1
+            if injected.times <= 0:
+                del self.injected[operation]
+        return injected
+
+    # ---- protocol operations: (scheme, body, query) -> (code, data) -------------------------------
+
+    def op_tradepoints(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return 0, [
+            {F_TRADE_POINT_ID: tp[F_TRADE_POINT_ID], F_TRADE_POINT_NAME: tp.get(F_TRADE_POINT_NAME)}
+            for tp in self.trade_points
+        ]
+
+    def op_device_register(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        device_id = body.get(F_DEVICE_ID)
+        if not isinstance(device_id, str | int) or isinstance(device_id, bool) or str(device_id) == "":
+            return ERR_BAD_REQUEST, None
+        if self._trade_point(body.get(F_TRADE_POINT_ID)) is None:
+            return ERR_TRADE_POINT_NOT_FOUND, None
+        return 0, {F_DEVICE_TOKEN: self.register_device(str(device_id), body.get(F_TRADE_POINT_ID))}
+
+    def op_device_delete(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        device = self._device(body.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        device.active = False
+        return 0, None
+
+    def _create(self, kind: str, body: dict) -> tuple[int, Any]:
+        device = self._device(body.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        amount = _parse_amount(body.get(F_AMOUNT))
+        if amount is None:
+            return ERR_WRONG_AMOUNT, None
+        now = self.now()
+        p = Payment(
+            id=next(self._payment_ids),
+            kind=kind,
+            device=device,
+            external_id=body.get(F_EXTERNAL_ID),
+            amount=amount,
+            token=new_qr_token() if kind == "qr" else new_link_token(),
+            created_at=now,
+            expire_at=now + timedelta(seconds=self.qr_lifetime),
+        )
+        self.payments_by_id[p.id] = p
+        return 0, (wire_qr_created(p, self) if kind == "qr" else wire_link_created(p, self))
+
+    def op_qr_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._create("qr", body)
+
+    def op_link_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._create("link", body)
+
+    def _own_payment(self, device: Device, payment_id: Any) -> Payment | None:
+        pid = _parse_id(payment_id)
+        p = self.payments_by_id.get(pid) if pid is not None else None
+        if p is None or p.device.token != device.token:  # another device's payment is not found either
+            return None
+        self._expire_if_due(p)
+        return p
+
+    def op_details(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        device = self._device(query.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        p = self._own_payment(device, query.get(F_QR_PAYMENT_ID))
+        if p is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        return 0, wire_details(p)
+
+    def op_return(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        device = self._device(body.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        p = self._own_payment(device, body.get(F_QR_PAYMENT_ID))
+        if p is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        amount = _parse_amount(body.get(F_AMOUNT))
+        if amount is None:
+            return ERR_WRONG_AMOUNT, None
+        if p.status != ST_PROCESSED:
+            return ERR_RETURN_NOT_ALLOWED, None
+        if amount > p.available_return():
+            return ERR_RETURN_ABOVE_AMOUNT, None
+        operation_id = next(self._return_ids)
+        p.returned += amount
+        p.returns.append({"ReturnOperationId": operation_id, "Amount": wire_amount(amount)})
+        return 0, wire_return(operation_id)
+
+    def _test_call(self, body: dict, expect: str, action: Callable[[int], Any]) -> tuple[int, Any]:
+        pid = _parse_id(body.get(F_TEST_PAYMENT_ID))
+        p = self.payments_by_id.get(pid) if pid is not None else None
+        if p is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        self._expire_if_due(p)
+        if p.status != expect:
+            return ERR_WRONG_STATUS, None
+        action(p.id)
+        return 0, None
+
+    def op_test_scan(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._test_call(body, ST_CREATED, self.scan)
+
+    def op_test_confirm(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._test_call(body, ST_WAIT, self.confirm)
+
+    def op_test_scan_error(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._test_call(body, ST_CREATED, self.fail)
+
+    def op_test_confirm_error(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        return self._test_call(body, ST_WAIT, self.fail)
+
+    async def op_status(self, version: str, payment_id: str) -> tuple[int, Any]:
+        pid = _parse_id(payment_id)
+        self.status_calls += 1
+        self.status_calls_by_payment[pid if pid is not None else payment_id] += 1
+        if self._call_waiters:
+            for event in self._call_waiters:
+                event.set()
+        mode = self._effective_mode(pid)
+        if mode == "silent":
+            deadline = time.monotonic() + self.silent_cap
+            while mode == "silent":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return ERR_UNAVAILABLE, None
+                if self._loop is None:
+                    self._loop = asyncio.get_running_loop()
+                try:
+                    await asyncio.wait_for(self._mode_event.wait(), remaining)
+                except TimeoutError:
+                    return ERR_UNAVAILABLE, None
+                mode = self._effective_mode(pid)
+        if mode == "errorx":
+            return ERR_UNAVAILABLE, None
+        injected = self._take_injected(OP_STATUS)
+        if injected is not None:
+            return injected.code, injected.message
+        p = self.payments_by_id.get(pid) if pid is not None else None
+        if p is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        if self.auto_expire:
+            self._expire_if_due(p)
+        return 0, STATUS_SHAPES[version](p)
+
+
+# (method, operation) -> Simulator method, all under v01
+_OPERATIONS: dict[tuple[str, str], Callable[[Simulator, str, dict, dict], tuple[int, Any]]] = {
+    ("GET", OP_TRADEPOINTS): Simulator.op_tradepoints,
+    ("POST", OP_DEVICE_REGISTER): Simulator.op_device_register,
+    ("POST", OP_DEVICE_DELETE): Simulator.op_device_delete,
+    ("POST", OP_QR_CREATE): Simulator.op_qr_create,
+    ("POST", OP_LINK_CREATE): Simulator.op_link_create,
+    ("GET", OP_DETAILS): Simulator.op_details,
+    ("POST", OP_RETURN): Simulator.op_return,
+    ("POST", OP_TEST_SCAN): Simulator.op_test_scan,
+    ("POST", OP_TEST_CONFIRM): Simulator.op_test_confirm,
+    ("POST", OP_TEST_SCAN_ERROR): Simulator.op_test_scan_error,
+    ("POST", OP_TEST_CONFIRM_ERROR): Simulator.op_test_confirm_error,
+}
+_OPERATION_METHODS = {op: method for method, op in _OPERATIONS}
+ALL_OPERATIONS = frozenset(_OPERATION_METHODS) | {OP_STATUS}
+
+# ======================================================================================================
+# HTTP
+# ======================================================================================================
+
+_JSON = "application/json; charset=utf-8"
+
+
+def _json_response(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), status, media_type=_JSON)
+
+
+def _envelope(code: int, data: Any = None, message: str | None = None, status: int = 200) -> Response:
+    if message is None:
+        message = MESSAGE_OK if code == 0 else ERROR_MESSAGES.get(code, "Error")
+    return _json_response(wire_envelope(code, message, data if code == 0 else None), status)
+
+
+def _not_found() -> Response:
+    return _envelope(ERR_BAD_REQUEST, message="Not found", status=404)
+
+
+async def _read_json(request: Request) -> dict | None:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _api_key(scope: dict) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == API_KEY_HEADER:
+            return value
+    return None
+
+
+def _query(scope: dict) -> dict[str, str]:
+    raw = scope.get("query_string") or b""
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+
+
+async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Response:
+    """/{scheme}/{version}/{operation...}"""
+    scheme, version, tail = parts[0], parts[1], parts[2:]
+    method = request.method
+    scope = request.scope
+    status_call = len(tail) == 3 and tail[0] == "payment" and tail[1] == "status"
+    path_bin: str | None = None
+    if status_call:
+        if version not in STATUS_SHAPES:
+            return _not_found()
+        if method != "GET":
+            return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
+        operation = OP_STATUS
+    else:
+        if version != VERSION_1:
+            return _not_found()
+        operation = "/".join(tail)
+        if scheme in BIN_SCHEMES and len(tail) == 3 and "/".join(tail[:2]) == OP_TRADEPOINTS:
+            operation, path_bin = OP_TRADEPOINTS, tail[2]  # GET partner/tradepoints/{OrganizationBin}
+        expected_method = _OPERATION_METHODS.get(operation)
+        if expected_method is None or (operation in REFUND_OPS and scheme not in sim.refund_schemes):
+            return _not_found()
+        if method != expected_method:
+            return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
+    sim.calls[operation] += 1
+
+    if scheme in API_KEY_SCHEMES and _api_key(scope) != sim.api_key.encode():
+        return _envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
+    query = _query(scope) if method == "GET" else {}
+    body: dict = {}
+    if method == "POST":
+        parsed = await _read_json(request)
+        if parsed is None:
+            return _envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
+        body = parsed
+    if scheme in BIN_SCHEMES and operation not in BIN_EXEMPT_OPS:
+        if method == "GET":
+            given = path_bin if path_bin is not None else query.get(F_BIN)
+        else:
+            given = body.get(F_BIN)
+        if given is None or str(given) != sim.organization_bin:
+            return _envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
+
+    if status_call:
+        code, data = await sim.op_status(version, tail[2])
+    else:
+        injected = sim._take_injected(operation)
+        if injected is not None:
+            return _envelope(injected.code, message=injected.message)
+        code, data = _OPERATIONS[(method, operation)](sim, scheme, body, query)
+    if code != 0 and isinstance(data, str):
+        return _envelope(code, message=data)  # an injected error's message
+    return _envelope(code, data)
+
+
+# ---- /_sim controls ---------------------------------------------------------------------------------
+
+
+async def _control(sim: Simulator, request: Request, parts: list[str]) -> Response:
+    method = request.method
+    body: dict = {}
+    if method == "POST":
+        parsed = await _read_json(request)
+        if parsed is None:
+            return _json_response({"error": "body must be a JSON object"}, 400)
+        body = parsed
+    try:
+        return _json_response(_control_dispatch(sim, method, parts, body))
+    except SimulatorError as exc:
+        return _json_response({"error": str(exc)}, exc.status)
+
+
+def _control_dispatch(sim: Simulator, method: str, parts: list[str], body: dict) -> Any:
+    match (method, parts):
+        case ("GET", ["payments"]):
+            return sim.payments()
+        case ("GET", ["payments", pid]):
+            return sim.describe(sim.payment(pid))
+        case ("POST", ["payments", pid, "scan"]):
+            return sim.scan(pid)
+        case ("POST", ["payments", pid, "confirm"]):
+            return sim.confirm(
+                pid, amount=body.get("amount"), product=body.get("product", "Gold"), loan_term=body.get("loan_term")
+            )
+        case ("POST", ["payments", pid, "fail"]):
+            return sim.fail(pid)
+        case ("POST", ["mode"]):
+            sim.set_mode(body.get("mode"), body.get("payment_id"))
+            return {"Mode": sim.mode, "PaymentModes": {str(k): v for k, v in sim.payment_modes.items()}}
+        case ("POST", ["inject"]):
+            code = body.get("code")
+            sim.inject_error(body.get("operation"), code, message=body.get("message"), times=body.get("times", 1))
+            return {"Injected": sorted(sim.injected)}
+        case ("POST", ["inject", "clear"]):
+            sim.clear_injected()
+            return {"Injected": []}
+        case ("GET", ["devices"]):
+            return [
+                {"DeviceToken": d.token, "DeviceId": d.device_id, "TradePointId": d.trade_point_id, "Active": d.active}
+                for d in sim.devices.values()
+            ]
+        case ("POST", ["devices", token, "deactivate"]):
+            sim.deactivate_device(token)
+            return {"DeviceToken": token, "Active": False}
+        case ("GET", ["stats"]):
+            return sim.stats()
+        case ("POST", ["reset"]):
+            sim.reset(devices=bool(body.get("devices", False)))
+            return {"ok": True}
+    raise SimulatorError("no such control", 404)
+
+
+def create_app(
+    *,
+    api_key: str = "test-api-key",
+    organization_bin: str = "123456789012",
+    trade_points: list[dict] | None = None,
+    polling_interval: int = 1,
+    scan_wait_timeout: int = 180,
+    confirmation_timeout: int = 65,
+    qr_lifetime: int = 300,
+    clock: Callable[[], datetime] | None = None,
+    silent_cap: float = 30.0,
+    auto_expire: bool = False,
+    refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+) -> Starlette:
+    """The simulator as a Starlette app; its state is ``app.state.sim`` (a ``Simulator``)."""
+    sim = Simulator(
+        api_key=api_key,
+        organization_bin=organization_bin,
+        trade_points=trade_points,
+        polling_interval=polling_interval,
+        scan_wait_timeout=scan_wait_timeout,
+        confirmation_timeout=confirmation_timeout,
+        qr_lifetime=qr_lifetime,
+        clock=clock,
+        silent_cap=silent_cap,
+        auto_expire=auto_expire,
+        refund_schemes=refund_schemes,
+    )
+
+    async def dispatch(request: Request) -> Response:
+        parts = request.scope["path"].strip("/").split("/")
+        if len(parts) >= 3 and parts[0] in SCHEMES:
+            return await _protocol(sim, request, parts)
+        if parts[0] == "_sim":
+            return await _control(sim, request, parts[1:])
+        return _not_found()
+
+    app = Starlette(routes=[Route("/{path:path}", dispatch, methods=["GET", "POST"])])
+    app.state.sim = sim
+    return app
