@@ -177,7 +177,7 @@ async def run(kind: str, events: int, endpoints: int, latency_events: int, laten
     workdir = Path(tempfile.mkdtemp(prefix="paycenter-bench-"))
     url = await fresh_database(kind, workdir)
     settings = settings_for(url)
-    ctx = AppContext(settings=settings, db=Database(url), providers=Providers(settings.providers))
+    ctx = AppContext(settings=settings, db=Database(url), providers=Providers(settings))
     urls = [f"http://127.0.0.1:{port}/ep/{n}" for n in range(endpoints)]
     result: dict = {"db": kind, "events": events, "endpoints": endpoints}
     try:

@@ -182,7 +182,7 @@ async def target(database_url: str, _database: Database) -> AsyncIterator[Target
     )
     creds = await make_merchant(_database, name="Fuzz shop")
     other = await make_merchant(_database, name="Fuzz other shop")
-    providers = Providers(settings.providers)
+    providers = Providers(settings)
     seed_ctx = AppContext(settings=settings, db=_database, providers=providers, clock=Clock())
     transport = httpx.ASGITransport(app=create_app(ctx=seed_ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://pay.test") as client:

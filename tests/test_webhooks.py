@@ -291,7 +291,7 @@ def test_clock_fixture_is_movable():
 async def test_worker_settings_are_valid(database_url):
     s = worker_settings(database_url, webhook_retry_schedule="1s,2s")
     assert s.retry_schedule == [1.0, 2.0]
-    ctx = AppContext(settings=s, db=None, providers=Providers(s.providers))  # type: ignore[arg-type]
+    ctx = AppContext(settings=s, db=None, providers=Providers(s))  # type: ignore[arg-type]
     assert ctx.settings.webhook_allowed_networks == "127.0.0.0/8"
 
 
