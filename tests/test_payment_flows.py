@@ -135,7 +135,11 @@ async def test_payer_cancel_and_decline_leave_the_payment_payable(client, db, me
     r = await sandbox(client, pid, "fail", checkout_id="b")
     assert r.headers["location"].endswith("notice=failed")
     assert (await get(client, pid))["status"] == "pending"
-    assert await events_of(db, pid) == []  # the payer's attempts are not merchant events
+    # The payer's cancel tells the merchant, as the old system did, but the payment stays payable;
+    # a decline is not news for the merchant.
+    (event,) = await events_of(db, pid)
+    assert (event["event"], event["status"], event["payment_cancelled"]) == ("cancelled", "pending", False)
+    assert event["previous_status"] == "pending"
     r = await client.get(f"/api/transaction/{pid}", headers=merchant.headers)
     assert [(a["status"], a["error"]) for a in r.json()["data"]["attempts"]] == [
         ("cancelled", "cancelled by the payer"),

@@ -1,4 +1,4 @@
-"""The worker: the background loops (webhook dispatcher, expirer) of one process.
+"""The worker: the background loops (webhook dispatcher, expirer, poller) of one process.
 
 ``paycenter run`` runs it inside the web process; ``paycenter worker`` runs it alone. Any number
 of workers may share one database: claims and guarded updates keep them from doing work twice.
@@ -15,6 +15,7 @@ import socket
 
 from paycenter.context import AppContext
 from paycenter.payments.expirer import Expirer
+from paycenter.payments.poller import Poller
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.dispatcher import Dispatcher, listen_postgres
 from paycenter.webhooks.sender import Sender
@@ -50,6 +51,7 @@ class Worker:
             max_retry_after=settings.webhook_max_retry_after,
         )
         self.expirer = Expirer(ctx.db, clock=ctx.clock)
+        self.poller = Poller(ctx.db, ctx.providers, settings, owner=self.id, clock=ctx.clock)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -59,6 +61,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"),
             asyncio.create_task(self.expirer.run(self._stop), name="expirer"),
+            asyncio.create_task(self.poller.run(self._stop), name="poller"),
         ]
         if self.ctx.db.backend == "postgresql":
             self._tasks.append(

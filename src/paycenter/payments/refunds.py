@@ -275,13 +275,22 @@ async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, no
         leg.next_poll_at = now + timedelta(seconds=5)
 
 
-async def poll_leg(db: Database, providers: Providers, *, leg_id: str, clock: Callable[[], datetime]) -> None:
+async def poll_leg(
+    db: Database,
+    providers: Providers,
+    *,
+    leg_id: str,
+    clock: Callable[[], datetime],
+    answer_grace: timedelta = timedelta(seconds=30),
+) -> None:
     """Follow a leg the provider accepted but has not settled (a terminal refund the customer
     confirms in the app), or find out what became of one whose answer never came."""
     async with db.reading() as session:
         leg = await session.get(RefundLeg, leg_id)
         if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is None:
             return
+        if leg.provider_ref is None and leg.sent_at > clock() - answer_grace:
+            return  # its sender may still be waiting for the answer
         refund = await session.get(Refund, leg.refund_id)
         assert refund is not None
         payment = await session.get(Payment, refund.payment_id)

@@ -175,7 +175,11 @@ async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, re
         EventType.CANCELLED,
         previous_status=previous,
         now=now,
-        extras={"reason": reason or "cancelled by merchant", "partially_paid": payment.received_amount > 0},
+        extras={
+            "reason": reason or "cancelled by merchant",
+            "partially_paid": payment.received_amount > 0,
+            "payment_cancelled": True,
+        },
     )
     return payment
 
@@ -275,6 +279,39 @@ async def record_operation(
         previous = touch(payment, PaymentStatus.PARTIALLY_PAID, now)
         await events.emit(session, payment, EventType.PARTIALLY_PAID, previous_status=previous, now=now, extras=extras)
     return OperationResult(operation, counted=True)
+
+
+async def end_attempt(
+    session: AsyncSession,
+    attempt: Attempt,
+    payment: Payment,
+    status: AttemptStatus,
+    *,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    """Close a live attempt that brought no money; the payment is payable again.
+
+    A payer who cancels gets the old system's ``cancelled`` event (its merchants act on it), but
+    marked as the attempt's: ``status`` stays payable and ``payment_cancelled`` is false, unlike
+    a merchant's cancel, which closes the payment.
+    """
+    previous = payment.status
+    finish_attempt(attempt, status, now=now, error=error)
+    settle_status(payment, now)
+    if status == AttemptStatus.CANCELLED and payment.status in PAYABLE:
+        await events.emit(
+            session,
+            payment,
+            EventType.CANCELLED,
+            previous_status=previous,
+            now=now,
+            extras={
+                "reason": error or "cancelled by the payer",
+                "payment_cancelled": False,
+                "attempt_id": attempt.id,
+            },
+        )
 
 
 def settle_status(payment: Payment, now: datetime) -> None:

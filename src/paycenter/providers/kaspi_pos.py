@@ -185,6 +185,10 @@ class KaspiPosProvider:
         assert attempt.terminal is not None
         await self.call(attempt.terminal, "cancel", {"processId": attempt.provider_ref})
 
+    async def clear(self, terminal: TerminalRef) -> None:
+        """Clear whatever operation is stuck on the terminal (``/v2/cancel`` with its token)."""
+        await self.call(terminal, "cancel")
+
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
         if leg.terminal is None:
             return RefundOutcome(succeeded=False, error="the terminal that took this payment is not in the pool")

@@ -107,9 +107,11 @@ async def payer_action(
         )
         return Outcome.PAID if payment.status == PaymentStatus.PAID else Outcome.PARTIAL
     if action is PayerAction.CANCEL:
-        service.finish_attempt(attempt, AttemptStatus.CANCELLED, now=now, error="cancelled by the payer")
-        service.settle_status(payment, now)
+        await service.end_attempt(
+            session, attempt, payment, AttemptStatus.CANCELLED, now=now, error="cancelled by the payer"
+        )
         return Outcome.CANCELLED
-    service.finish_attempt(attempt, AttemptStatus.FAILED, now=now, error="declined by the sandbox bank")
-    service.settle_status(payment, now)
+    await service.end_attempt(
+        session, attempt, payment, AttemptStatus.FAILED, now=now, error="declined by the sandbox bank"
+    )
     return Outcome.FAILED

@@ -17,6 +17,17 @@ Behaviour, per terminal (one operation at a time, like the device):
 - Mode ``silent``: the terminal's /v2 calls hang until the mode changes (at most ``SILENT_MAX_HANG``).
   Mode ``unknown``: the current (or last) operation and every operation started in this mode answer
   ``status: unknown`` on /v2/status until ``/v2/actualize`` is called for it; the real state moves on.
+
+Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 nothing to act on):
+    GET  /_sim/terminals                      list; POST /_sim/terminals {"name", "token"} adds one
+    GET  /_sim/terminals/{T}                  {busy, mode, processId, status, amount, operations, refunds, ...}
+    POST /_sim/terminals/{T}/confirm          {"amount"?: int tenge, "method"?: "kaspi_gold" | ...}
+    POST /_sim/terminals/{T}/fail             {"subStatus"?: str}   (default QrTransactionFailure)
+    POST /_sim/terminals/{T}/payer-cancel
+    POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown"}
+    POST /_sim/terminals/{T}/refund/confirm   POST /_sim/terminals/{T}/refund/fail
+    POST /_sim/reset                          GET /_sim/stats -> {statusCalls, statusCallsByTerminal}
+The Python methods on ``Simulator`` must be called on the event loop that serves the app.
 """
 
 from __future__ import annotations

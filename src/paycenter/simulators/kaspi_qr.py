@@ -386,7 +386,11 @@ class Simulator:
 
     def register_device(self, device_id: str = "sim-device", trade_point_id: Any = None) -> str:
         """Register (or find) a device like device/register does; return its DeviceToken."""
-        tp = self._trade_point(self.trade_points[0]["TradePointId"] if trade_point_id is None else trade_point_id)
+        if trade_point_id is None:
+            if not self.trade_points:
+                raise SimulatorError("no trade points", 404)
+            trade_point_id = self.trade_points[0][F_TRADE_POINT_ID]
+        tp = self._trade_point(trade_point_id)
         if tp is None:
             raise SimulatorError(f"no trade point {trade_point_id!r}", 404)
         for device in self.devices.values():
@@ -723,7 +727,7 @@ class Simulator:
                 except TimeoutError:
                     return ERR_UNAVAILABLE, None
                 mode = self._effective_mode(pid)
-        if mode == "errorx":
+        if mode == "error":
             return ERR_UNAVAILABLE, None
         injected = self._take_injected(OP_STATUS)
         if injected is not None:

@@ -1,0 +1,260 @@
+"""The poller: every second, every live attempt at a pull provider (Kaspi) is asked for its status.
+
+One process at a time polls (the ``poller`` lease); if it dies another takes over within seconds,
+with nothing to clean up by hand. Calls run in parallel, bounded per provider (and a terminal
+only ever has its one live attempt). A status that did not change costs no database write. What a
+provider reports goes through the payment service, so the same transaction never counts twice.
+
+Each cycle also:
+- expires tries past their deadline (cancelling them at the provider);
+- gives a terminal back once the attempt holding it ended elsewhere (payment expired or
+  cancelled): the operation is cancelled on the terminal first, so it is free for real;
+- closes tries whose start never completed (a crash between the two transactions);
+- sends refund legs that wait for their terminal, and follows the ones the provider accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from paycenter import leadership
+from paycenter.config import Settings
+from paycenter.db import Database
+from paycenter.payments import attempts, refunds
+from paycenter.payments.models import Attempt, AttemptStatus, Payment, RefundLeg, RefundStatus
+from paycenter.providers import terminals
+from paycenter.providers.base import AttemptRef, PollState, Provider, ProviderError, TerminalRef
+from paycenter.providers.models import Terminal
+from paycenter.providers.registry import Providers
+
+log = logging.getLogger("paycenter.poller")
+LEASE = "poller"
+
+
+@dataclass
+class CycleReport:
+    number: int
+    live: int = 0
+    polled: int = 0
+    ended: int = 0
+    errors: int = 0
+    refund_legs: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class Poller:
+    def __init__(
+        self,
+        db: Database,
+        providers: Providers,
+        settings: Settings,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.providers = providers
+        self.owner = owner
+        self.clock = clock
+        self.interval = settings.poller_interval
+        self.give_up_after = settings.poller_give_up_after
+        self.max_backoff = settings.poller_max_backoff
+        # A start whose provider answer was never recorded (crash) is given up after this.
+        self.stale_start = timedelta(seconds=2 * settings.kaspi_timeout + 10)
+        self.pull = {p.name: p for p in providers.pull()}
+        self._limits = {name: asyncio.Semaphore(p.max_in_flight) for name, p in self.pull.items()}
+        self.cycles = 0
+        self.last_report: CycleReport | None = None
+        self.last_cycle_at = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.pull:
+            return  # nothing to poll: the sandbox decides on the spot
+        ttl = timedelta(seconds=max(5.0, 5 * self.interval))
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                self.last_cycle_at = began
+                try:
+                    if await leadership.hold(self.db, LEASE, owner=self.owner, ttl=ttl, now=self.clock()):
+                        self.last_report = await self.cycle()
+                except Exception:
+                    log.exception("poll cycle failed")
+                left = self.interval - (time.monotonic() - began)
+                if left > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=left)
+        finally:
+            with contextlib.suppress(Exception):
+                await leadership.release(self.db, LEASE, owner=self.owner, now=self.clock())
+
+    async def cycle(self) -> CycleReport:
+        self.cycles += 1
+        report = CycleReport(number=self.cycles)
+        began = time.monotonic()
+        now = self.clock()
+        names = list(self.pull)
+        async with self.db.reading() as session:
+            live = (
+                await session.execute(
+                    select(Attempt, Payment.currency, Payment.provider, Terminal)
+                    .join(Payment, Payment.id == Attempt.payment_id)
+                    .outerjoin(Terminal, Terminal.id == Attempt.terminal_id)
+                    .where(Attempt.status == AttemptStatus.LIVE, Attempt.provider.in_(names))
+                )
+            ).all()
+            orphaned = (
+                await session.execute(
+                    select(Terminal, Attempt, Payment.currency, Payment.provider)
+                    .join(Attempt, Attempt.id == Terminal.busy_with)
+                    .join(Payment, Payment.id == Attempt.payment_id)
+                    .where(Attempt.status != AttemptStatus.LIVE)
+                )
+            ).all()
+            legs = list(
+                await session.scalars(
+                    select(RefundLeg.id)
+                    .where(
+                        RefundLeg.status == RefundStatus.PENDING,
+                        or_(RefundLeg.next_poll_at.is_(None), RefundLeg.next_poll_at <= now),
+                    )
+                    .limit(500)
+                )
+            )
+        report.live = len(live)
+        jobs: list[Awaitable[None]] = []
+        for attempt, currency, provider_name, terminal in live:
+            provider = self.pull.get(provider_name)
+            if provider is None:
+                continue
+            if attempt.provider_ref is None:
+                if attempt.created_at < now - self.stale_start:
+                    jobs.append(self._abandon_start(provider, attempt, terminal, report))
+                continue
+            ref = attempts.ref(attempt, currency, terminal)
+            if attempt.expires_at is not None and attempt.expires_at <= now:
+                jobs.append(self._expire(provider, ref, report))
+            elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
+                jobs.append(self._poll(provider, ref, report))
+        for terminal, attempt, currency, provider_name in orphaned:
+            provider = self.pull.get(provider_name)
+            if provider is not None:
+                jobs.append(self._release_terminal(provider, terminal, attempt, currency))
+        for leg_id in legs:
+            report.refund_legs += 1
+            jobs.append(self._follow_leg(leg_id))
+        if jobs:
+            await asyncio.gather(*jobs)
+        report.seconds = time.monotonic() - began
+        return report
+
+    async def _poll(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
+        async with self._limits[provider.name]:
+            try:
+                result = await provider.poll(ref)
+            except ProviderError as exc:
+                report.errors += 1
+                await self._trouble(ref.attempt_id, exc.message, report)
+                return
+            except Exception as exc:  # a bug or an odd answer must not stop the other polls
+                log.exception("polling attempt %s failed", ref.attempt_id)
+                report.errors += 1
+                await self._trouble(ref.attempt_id, f"{type(exc).__name__}: {exc}", report)
+                return
+        report.polled += 1
+        if result.state is PollState.UNKNOWN:
+            await self._trouble(ref.attempt_id, result.error or "the provider does not know the status", report)
+            return
+        unchanged = result.state in (PollState.WAITING, PollState.ACTIVE) and result.raw_status == ref.last_status
+        if unchanged and result.expires_at is None:
+            return  # nothing new: no write
+        async with self.db.transaction() as session:
+            ended = await attempts.apply(
+                session, attempt_id=ref.attempt_id, result=result, now=self.clock(), interval=self.interval
+            )
+        report.ended += ended
+
+    async def _trouble(self, attempt_id: str, error: str, report: CycleReport) -> None:
+        async with self.db.transaction() as session:
+            ended = await attempts.trouble(
+                session,
+                attempt_id=attempt_id,
+                error=error,
+                now=self.clock(),
+                give_up_after=self.give_up_after,
+                max_backoff=self.max_backoff,
+            )
+        report.ended += ended
+
+    async def _expire(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
+        """Past its deadline: one last look (it may have been paid at the last second), then cancel."""
+        async with self._limits[provider.name]:
+            try:
+                result = await provider.poll(ref)
+            except ProviderError:
+                result = None
+        if result is not None and result.state in (PollState.SUCCEEDED, PollState.FAILED, PollState.CANCELLED):
+            async with self.db.transaction() as session:
+                await attempts.apply(
+                    session, attempt_id=ref.attempt_id, result=result, now=self.clock(), interval=self.interval
+                )
+            report.ended += 1
+            return
+        await attempts.cancel_at_provider(self.providers, provider.name, ref)
+        async with self.db.transaction() as session:
+            closed = await attempts.close_by_id(
+                session, attempt_id=ref.attempt_id, status=AttemptStatus.EXPIRED, now=self.clock(), error="time ran out"
+            )
+        report.ended += closed is not None
+
+    async def _abandon_start(
+        self, provider: Provider, attempt: Attempt, terminal: Terminal | None, report: CycleReport
+    ) -> None:
+        if terminal is not None:
+            await self._clear_terminal(provider, terminals.ref(terminal))
+        async with self.db.transaction() as session:
+            closed = await attempts.close_by_id(
+                session,
+                attempt_id=attempt.id,
+                status=AttemptStatus.FAILED,
+                now=self.clock(),
+                error="the provider's answer to the start was never recorded",
+            )
+        report.ended += closed is not None
+
+    async def _clear_terminal(self, provider: Provider, terminal: TerminalRef) -> None:
+        clear = getattr(provider, "clear", None)
+        if clear is not None:
+            with contextlib.suppress(ProviderError):
+                await clear(terminal)
+
+    async def _release_terminal(self, provider: Provider, terminal: Terminal, attempt: Attempt, currency: str) -> None:
+        """The attempt holding this terminal ended elsewhere: cancel its operation, then free it."""
+        if attempt.provider_ref:
+            await attempts.cancel_at_provider(self.providers, provider.name, attempts.ref(attempt, currency, terminal))
+        else:
+            await self._clear_terminal(provider, terminals.ref(terminal))
+        async with self.db.transaction() as session:
+            await terminals.free(session, terminal_id=terminal.id, holder=attempt.id)
+
+    async def _follow_leg(self, leg_id: str) -> None:
+        try:
+            async with self.db.reading() as session:
+                sent = await session.scalar(select(RefundLeg.sent_at).where(RefundLeg.id == leg_id))
+            if sent is None:
+                await refunds.send_leg(self.db, self.providers, leg_id=leg_id, clock=self.clock)
+            else:
+                await refunds.poll_leg(
+                    self.db, self.providers, leg_id=leg_id, clock=self.clock, answer_grace=self.stale_start
+                )
+        except Exception:
+            log.exception("following refund leg %s failed", leg_id)
