@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
+import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -14,14 +15,16 @@ from fastapi.templating import Jinja2Templates
 from paycenter.checkout import i18n
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
-from paycenter.payments import service
+from paycenter.payments import attempts, fees, service
 from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
 from paycenter.providers import sandbox
+from paycenter.providers.models import Terminal
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 LANG_COOKIE = "pc_lang"
+KASPI = ("kaspi_qr", "kaspi_pos")
 
 
 def static_files() -> StaticFiles:
@@ -65,6 +68,9 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         except NotFound:
             return _page(request, "not_found.html", {}, _language(request, None), status_code=404)
         merchant_name = await service.merchant_name(session, payment.merchant_id)
+        live = await attempts.live_attempt(session, payment.id)
+        terminal = await session.get(Terminal, live.terminal_id) if live and live.terminal_id else None
+        methods = await attempts.active_methods(session) if payment.provider in KASPI else []
     lang = _language(request, payment)
     money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
     now = ctx.now()
@@ -88,8 +94,62 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         "final": not payable,
         # The hint in the page's own number style ("300,00" in Russian); the form takes either.
         "remaining_input": i18n.format_number(payment.remaining_amount, payment.currency, lang, grouping=False),
+        "kaspi": payment.provider in KASPI,
+        "methods": [
+            {
+                "code": m.code,
+                "name": m.name,
+                "ask": money(fees.ask_for(payment.remaining_amount, m.fee_bp, m.payer_covers_fee, payment.currency)),
+                "with_fee": m.payer_covers_fee and m.fee_bp > 0,
+            }
+            for m in methods
+        ],
+        "attempt": live,
+        "terminal_name": terminal.name if terminal else None,
+        "qr_image": _qr(live.qr_payload or live.pay_link) if live and (live.qr_payload or live.pay_link) else None,
+        "attempt_seconds_left": (
+            max(int((live.expires_at - now).total_seconds()), 0) if live and live.expires_at else None
+        ),
     }
     return _page(request, "pay.html", context, lang)
+
+
+def _qr(data: str) -> str:
+    """The QR as an inline SVG data URI, rendered here: no third-party image service sees it."""
+    return str(segno.make(data, error="m").svg_data_uri(scale=5, border=2))
+
+
+@router.post("/pay/{payment_id}/start")
+async def start_attempt(
+    payment_id: str,
+    ctx: Context,
+    method: Annotated[str | None, Form(max_length=32, pattern=r"^[a-z0-9_]+$")] = None,
+) -> Response:
+    """The payer starts paying at Kaspi (or pays the rest): a new QR or terminal operation."""
+    pid = payment_id.strip().upper()
+    target = f"/pay/{pid}"
+    try:
+        await attempts.start(ctx.db, ctx.providers, payment_id=pid, method_code=method, clock=ctx.clock)
+    except NotFound:
+        raise
+    except ApiError as exc:
+        error = {
+            "terminals_busy": "error_terminals_busy",
+            "provider_error": "error_bank",
+            "attempt_in_progress": "error_in_progress",
+            "unknown_payment_method": "error_state",
+            "wrong_provider": "error_provider",
+        }.get(exc.code, "error_state")
+        return RedirectResponse(f"{target}?error={error}", status_code=303)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/pay/{payment_id}/cancel-attempt")
+async def cancel_attempt(payment_id: str, ctx: Context) -> Response:
+    """The payer gives up this QR / terminal operation; the payment stays payable."""
+    pid = payment_id.strip().upper()
+    closed = await attempts.payer_cancel(ctx.db, ctx.providers, payment_id=pid, clock=ctx.clock)
+    return RedirectResponse(f"/pay/{pid}?notice=cancelled" if closed else f"/pay/{pid}", status_code=303)
 
 
 @router.post("/pay/{payment_id}/sandbox")

@@ -34,7 +34,7 @@ from paycenter.payments.models import (
     RefundStatus,
 )
 from paycenter.providers import terminals
-from paycenter.providers.base import ProviderError, RefundLegRef, RefundOutcome
+from paycenter.providers.base import NotSent, ProviderError, RefundLegRef, RefundOutcome
 from paycenter.providers.models import Terminal
 
 if TYPE_CHECKING:
@@ -257,6 +257,10 @@ async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Ca
     provider_name, ref = begun
     try:
         outcome = await providers.get(provider_name).refund(ref)
+    except NotSent:
+        async with db.transaction() as session:
+            await unsend_leg(session, leg_id=leg_id, now=clock())
+        return
     except ProviderError as exc:
         if exc.retryable:
             # Maybe sent, maybe not: leave it sent and unanswered; the poller finds out.
@@ -266,6 +270,16 @@ async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Ca
         outcome = RefundOutcome(succeeded=False, error=exc.message)
     async with db.transaction() as session:
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
+
+
+async def unsend_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
+    """The provider refused before doing anything: the leg waits to be sent again."""
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    if leg is not None and leg.status == RefundStatus.PENDING and leg.provider_ref is None:
+        leg.sent_at = None
+        leg.next_poll_at = now + timedelta(seconds=5)
+        if leg.terminal_id:
+            await terminals.free(session, terminal_id=leg.terminal_id, holder=leg.id)
 
 
 async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:

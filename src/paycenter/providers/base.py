@@ -24,9 +24,8 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
-class TerminalBusy(ProviderError):
-    def __init__(self, message: str = "All terminals are busy") -> None:
-        super().__init__(message, code="terminals_busy", retryable=True)
+class NotSent(ProviderError):
+    """The provider refused before acting (e.g. the terminal is busy): safe to send again later."""
 
 
 @dataclass(frozen=True)

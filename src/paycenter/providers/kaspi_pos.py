@@ -17,6 +17,7 @@ from paycenter.config import Settings
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
+    NotSent,
     PollResult,
     PollState,
     ProviderError,
@@ -41,6 +42,7 @@ PRODUCT_TYPES = {
 # The old system's names, still sent by merchants.
 METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
 QR_SCAN_TIMEOUT_MS = 10_000
+BUSY_CODES = ("-2",)  # "another operation is in progress": nothing was done
 
 
 def method_of(product_type: Any, loan_term: Any, cheque_method: Any = None) -> str | None:
@@ -115,6 +117,8 @@ class KaspiPosProvider:
             raise ProviderError(f"terminal {terminal.name} answered something that is not an object")
         if payload.get("statusCode") not in (0, "0"):
             message = payload.get("errorText") or payload.get("message") or "no message"
+            if str(payload.get("statusCode")) in BUSY_CODES:
+                raise NotSent(f"terminal {terminal.name} is busy: {message}", code="busy")
             raise ProviderError(
                 f"terminal {terminal.name}: {message} (statusCode {payload.get('statusCode')})",
                 code=str(payload.get("statusCode")),
@@ -203,6 +207,8 @@ class KaspiPosProvider:
     async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome:
         assert leg.terminal is not None and leg.provider_ref is not None
         data = await self.call(leg.terminal, "status", {"processId": leg.provider_ref})
+        if str(data.get("status") or "").lower() == "unknown":
+            data = await self.call(leg.terminal, "actualize", {"processId": leg.provider_ref})
         raw = str(data.get("status") or "").lower()
         if raw == "success":
             return RefundOutcome(succeeded=True, provider_ref=leg.provider_ref)

@@ -18,8 +18,14 @@
     window.location.replace(url.toString());
   }
 
+  // The QR's own lifetime: when it ends, the page reloads and offers a new one.
+  var attemptCountdown = document.getElementById("attempt-countdown");
+  if (attemptCountdown) startCountdown(attemptCountdown);
+
   var countdown = document.getElementById("countdown");
-  if (countdown) {
+  if (countdown) startCountdown(countdown);
+
+  function startCountdown(countdown) {
     var left = parseInt(countdown.dataset.seconds, 10);
     var deadline = Date.now() + left * 1000;
     var tick = function () {
