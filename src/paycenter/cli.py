@@ -8,6 +8,7 @@ import logging
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy import func, select
@@ -27,8 +28,15 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(token_app, name="token")
 webhooks_app = typer.Typer(help="Webhook tools.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+terminal_app = typer.Typer(help="The Kaspi Smart POS terminal pool (provider kaspi_pos).", no_args_is_help=True)
+app.add_typer(terminal_app, name="terminal")
+method_app = typer.Typer(help="Payment methods and their bank fees.", no_args_is_help=True)
+app.add_typer(method_app, name="payment-method")
+kaspi_qr_app = typer.Typer(help="Kaspi Pay partner API set-up (provider kaspi_qr).", no_args_is_help=True)
+app.add_typer(kaspi_qr_app, name="kaspi-qr")
 
 T = TypeVar("T")
+ALMATY = ZoneInfo("Asia/Almaty")
 
 
 def _with_db(fn: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -307,6 +315,278 @@ def webhooks_test(
         err=True,
     )
     raise typer.Exit(1)
+
+
+# --- Kaspi ------------------------------------------------------------------------------------
+
+
+@terminal_app.command("add")
+def terminal_add(
+    name: str,
+    url: Annotated[str, typer.Option(help="The terminal's local API, e.g. https://192.168.1.50:8080")],
+    token: Annotated[str, typer.Option(help="Its access token")],
+    camera_url: Annotated[str | None, typer.Option(help="Camera service URL that reads its screen's QR")] = None,
+) -> None:
+    """Add a terminal to the pool."""
+    from paycenter.providers import terminals
+
+    for value, field in ((url, "--url"), (camera_url, "--camera-url")):
+        try:
+            check_http_url(value, field=field, max_length=500)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    async def go(db: Database) -> Any:
+        async with db.transaction() as session:
+            return await terminals.add(
+                session, name=name, base_url=url, access_token=token, camera_url=camera_url, now=utcnow()
+            )
+
+    terminal = _with_db(go)
+    typer.echo(f"terminal {terminal.id} ({terminal.name}) added")
+
+
+@terminal_app.command("list")
+def terminal_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List terminals with their state."""
+    from paycenter.providers import terminals
+
+    async def go(db: Database) -> list[Any]:
+        async with db.reading() as session:
+            return await terminals.all_terminals(session)
+
+    rows = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "url": t.base_url,
+            "active": t.is_active,
+            "busy_with": t.busy_with,
+            "health": t.health,
+            "last_error": t.last_error,
+        }
+        for t in _with_db(go)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for t in rows:
+        state = "busy" if t["busy_with"] else ("free" if t["active"] else "disabled")
+        typer.echo(f"{t['id']}  {t['name']}  {t['url']}  {state}  health={t['health'] or '?'}")
+
+
+def _set_terminal(name: str, active: bool) -> None:
+    from paycenter.providers import terminals
+
+    async def go(db: Database) -> None:
+        async with db.transaction() as session:
+            await terminals.set_active(session, name_or_id=name, active=active)
+
+    _with_db(go)
+    typer.echo(f"terminal {name} {'enabled' if active else 'disabled'}")
+
+
+@terminal_app.command("disable")
+def terminal_disable(name: str) -> None:
+    """Take a terminal out of the pool (an operation running on it finishes normally)."""
+    _set_terminal(name, False)
+
+
+@terminal_app.command("enable")
+def terminal_enable(name: str) -> None:
+    """Put a terminal back into the pool."""
+    _set_terminal(name, True)
+
+
+@terminal_app.command("check")
+def terminal_check() -> None:
+    """Ask every terminal for its device info and record its health."""
+    from paycenter.providers import terminals
+    from paycenter.providers.base import ProviderError
+    from paycenter.providers.kaspi_pos import KaspiPosProvider
+
+    settings = get_settings()
+
+    async def go(db: Database) -> list[str]:
+        provider = KaspiPosProvider(settings)
+        lines = []
+        try:
+            async with db.reading() as session:
+                pool = await terminals.all_terminals(session)
+            for terminal in pool:
+                try:
+                    info = await provider.device_info(terminals.ref(terminal))
+                    health, error = "ok", None
+                    lines.append(f"{terminal.name}: ok {json.dumps(info, ensure_ascii=False)[:200]}")
+                except ProviderError as exc:
+                    health, error = "unreachable", exc.message
+                    lines.append(f"{terminal.name}: {exc.message}")
+                async with db.transaction() as session:
+                    await terminals.record_health(
+                        session, terminal_id=terminal.id, health=health, error=error, now=utcnow()
+                    )
+        finally:
+            await provider.close()
+        return lines
+
+    for line in _with_db(go, settings):
+        typer.echo(line)
+
+
+@method_app.command("list")
+def method_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Payment methods, their fee and who pays it."""
+    from paycenter.payments.models import PaymentMethod
+
+    async def go(db: Database) -> list[Any]:
+        async with db.reading() as session:
+            return list(await session.scalars(select(PaymentMethod).order_by(PaymentMethod.sort_order)))
+
+    rows = [
+        {
+            "code": m.code,
+            "name": m.name,
+            "fee_percent": m.fee_bp / 100,
+            "payer_covers_fee": m.payer_covers_fee,
+            "active": m.is_active,
+        }
+        for m in _with_db(go)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for m in rows:
+        who = "payer" if m["payer_covers_fee"] else "merchant"
+        typer.echo(f"{m['code']:<22} {m['fee_percent']:>6.2f}%  fee paid by {who}  {'' if m['active'] else 'inactive'}")
+
+
+@method_app.command("set")
+def method_set(
+    code: str,
+    fee: Annotated[float | None, typer.Option(help="Bank fee in percent, e.g. 1 or 14")] = None,
+    payer_covers_fee: Annotated[
+        bool | None, typer.Option("--payer-covers-fee/--merchant-covers-fee", help="Who carries the fee")
+    ] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
+) -> None:
+    """Change a payment method's fee, who pays it, or whether payers see it."""
+    from paycenter.payments.models import PaymentMethod
+
+    if fee is not None and not 0 <= fee < 100:
+        typer.echo("error: --fee must be at least 0 and below 100 (percent)", err=True)
+        raise typer.Exit(2)
+
+    async def go(db: Database) -> None:
+        async with db.transaction() as session:
+            method = await session.get(PaymentMethod, code, with_for_update=True)
+            if method is None:
+                raise ApiError(f"Unknown payment method {code!r}")
+            if fee is not None:
+                method.fee_bp = round(fee * 100)
+            if payer_covers_fee is not None:
+                method.payer_covers_fee = payer_covers_fee
+            if active is not None:
+                method.is_active = active
+
+    _with_db(go)
+    typer.echo(f"payment method {code} updated")
+
+
+@kaspi_qr_app.command("trade-points")
+def kaspi_trade_points() -> None:
+    """List the trade points Kaspi knows for your credentials."""
+    from paycenter.providers.kaspi_qr import KaspiQrClient
+
+    async def go() -> list[dict[str, Any]]:
+        client = KaspiQrClient(get_settings())
+        try:
+            return await client.trade_points()
+        finally:
+            await client.close()
+
+    for point in _run_kaspi(go):
+        typer.echo(f"{point.get('TradePointId')}  {point.get('TradePointName')}")
+
+
+@kaspi_qr_app.command("register-device")
+def kaspi_register_device(
+    trade_point: Annotated[int, typer.Option(help="TradePointId from `paycenter kaspi-qr trade-points`")],
+    device_id: Annotated[str, typer.Option(help="Any stable name for this installation")] = "paycenter",
+) -> None:
+    """Register this installation as a device; prints the DeviceToken for PAYCENTER_KASPI_QR_DEVICE_TOKEN."""
+    from paycenter.providers.kaspi_qr import KaspiQrClient
+
+    async def go() -> str:
+        client = KaspiQrClient(get_settings())
+        try:
+            return await client.register_device(device_id, trade_point)
+        finally:
+            await client.close()
+
+    token = _run_kaspi(go)
+    typer.echo(f"device token: {token}\nset PAYCENTER_KASPI_QR_DEVICE_TOKEN={token}")
+
+
+def _run_kaspi(fn: Callable[[], Awaitable[T]]) -> T:
+    from paycenter.providers.base import ProviderError
+
+    try:
+        return asyncio.run(fn())
+    except ProviderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def simulate(
+    provider: Annotated[str, typer.Argument(help="kaspi-qr or kaspi-pos")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8100,
+) -> None:
+    """Serve a provider simulator (the real protocol over HTTP) for demos and local testing."""
+    import uvicorn
+
+    if provider == "kaspi-qr":
+        from paycenter.simulators.kaspi_qr import create_app as make
+    elif provider == "kaspi-pos":
+        from paycenter.simulators.kaspi_pos import create_app as make  # type: ignore[assignment]
+    else:
+        typer.echo("error: PROVIDER must be kaspi-qr or kaspi-pos", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{provider} simulator on http://{host}:{port} (controls under /_sim)")
+    uvicorn.run(make(), host=host, port=port, log_level="warning")
+
+
+@app.command("check-active-payments")
+def check_active_payments(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit (the only mode: the worker polls)")] = True,
+) -> None:
+    """Poll every live Kaspi attempt once, printing lines like the old cron script did."""
+    from paycenter.context import AppContext
+    from paycenter.payments.poller import Poller
+    from paycenter.worker import worker_id
+
+    settings = get_settings()
+
+    def stamp() -> str:
+        return utcnow().astimezone(ALMATY).strftime("[%Y-%m-%d %H:%M:%S]")
+
+    async def go() -> None:
+        ctx = AppContext.from_settings(settings)
+        try:
+            poller = Poller(ctx.db, ctx.providers, settings, owner=worker_id(), clock=ctx.clock)
+            typer.echo("=== CHECK ACTIVE PAYMENTS - ONE PASS ===")
+            report = await poller.cycle()
+            typer.echo(f"{stamp()} Check #1: Found {report.live} active payment(s)")
+            if report.ended or report.errors:
+                typer.echo(f"{stamp()} Settled {report.ended}, provider errors {report.errors}")
+            typer.echo(f"{stamp()} Completed after {report.seconds:.0f} seconds (1 checks)")
+        finally:
+            await ctx.providers.close()
+            await ctx.db.dispose()
+
+    asyncio.run(go())
 
 
 def main() -> None:
