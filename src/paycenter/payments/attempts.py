@@ -199,6 +199,7 @@ async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, n
             attempt=attempt,
             payment_method=code,
             terminal_id=attempt.terminal_id,
+            payer_covers_fee=attempt.payer_covers_fee,
         )
         if attempt.terminal_id:
             await terminals.free(session, terminal_id=attempt.terminal_id, holder=attempt.id)

@@ -102,6 +102,9 @@ class Payment(Base):
     paid_amount: Mapped[int] = mapped_column(Money, default=0)
     fee_amount: Mapped[int] = mapped_column(Money, default=0)
     received_amount: Mapped[int] = mapped_column(Money, default=0)
+    # What counts toward ``amount``: the gross, less the fee where the payer was asked to cover it
+    # (then the net must reach the amount; where the merchant carries the fee, the gross must).
+    credited_amount: Mapped[int] = mapped_column(Money, default=0)
     refunded_amount: Mapped[int] = mapped_column(Money, default=0)
     # Last event sequence number, so merchants can order events and drop stale ones.
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
@@ -113,7 +116,7 @@ class Payment(Base):
 
     @property
     def remaining_amount(self) -> int:
-        return max(self.amount - self.received_amount, 0)
+        return max(self.amount - self.credited_amount, 0)
 
     @property
     def refundable_amount(self) -> int:
@@ -166,6 +169,7 @@ class Operation(Base):
     amount: Mapped[int] = mapped_column(Money)  # gross, what the payer paid
     fee: Mapped[int] = mapped_column(Money, default=0)
     net: Mapped[int] = mapped_column(Money)
+    credited: Mapped[int] = mapped_column(Money, default=0)  # toward the payment's amount
     payment_method: Mapped[str | None] = mapped_column(String(32))
     # Kaspi POS refunds must run on the terminal that took the money.
     terminal_id: Mapped[str | None] = mapped_column(String(40))

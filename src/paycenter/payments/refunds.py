@@ -117,6 +117,8 @@ async def request(
                 status=RefundStatus.PENDING,
                 terminal_id=operation.terminal_id,
                 created_at=now,
+                # The request sends it at once; the poller only steps in if that never happened.
+                next_poll_at=now + timedelta(seconds=10),
             )
         )
         left -= take

@@ -80,6 +80,7 @@ async def create_payment(
         paid_amount=0,
         fee_amount=0,
         received_amount=0,
+        credited_amount=0,
         refunded_amount=0,
         last_sequence=0,
         expires_at=now + timedelta(seconds=data.expires_in or policy.default_expires_in),
@@ -144,7 +145,7 @@ async def expire_if_due(session: AsyncSession, payment: Payment, *, now: datetim
         EventType.EXPIRED,
         previous_status=previous,
         now=now,
-        extras={"expired_at": iso(payment.expires_at), "partially_paid": payment.received_amount > 0},
+        extras={"expired_at": iso(payment.expires_at), "partially_paid": payment.paid_amount > 0},
     )
     return True
 
@@ -177,7 +178,7 @@ async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, re
         now=now,
         extras={
             "reason": reason or "cancelled by merchant",
-            "partially_paid": payment.received_amount > 0,
+            "partially_paid": payment.paid_amount > 0,
             "payment_cancelled": True,
         },
     )
@@ -232,11 +233,13 @@ async def record_operation(
     attempt: Attempt | None = None,
     payment_method: str | None = None,
     terminal_id: str | None = None,
+    payer_covers_fee: bool = False,
 ) -> OperationResult:
     """Count money the provider says arrived, once per provider transaction id.
 
     The caller holds the payment locked. A repeat of a known provider transaction changes nothing.
-    ``amount`` is gross (what the payer paid); ``fee`` is the bank's part of it.
+    ``amount`` is gross (what the payer paid); ``fee`` is the bank's part of it. Where the payer
+    was asked to cover the fee, only the net counts toward the payment's amount.
     """
     existing = await find_operation(session, provider=payment.provider, provider_txn_id=provider_txn_id)
     if existing is not None:
@@ -250,6 +253,7 @@ async def record_operation(
         amount=amount,
         fee=fee,
         net=amount - fee,
+        credited=amount - fee if payer_covers_fee else amount,
         payment_method=payment_method,
         terminal_id=terminal_id,
         created_at=now,
@@ -261,17 +265,19 @@ async def record_operation(
     payment.paid_amount += amount
     payment.fee_amount += fee
     payment.received_amount += amount - fee
+    payment.credited_amount += operation.credited
     payment.updated_at = now
     if payment.status not in PAYABLE:
         # Money after the payment closed is still money: it is counted, never dropped.
         return OperationResult(operation, counted=True)
     extras = {
         "payment_method": payment_method or payment.provider,
-        # The payer paid another sum than this try asked for, or more than the payment's amount.
-        "payment_mismatch": (attempt is not None and amount != attempt.amount)
-        or payment.received_amount > payment.amount,
+        # The payer paid another sum than this try asked for (without a try: more than the amount).
+        "payment_mismatch": amount != attempt.amount
+        if attempt is not None
+        else payment.credited_amount > payment.amount,
     }
-    if payment.received_amount >= payment.amount:
+    if payment.credited_amount >= payment.amount:
         payment.paid_at = now
         previous = touch(payment, PaymentStatus.PAID, now)
         await events.emit(session, payment, EventType.PAID, previous_status=previous, now=now, extras=extras)
@@ -317,7 +323,7 @@ async def end_attempt(
 def settle_status(payment: Payment, now: datetime) -> None:
     """After an attempt ends without money, a payment that was processing is payable again."""
     if payment.status == PaymentStatus.PROCESSING:
-        touch(payment, PaymentStatus.PARTIALLY_PAID if payment.received_amount else PaymentStatus.PENDING, now)
+        touch(payment, PaymentStatus.PARTIALLY_PAID if payment.paid_amount else PaymentStatus.PENDING, now)
 
 
 async def merchant_name(session: AsyncSession, merchant_id: str) -> str:

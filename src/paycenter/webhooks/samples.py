@@ -29,6 +29,7 @@ def sample_body(event_type: str, now: datetime) -> tuple[str, str]:
         status={"paid": "paid", "partially_paid": "partially_paid", "refunded": "refunded"}.get(event_type, event_type),
         paid_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),
         received_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),
+        credited_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),
         refunded_amount=50000 if event_type == "refunded" else 0,
         created_at=now,
         paid_at=now if paid else None,

@@ -92,6 +92,10 @@ def upgrade() -> None:
     op.add_column("attempts", sa.Column("poll_failures", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("attempts", sa.Column("trouble_since", paycenter.db.UTCDateTime(timezone=True), nullable=True))
     op.add_column("operations", sa.Column("terminal_id", sa.String(length=40), nullable=True))
+    op.add_column("operations", sa.Column("credited", sa.BigInteger(), nullable=False, server_default="0"))
+    op.execute("UPDATE operations SET credited = net")
+    op.add_column("payments", sa.Column("credited_amount", sa.BigInteger(), nullable=False, server_default="0"))
+    op.execute("UPDATE payments SET credited_amount = received_amount")
     op.add_column("refunds", sa.Column("refunded_amount", sa.BigInteger(), nullable=False, server_default="0"))
     op.execute("UPDATE refunds SET refunded_amount = amount WHERE status = 'succeeded'")
     # The Kaspi methods as the old system priced them (Gold/Red 1%, credit and instalments 14%);
@@ -153,6 +157,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("refunds", "refunded_amount")
+    op.drop_column("payments", "credited_amount")
+    op.drop_column("operations", "credited")
     op.drop_column("operations", "terminal_id")
     op.drop_column("attempts", "trouble_since")
     op.drop_column("attempts", "poll_failures")

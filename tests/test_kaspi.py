@@ -1,0 +1,343 @@
+"""Kaspi end to end: real payments through both simulators over HTTP, the real poller and
+webhooks to a loopback endpoint, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from asgi_server import serve
+from conftest import Clock, MerchantCreds, create_payment
+from paycenter.app import create_app
+from paycenter.config import Settings
+from paycenter.context import AppContext
+from paycenter.db import Database, utcnow
+from paycenter.payments.models import Attempt, PaymentMethod
+from paycenter.providers import terminals
+from paycenter.providers.models import Terminal
+from paycenter.providers.registry import Providers
+from paycenter.simulators import kaspi_pos, kaspi_qr
+from paycenter.worker import Worker
+from sink import Sink, eventually, wait_until
+
+
+@dataclass
+class Kaspi:
+    client: httpx.AsyncClient
+    db: Database
+    ctx: AppContext
+    qr: Any  # the QR simulator's state
+    pos: Any  # the POS simulator's state
+    sink: Sink
+    worker: Worker
+
+    async def webhooks(self, pid: str, event: str | None = None) -> list[dict]:
+        bodies = [json.loads(r.body) for r in self.sink.received]
+        return [b for b in bodies if b["transaction_id"] == pid and (event is None or b["event"] == event)]
+
+    async def wait_event(self, pid: str, event: str, count: int = 1) -> dict:
+        async def check() -> list[dict]:
+            got = await self.webhooks(pid, event)
+            return got if len(got) >= count else []
+
+        return (await eventually(check, timeout=10, what=f"{count} '{event}' webhook(s) for {pid}"))[-1]
+
+    async def live(self, pid: str) -> Attempt:
+        async def check() -> Attempt | None:
+            async with self.db.reading() as session:
+                return await session.scalar(select(Attempt).where(Attempt.payment_id == pid, Attempt.status == "live"))
+
+        return await eventually(check, timeout=5, what=f"a live attempt on {pid}")
+
+    async def start(self, pid: str, method: str = "kaspi_gold") -> httpx.Response:
+        r = await self.client.post(f"/pay/{pid}/start", data={"method": method})
+        assert r.status_code == 303, r.text
+        return r
+
+    async def payment(self, pid: str) -> dict:
+        return (await self.client.get(f"/api/payment/{pid}")).json()["data"]
+
+
+@pytest.fixture
+async def kaspi(db: Database, database_url: str, merchant: MerchantCreds, clock: Clock) -> AsyncIterator[Kaspi]:
+    qr_app = kaspi_qr.create_app()
+    pos_app = kaspi_pos.create_app()
+    sink = await Sink().start()
+    async with serve(qr_app) as qr_url, serve(pos_app) as pos_url:
+        device_token = qr_app.state.sim.register_device("paycenter-test", 1)
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=database_url,
+            public_url="http://pay.test",
+            run_worker=False,
+            enabled_providers="sandbox,kaspi_qr,kaspi_pos",
+            kaspi_qr_base_url=qr_url,
+            kaspi_qr_api_key="test-api-key",
+            kaspi_qr_device_token=device_token,
+            webhook_allowed_networks="127.0.0.0/8",
+            worker_poll_interval=0.05,
+            poller_interval=0.1,
+            poller_give_up_after=30,
+        )
+        ctx = AppContext(settings=settings, db=db, providers=Providers(settings, clock), clock=clock)
+        async with db.transaction() as session:
+            for name in ("T1", "T2", "T3"):
+                await terminals.add(
+                    session,
+                    name=name,
+                    base_url=f"{pos_url}/terminals/{name}",
+                    access_token=f"token-{name}",
+                    camera_url=f"{pos_url}/camera/scan-qr/{name}",
+                    now=utcnow(),
+                )
+        worker = Worker(ctx)
+        await worker.start()
+        app = create_app(ctx=ctx)
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://pay.test", headers=merchant.headers
+            ) as client:
+                yield Kaspi(client, db, ctx, qr_app.state.sim, pos_app.state.sim, sink, worker)
+        finally:
+            await worker.stop()
+            await ctx.providers.close()
+            await sink.stop()
+
+
+async def new_payment(k: Kaspi, merchant: MerchantCreds, provider: str, amount: int = 500) -> str:
+    data = await create_payment(k.client, merchant, provider=provider, amount=amount, webhook_url=k.sink.on("/hooks"))
+    return data["transaction_id"]
+
+
+def qr_id(attempt: Attempt) -> int:
+    assert attempt.provider_ref is not None
+    return int(attempt.provider_ref)
+
+
+# --- Kaspi QR --------------------------------------------------------------------------------
+
+
+async def test_qr_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    page = (await k.client.get(f"/pay/{pid}")).text
+    assert 'data-testid="qr"' in page and "data:image/svg+xml" in page
+    assert re.search(r'href="https://pay\.kaspi\.kz/pay/[0-9a-f]+"', page)
+    assert (await k.payment(pid))["status"] == "processing"
+
+    k.qr.confirm(qr_id(attempt), amount=200)  # the payer pays less
+    body = await k.wait_event(pid, "partially_paid")
+    assert (body["paid_amount"], body["remaining_amount"], body["payment_method"]) == (200, 300, "kaspi_gold")
+    assert body["payment_mismatch"] is True  # 200 paid of 500 asked
+
+    await k.start(pid)  # pay the rest
+    attempt = await k.live(pid)
+    assert attempt.amount == 30000
+    k.qr.confirm(qr_id(attempt), product="Red")
+    body = await k.wait_event(pid, "paid")
+    assert (body["paid_amount"], body["remaining_amount"], body["status"]) == (500, 0, "paid")
+    assert body["payment_method"] == "kaspi_red" and body["payment_mismatch"] is False
+
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 100})
+    assert r.json()["data"]["refund"]["status"] == "succeeded", r.text
+    r = await k.client.post(f"/api/payment/{pid}/refund")
+    assert r.json()["data"]["refund"]["amount"] == "400.00"
+    assert r.json()["data"]["payment"]["status"] == "refunded"
+    refunded = await k.wait_event(pid, "refunded", count=2)
+    assert refunded["refunded_amount"] == 500 and refunded["full_refund"] is True
+    returned = sum(float(p["Returned"]) for p in k.qr.payments())
+    assert returned == 500  # the money really went back at Kaspi, across both QR payments
+
+
+async def test_qr_payer_cancels_then_pays(kaspi: Kaspi, merchant):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    await k.live(pid)
+    r = await k.client.post(f"/pay/{pid}/cancel-attempt")
+    assert r.headers["location"].endswith("notice=cancelled")
+    body = await k.wait_event(pid, "cancelled")
+    assert (body["status"], body["payment_cancelled"]) == ("pending", False)
+    assert (await k.payment(pid))["status"] == "pending"
+    await k.start(pid)
+    k.qr.confirm(qr_id(await k.live(pid)))
+    await k.wait_event(pid, "paid")
+
+
+async def test_qr_expiry_and_provider_errors(kaspi: Kaspi, merchant, clock):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    clock.advance(seconds=181)  # past the scan wait (180 s): the poller closes it
+    await eventually(lambda: _status_of(k.db, attempt.id, "expired"), timeout=5, what="the QR to expire")
+    assert (await k.payment(pid))["status"] == "pending"
+
+    await k.start(pid)
+    attempt = await k.live(pid)
+    k.qr.set_mode("error", qr_id(attempt))  # Kaspi answers -999 from now on
+    await eventually(lambda: _failures(k.db, attempt.id), timeout=5, what="the poller to note the trouble")
+    clock.advance(seconds=31)  # past poller_give_up_after
+    await eventually(lambda: _status_of(k.db, attempt.id, "failed"), timeout=10, what="the attempt to be given up")
+    assert (await k.payment(pid))["status"] == "pending"  # payable again
+
+
+async def _status_of(db: Database, attempt_id: str, status: str) -> bool:
+    async with db.reading() as session:
+        return await session.scalar(select(Attempt.status).where(Attempt.id == attempt_id)) == status
+
+
+async def _failures(db: Database, attempt_id: str) -> bool:
+    async with db.reading() as session:
+        return bool(await session.scalar(select(Attempt.poll_failures).where(Attempt.id == attempt_id)))
+
+
+async def test_fee_paid_by_the_payer_nets_the_full_amount(kaspi: Kaspi, merchant):
+    k = kaspi
+    async with k.db.transaction() as session:
+        await session.execute(
+            update(PaymentMethod).where(PaymentMethod.code == "kaspi_credit").values(payer_covers_fee=True)
+        )
+    try:
+        pid = await new_payment(k, merchant, "kaspi_qr", amount=100_000)
+        page = (await k.client.get(f"/pay/{pid}")).text
+        assert "116" in page and "280" in page  # the credit button shows 116 280 with the fee
+        await k.start(pid, method="kaspi_credit")
+        attempt = await k.live(pid)
+        assert attempt.amount == 116_280_00  # 100,000 / (1 - 0.14), up to whole tenge
+        k.qr.confirm(qr_id(attempt), product="Loan")
+        body = await k.wait_event(pid, "paid")
+        assert body["paid_amount"] == 116280
+        assert body["actual_amount_received"] >= 100_000  # net covers the amount: no fee² shortfall
+        assert body["payment_method"] == "kaspi_credit" and body["payment_mismatch"] is False
+    finally:
+        async with k.db.transaction() as session:
+            await session.execute(
+                update(PaymentMethod).where(PaymentMethod.code == "kaspi_credit").values(payer_covers_fee=False)
+            )
+
+
+# --- Kaspi Smart POS ---------------------------------------------------------------------------
+
+
+async def terminal_of(k: Kaspi, attempt: Attempt) -> str:
+    async with k.db.reading() as session:
+        return (await session.get(Terminal, attempt.terminal_id)).name
+
+
+async def test_pos_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid, method="kaspi_gold")
+    attempt = await k.live(pid)
+    name = await terminal_of(k, attempt)
+    page = (await k.client.get(f"/pay/{pid}")).text
+    assert f"«{name}»" in page and 'data-testid="qr"' in page  # the camera's QR of its screen
+
+    k.pos.confirm(name, amount=200)
+    await k.wait_event(pid, "partially_paid")
+    await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the terminal to free")
+    await k.start(pid, method="kaspi_red")
+    attempt = await k.live(pid)
+    name2 = await terminal_of(k, attempt)
+    k.pos.confirm(name2, method="kaspi_red")
+    body = await k.wait_event(pid, "paid")
+    assert (body["paid_amount"], body["payment_method"]) == (500, "kaspi_red")
+
+    # Terminal refunds wait for the customer's confirmation in the Kaspi app.
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 300})
+    assert r.json()["data"]["refund"]["status"] == "pending", r.text
+    await wait_until(lambda: k.pos.terminal(name2)["busy"], timeout=5, what="the refund on the terminal")
+    k.pos.confirm_refund(name2)
+    await k.wait_event(pid, "refunded")
+    r = await k.client.post(f"/api/payment/{pid}/refund")
+    assert r.json()["data"]["refund"]["amount"] == "200.00"
+    await wait_until(lambda: k.pos.terminal(name)["busy"], timeout=5, what="the second refund on its terminal")
+    k.pos.confirm_refund(name)
+    body = await k.wait_event(pid, "refunded", count=2)
+    assert (body["refunded_amount"], body["status"]) == (500, "refunded")
+
+
+async def test_pos_payer_cancels_at_the_terminal(kaspi: Kaspi, merchant):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid)
+    name = await terminal_of(k, await k.live(pid))
+    k.pos.payer_cancel(name)
+    body = await k.wait_event(pid, "cancelled")
+    assert (body["status"], body["payment_cancelled"]) == ("pending", False)
+    await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the terminal to free")
+    await k.start(pid)
+    k.pos.confirm(await terminal_of(k, await k.live(pid)))
+    await k.wait_event(pid, "paid")
+
+
+async def test_pos_unknown_status_is_resynced(kaspi: Kaspi, merchant):
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid)
+    name = await terminal_of(k, await k.live(pid))
+    k.pos.set_mode(name, "unknown")
+    k.pos.confirm(name)  # paid, but the terminal answers "unknown" until actualize
+    await k.wait_event(pid, "paid")
+
+
+async def test_twenty_payers_race_for_three_terminals(kaspi: Kaspi, merchant):
+    k = kaspi
+    pids = [await new_payment(k, merchant, "kaspi_pos", amount=100 + i) for i in range(20)]
+    responses = await asyncio.gather(
+        *(k.client.post(f"/pay/{pid}/start", data={"method": "kaspi_gold"}) for pid in pids)
+    )
+    busy = [
+        pid for pid, r in zip(pids, responses, strict=True) if "error=error_terminals_busy" in r.headers["location"]
+    ]
+    started = [pid for pid in pids if pid not in busy]
+    assert len(started) == 3 and len(busy) == 17
+    async with k.db.reading() as session:
+        held = list(await session.scalars(select(Terminal.busy_with).where(Terminal.busy_with.is_not(None))))
+        live = list(await session.scalars(select(Attempt).where(Attempt.status == "live")))
+    assert len(set(held)) == 3 and {a.terminal_id for a in live} == {t for t in {a.terminal_id for a in live}}
+    assert len({a.terminal_id for a in live}) == 3  # never two payers on one terminal
+    page = (await k.client.get(f"/pay/{busy[0]}?error=error_terminals_busy")).text
+    assert "Все терминалы заняты" in page
+
+    first = await k.live(started[0])
+    k.pos.confirm(await terminal_of(k, first))
+    await k.wait_event(started[0], "paid")
+    await eventually(lambda: _free_terminals(k.db), timeout=5, what="a terminal to free")
+    r = await k.client.post(f"/pay/{busy[0]}/start", data={"method": "kaspi_gold"})
+    assert "error" not in r.headers["location"]
+    k.pos.confirm(await terminal_of(k, await k.live(busy[0])))
+    await k.wait_event(busy[0], "paid")
+
+
+async def _free_terminals(db: Database) -> int:
+    async with db.reading() as session:
+        return len(list(await session.scalars(select(Terminal.id).where(Terminal.busy_with.is_(None)))))
+
+
+async def test_expired_payment_frees_its_terminal(kaspi: Kaspi, merchant, clock):
+    k = kaspi
+    data = await create_payment(k.client, merchant, provider="kaspi_pos", expires_in=60, webhook_url=k.sink.on("/h"))
+    pid = data["transaction_id"]
+    await k.start(pid)
+    name = await terminal_of(k, await k.live(pid))
+    clock.advance(seconds=61)
+    await k.wait_event(pid, "expired")
+    # The terminal's operation is cancelled on the device before the pool gets it back.
+    await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the operation to be cancelled")
+    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="all terminals free")
+
+
+async def _free_terminals_eq(db: Database, n: int) -> bool:
+    return await _free_terminals(db) == n
