@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
             if worker is not None:
                 await worker.stop()
             if ctx is None:  # we made it, we close it
+                await context.providers.close()
                 await context.db.dispose()
 
     app = FastAPI(

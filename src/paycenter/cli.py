@@ -163,6 +163,7 @@ def worker() -> None:
         try:
             await w.run_forever()
         finally:
+            await ctx.providers.close()
             await ctx.db.dispose()
 
     asyncio.run(go())

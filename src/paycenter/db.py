@@ -10,6 +10,7 @@ One engine per process. Each backend gets what it needs to be correct under conc
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections import defaultdict
@@ -187,6 +188,7 @@ class Database:
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
         self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -195,12 +197,23 @@ class Database:
         Code inside may add channel names to ``session.info["signals"]``; subscribers of those
         channels are called once the transaction has committed (never if it rolled back).
         """
-        async with self._writer() as session:
+        async with self._write_turn(), self._writer() as session:
             async with session.begin():
                 yield session
             signals = session.info.pop("signals", None)
         for channel in signals or ():
             self.publish(channel)
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """SQLite: one writer at a time per process, queued here rather than in SQLite's busy
+        handler, which sleeps in growing steps (up to 100 ms) and turns contention into latency.
+        Other processes still meet the busy timeout. Server databases need no such queue."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     def subscribe(self, channel: str, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` after each commit that signals ``channel``; returns an unsubscriber."""

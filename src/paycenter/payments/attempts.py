@@ -167,7 +167,7 @@ async def close_by_id(
     return attempt if was_live else None
 
 
-async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, now: datetime, interval: float) -> bool:
+async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, now: datetime) -> bool:
     """What the provider said about a live attempt; True if the attempt ended."""
     payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
     if payment_id is None:
@@ -180,7 +180,7 @@ async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, n
     attempt.provider_status = result.raw_status[:40] or None
     attempt.poll_failures = 0
     attempt.trouble_since = None
-    attempt.next_poll_at = now + timedelta(seconds=interval)
+    attempt.next_poll_at = None  # asked again on the next cycle (only trouble backs off)
     if result.state is PollState.SUCCEEDED:
         assert result.provider_txn_id is not None
         gross = result.amount if result.amount is not None else attempt.amount

@@ -25,8 +25,11 @@ def gross_for(net: int, fee_bp: int, currency: str) -> int:
         return -(-net // unit) * unit
     gross = -(-(net * BP) // (BP - fee_bp))  # ceil(net / (1 - p))
     gross = -(-gross // unit) * unit  # up to a whole unit
-    while gross - fee_of(gross, fee_bp) < net:  # rounding of the fee can take a minor unit back
+    # The fee is rounded, so the exact quotient can be off by a unit either way: settle it.
+    while gross - fee_of(gross, fee_bp) < net:
         gross += unit
+    while gross > unit and (gross - unit) - fee_of(gross - unit, fee_bp) >= net:
+        gross -= unit
     return gross
 
 

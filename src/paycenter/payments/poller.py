@@ -178,9 +178,7 @@ class Poller:
         if unchanged and result.expires_at is None:
             return  # nothing new: no write
         async with self.db.transaction() as session:
-            ended = await attempts.apply(
-                session, attempt_id=ref.attempt_id, result=result, now=self.clock(), interval=self.interval
-            )
+            ended = await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
         report.ended += ended
 
     async def _trouble(self, attempt_id: str, error: str, report: CycleReport) -> None:
@@ -204,9 +202,7 @@ class Poller:
                 result = None
         if result is not None and result.state in (PollState.SUCCEEDED, PollState.FAILED, PollState.CANCELLED):
             async with self.db.transaction() as session:
-                await attempts.apply(
-                    session, attempt_id=ref.attempt_id, result=result, now=self.clock(), interval=self.interval
-                )
+                await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
             report.ended += 1
             return
         await attempts.cancel_at_provider(self.providers, provider.name, ref)

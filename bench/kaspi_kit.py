@@ -1,0 +1,137 @@
+"""Shared set-up for the Kaspi benchmarks: a simulator process, a database, payments with live QRs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from bench.webhooks import BODY, POLICY, drop_database, free_port, fresh_database, make_merchant
+from paycenter.config import Settings
+from paycenter.context import AppContext
+from paycenter.db import Database, utcnow
+from paycenter.merchants.models import Merchant
+from paycenter.payments import attempts, service
+from paycenter.payments.schemas import PaymentInit
+from paycenter.providers.registry import Providers
+
+PAYCENTER = Path(sys.executable).with_name("paycenter")
+API_KEY = "test-api-key"
+
+
+async def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
+    """`paycenter simulate kaspi-qr` in its own process (it must not share our CPU time)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(PAYCENTER), "simulate", "kaspi-qr", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):  # bounded: at most ~20 s
+            try:
+                async with session.get(f"{url}/_sim/payments") as r:
+                    if r.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("simulator did not start")
+
+
+async def register_device(sim_url: str) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sim_url}/r1/v01/device/register",
+            json={"DeviceId": "bench", "TradePointId": 1},
+            headers={"Api-Key": API_KEY},
+        ) as r,
+    ):
+        return str((await r.json())["Data"]["DeviceToken"])
+
+
+def kaspi_settings(url: str, sim_url: str, device_token: str, **extra: object) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=url,
+        run_worker=False,
+        enabled_providers="sandbox,kaspi_qr",
+        kaspi_qr_base_url=sim_url,
+        kaspi_qr_api_key=API_KEY,
+        kaspi_qr_device_token=device_token,
+        webhook_allowed_networks="127.0.0.0/8",
+        **extra,
+    )
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+    env |= {
+        "PAYCENTER_DATABASE_URL": settings.database_url,
+        "PAYCENTER_ENABLED_PROVIDERS": settings.enabled_providers,
+        "PAYCENTER_KASPI_QR_BASE_URL": settings.kaspi_qr_base_url,
+        "PAYCENTER_KASPI_QR_API_KEY": settings.kaspi_qr_api_key,
+        "PAYCENTER_KASPI_QR_DEVICE_TOKEN": settings.kaspi_qr_device_token,
+        "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": settings.webhook_allowed_networks,
+        "PAYCENTER_LOG_LEVEL": "warning",
+    }
+    return env
+
+
+async def live_payments(ctx: AppContext, merchant_id: str, count: int, webhook_url: str | None) -> list[str]:
+    """``count`` payments, each with a live QR at the simulator."""
+    data = PaymentInit.model_validate({**BODY, "webhook_url": webhook_url})
+    policy = POLICY.__class__(max_amount=POLICY.max_amount, default_expires_in=3600, providers=ctx.providers.names())
+    ids: list[str] = []
+    async with ctx.db.transaction() as session:
+        merchant = await session.get(Merchant, merchant_id)
+        assert merchant is not None
+        for _ in range(count):
+            payment = await service.create_payment(
+                session,
+                merchant=merchant,
+                data=data.model_copy(update={"provider": "kaspi_qr"}),
+                policy=policy,
+                now=utcnow(),
+            )
+            ids.append(payment.id)
+    sem = asyncio.Semaphore(20)
+
+    async def start(pid: str) -> None:
+        async with sem:
+            await attempts.start(ctx.db, ctx.providers, payment_id=pid, method_code="kaspi_gold", clock=ctx.clock)
+
+    await asyncio.gather(*(start(pid) for pid in ids))
+    return ids
+
+
+class Setup:
+    """Everything a Kaspi benchmark needs, torn down in reverse."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __aenter__(self) -> Setup:
+        self.sim, self.sim_url = await start_simulator()
+        self.workdir = Path(tempfile.mkdtemp(prefix="paycenter-bench-"))
+        self.url = await fresh_database(self.kind, self.workdir)
+        self.device_token = await register_device(self.sim_url)
+        self.settings = kaspi_settings(self.url, self.sim_url, self.device_token)
+        self.ctx = AppContext(settings=self.settings, db=Database(self.url), providers=Providers(self.settings))
+        self.merchant_id = await make_merchant(self.ctx.db)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ctx.providers.close()
+        await self.ctx.db.dispose()
+        await drop_database(self.kind, self.url)
+        self.sim.terminate()
+        self.sim.wait(timeout=10)
