@@ -1,6 +1,11 @@
 """`make bench`: every benchmark, SQLite and PostgreSQL, printed as Markdown tables."""
 
-from bench import webhooks
+import sys
+
+from bench import latency, poller, webhooks
 
 if __name__ == "__main__":
-    webhooks.main()
+    for bench in (webhooks, poller, latency):
+        print(f"\n## {bench.__name__}\n", flush=True)
+        sys.argv = [sys.argv[0]]
+        bench.main()

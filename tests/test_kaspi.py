@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -341,3 +344,35 @@ async def test_expired_payment_frees_its_terminal(kaspi: Kaspi, merchant, clock)
 
 async def _free_terminals_eq(db: Database, n: int) -> bool:
     return await _free_terminals(db) == n
+
+
+async def test_check_active_payments_once(kaspi: Kaspi, merchant):
+    """The old cron script's manual run, now one poll pass; it prints the same kind of lines."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    await k.live(pid)
+    s = k.ctx.settings
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYCENTER_")}
+    env |= {
+        "PAYCENTER_DATABASE_URL": s.database_url,
+        "PAYCENTER_ENABLED_PROVIDERS": s.enabled_providers,
+        "PAYCENTER_KASPI_QR_BASE_URL": s.kaspi_qr_base_url,
+        "PAYCENTER_KASPI_QR_API_KEY": s.kaspi_qr_api_key,
+        "PAYCENTER_KASPI_QR_DEVICE_TOKEN": s.kaspi_qr_device_token,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("paycenter")),
+        "check-active-payments",
+        "--once",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "=== CHECK ACTIVE PAYMENTS - ONE PASS ==="
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] Check #1: Found 1 active payment\(s\)", lines[1])
+    assert re.fullmatch(r"\[.+\] Completed after \d+ seconds \(1 checks\)", lines[-1])

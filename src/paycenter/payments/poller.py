@@ -174,9 +174,8 @@ class Poller:
         if result.state is PollState.UNKNOWN:
             await self._trouble(ref.attempt_id, result.error or "the provider does not know the status", report)
             return
-        unchanged = result.state in (PollState.WAITING, PollState.ACTIVE) and result.raw_status == ref.last_status
-        if unchanged and result.expires_at is None:
-            return  # nothing new: no write
+        if result.state in (PollState.WAITING, PollState.ACTIVE) and result.expires_at is None:
+            return  # still in progress, no new deadline: nothing to write
         async with self.db.transaction() as session:
             ended = await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
         report.ended += ended

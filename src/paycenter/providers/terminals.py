@@ -71,7 +71,9 @@ async def allocate(session: AsyncSession, *, holder: str, now: datetime) -> Term
         select(Terminal)
         .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None))
         .order_by(func.coalesce(Terminal.last_used_at, Terminal.created_at), Terminal.name)
-        .limit(5)
+        # One row: a concurrent allocation skips the row we lock and takes the next free one;
+        # locking several would make it skip terminals we are not going to use.
+        .limit(1)
     )
     if session.get_bind().dialect.name != "sqlite":  # SQLite's write lock already serialises this
         pick = pick.with_for_update(skip_locked=True)
