@@ -66,26 +66,23 @@ async def all_terminals(session: AsyncSession) -> list[Terminal]:
 
 async def allocate(session: AsyncSession, *, holder: str, now: datetime) -> Terminal | None:
     """A free active terminal, now held by ``holder`` (an attempt or refund leg id); None if all
-    are busy. The least recently used goes first, so the pool wears evenly."""
-    pick = (
-        select(Terminal)
-        .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None))
-        .order_by(func.coalesce(Terminal.last_used_at, Terminal.created_at), Terminal.name)
-        # One row: a concurrent allocation skips the row we lock and takes the next free one;
-        # locking several would make it skip terminals we are not going to use.
-        .limit(1)
-    )
-    if session.get_bind().dialect.name != "sqlite":  # SQLite's write lock already serialises this
-        pick = pick.with_for_update(skip_locked=True)
-    for terminal in list(await session.scalars(pick)):
-        taken = await session.execute(
-            update(Terminal)
-            .where(Terminal.id == terminal.id, Terminal.busy_with.is_(None))
-            .values(busy_with=holder, busy_since=now, last_used_at=now)
-            .execution_options(synchronize_session=False)
+    are busy. The least recently used goes first, so the pool wears evenly.
+
+    The candidates are read without locks; each is then claimed by a guarded update, which on a
+    server database waits for a concurrent claim of the same row and then finds it taken. (A
+    locking read would lock every row it sorts on MariaDB, making concurrent payers skip
+    terminals nobody is using.)
+    """
+    candidates = list(
+        await session.scalars(
+            select(Terminal.id)
+            .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None))
+            .order_by(func.coalesce(Terminal.last_used_at, Terminal.created_at), Terminal.name)
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            await session.refresh(terminal)
+    )
+    for terminal_id in candidates:
+        terminal = await take(session, terminal_id=terminal_id, holder=holder, now=now)
+        if terminal is not None:
             return terminal
     return None
 
