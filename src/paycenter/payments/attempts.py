@@ -30,12 +30,17 @@ from paycenter.payments.models import (
     PaymentStatus,
 )
 from paycenter.providers import terminals
-from paycenter.providers.base import AttemptRef, AttemptStart, PollResult, PollState, ProviderError, Started
+from paycenter.providers.base import (
+    METHOD_ALIASES,
+    AttemptRef,
+    AttemptStart,
+    PollResult,
+    PollState,
+    ProviderError,
+    Started,
+)
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
-
-# The old system's names for methods, still sent by merchants and forms.
-METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
 
 
 class TerminalsBusy(ApiError):

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
 
+# The old system's names for Kaspi payment methods, still sent by merchants and forms.
+METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
+
 
 class ProviderError(Exception):
     """A provider call failed. ``retryable``: worth asking again later (network, -999, ...)."""

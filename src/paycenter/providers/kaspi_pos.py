@@ -15,6 +15,7 @@ import aiohttp
 
 from paycenter.config import Settings
 from paycenter.providers.base import (
+    METHOD_ALIASES,
     AttemptRef,
     AttemptStart,
     NotSent,
@@ -39,8 +40,6 @@ PRODUCT_TYPES = {
     "loan": "kaspi_credit",
     "kredit": "kaspi_credit",
 }
-# The old system's names, still sent by merchants.
-METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
 QR_SCAN_TIMEOUT_MS = 10_000
 BUSY_CODES = ("-2",)  # "another operation is in progress": nothing was done
 

@@ -1,0 +1,65 @@
+"""The kaspi_qr client against the simulator on both schemes: r1 (Api-Key) and r3 (BIN in every call)."""
+
+from __future__ import annotations
+
+import pytest
+
+from asgi_server import serve
+from paycenter.config import Settings
+from paycenter.providers.base import AttemptRef, AttemptStart, PollState, ProviderError, RefundLegRef
+from paycenter.providers.kaspi_qr import KaspiQrClient, KaspiQrProvider
+from paycenter.simulators import kaspi_qr
+
+
+def settings(url: str, scheme: str, **extra: str) -> Settings:
+    values = {"kaspi_qr_base_url": url, "kaspi_qr_scheme": scheme, "kaspi_qr_api_key": "test-api-key"}
+    values["kaspi_qr_organization_bin"] = "123456789012"
+    return Settings(_env_file=None, **(values | extra))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("scheme", ["r1", "r3"])
+@pytest.mark.parametrize("mode", ["qr", "link"])
+async def test_register_pay_and_refund(scheme, mode):
+    app = kaspi_qr.create_app()
+    async with serve(app) as url:
+        client = KaspiQrClient(settings(url, scheme))
+        try:
+            points = await client.trade_points()
+            token = await client.register_device("paycenter", points[0]["TradePointId"])
+        finally:
+            await client.close()
+        provider = KaspiQrProvider(settings(url, scheme, kaspi_qr_device_token=token, kaspi_qr_mode=mode))
+        try:
+            started = await provider.start(
+                AttemptStart(attempt_id="att_1", payment_id="P", amount=50000, currency="KZT", description="x")
+            )
+            assert started.expires_at is not None and started.confirm_timeout == 65
+            assert (started.pay_link or "").startswith("https://pay.kaspi.kz/pay/") == (mode == "link")
+            ref = AttemptRef("att_1", started.provider_ref, 50000, "KZT", confirm_timeout=65)
+            assert (await provider.poll(ref)).state is PollState.WAITING
+            app.state.sim.scan(int(started.provider_ref))
+            scanned = await provider.poll(ref)
+            assert scanned.state is PollState.ACTIVE and scanned.expires_at is not None  # confirm deadline
+            app.state.sim.confirm(int(started.provider_ref), product="Red")
+            paid = await provider.poll(ref)
+            assert (paid.state, paid.amount, paid.payment_method) == (PollState.SUCCEEDED, 50000, "kaspi_red")
+            leg = RefundLegRef("rfl_1", 20000, "KZT", paid.provider_txn_id or "", started.provider_ref)
+            assert (await provider.refund(leg)).succeeded is True
+            assert await provider.returned(started.provider_ref) == (50000, 30000)
+            too_much = RefundLegRef("rfl_2", 40000, "KZT", paid.provider_txn_id or "", started.provider_ref)
+            refused = await provider.refund(too_much)
+            assert refused.succeeded is False and "above the purchase amount" in (refused.error or "")
+        finally:
+            await provider.close()
+
+
+async def test_wrong_credentials_are_clear_errors():
+    async with serve(kaspi_qr.create_app()) as url:
+        for bad in (settings(url, "r1", kaspi_qr_api_key="nope"), settings(url, "r3", kaspi_qr_organization_bin="1")):
+            client = KaspiQrClient(bad)
+            try:
+                with pytest.raises(ProviderError) as caught:
+                    await client.trade_points()
+                assert caught.value.code == "-10000" and not caught.value.retryable
+            finally:
+                await client.close()
