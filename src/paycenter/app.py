@@ -6,17 +6,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from paycenter import errors
 from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
 from paycenter.context import AppContext
+from paycenter.jobs import heartbeats
 from paycenter.middleware import BodyLimit
 from paycenter.payments.api import router as payments_router
 from paycenter.webhooks.api import router as webhooks_router
 from paycenter.worker import Worker
+
+# A loop that has not gone round for this long is stuck (each normally cycles in about a second).
+STALLED_AFTER = {"dispatcher": 30.0, "expirer": 30.0, "poller": 30.0, "cleanup": 120.0}
 
 DESCRIPTION = """
 Merchant API of paycenter. Authenticate with the `X-API-Token` header.
@@ -35,6 +39,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = Worker(context) if settings.run_worker else None
+        app.state.worker = worker
         if worker is not None:
             await worker.start()
         try:
@@ -66,7 +71,31 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """The process is up (for liveness probes)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Ready for traffic: the database answers, this process's loops go round (when it runs
+        them), and overdue webhook deliveries stay below PAYCENTER_READY_MAX_BACKLOG."""
+        report = await heartbeats.health(context.db, now=context.now())
+        problems = []
+        if not report.database:
+            problems.append("database unreachable")
+        worker = getattr(app.state, "worker", None)
+        if worker is not None:
+            for loop, lag in worker.loop_lags().items():
+                if lag is not None and lag > STALLED_AFTER.get(loop, 30.0):
+                    problems.append(f"{loop} loop stalled for {lag:.0f} s")
+        if report.deliveries_due > settings.ready_max_backlog:
+            problems.append(f"{report.deliveries_due} webhook deliveries overdue")
+        body = {
+            "status": "not ready" if problems else "ready",
+            "problems": problems,
+            "deliveries_due": report.deliveries_due,
+            "workers_alive": sum(1 for w in report.workers if w["alive"]),
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -559,6 +559,69 @@ def simulate(
     uvicorn.run(make(), host=host, port=port, log_level="warning")
 
 
+@app.command()
+def cleanup(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing")] = False,
+) -> None:
+    """Remove unpaid expired and cancelled payments past their retention, as the daily run does."""
+    from datetime import timedelta
+
+    from paycenter.payments import cleanup as job
+
+    settings = get_settings()
+
+    async def go(db: Database) -> job.CleanupResult:
+        return await job.run(
+            db,
+            now=utcnow(),
+            retention=timedelta(seconds=settings.cleanup_retention_seconds),
+            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            dry_run=dry_run,
+        )
+
+    result = _with_db(go, settings)
+    verb = "would remove" if dry_run else "removed"
+    for payment_id in result.removed:
+        typer.echo(f"{verb} {payment_id}")
+    typer.echo(
+        f"{verb} {len(result.removed)} payment(s); waiting for webhooks {result.waiting_for_webhooks}; "
+        f"kept with money {result.kept_with_money}; idempotency keys removed {result.idempotency_keys_removed}"
+    )
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Workers and their loops, lease holders, the webhook backlog and the last cleanup."""
+    from dataclasses import asdict
+
+    from paycenter.jobs import heartbeats
+
+    report = _with_db(lambda db: heartbeats.health(db, now=utcnow()))
+    if as_json:
+        typer.echo(json.dumps(asdict(report), default=str))
+        return
+    typer.echo(f"database: {'ok' if report.database else 'UNREACHABLE'}")
+    typer.echo("workers:")
+    for w in report.workers or [{"id": "none"}]:
+        if "host" not in w:
+            typer.echo("  none")
+            continue
+        state = "alive" if w["alive"] else f"silent for {w['last_seen_seconds']} s"
+        lags = ", ".join(f"{k} {v}s" for k, v in (w["loop_lag_seconds"] or {}).items() if v is not None)
+        typer.echo(f"  {w['id']} ({state}) loop lag: {lags}")
+    typer.echo("leases:")
+    for lease in report.leases or [{"name": "none"}]:
+        if "owner" not in lease:
+            typer.echo("  none")
+            continue
+        held = f"held, {lease['expires_in_seconds']} s left" if lease["held"] else "lapsed"
+        typer.echo(f"  {lease['name']}: {lease['owner']} ({held})")
+    oldest = f", oldest overdue {report.oldest_due_seconds} s" if report.oldest_due_seconds is not None else ""
+    typer.echo(f"webhook deliveries: {report.deliveries_pending} pending, {report.deliveries_due} due now{oldest}")
+    typer.echo(f"live payment attempts: {report.live_attempts}")
+    typer.echo(f"last cleanup: {json.dumps(report.last_cleanup) if report.last_cleanup else 'never'}")
+
+
 @app.command("check-active-payments")
 def check_active_payments(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit (the only mode: the worker polls)")] = True,

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     # failed, so the payer can try again (money that arrives later is still counted).
     poller_give_up_after: float = 300.0
     poller_max_backoff: float = 30.0
+    # Tries we closed (expired, cancelled, given up) are still watched this long, every few
+    # seconds: a QR can be paid until Kaspi's own deadline, and that money must not be missed.
+    poller_late_window: float = 900.0
+    poller_late_every: float = 5.0
+
+    # /readyz answers 503 when more webhook deliveries than this are overdue.
+    ready_max_backlog: int = 10_000
+
+    # --- daily cleanup of unpaid expired and cancelled payments ---
+    cleanup_schedule: str = "0 3 * * *"  # cron, in cleanup_timezone
+    cleanup_timezone: str = "Asia/Almaty"
+    cleanup_retention: str = "24h"  # how long a closed unpaid payment is kept
 
     @property
     def providers(self) -> list[str]:
@@ -94,6 +106,19 @@ class Settings(BaseSettings):
         for part in value.split(","):
             if part.strip():
                 parse_duration(part)
+        return value
+
+    @property
+    def cleanup_retention_seconds(self) -> float:
+        return parse_duration(self.cleanup_retention)
+
+    @field_validator("cleanup_schedule")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression: {value!r} (e.g. '0 3 * * *')")
         return value
 
     @field_validator("webhook_allowed_networks")

@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
 from paycenter.idempotency.models import IdempotencyKey
+from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentMethod, Refund, RefundLeg
@@ -10,6 +11,7 @@ from paycenter.webhooks.models import Delivery, DeliveryAttempt
 __all__ = [
     "ApiToken",
     "Attempt",
+    "CleanupRun",
     "Delivery",
     "DeliveryAttempt",
     "Event",
@@ -22,4 +24,5 @@ __all__ = [
     "Refund",
     "RefundLeg",
     "Terminal",
+    "WorkerHeartbeat",
 ]

@@ -1,4 +1,4 @@
-"""The worker: the background loops (webhook dispatcher, expirer, poller) of one process.
+"""The worker: the background loops (webhook dispatcher, expirer, poller, cleanup) of one process.
 
 ``paycenter run`` runs it inside the web process; ``paycenter worker`` runs it alone. Any number
 of workers may share one database: claims and guarded updates keep them from doing work twice.
@@ -12,8 +12,11 @@ import logging
 import os
 import secrets
 import socket
+import time
 
 from paycenter.context import AppContext
+from paycenter.jobs import heartbeats
+from paycenter.payments.cleanup import CleanupJob
 from paycenter.payments.expirer import Expirer
 from paycenter.payments.poller import Poller
 from paycenter.webhooks import service as webhooks
@@ -52,6 +55,8 @@ class Worker:
         )
         self.expirer = Expirer(ctx.db, clock=ctx.clock)
         self.poller = Poller(ctx.db, ctx.providers, settings, owner=self.id, clock=ctx.clock)
+        self.cleanup = CleanupJob(ctx.db, settings, owner=self.id, clock=ctx.clock)
+        self.started_at = ctx.clock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -62,6 +67,8 @@ class Worker:
             asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"),
             asyncio.create_task(self.expirer.run(self._stop), name="expirer"),
             asyncio.create_task(self.poller.run(self._stop), name="poller"),
+            asyncio.create_task(self.cleanup.run_forever(self._stop), name="cleanup"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
         if self.ctx.db.backend == "postgresql":
             self._tasks.append(
@@ -83,6 +90,34 @@ class Worker:
         self._tasks = []
         await self.sender.close()
         log.info("worker %s stopped", self.id)
+
+    def loop_lags(self) -> dict[str, float | None]:
+        """Seconds since each loop last went round (None: the loop has nothing to do here)."""
+        now = time.monotonic()
+        loops = {
+            "dispatcher": self.dispatcher.last_cycle_at,
+            "expirer": self.expirer.last_cycle_at,
+            "poller": self.poller.last_cycle_at if self.poller.pull else None,
+            "cleanup": self.cleanup.last_cycle_at,
+        }
+        return {name: (round(now - at, 3) if at else None) for name, at in loops.items()}
+
+    async def _heartbeat(self, every: float = 5.0) -> None:
+        while not self._stop.is_set():
+            try:
+                await heartbeats.beat(
+                    self.ctx.db,
+                    worker_id=self.id,
+                    started_at=self.started_at,
+                    loops=self.loop_lags(),
+                    now=self.ctx.clock(),
+                )
+            except Exception:
+                log.exception("heartbeat failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
+        with contextlib.suppress(Exception):
+            await heartbeats.forget(self.ctx.db, worker_id=self.id)
 
     async def run_forever(self) -> None:
         await self.start()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.db import Database
@@ -218,6 +218,42 @@ async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, n
     if result.expires_at is not None:
         attempt.expires_at = min(result.expires_at, payment.expires_at)
     return False
+
+
+async def apply_late(session: AsyncSession, *, attempt_id: str, result: PollResult, now: datetime) -> bool:
+    """A try we had closed was paid after all: count the money (``paid_late`` if the payment
+    has closed meanwhile). True if counted."""
+    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
+    if payment_id is None or result.provider_txn_id is None:
+        return False
+    payment = await service.lock(session, payment_id)
+    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
+    assert attempt is not None
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        return False
+    gross = result.amount if result.amount is not None else attempt.amount
+    counted = await service.record_operation(
+        session,
+        payment,
+        provider_txn_id=result.provider_txn_id,
+        amount=gross,
+        fee=fees.fee_of(gross, attempt.fee_bp),
+        now=now,
+        attempt=attempt,
+        payment_method=result.payment_method or attempt.payment_method,
+        terminal_id=attempt.terminal_id,
+        payer_covers_fee=attempt.payer_covers_fee,
+    )
+    return counted.counted
+
+
+async def watch_later(session: AsyncSession, *, attempt_id: str, at: datetime) -> None:
+    await session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id)
+        .values(next_poll_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def trouble(

@@ -105,6 +105,8 @@ class Payment(Base):
     # What counts toward ``amount``: the gross, less the fee where the payer was asked to cover it
     # (then the net must reach the amount; where the merchant carries the fee, the gross must).
     credited_amount: Mapped[int] = mapped_column(Money, default=0)
+    # Money arrived after the payment had expired or been cancelled (counted, and reported).
+    paid_late: Mapped[bool] = mapped_column(Boolean, default=False)
     refunded_amount: Mapped[int] = mapped_column(Money, default=0)
     # Last event sequence number, so merchants can order events and drop stale ones.
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,7 +10,8 @@ Each cycle also:
 - gives a terminal back once the attempt holding it ended elsewhere (payment expired or
   cancelled): the operation is cancelled on the terminal first, so it is free for real;
 - closes tries whose start never completed (a crash between the two transactions);
-- sends refund legs that wait for their terminal, and follows the ones the provider accepted.
+- sends refund legs that wait for their terminal, and follows the ones the provider accepted;
+- keeps watching tries it closed for a while: money paid to them late is still counted.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from paycenter.providers.registry import Providers
 
 log = logging.getLogger("paycenter.poller")
 LEASE = "poller"
+WATCH_AFTER_CLOSE = (AttemptStatus.EXPIRED, AttemptStatus.CANCELLED, AttemptStatus.FAILED)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Poller:
         self.max_backoff = settings.poller_max_backoff
         # A start whose provider answer was never recorded (crash) is given up after this.
         self.stale_start = timedelta(seconds=2 * settings.kaspi_timeout + 10)
+        self.late_window = timedelta(seconds=settings.poller_late_window)
+        self.late_every = timedelta(seconds=settings.poller_late_every)
         self.pull = {p.name: p for p in providers.pull()}
         self._limits = {name: asyncio.Semaphore(p.max_in_flight) for name, p in self.pull.items()}
         self.cycles = 0
@@ -112,6 +116,20 @@ class Poller:
                     .where(Attempt.status == AttemptStatus.LIVE, Attempt.provider.in_(names))
                 )
             ).all()
+            closed = (
+                await session.execute(
+                    select(Attempt, Payment.currency, Payment.provider, Terminal)
+                    .join(Payment, Payment.id == Attempt.payment_id)
+                    .outerjoin(Terminal, Terminal.id == Attempt.terminal_id)
+                    .where(
+                        Attempt.status.in_(WATCH_AFTER_CLOSE),
+                        Attempt.provider.in_(names),
+                        Attempt.provider_ref.is_not(None),
+                        Attempt.finished_at >= now - self.late_window,
+                        or_(Attempt.next_poll_at.is_(None), Attempt.next_poll_at <= now),
+                    )
+                )
+            ).all()
             orphaned = (
                 await session.execute(
                     select(Terminal, Attempt, Payment.currency, Payment.provider)
@@ -145,6 +163,10 @@ class Poller:
                 jobs.append(self._expire(provider, ref, report))
             elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
                 jobs.append(self._poll(provider, ref, report))
+        for attempt, currency, provider_name, terminal in closed:
+            provider = self.pull.get(provider_name)
+            if provider is not None:
+                jobs.append(self._watch_closed(provider, attempts.ref(attempt, currency, terminal), report))
         for terminal, attempt, currency, provider_name in orphaned:
             provider = self.pull.get(provider_name)
             if provider is not None:
@@ -179,6 +201,21 @@ class Poller:
         async with self.db.transaction() as session:
             ended = await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
         report.ended += ended
+
+    async def _watch_closed(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
+        """A try we closed may still be paid at the provider (a QR until its own deadline)."""
+        async with self._limits[provider.name]:
+            try:
+                result = await provider.poll(ref)
+            except ProviderError:
+                result = None
+        async with self.db.transaction() as session:
+            if result is not None and result.state is PollState.SUCCEEDED:
+                report.ended += await attempts.apply_late(
+                    session, attempt_id=ref.attempt_id, result=result, now=self.clock()
+                )
+            else:
+                await attempts.watch_later(session, attempt_id=ref.attempt_id, at=self.clock() + self.late_every)
 
     async def _trouble(self, attempt_id: str, error: str, report: CycleReport) -> None:
         async with self.db.transaction() as session:

@@ -242,6 +242,7 @@ class PaymentPublic(BaseModel):
     created_at: str
     paid_at: str | None
     expires_at: str
+    paid_late: bool = Field(description="Money arrived after the payment had expired or been cancelled.")
 
 
 class AttemptOut(BaseModel):

@@ -81,6 +81,7 @@ async def create_payment(
         fee_amount=0,
         received_amount=0,
         credited_amount=0,
+        paid_late=False,
         refunded_amount=0,
         last_sequence=0,
         expires_at=now + timedelta(seconds=data.expires_in or policy.default_expires_in),
@@ -267,9 +268,6 @@ async def record_operation(
     payment.received_amount += amount - fee
     payment.credited_amount += operation.credited
     payment.updated_at = now
-    if payment.status not in PAYABLE:
-        # Money after the payment closed is still money: it is counted, never dropped.
-        return OperationResult(operation, counted=True)
     extras = {
         "payment_method": payment_method or payment.provider,
         # The payer paid another sum than this try asked for (without a try: more than the amount).
@@ -277,6 +275,22 @@ async def record_operation(
         if attempt is not None
         else payment.credited_amount > payment.amount,
     }
+    if payment.status not in PAYABLE:
+        # Money after the payment expired or was cancelled is still money: counted, never
+        # dropped, and reported, while the payment keeps its closed status.
+        payment.paid_late = True
+        full = payment.credited_amount >= payment.amount
+        if full and payment.paid_at is None:
+            payment.paid_at = now
+        await events.emit(
+            session,
+            payment,
+            EventType.PAID if full else EventType.PARTIALLY_PAID,
+            previous_status=payment.status,
+            now=now,
+            extras=extras | {"paid_late": True},
+        )
+        return OperationResult(operation, counted=True)
     if payment.credited_amount >= payment.amount:
         payment.paid_at = now
         previous = touch(payment, PaymentStatus.PAID, now)

@@ -40,6 +40,7 @@ def public(payment: Payment, base_url: str) -> dict[str, Any]:
         "created_at": iso(payment.created_at),
         "paid_at": iso(payment.paid_at),
         "expires_at": iso(payment.expires_at),
+        "paid_late": payment.paid_late,
     }
 
 

@@ -1,0 +1,213 @@
+"""The daily cleanup (the seed's "Автоочистка"): unpaid expired and cancelled payments go.
+
+Rules, each checked again under the payment's row lock just before it is deleted:
+- only ``expired`` and ``cancelled`` payments that never received money (anything with money,
+  partial or late, is kept for good);
+- only once they have been closed longer than the retention period (24 h by default);
+- only once every webhook about them reached a final state, delivered or given up ("вебхук
+  перед удалением"): the merchant hears about the expiry before the row disappears.
+Every run, scheduled or by hand, is recorded in ``cleanup_runs`` with its counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter import leadership
+from paycenter.config import Settings
+from paycenter.db import Database
+from paycenter.idempotency.models import IdempotencyKey
+from paycenter.jobs.models import CleanupRun
+from paycenter.payments.models import (
+    Attempt,
+    Event,
+    Operation,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundLeg,
+)
+from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
+
+log = logging.getLogger("paycenter.cleanup")
+CLOSED = (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED)
+LEASE = "cleanup"
+
+
+@dataclass
+class CleanupResult:
+    removed: list[str] = field(default_factory=list)
+    waiting_for_webhooks: int = 0
+    kept_with_money: int = 0
+    idempotency_keys_removed: int = 0
+
+
+def _closed_at() -> object:
+    return func.coalesce(Payment.cancelled_at, Payment.expires_at)
+
+
+def _webhook_pending() -> object:
+    return exists().where(Delivery.payment_id == Payment.id, Delivery.status == DeliveryStatus.PENDING)
+
+
+def _removable(cutoff: datetime) -> list[object]:
+    return [
+        Payment.status.in_(CLOSED),
+        Payment.paid_amount == 0,
+        _closed_at() < cutoff,
+        ~_webhook_pending(),  # type: ignore[operator]
+    ]
+
+
+async def run(
+    db: Database,
+    *,
+    now: datetime,
+    retention: timedelta,
+    idempotency_ttl: timedelta,
+    dry_run: bool = False,
+    trigger: str = "manual",
+    batch: int = 200,
+) -> CleanupResult:
+    """One cleanup run. ``dry_run`` lists what would go and changes nothing (but the run log)."""
+    cutoff = now - retention
+    result = CleanupResult()
+    async with db.reading() as session:
+        candidates = list(
+            await session.scalars(select(Payment.id).where(*_removable(cutoff)).order_by(Payment.created_at))
+        )
+        result.waiting_for_webhooks = int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Payment)
+                .where(
+                    Payment.status.in_(CLOSED),
+                    Payment.paid_amount == 0,
+                    _closed_at() < cutoff,
+                    _webhook_pending(),
+                )
+            )
+            or 0
+        )
+        result.kept_with_money = int(
+            await session.scalar(
+                select(func.count()).select_from(Payment).where(Payment.status.in_(CLOSED), Payment.paid_amount > 0)
+            )
+            or 0
+        )
+    if dry_run:
+        result.removed = candidates
+    else:
+        for start in range(0, len(candidates), batch):
+            async with db.transaction() as session:
+                result.removed += await _delete(session, candidates[start : start + batch], cutoff)
+        async with db.transaction() as session:
+            gone = await session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_ttl)
+            )
+            result.idempotency_keys_removed = gone.rowcount or 0  # type: ignore[attr-defined]
+    async with db.transaction() as session:
+        session.add(
+            CleanupRun(
+                started_at=now,
+                finished_at=now,
+                dry_run=dry_run,
+                trigger=trigger,
+                removed=len(result.removed),
+                waiting_for_webhooks=result.waiting_for_webhooks,
+                kept_with_money=result.kept_with_money,
+                idempotency_keys_removed=result.idempotency_keys_removed,
+            )
+        )
+    log.info(
+        "cleanup (%s%s): removed %d, waiting for webhooks %d, kept with money %d, idempotency keys %d",
+        trigger,
+        ", dry run" if dry_run else "",
+        len(result.removed),
+        result.waiting_for_webhooks,
+        result.kept_with_money,
+        result.idempotency_keys_removed,
+    )
+    return result
+
+
+async def _delete(session: AsyncSession, ids: list[str], cutoff: datetime) -> list[str]:
+    # Lock and re-check: late money or a resend since the candidates were read keeps a payment.
+    still = list(
+        await session.scalars(select(Payment.id).where(Payment.id.in_(ids), *_removable(cutoff)).with_for_update())
+    )
+    if not still:
+        return []
+    deliveries = select(Delivery.id).where(Delivery.payment_id.in_(still))
+    refunds = select(Refund.id).where(Refund.payment_id.in_(still))
+    for stmt in (
+        delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)),
+        delete(Delivery).where(Delivery.payment_id.in_(still)),
+        delete(Event).where(Event.payment_id.in_(still)),
+        delete(RefundLeg).where(RefundLeg.refund_id.in_(refunds)),
+        delete(Refund).where(Refund.payment_id.in_(still)),
+        delete(Operation).where(Operation.payment_id.in_(still)),
+        delete(Attempt).where(Attempt.payment_id.in_(still)),
+        delete(Payment).where(Payment.id.in_(still)),
+    ):
+        await session.execute(stmt.execution_options(synchronize_session=False))
+    return still
+
+
+class CleanupJob:
+    """Runs the cleanup on its cron schedule, in one process at a time (the ``cleanup`` lease).
+
+    A run missed while no worker was up (the host was down at 03:00) happens as soon as one is.
+    """
+
+    def __init__(self, db: Database, settings: Settings, *, owner: str, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.owner = owner
+        self.clock = clock
+        self.schedule = settings.cleanup_schedule
+        self.zone = ZoneInfo(settings.cleanup_timezone)
+        self.retention = timedelta(seconds=settings.cleanup_retention_seconds)
+        self.idempotency_ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+        self.last_cycle_at = 0.0
+
+    def due_since(self, now: datetime) -> datetime:
+        """The latest scheduled moment at or before ``now``."""
+        return croniter(self.schedule, now.astimezone(self.zone)).get_prev(datetime)
+
+    async def run_if_due(self) -> CleanupResult | None:
+        now = self.clock()
+        if not await leadership.hold(self.db, LEASE, owner=self.owner, ttl=timedelta(minutes=10), now=now):
+            return None
+        due = self.due_since(now)
+        async with self.db.reading() as session:
+            last = await session.scalar(
+                select(func.max(CleanupRun.started_at)).where(
+                    CleanupRun.trigger == "schedule", CleanupRun.dry_run.is_(False)
+                )
+            )
+        if last is not None and last >= due:
+            return None
+        return await run(
+            self.db, now=now, retention=self.retention, idempotency_ttl=self.idempotency_ttl, trigger="schedule"
+        )
+
+    async def run_forever(self, stop: asyncio.Event, *, check_every: float = 30.0) -> None:
+        while not stop.is_set():
+            self.last_cycle_at = time.monotonic()
+            try:
+                await self.run_if_due()
+            except Exception:
+                log.exception("cleanup failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=check_every)
