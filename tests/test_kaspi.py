@@ -376,3 +376,23 @@ async def test_check_active_payments_once(kaspi: Kaspi, merchant):
     assert lines[0] == "=== CHECK ACTIVE PAYMENTS - ONE PASS ==="
     assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] Check #1: Found 1 active payment\(s\)", lines[1])
     assert re.fullmatch(r"\[.+\] Completed after \d+ seconds \(1 checks\)", lines[-1])
+
+
+async def test_qr_paid_after_the_payment_expired_is_reported_late(kaspi: Kaspi, merchant, clock):
+    k = kaspi
+    data = await create_payment(k.client, merchant, provider="kaspi_qr", expires_in=60, webhook_url=k.sink.on("/l"))
+    pid = data["transaction_id"]
+    await k.start(pid)
+    attempt = await k.live(pid)
+    clock.advance(seconds=61)
+    await k.wait_event(pid, "expired")
+    k.qr.confirm(qr_id(attempt))  # the payer confirms in the app a moment too late
+    body = await k.wait_event(pid, "paid")
+    assert (body["paid_late"], body["status"], body["paid_amount"]) == (True, "expired", 500)
+    assert (await k.payment(pid))["paid_late"] is True
+
+
+async def test_readyz(kaspi: Kaspi):
+    r = await kaspi.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+    assert (await kaspi.client.get("/healthz")).json() == {"status": "ok"}
