@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from paycenter import errors
+from paycenter import docs, errors
 from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(webhooks_router)
     app.include_router(checkout_router)
     app.mount("/static", static_files(), name="static")
+    docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
