@@ -1,5 +1,6 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
+from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
@@ -9,14 +10,18 @@ from paycenter.providers.models import Terminal
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 
 __all__ = [
+    "AdminSession",
+    "AdminUser",
     "ApiToken",
     "Attempt",
+    "AuditEntry",
     "CleanupRun",
     "Delivery",
     "DeliveryAttempt",
     "Event",
     "IdempotencyKey",
     "Lease",
+    "LoginThrottle",
     "Merchant",
     "Operation",
     "Payment",

@@ -78,6 +78,9 @@ class Payment(Base):
         Index("ix_payments_merchant_created", "merchant_id", "created_at"),
         Index("ix_payments_merchant_order", "merchant_id", "order_id"),
         Index("ix_payments_status_expires", "status", "expires_at"),
+        Index("ix_payments_created", "created_at"),
+        Index("ix_payments_metadata_user_id", "metadata_user_id"),
+        Index("ix_payments_order_id", "order_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -88,6 +91,7 @@ class Payment(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # metadata.order_id copied out so merchants and operators can find a payment by it fast.
     order_id: Mapped[str | None] = mapped_column(String(500))
+    metadata_user_id: Mapped[str | None] = mapped_column(String(500))  # metadata.user_id, for search
     customer_phone: Mapped[str | None] = mapped_column(String(32))
     customer_email: Mapped[str | None] = mapped_column(String(254))
     customer_name: Mapped[str | None] = mapped_column(String(200))

@@ -41,10 +41,11 @@ class InitPolicy:
     providers: list[str]
 
 
-def _order_id(metadata: dict[str, Any] | None) -> str | None:
-    if not metadata or metadata.get("order_id") is None:
+def _metadata_key(metadata: dict[str, Any] | None, key: str) -> str | None:
+    """A metadata value as searchable text (order_id, user_id)."""
+    if not metadata or metadata.get(key) is None:
         return None
-    value = metadata["order_id"]
+    value = metadata[key]
     return (value if isinstance(value, str) else str(value))[:500]
 
 
@@ -66,7 +67,8 @@ async def create_payment(
         currency=data.currency,
         description=data.description,
         metadata_=data.metadata or {},
-        order_id=_order_id(data.metadata),
+        order_id=_metadata_key(data.metadata, "order_id"),
+        metadata_user_id=_metadata_key(data.metadata, "user_id"),
         customer_phone=data.customer_phone,
         customer_email=data.customer_email,
         customer_name=data.customer_name,

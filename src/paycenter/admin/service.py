@@ -1,0 +1,219 @@
+"""Admin users, sessions, login throttling and the audit log. The only code that changes them.
+
+- Passwords are argon2id hashes (pwdlib). A new user gets a random one-time password.
+- A session cookie carries 256 random bits; the table keeps only its SHA-256, so a database
+  leak yields no usable session. Sessions end after an idle timeout and an absolute lifetime.
+- Each session has its own CSRF token, which every form must send back.
+- Five wrong passwords for a username (or from one address) lock the login for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pwdlib import PasswordHash
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
+from paycenter.db import new_id
+from paycenter.errors import ApiError, Conflict
+
+HASHER = PasswordHash.recommended()
+# A hash to verify against when the user does not exist, so both cases take the same time.
+_DUMMY_HASH = HASHER.hash("not a password")
+
+MAX_FAILURES = 5
+LOCK_FOR = timedelta(minutes=15)
+FAILURE_WINDOW = timedelta(minutes=15)
+IDLE_TIMEOUT = timedelta(minutes=30)
+MAX_SESSION = timedelta(hours=12)
+
+
+class LoginLocked(ApiError):
+    status_code = 429
+    code = "login_locked"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+async def create_user(session: AsyncSession, *, username: str, role: Role, now: datetime) -> tuple[AdminUser, str]:
+    """A new operator and their one-time password (shown once)."""
+    username = username.strip()
+    if not username or len(username) > 100:
+        raise ApiError("Username must be 1 to 100 characters", code="invalid_username", status_code=422)
+    if await session.scalar(select(AdminUser.id).where(AdminUser.username == username)):
+        raise Conflict(f"User {username!r} exists already", code="user_exists")
+    password = new_password()
+    user = AdminUser(
+        id=new_id("adm"),
+        username=username,
+        password_hash=HASHER.hash(password),
+        role=str(role),
+        is_active=True,
+        created_at=now,
+    )
+    session.add(user)
+    await session.flush()
+    return user, password
+
+
+async def reset_password(session: AsyncSession, *, username: str) -> str:
+    user = await session.scalar(select(AdminUser).where(AdminUser.username == username).with_for_update())
+    if user is None:
+        raise ApiError(f"No user {username!r}", code="not_found", status_code=404)
+    password = new_password()
+    user.password_hash = HASHER.hash(password)
+    await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
+    return password
+
+
+async def any_user(session: AsyncSession) -> bool:
+    return await session.scalar(select(AdminUser.id).limit(1)) is not None
+
+
+# --- login throttling ----------------------------------------------------------------------
+
+
+def throttle_keys(username: str, ip: str | None) -> list[str]:
+    keys = [f"user:{username.strip().lower()[:100]}"]
+    if ip:
+        keys.append(f"ip:{ip[:64]}")
+    return keys
+
+
+async def locked_until(session: AsyncSession, keys: list[str], now: datetime) -> datetime | None:
+    rows = await session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+    until = [row.locked_until for row in rows if row.locked_until and row.locked_until > now]
+    return max(until) if until else None
+
+
+async def note_failure(session: AsyncSession, keys: list[str], now: datetime) -> None:
+    for key in keys:
+        row = await session.get(LoginThrottle, key, with_for_update=True)
+        if row is None or row.first_failure_at < now - FAILURE_WINDOW:
+            if row is None:
+                row = LoginThrottle(key=key, failures=0, first_failure_at=now)
+                session.add(row)
+            row.failures = 0
+            row.first_failure_at = now
+            row.locked_until = None
+        row.failures += 1
+        if row.failures >= MAX_FAILURES:
+            row.locked_until = now + LOCK_FOR
+    await session.flush()
+
+
+async def clear_failures(session: AsyncSession, keys: list[str]) -> None:
+    await session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    user: AdminUser
+    token: str  # for the cookie; never stored
+
+
+async def authenticate(
+    session: AsyncSession, *, username: str, password: str, ip: str | None, now: datetime
+) -> Login | None:
+    """Check a password and open a session; None for wrong credentials (counted towards a lock).
+
+    Raises LoginLocked while the username or the address is locked.
+    """
+    keys = throttle_keys(username, ip)
+    until = await locked_until(session, keys, now)
+    if until is not None:
+        minutes = max(int((until - now).total_seconds() // 60) + 1, 1)
+        raise LoginLocked(f"Too many failed logins. Try again in {minutes} min.")
+    user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
+    # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
+    ok = await asyncio.to_thread(HASHER.verify, password[:1000], user.password_hash if user else _DUMMY_HASH)
+    if not ok or user is None or not user.is_active:
+        await note_failure(session, keys, now)
+        return None
+    await clear_failures(session, keys)
+    user.last_login_at = now
+    token = secrets.token_urlsafe(32)
+    session.add(
+        AdminSession(
+            id=_digest(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(24),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + MAX_SESSION,
+            ip=ip[:64] if ip else None,
+        )
+    )
+    return Login(user, token)
+
+
+@dataclass(frozen=True)
+class Operator:
+    user_id: str
+    username: str
+    role: str
+    session_id: str
+    csrf_token: str
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+async def resume(session: AsyncSession, *, token: str, now: datetime) -> Operator | None:
+    """The operator behind a session cookie, if the session is alive; touches it."""
+    row = await session.get(AdminSession, _digest(token))
+    if row is None or row.expires_at <= now or row.last_seen_at < now - IDLE_TIMEOUT:
+        return None
+    user = await session.get(AdminUser, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    if row.last_seen_at < now - timedelta(seconds=30):  # don't write on every click
+        await session.execute(
+            update(AdminSession)
+            .where(AdminSession.id == row.id)
+            .values(last_seen_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return Operator(user.id, user.username, user.role, row.id, row.csrf_token)
+
+
+async def logout(session: AsyncSession, *, session_id: str) -> None:
+    await session.execute(delete(AdminSession).where(AdminSession.id == session_id))
+
+
+def csrf_ok(operator: Operator, submitted: str | None) -> bool:
+    return bool(submitted) and secrets.compare_digest(operator.csrf_token, submitted or "")
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+async def audit(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    target: str | None = None,
+    ip: str | None = None,
+    **details: Any,
+) -> None:
+    """Record an action in the caller's transaction, so the action and its record go together."""
+    session.add(AuditEntry(at=now, actor=actor, action=action, target=target, details=details, ip=ip))
