@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from paycenter import docs, errors
+from paycenter.admin import pages as admin_pages
 from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
@@ -67,6 +70,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(webhooks_router)
     app.include_router(checkout_router)
     app.mount("/static", static_files(), name="static")
+    app.mount("/admin/static", StaticFiles(directory=Path(admin_pages.__file__).parent / "static"), name="admin-static")
+    admin_pages.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 

@@ -32,6 +32,8 @@ terminal_app = typer.Typer(help="The Kaspi Smart POS terminal pool (provider kas
 app.add_typer(terminal_app, name="terminal")
 method_app = typer.Typer(help="Payment methods and their bank fees.", no_args_is_help=True)
 app.add_typer(method_app, name="payment-method")
+admin_app = typer.Typer(help="Admin panel users.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 kaspi_qr_app = typer.Typer(help="Kaspi Pay partner API set-up (provider kaspi_qr).", no_args_is_help=True)
 app.add_typer(kaspi_qr_app, name="kaspi-qr")
 
@@ -74,14 +76,21 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def _bootstrap(db: Database) -> tuple[Merchant, str] | None:
-    """On an empty database, make a demo merchant so the product can be tried at once."""
+async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | None]:
+    """On an empty database, a demo merchant (and its token) and a first admin (and its one-time
+    password), so the product can be tried at once."""
+    from paycenter.admin import service as admins
+    from paycenter.admin.models import Role
+
+    demo = admin_password = None
     async with db.transaction() as session:
-        if await session.scalar(select(func.count()).select_from(Merchant)):
-            return None
-        merchant = await merchants.create_merchant(session, name="Demo shop", now=utcnow())
-        issued = await merchants.issue_token(session, merchant_id=merchant.id, name="demo", now=utcnow())
-        return merchant, issued.secret
+        if not await session.scalar(select(func.count()).select_from(Merchant)):
+            merchant = await merchants.create_merchant(session, name="Demo shop", now=utcnow())
+            issued = await merchants.issue_token(session, merchant_id=merchant.id, name="demo", now=utcnow())
+            demo = (merchant, issued.secret)
+        if not await admins.any_user(session):
+            _, admin_password = await admins.create_user(session, username="admin", role=Role.ADMIN, now=utcnow())
+    return demo, admin_password
 
 
 def _demo_curl(base: str, token: str) -> str:
@@ -117,7 +126,7 @@ def run(
     port = port or settings.port
     _migrate(settings)
     base = settings.public_url.rstrip("/") or f"http://{host}:{port}"
-    demo = _with_db(_bootstrap, settings)
+    demo, admin_password = _with_db(_bootstrap, settings)
     typer.echo(f"paycenter: database {_safe_url(settings.database_url)}")
     if demo:
         merchant, token = demo
@@ -128,7 +137,9 @@ def run(
         )
     else:
         typer.echo("Merchants exist already; `paycenter token create MERCHANT_ID` makes a new API token.")
-    typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json")
+    typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json   Admin: {base}/admin")
+    if admin_password:
+        typer.echo(f"Created the first admin: user 'admin', one-time password: {admin_password}")
     if settings.webhook_allowed_networks:
         typer.echo(
             f"Webhooks may reach these private networks: {settings.webhook_allowed_networks} "
@@ -492,6 +503,40 @@ def method_set(
 
     _with_db(go)
     typer.echo(f"payment method {code} updated")
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    name: str,
+    role: Annotated[str, typer.Option(help="admin (everything) or viewer (read only)")] = "viewer",
+) -> None:
+    """Create an admin panel user; prints a one-time password."""
+    from paycenter.admin import service as admins
+    from paycenter.admin.models import Role
+
+    if role not in (Role.ADMIN, Role.VIEWER):
+        typer.echo("error: --role must be admin or viewer", err=True)
+        raise typer.Exit(2)
+
+    async def go(db: Database) -> str:
+        async with db.transaction() as session:
+            _, password = await admins.create_user(session, username=name, role=Role(role), now=utcnow())
+            return password
+
+    password = _with_db(go)
+    typer.echo(f"user {name} ({role}) created; one-time password: {password}")
+
+
+@admin_app.command("reset-password")
+def admin_reset_password(name: str) -> None:
+    """Give a user a new one-time password (and end their sessions)."""
+    from paycenter.admin import service as admins
+
+    async def go(db: Database) -> str:
+        async with db.transaction() as session:
+            return await admins.reset_password(session, username=name)
+
+    typer.echo(f"new one-time password for {name}: {_with_db(go)}")
 
 
 @kaspi_qr_app.command("trade-points")

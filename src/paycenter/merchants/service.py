@@ -107,6 +107,14 @@ async def rotate_signing_secret(
     return merchant
 
 
+async def set_webhook_url(session: AsyncSession, *, merchant_id: str, url: str | None) -> Merchant:
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise NotFound(f"Merchant {merchant_id} not found")
+    merchant.webhook_url = url
+    return merchant
+
+
 async def list_merchants(session: AsyncSession) -> list[Merchant]:
     return list(await session.scalars(select(Merchant).order_by(Merchant.created_at)))
 

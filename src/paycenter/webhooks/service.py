@@ -302,18 +302,17 @@ def _signal(session: AsyncSession) -> None:
 async def recover(
     session: AsyncSession,
     *,
-    merchant_id: str,
+    merchant_id: str | None,
     since: datetime,
     until: datetime | None,
     retries: int,
     now: datetime,
     limit: int = 10_000,
 ) -> int:
-    """Resend every failed delivery of a merchant created in [since, until)."""
+    """Resend every failed delivery created in [since, until): a merchant's, or (operators) all."""
     stmt = (
         select(Delivery)
         .where(
-            Delivery.merchant_id == merchant_id,
             Delivery.status == DeliveryStatus.FAILED,
             Delivery.created_at >= since,
         )
@@ -323,6 +322,8 @@ async def recover(
     )
     if until is not None:
         stmt = stmt.where(Delivery.created_at < until)
+    if merchant_id is not None:
+        stmt = stmt.where(Delivery.merchant_id == merchant_id)
     count = 0
     for delivery in await session.scalars(stmt):
         _reschedule(delivery, retries=retries, now=now)

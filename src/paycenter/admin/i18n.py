@@ -1,0 +1,128 @@
+"""Admin panel texts: Russian (default) and English. A missing key shows the key itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGUAGES = ("ru", "en")
+
+TEXTS: dict[str, tuple[str, str]] = {
+    # (ru, en)
+    "admin": ("Админка", "Admin"),
+    "login": ("Вход", "Sign in"),
+    "username": ("Логин", "Username"),
+    "password": ("Пароль", "Password"),
+    "sign_in": ("Войти", "Sign in"),
+    "logout": ("Выйти", "Sign out"),
+    "wrong_login": ("Неверный логин или пароль.", "Wrong username or password."),
+    "dashboard": ("Сводка", "Dashboard"),
+    "transactions": ("Транзакции", "Transactions"),
+    "webhooks": ("Вебхуки", "Webhooks"),
+    "merchants": ("Мерчанты", "Merchants"),
+    "terminals": ("Терминалы", "Terminals"),
+    "audit": ("Журнал действий", "Audit log"),
+    "api_docs": ("Документация API", "API docs"),
+    "today": ("Сегодня", "Today"),
+    "last_30": ("30 дней", "Last 30 days"),
+    "volume": ("Оборот", "Volume"),
+    "count": ("Кол-во", "Count"),
+    "conversion": ("Конверсия в оплату", "Paid conversion"),
+    "webhook_success": ("Успешные вебхуки", "Webhook success"),
+    "backlog": ("Очередь вебхуков", "Webhook backlog"),
+    "workers": ("Воркеры", "Workers"),
+    "alive": ("работает", "alive"),
+    "silent": ("молчит", "silent"),
+    "no_workers": (
+        "Нет работающих воркеров: вебхуки и опрос Kaspi стоят.",
+        "No worker is running: webhooks and Kaspi polling are stopped.",
+    ),
+    "daily_volume": ("Оборот по дням", "Daily volume"),
+    "by_status": ("По статусам", "By status"),
+    "status": ("Статус", "Status"),
+    "merchant": ("Мерчант", "Merchant"),
+    "provider": ("Провайдер", "Provider"),
+    "amount": ("Сумма", "Amount"),
+    "paid": ("Оплачено", "Paid"),
+    "remaining": ("Осталось", "Remaining"),
+    "refunded": ("Возвращено", "Refunded"),
+    "created": ("Создан", "Created"),
+    "from": ("С", "From"),
+    "to": ("По", "To"),
+    "min_amount": ("Сумма от", "Amount from"),
+    "max_amount": ("до", "to"),
+    "search": ("Поиск: id, описание, order_id, user_id", "Search: id, description, order_id, user_id"),
+    "filter": ("Найти", "Filter"),
+    "reset": ("Сбросить", "Reset"),
+    "export_csv": ("Выгрузить CSV", "Export CSV"),
+    "next_page": ("Дальше →", "Next →"),
+    "nothing_found": ("Ничего не найдено.", "Nothing found."),
+    "any": ("любой", "any"),
+    "description": ("Описание", "Description"),
+    "metadata": ("Метаданные", "Metadata"),
+    "customer": ("Покупатель", "Customer"),
+    "attempts": ("Попытки", "Attempts"),
+    "operations": ("Поступления", "Operations"),
+    "refunds": ("Возвраты", "Refunds"),
+    "events": ("События", "Events"),
+    "webhook_log": ("Лог вебхуков", "Webhook log"),
+    "resend": ("Отправить снова", "Resend"),
+    "refund": ("Вернуть", "Refund"),
+    "refund_amount": ("Сумма возврата (пусто — всё)", "Refund amount (empty: all)"),
+    "reason": ("Причина", "Reason"),
+    "confirm_refund": ("Вернуть деньги покупателю?", "Send the money back to the payer?"),
+    "cancel_payment": ("Отменить платёж", "Cancel payment"),
+    "confirm_cancel": ("Отменить этот платёж?", "Cancel this payment?"),
+    "request": ("Запрос", "Request"),
+    "response": ("Ответ", "Response"),
+    "duration": ("Длительность", "Duration"),
+    "error": ("Ошибка", "Error"),
+    "next_try": ("Следующая попытка", "Next try"),
+    "delivery": ("Доставка", "Delivery"),
+    "no_deliveries": ("Вебхуков не было.", "No webhooks."),
+    "failed_only": ("Только неудачные", "Failed only"),
+    "resend_failed_since": ("Отправить снова все неудачные с", "Resend every failed delivery since"),
+    "name": ("Название", "Name"),
+    "webhook_url": ("URL вебхука", "Webhook URL"),
+    "save": ("Сохранить", "Save"),
+    "create": ("Создать", "Create"),
+    "rotate_secret": ("Сменить секрет подписи", "Rotate signing secret"),
+    "tokens": ("API-токены", "API tokens"),
+    "new_token": ("Новый токен", "New token"),
+    "revoke": ("Отозвать", "Revoke"),
+    "revoked": ("отозван", "revoked"),
+    "shown_once": ("Показан один раз — сохраните его сейчас:", "Shown once — save it now:"),
+    "signing_secret": ("Секрет подписи (whsec)", "Signing secret (whsec)"),
+    "add_terminal": ("Добавить терминал", "Add terminal"),
+    "token": ("Токен", "Token"),
+    "camera_url": ("URL камеры (необязательно)", "Camera URL (optional)"),
+    "disable": ("Отключить", "Disable"),
+    "enable": ("Включить", "Enable"),
+    "check_health": ("Проверить связь", "Check health"),
+    "busy": ("занят", "busy"),
+    "free": ("свободен", "free"),
+    "disabled": ("отключён", "disabled"),
+    "health": ("Связь", "Health"),
+    "when": ("Когда", "When"),
+    "who": ("Кто", "Who"),
+    "action": ("Действие", "Action"),
+    "target": ("Объект", "Target"),
+    "details": ("Подробности", "Details"),
+    "viewer_note": ("Режим только для чтения.", "Read-only access."),
+    "forbidden_csrf": (
+        "Форма устарела или подделана (нет CSRF-токена). Обновите страницу.",
+        "The form is stale or forged (CSRF token missing). Reload the page.",
+    ),
+    "forbidden_viewer": ("У вашей роли нет прав на это действие.", "Your role may not do this."),
+    "done": ("Готово.", "Done."),
+}
+
+
+def translator(lang: str) -> Callable[..., str]:
+    index = 0 if lang == "ru" else 1
+
+    def t(key: str, **kwargs: object) -> str:
+        pair = TEXTS.get(key)
+        text = pair[index] if pair else key
+        return text.format(**kwargs) if kwargs else text
+
+    return t

@@ -1,0 +1,645 @@
+"""The admin panel's pages and actions, server-rendered. Every change is a POST with the
+session's CSRF token, allowed to admins only, and recorded in the audit log in the same
+transaction as the change itself."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
+
+from paycenter.admin import queries, service
+from paycenter.admin.models import AuditEntry
+from paycenter.admin.web import (
+    COOKIE,
+    Forbidden,
+    LoginRequired,
+    Operator,
+    back,
+    checked_form,
+    client_ip,
+    render,
+)
+from paycenter.deps import Context
+from paycenter.errors import ApiError
+from paycenter.jobs import heartbeats
+from paycenter.merchants import service as merchants
+from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.payments import queries as payment_queries
+from paycenter.payments import refunds
+from paycenter.payments import service as payments
+from paycenter.payments.models import Event, PaymentStatus
+from paycenter.payments.schemas import check_http_url
+from paycenter.providers import terminals
+from paycenter.providers.base import ProviderError
+from paycenter.providers.kaspi_pos import KaspiPosProvider
+from paycenter.timefmt import iso
+from paycenter.webhooks import service as webhooks
+from paycenter.webhooks.models import Delivery
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/admin/login?next={exc.next_url}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return render(request, "forbidden.html", {"reason": exc.message}, status_code=403)
+
+
+# --- login ---------------------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    # Only paths of this panel: never an open redirect.
+    return value if value and value.startswith("/admin") and not value.startswith("//") else "/admin"
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> HTMLResponse:
+    return render(request, "login.html", {"next": _safe_next(request.query_params.get("next"))})
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Context) -> Response:
+    form = await request.form()
+    username = str(form.get("username") or "")[:100]
+    password = str(form.get("password") or "")
+    next_url = _safe_next(str(form.get("next") or ""))
+    ip = client_ip(request)
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            result = await service.authenticate(session, username=username, password=password, ip=ip, now=now)
+            await service.audit(
+                session,
+                actor=username or "?",
+                action="login" if result else "login_failed",
+                now=now,
+                ip=ip,
+            )
+    except service.LoginLocked as exc:
+        return render(request, "login.html", {"next": next_url, "message": exc.message}, status_code=429)
+    if result is None:
+        return render(request, "login.html", {"next": next_url, "message": "wrong_login"}, status_code=401)
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        result.token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin",
+        max_age=int(service.MAX_SESSION.total_seconds()),
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: Context, operator: Operator) -> Response:
+    await checked_form(request, operator, act=False)
+    async with ctx.db.transaction() as session:
+        await service.logout(session, session_id=operator.session_id)
+        await service.audit(session, actor=operator.username, action="logout", now=ctx.now(), ip=client_ip(request))
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/admin")
+    return response
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def dashboard(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    now = ctx.now()
+    async with ctx.db.reading() as session:
+        data = await queries.dashboard(session, now=now)
+    health = await heartbeats.health(ctx.db, now=now)
+    return render(
+        request,
+        "dashboard.html",
+        {"d": data, "health": health, "chart": _chart(data.daily), "statuses": list(PaymentStatus)},
+        operator=operator,
+    )
+
+
+def _chart(daily: list[tuple[date, dict[str, int]]]) -> dict[str, Any]:
+    """Bars for the daily volume chart, drawn as inline SVG (no chart library to ship)."""
+    currency = "KZT"
+    totals = [(day, volumes.get(currency, 0)) for day, volumes in daily]
+    peak = max((v for _, v in totals), default=0) or 1
+    bars = [
+        {"x": i * 20, "h": round(v / peak * 120), "day": day.isoformat(), "value": v}
+        for i, (day, v) in enumerate(totals)
+    ]
+    return {"bars": bars, "currency": currency, "peak": peak}
+
+
+# --- transactions ------------------------------------------------------------------------------
+
+
+@router.get("/transactions", response_class=HTMLResponse)
+async def transactions(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    filters = queries.Filters.of(request.query_params)
+    problem = None
+    rows: list[Any] = []
+    next_cursor = None
+    try:
+        async with ctx.db.reading() as session:
+            rows, next_cursor = await queries.transactions(
+                session, filters, cursor=request.query_params.get("cursor") or None
+            )
+            names = dict((await session.execute(select(Merchant.id, Merchant.name))).all())
+    except ApiError as exc:
+        problem, names = exc.message, {}
+    return render(
+        request,
+        "transactions.html",
+        {
+            "rows": rows,
+            "filters": filters,
+            "next_cursor": next_cursor,
+            "names": names,
+            "problem": problem,
+            "statuses": list(PaymentStatus),
+            "providers": ctx.providers.names(),
+        },
+        operator=operator,
+    )
+
+
+@router.get("/transactions.csv")
+async def transactions_csv(request: Request, ctx: Context, operator: Operator) -> Response:
+    filters = queries.Filters.of(request.query_params)
+
+    async def lines() -> AsyncIterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            [
+                "transaction_id",
+                "merchant_id",
+                "created_at",
+                "status",
+                "provider",
+                "currency",
+                "amount",
+                "paid_amount",
+                "refunded_amount",
+                "description",
+                "order_id",
+                "user_id",
+            ]
+        )
+        cursor = None
+        for _ in range(2000):  # bounded: at most 200,000 rows
+            async with ctx.db.reading() as session:
+                rows, cursor = await queries.transactions(session, filters, cursor=cursor, limit=100)
+            for p in rows:
+                writer.writerow(
+                    [
+                        p.id,
+                        p.merchant_id,
+                        iso(p.created_at),
+                        p.status,
+                        p.provider,
+                        p.currency,
+                        p.amount,
+                        p.paid_amount,
+                        p.refunded_amount,
+                        p.description,
+                        p.order_id or "",
+                        p.metadata_user_id or "",
+                    ]
+                )
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if cursor is None:
+                break
+
+    headers = {"Content-Disposition": f'attachment; filename="transactions-{date.today().isoformat()}.csv"'}
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get("/transactions/{payment_id}", response_class=HTMLResponse)
+async def transaction(payment_id: str, request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        try:
+            payment = await payments.get(session, payment_id.strip().upper())
+        except ApiError:
+            return render(request, "not_found.html", {}, operator=operator, status_code=404)
+        history = await payment_queries.history(session, payment.id)
+        logs = await webhooks.deliveries_of(session, payment.id)
+        merchant = await session.get(Merchant, payment.merchant_id)
+        types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
+    deliveries = [
+        {
+            "delivery": d,
+            "event_type": types.get(d.event_id, ""),
+            "attempts": [
+                {
+                    "a": a,
+                    "request_headers": json.loads(a.request_headers or "{}"),
+                    "response_headers": json.loads(a.response_headers or "null") or {},
+                }
+                for a in attempts
+            ],
+        }
+        for d, attempts in logs
+    ]
+    return render(
+        request,
+        "transaction.html",
+        {
+            "p": payment,
+            "merchant": merchant,
+            "h": history,
+            "deliveries": deliveries,
+            "metadata_json": json.dumps(payment.metadata_ or {}, ensure_ascii=False, indent=2),
+            "events": [(e, json.loads(e.body)) for e in history["events"]],
+        },
+        operator=operator,
+    )
+
+
+@router.post("/transactions/{payment_id}/refund")
+async def refund(payment_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    url = f"/admin/transactions/{payment_id}"
+    amount = form.get("amount", "").strip().replace(",", ".") or None
+    reason = form.get("reason", "")[:500] or f"refund by {operator.username}"
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            payment = await payments.get(session, payment_id)
+            made = await refunds.request(
+                session, merchant_id=payment.merchant_id, payment_id=payment.id, amount=amount, reason=reason, now=now
+            )
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="refund",
+                target=payment.id,
+                now=now,
+                ip=client_ip(request),
+                refund_id=made.id,
+                amount=made.amount,
+                reason=reason,
+            )
+    except ApiError as exc:
+        return back(url, error=exc.message)
+    await refunds.send(ctx.db, ctx.providers, refund_id=made.id, clock=ctx.clock)
+    return back(url, notice="done")
+
+
+@router.post("/transactions/{payment_id}/cancel")
+async def cancel(payment_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    await checked_form(request, operator)
+    url = f"/admin/transactions/{payment_id}"
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            payment = await payments.get(session, payment_id)
+            await payments.cancel(
+                session,
+                merchant_id=payment.merchant_id,
+                payment_id=payment.id,
+                reason=f"cancelled by operator {operator.username}",
+                now=now,
+            )
+            await service.audit(
+                session, actor=operator.username, action="cancel", target=payment.id, now=now, ip=client_ip(request)
+            )
+    except ApiError as exc:
+        return back(url, error=exc.message)
+    return back(url, notice="done")
+
+
+@router.post("/deliveries/{delivery_id}/resend")
+async def resend(delivery_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    url = _safe_next(form.get("next")) if form.get("next") else "/admin/webhooks"
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            delivery = await webhooks.resend(
+                session,
+                delivery_id=delivery_id[:40],
+                merchant_id=None,
+                retries=len(ctx.settings.retry_schedule),
+                now=now,
+            )
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="webhook_resend",
+                target=delivery.id,
+                now=now,
+                ip=client_ip(request),
+                payment_id=delivery.payment_id,
+            )
+    except ApiError as exc:
+        return back(url, error=exc.message)
+    return back(url, notice="done")
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+async def webhook_list(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    status = request.query_params.get("status") or None
+    merchant = request.query_params.get("merchant") or None
+    async with ctx.db.reading() as session:
+        try:
+            rows, next_cursor = await queries.deliveries(
+                session, status=status, merchant=merchant, cursor=request.query_params.get("cursor") or None
+            )
+        except ApiError:
+            rows, next_cursor = [], None
+        types = dict(
+            (await session.execute(select(Event.id, Event.type).where(Event.id.in_([d.event_id for d in rows])))).all()
+        )
+    return render(
+        request,
+        "webhooks.html",
+        {"rows": rows, "types": types, "status": status or "", "merchant": merchant or "", "next_cursor": next_cursor},
+        operator=operator,
+    )
+
+
+@router.post("/webhooks/resend-failed")
+async def resend_failed(request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    now = ctx.now()
+    try:
+        since = datetime.fromisoformat(form.get("since", "")).replace(tzinfo=queries.ALMATY)
+    except ValueError:
+        return back("/admin/webhooks?status=failed", error="since: YYYY-MM-DDTHH:MM")
+    async with ctx.db.transaction() as session:
+        count = await webhooks.recover(
+            session, merchant_id=None, since=since, until=None, retries=len(ctx.settings.retry_schedule), now=now
+        )
+        await service.audit(
+            session,
+            actor=operator.username,
+            action="webhook_resend_failed",
+            now=now,
+            ip=client_ip(request),
+            since=since.isoformat(),
+            count=count,
+        )
+    return back("/admin/webhooks?status=failed", notice=f"{count}")
+
+
+# --- merchants ---------------------------------------------------------------------------------
+
+
+@router.get("/merchants", response_class=HTMLResponse)
+async def merchant_list(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        rows = await merchants.list_merchants(session)
+        tokens: dict[str, list[ApiToken]] = {}
+        for token in await merchants.list_tokens(session):
+            tokens.setdefault(token.merchant_id, []).append(token)
+    shown = request.cookies.get("pc_admin_shown")  # a token or secret to show once, then forget
+    response = render(request, "merchants.html", {"rows": rows, "tokens": tokens, "shown": shown}, operator=operator)
+    if shown:
+        response.delete_cookie("pc_admin_shown", path="/admin/merchants")
+    return response
+
+
+def _show_once(url: str, value: str) -> Response:
+    """Carry a new secret to the next page load only (never in a URL, which logs keep)."""
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie("pc_admin_shown", value, max_age=60, httponly=True, samesite="strict", path="/admin/merchants")
+    return response
+
+
+@router.post("/merchants")
+async def merchant_create(request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    name = form.get("name", "").strip()[:200]
+    try:
+        url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
+    except ValueError as exc:
+        return back("/admin/merchants", error=str(exc))
+    if not name:
+        return back("/admin/merchants", error="name")
+    now = ctx.now()
+    async with ctx.db.transaction() as session:
+        merchant = await merchants.create_merchant(session, name=name, webhook_url=url, now=now)
+        issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=now)
+        await service.audit(
+            session,
+            actor=operator.username,
+            action="merchant_create",
+            target=merchant.id,
+            now=now,
+            ip=client_ip(request),
+            token_id=issued.token.id,
+        )
+    return _show_once("/admin/merchants", f"{merchant.name}: {issued.secret}")
+
+
+@router.post("/merchants/{merchant_id}/webhook-url")
+async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    try:
+        url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
+    except ValueError as exc:
+        return back("/admin/merchants", error=str(exc))
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            await merchants.set_webhook_url(session, merchant_id=merchant_id, url=url)
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="merchant_webhook_url",
+                target=merchant_id,
+                now=now,
+                ip=client_ip(request),
+                webhook_url=url,
+            )
+    except ApiError as exc:
+        return back("/admin/merchants", error=exc.message)
+    return back("/admin/merchants", notice="done")
+
+
+@router.post("/merchants/{merchant_id}/rotate-secret")
+async def merchant_rotate(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    await checked_form(request, operator)
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            merchant = await merchants.rotate_signing_secret(
+                session,
+                merchant_id=merchant_id,
+                grace=timedelta(seconds=ctx.settings.webhook_secret_grace_seconds),
+                now=now,
+            )
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="signing_secret_rotate",
+                target=merchant_id,
+                now=now,
+                ip=client_ip(request),
+            )
+    except ApiError as exc:
+        return back("/admin/merchants", error=exc.message)
+    return _show_once("/admin/merchants", f"{merchant.name}: {merchant.signing_secret}")
+
+
+@router.post("/merchants/{merchant_id}/tokens")
+async def token_create(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            issued = await merchants.issue_token(
+                session, merchant_id=merchant_id, name=form.get("name", "")[:100], now=now
+            )
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="token_create",
+                target=merchant_id,
+                now=now,
+                ip=client_ip(request),
+                token_id=issued.token.id,
+            )
+    except ApiError as exc:
+        return back("/admin/merchants", error=exc.message)
+    return _show_once("/admin/merchants", issued.secret)
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def token_revoke(token_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    await checked_form(request, operator)
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            token = await merchants.revoke_token(session, token_id=token_id[:40], now=now)
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="token_revoke",
+                target=token.merchant_id,
+                now=now,
+                ip=client_ip(request),
+                token_id=token.id,
+            )
+    except ApiError as exc:
+        return back("/admin/merchants", error=exc.message)
+    return back("/admin/merchants", notice="done")
+
+
+# --- terminals ---------------------------------------------------------------------------------
+
+
+@router.get("/terminals", response_class=HTMLResponse)
+async def terminal_list(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        rows = await terminals.all_terminals(session)
+    return render(request, "terminals.html", {"rows": rows}, operator=operator)
+
+
+@router.post("/terminals")
+async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    try:
+        url = check_http_url(form.get("base_url"), field="url", max_length=500)
+        camera = check_http_url(form.get("camera_url") or None, field="camera_url", max_length=500)
+    except ValueError as exc:
+        return back("/admin/terminals", error=str(exc))
+    name, token = form.get("name", "").strip()[:100], form.get("access_token", "").strip()[:200]
+    if not (name and url and token):
+        return back("/admin/terminals", error="name, url, token")
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            terminal = await terminals.add(
+                session, name=name, base_url=url, access_token=token, camera_url=camera, now=now
+            )
+            await service.audit(
+                session,
+                actor=operator.username,
+                action="terminal_add",
+                target=terminal.id,
+                now=now,
+                ip=client_ip(request),
+                name=name,
+            )
+    except ApiError as exc:
+        return back("/admin/terminals", error=exc.message)
+    return back("/admin/terminals", notice="done")
+
+
+@router.post("/terminals/{terminal_id}/{state}")
+async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    await checked_form(request, operator)
+    if state not in ("enable", "disable", "check"):
+        return back("/admin/terminals", error=state)
+    now = ctx.now()
+    if state == "check":
+        async with ctx.db.reading() as session:
+            terminal = await terminals.get(session, terminal_id)
+        provider = KaspiPosProvider(ctx.settings)
+        try:
+            await provider.device_info(terminals.ref(terminal))
+            health, error = "ok", None
+        except ProviderError as exc:
+            health, error = "unreachable", exc.message
+        finally:
+            await provider.close()
+        async with ctx.db.transaction() as session:
+            await terminals.record_health(session, terminal_id=terminal.id, health=health, error=error, now=now)
+        return back("/admin/terminals", notice=health)
+    try:
+        async with ctx.db.transaction() as session:
+            await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
+            await service.audit(
+                session,
+                actor=operator.username,
+                action=f"terminal_{state}",
+                target=terminal_id,
+                now=now,
+                ip=client_ip(request),
+            )
+    except ApiError as exc:
+        return back("/admin/terminals", error=exc.message)
+    return back("/admin/terminals", notice="done")
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_log(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.at.desc()).limit(500)))
+    return render(request, "audit.html", {"rows": rows}, operator=operator)
+
+
+@router.get("/deliveries/{delivery_id}", response_class=HTMLResponse)
+async def delivery_page(delivery_id: str, ctx: Context, operator: Operator) -> Response:
+    async with ctx.db.reading() as session:
+        delivery = await session.get(Delivery, delivery_id[:40])
+    if delivery is None:
+        return RedirectResponse("/admin/webhooks", status_code=303)
+    return RedirectResponse(f"/admin/transactions/{delivery.payment_id}#{delivery.id}", status_code=303)

@@ -1,0 +1,179 @@
+"""Read-only queries behind the admin pages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter import pagination
+from paycenter.db import is_payment_id
+from paycenter.errors import Unprocessable
+from paycenter.money import MoneyError, to_minor
+from paycenter.payments.models import Payment, PaymentStatus
+from paycenter.webhooks.models import Delivery, DeliveryStatus
+
+ALMATY = ZoneInfo("Asia/Almaty")
+SUCCESS = (PaymentStatus.PAID, PaymentStatus.REFUNDED)
+
+
+@dataclass
+class Period:
+    count: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    volume: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # currency -> paid minor units
+
+    @property
+    def conversion(self) -> float:
+        done = sum(self.by_status.get(s, 0) for s in SUCCESS)
+        return done / self.count if self.count else 0.0
+
+
+@dataclass
+class Dashboard:
+    today: Period
+    month: Period
+    daily: list[tuple[date, dict[str, int]]]  # oldest first: day -> currency -> volume
+    webhooks_succeeded: int
+    webhooks_failed: int
+    webhooks_pending: int
+
+    @property
+    def webhook_success_rate(self) -> float | None:
+        done = self.webhooks_succeeded + self.webhooks_failed
+        return self.webhooks_succeeded / done if done else None
+
+
+async def dashboard(session: AsyncSession, *, now: datetime) -> Dashboard:
+    """Today (Almaty) and the last 30 days: counts by status, paid volume, webhook health.
+
+    Rows of the last 30 days are folded here rather than grouped by day in SQL, where every
+    backend spells "the day in Almaty" differently.
+    """
+    local_today = now.astimezone(ALMATY).date()
+    start_day = local_today - timedelta(days=29)
+    since = datetime.combine(start_day, datetime.min.time(), ALMATY)
+    rows = await session.execute(
+        select(Payment.created_at, Payment.status, Payment.currency, Payment.paid_amount).where(
+            Payment.created_at >= since
+        )
+    )
+    today, month = Period(), Period()
+    per_day: dict[date, dict[str, int]] = {start_day + timedelta(days=i): defaultdict(int) for i in range(30)}
+    for created_at, status, currency, paid in rows:
+        day = created_at.astimezone(ALMATY).date()
+        for period, include in ((month, True), (today, day == local_today)):
+            if include:
+                period.count += 1
+                period.by_status[status] += 1
+                period.volume[currency] += paid
+        if day in per_day:
+            per_day[day][currency] += paid
+    counts = dict(
+        (
+            await session.execute(
+                select(Delivery.status, func.count()).where(Delivery.created_at >= since).group_by(Delivery.status)
+            )
+        ).all()
+    )
+    return Dashboard(
+        today=today,
+        month=month,
+        daily=sorted(per_day.items()),
+        webhooks_succeeded=int(counts.get(DeliveryStatus.SUCCEEDED, 0)),
+        webhooks_failed=int(counts.get(DeliveryStatus.FAILED, 0)),
+        webhooks_pending=int(counts.get(DeliveryStatus.PENDING, 0)),
+    )
+
+
+@dataclass
+class Filters:
+    status: str = ""
+    merchant: str = ""
+    provider: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    min_amount: str = ""
+    max_amount: str = ""
+    q: str = ""
+
+    @classmethod
+    def of(cls, params: Any) -> Filters:
+        return cls(**{name: str(params.get(name) or "").strip()[:200] for name in cls.__dataclass_fields__})
+
+    def query(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+    def statement(self) -> Select[tuple[Payment]]:
+        stmt = select(Payment)
+        if self.status:
+            stmt = stmt.where(Payment.status == self.status)
+        if self.merchant:
+            stmt = stmt.where(Payment.merchant_id == self.merchant)
+        if self.provider:
+            stmt = stmt.where(Payment.provider == self.provider)
+        for value, op in ((self.date_from, "from"), (self.date_to, "to")):
+            if value:
+                try:
+                    day = date.fromisoformat(value)
+                except ValueError:
+                    raise Unprocessable(f"date {value!r} must be YYYY-MM-DD") from None
+                edge = datetime.combine(day + timedelta(days=1 if op == "to" else 0), datetime.min.time(), ALMATY)
+                stmt = stmt.where(Payment.created_at >= edge if op == "from" else Payment.created_at < edge)
+        for value, op in ((self.min_amount, "min"), (self.max_amount, "max")):
+            if value:
+                try:
+                    # Compared in KZT minor units: amounts are per currency, and KZT is the norm here.
+                    minor = to_minor(value.replace(",", "."), "KZT")
+                except MoneyError:
+                    raise Unprocessable(f"amount {value!r} is not a number") from None
+                stmt = stmt.where(Payment.amount >= minor if op == "min" else Payment.amount <= minor)
+        if self.q:
+            text = self.q
+            conds = [Payment.order_id == text, Payment.metadata_user_id == text]
+            if is_payment_id(text.upper()):
+                conds.append(Payment.id == text.upper())
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(Payment.description.like(f"%{escaped}%", escape="\\"))
+            stmt = stmt.where(or_(*conds))
+        return stmt
+
+
+async def transactions(
+    session: AsyncSession, filters: Filters, *, cursor: str | None, limit: int = 50
+) -> tuple[list[Payment], str | None]:
+    rows, next_cursor = await pagination.page(
+        session,
+        filters.statement(),
+        created_col=Payment.created_at,
+        id_col=Payment.id,
+        limit=limit,
+        cursor=cursor,
+        valid_id=is_payment_id,
+    )
+    return list(rows), next_cursor
+
+
+async def deliveries(
+    session: AsyncSession, *, status: str | None, merchant: str | None, cursor: str | None, limit: int = 50
+) -> tuple[list[Delivery], str | None]:
+    stmt = select(Delivery)
+    if status:
+        stmt = stmt.where(Delivery.status == status)
+    if merchant:
+        stmt = stmt.where(Delivery.merchant_id == merchant)
+    rows, next_cursor = await pagination.page(
+        session,
+        stmt,
+        created_col=Delivery.created_at,
+        id_col=Delivery.id,
+        limit=limit,
+        cursor=cursor,
+        valid_id=lambda v: v.startswith("whd_") and len(v) <= 40,
+    )
+    return list(rows), next_cursor

@@ -1,0 +1,127 @@
+"""What every admin page shares: templates, texts, the logged-in operator, CSRF, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from paycenter.admin import service
+from paycenter.admin.i18n import LANGUAGES, translator
+from paycenter.deps import Context
+from paycenter.money import to_major_str
+from paycenter.timefmt import iso
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+COOKIE = "pc_admin"
+LANG_COOKIE = "pc_admin_lang"
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def current_operator(request: Request, ctx: Context) -> service.Operator:
+    token = request.cookies.get(COOKIE)
+    if token:
+        async with ctx.db.transaction() as session:
+            operator = await service.resume(session, token=token, now=ctx.now())
+        if operator is not None:
+            return operator
+    raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+
+
+Operator = Annotated[service.Operator, Depends(current_operator)]
+
+
+async def checked_form(request: Request, operator: service.Operator, *, act: bool = True) -> dict[str, str]:
+    """The posted form, once its CSRF token matches this session's (and, for changes, the
+    operator may act: viewers read only)."""
+    form = await request.form()
+    if not service.csrf_ok(operator, str(form.get("csrf_token") or "")):
+        raise Forbidden("csrf")
+    if act and not operator.can_act:
+        raise Forbidden("viewer")
+    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+
+
+def language(request: Request) -> str:
+    for candidate in (request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)):
+        if candidate in LANGUAGES:
+            return candidate
+    return "ru"
+
+
+def money(minor: int | None, currency: str) -> str:
+    if minor is None:
+        return "—"
+    text = to_major_str(minor, currency)
+    whole, _, fraction = text.partition(".")
+    grouped = f"{int(whole):,}".replace(",", "\u202f")
+    return f"{grouped}{'.' + fraction if fraction else ''} {currency}"
+
+
+def when(value: Any) -> str:
+    if value is None:
+        return "—"
+    return (iso(value) or "").replace("T", " ").replace("Z", " UTC")
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    operator: service.Operator | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    lang = language(request)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "lang": lang,
+            "t": translator(lang),
+            "operator": operator,
+            "money": money,
+            "when": when,
+            "path": request.url.path,
+            "notice": request.query_params.get("notice"),
+            "error": request.query_params.get("error"),
+            **context,
+        },
+        status_code=status_code,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+    if request.query_params.get("lang") == lang:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="lax", httponly=True)
+    return response
+
+
+def back(url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
+    sep = "&" if "?" in url else "?"
+    if notice:
+        url += f"{sep}notice={quote(notice)}"
+    elif error:
+        url += f"{sep}error={quote(error)}"
+    return RedirectResponse(url, status_code=303)
