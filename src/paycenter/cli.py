@@ -698,5 +698,17 @@ def check_active_payments(
     asyncio.run(go())
 
 
+def _register_extensions() -> None:
+    """Commands that live beside their domain."""
+    from paycenter import configcheck
+    from paycenter.legacy import cli as legacy_cli
+
+    legacy_cli.register(app)
+    configcheck.register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     app()
