@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from paycenter import docs, errors
@@ -18,6 +20,7 @@ from paycenter.config import Settings, get_settings
 from paycenter.context import AppContext
 from paycenter.jobs import heartbeats
 from paycenter.middleware import BodyLimit
+from paycenter.observability import RequestContext, exposition
 from paycenter.payments.api import router as payments_router
 from paycenter.webhooks.api import router as webhooks_router
 from paycenter.worker import Worker
@@ -59,6 +62,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs is paycenter.docs (Scalar, served locally), not Swagger UI from a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "payments", "description": "Create, read, cancel and refund payments."},
             {"name": "webhooks", "description": "Delivery log, resends, the event feed and signing secrets."},
@@ -74,6 +79,18 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     admin_pages.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: every answer gets its request id and metrics
+
+    gauges_cache: dict[str, Any] = {"at": 0.0, "value": {}}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition: request, webhook, poller and provider metrics, plus database facts
+        (read at most every 5 s however often it is scraped)."""
+        if time.monotonic() - gauges_cache["at"] > 5:
+            gauges_cache["value"] = await _database_gauges(context)
+            gauges_cache["at"] = time.monotonic()
+        return Response(exposition(gauges_cache["value"]), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -108,3 +125,29 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         return RedirectResponse("/docs")
 
     return app
+
+
+async def _database_gauges(ctx: AppContext) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from paycenter.payments.models import Payment
+
+    async with ctx.db.reading() as session:
+        by_status = dict((await session.execute(select(Payment.status, func.count()).group_by(Payment.status))).all())
+    report = await heartbeats.health(ctx.db, now=ctx.now())
+    return {
+        "paycenter_payments": ("Payments by status", {(("status", k),): v for k, v in by_status.items()}),
+        "paycenter_webhook_backlog": (
+            "Webhook deliveries waiting",
+            {(("state", "pending"),): report.deliveries_pending, (("state", "due"),): report.deliveries_due},
+        ),
+        "paycenter_webhook_oldest_due_seconds": (
+            "Age of the oldest overdue delivery",
+            {(): report.oldest_due_seconds or 0},
+        ),
+        "paycenter_live_attempts": ("Attempts live at a provider", {(): report.live_attempts}),
+        "paycenter_workers_alive": (
+            "Worker processes seen in the last 20 s",
+            {(): sum(w["alive"] for w in report.workers)},
+        ),
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shlex
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -19,6 +18,7 @@ from paycenter.errors import ApiError
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.migrate import upgrade
+from paycenter.observability import configure_logging
 from paycenter.payments.schemas import check_http_url
 
 app = typer.Typer(help="paycenter: self-hosted payment center.", no_args_is_help=True, add_completion=False)
@@ -146,7 +146,49 @@ def run(
             "(PAYCENTER_WEBHOOK_ALLOWED_NETWORKS; for local development only)"
         )
     typer.echo("")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=True)
+    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=log_config,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
+) -> None:
+    """Serve the API, payment page and admin only (no background loops: run `paycenter worker`).
+
+    Several processes share the port; SIGTERM lets each finish the requests it is serving.
+    Migrate first (`paycenter migrate`): API processes never change the schema.
+    """
+    import os
+    import tempfile
+
+    import uvicorn
+
+    settings = get_settings()
+    os.environ["PAYCENTER_RUN_WORKER"] = "false"  # the processes uvicorn starts read the environment
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # One /metrics for all processes: prometheus_client sums their files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycenter-metrics-")
+    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    uvicorn.run(
+        "paycenter.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=log_config,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
 
 
 @app.command()
@@ -162,7 +204,7 @@ def worker() -> None:
     from paycenter.worker import Worker
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
 
     async def go() -> None:
         ctx = AppContext.from_settings(settings)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # SQLite: how long a writer waits for the write lock before "database is locked".
     sqlite_busy_timeout_ms: int = 30_000
     log_level: str = "info"
+    # "json": one JSON object per line (request and transaction ids included); "text": for humans.
+    log_format: Literal["json", "text"] = "json"
 
     # --- webhooks ---
     # Waits before each retry after a failed try ("1m,5m,30m": three retries, four tries in all).

@@ -1,9 +1,599 @@
-"""``paycenter config check``: validate a configuration and say what is missing (filled in)."""
+"""``paycenter config check`` and ``config show``: validate a configuration before it serves money.
+
+``check`` loads the settings exactly as the other commands do (environment, then ``.env``, or
+``--env-file``), connects to the database, and prints one line per finding: ``error`` (paycenter
+would fail or be unsafe: exit 1), ``warning`` (works, but not as production should), ``note``
+(worth knowing) and ``ok``. Only the database is contacted; Kaspi and terminals are not.
+``show`` prints the effective settings with secrets masked.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
+import os
+import re
+import ssl
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 import typer
+from pydantic import SecretStr, ValidationError
+from sqlalchemy.engine import make_url
+
+from paycenter.config import Settings
+
+Level = Literal["error", "warning", "note", "ok"]
+LEVELS: tuple[Level, ...] = ("error", "warning", "note", "ok")
+ENV_PREFIX = "PAYCENTER_"
+UVICORN_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Setting names that hold credentials: never printed. Paths (``*_file``) and numbers are not secrets.
+_SECRET_NAME = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
+_MASK = "********"
+_MISSING = object()
+
+
+@dataclass
+class Finding:
+    level: Level
+    setting: str  # PAYCENTER_* name, or "" for a finding about the whole installation
+    message: str
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: Level, setting: str, message: str) -> None:
+        self.findings.append(Finding(level, env_name(setting) if setting else "", message))
+
+    def error(self, setting: str, message: str) -> None:
+        self.add("error", setting, message)
+
+    def warning(self, setting: str, message: str) -> None:
+        self.add("warning", setting, message)
+
+    def note(self, setting: str, message: str) -> None:
+        self.add("note", setting, message)
+
+    def ok(self, setting: str, message: str) -> None:
+        self.add("ok", setting, message)
+
+    def count(self, level: Level) -> int:
+        return sum(1 for f in self.findings if f.level == level)
+
+
+def env_name(setting: str) -> str:
+    return setting if setting.startswith(ENV_PREFIX) else ENV_PREFIX + setting.upper()
+
+
+def is_secret(name: str, value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        return True
+    return bool(_SECRET_NAME.search(name)) and not name.endswith("_file") and isinstance(value, str | list | tuple)
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_settings(env_file: Path | None) -> tuple[Settings | None, list[Finding]]:
+    """The settings, or the reasons they cannot be loaded (one finding per bad setting)."""
+    if env_file is not None and not env_file.is_file():
+        return None, [Finding("error", "", f"--env-file {env_file}: no such file")]
+    try:
+        settings = Settings(_env_file=env_file) if env_file is not None else Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        return None, [_validation_finding(err) for err in exc.errors()]
+    except ValueError as exc:  # pydantic_settings.SettingsError: e.g. a list setting that is not JSON
+        return None, [Finding("error", "", str(exc))]
+    return settings, []
+
+
+def _validation_finding(err: Any) -> Finding:
+    name = ".".join(str(part) for part in err.get("loc", ())) or "?"
+    message = str(err.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if "input" in err and not isinstance(err["input"], dict) and repr(err["input"]) not in message:
+        shown = _MASK if is_secret(name, str(err["input"])) else repr(err["input"])
+        message = f"{message} (got {shown})"
+    return Finding("error", env_name(name), message)
+
+
+# --- checks without the database ----------------------------------------------------------------
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_public_url(settings: Settings, report: Report) -> None:
+    value = settings.public_url.strip()
+    if not value:
+        report.error(
+            "public_url",
+            "not set: payment links would be built from each request's Host header. Set it to the address "
+            "payers open, e.g. https://pay.example.kz",
+        )
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        report.error("public_url", f"{value!r} is not an http(s) URL such as https://pay.example.kz")
+        return
+    if parts.query or parts.fragment:
+        report.error("public_url", f"{value!r} must not have a query or fragment: payment links are appended to it")
+        return
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        report.warning(
+            "public_url",
+            f"{value} is plain http: payers and merchants need https in production (see docs/deploy.md, certbot)",
+        )
+        return
+    report.ok("public_url", f"payment links start with {value.rstrip('/')}/pay/")
+
+
+def check_providers(settings: Settings, report: Report) -> None:
+    from paycenter.providers.registry import KNOWN
+
+    names = settings.providers
+    if not names:
+        report.error("enabled_providers", "empty: merchants could not create any payment")
+        return
+    unknown = [n for n in names if n not in KNOWN]
+    if unknown:
+        report.error("enabled_providers", f"unknown provider(s) {', '.join(unknown)} (known: {', '.join(KNOWN)})")
+    if "sandbox" in names:
+        report.warning(
+            "enabled_providers",
+            "sandbox is enabled: its payments become paid without any money moving. Remove it in production",
+        )
+    if "kaspi_qr" in names:
+        check_kaspi_qr(settings, report)
+    known = [n for n in names if n in KNOWN]
+    if known:
+        report.ok("enabled_providers", f"providers: {', '.join(known)}")
+
+
+def _readable(path: str) -> str | None:
+    """Why ``path`` cannot be read by this user, or None."""
+    p = Path(path)
+    if not p.exists():
+        return "does not exist"
+    if not p.is_file():
+        return "is not a file"
+    if not os.access(p, os.R_OK):
+        return "is not readable by this user"
+    return None
+
+
+def check_kaspi_qr(settings: Settings, report: Report) -> None:
+    problems = report.count("error")
+    base = settings.kaspi_qr_base_url.strip()
+    if not base:
+        report.error("kaspi_qr_base_url", "not set (kaspi_qr is enabled), e.g. https://mtokentest.kaspi.kz:8545")
+    else:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            report.error("kaspi_qr_base_url", f"{base!r} is not an http(s) URL")
+        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+            report.warning("kaspi_qr_base_url", f"{base} is plain http: Kaspi's API is https")
+    scheme = settings.kaspi_qr_scheme
+    if scheme == "r1":
+        if not settings.kaspi_qr_api_key:
+            report.error("kaspi_qr_api_key", "not set: scheme r1 authenticates with the Api-Key Kaspi issued")
+    else:
+        certificate_ok = True
+        for name in ("kaspi_qr_cert_file", "kaspi_qr_key_file"):
+            path = getattr(settings, name)
+            if not path:
+                report.error(name, f"not set: scheme {scheme} authenticates with a client certificate and its key")
+                certificate_ok = False
+            elif why := _readable(path):
+                report.error(name, f"{path} {why}")
+                certificate_ok = False
+        if certificate_ok:
+            try:
+                ssl.create_default_context().load_cert_chain(settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file)
+            except (ssl.SSLError, OSError) as exc:
+                report.error(
+                    "kaspi_qr_cert_file",
+                    f"{settings.kaspi_qr_cert_file} with {settings.kaspi_qr_key_file}: not a PEM certificate and its "
+                    f"key ({exc.__class__.__name__}: {exc})",
+                )
+        if scheme == "r3" and not re.fullmatch(r"\d{12}", settings.kaspi_qr_organization_bin.strip()):
+            report.error(
+                "kaspi_qr_organization_bin",
+                f"{settings.kaspi_qr_organization_bin!r} is not a BIN: scheme r3 needs the organization's 12 digits",
+            )
+    if settings.kaspi_qr_ca_file and (why := _readable(settings.kaspi_qr_ca_file)):
+        report.error("kaspi_qr_ca_file", f"{settings.kaspi_qr_ca_file} {why}")
+    if not settings.kaspi_qr_device_token:
+        report.error(
+            "kaspi_qr_device_token",
+            "not set: run `paycenter kaspi-qr trade-points`, then `paycenter kaspi-qr register-device "
+            "--trade-point ID`, and put the printed token here",
+        )
+    if report.count("error") == problems:
+        report.ok("kaspi_qr_base_url", f"kaspi_qr: {base}, scheme {scheme}, device token set")
+
+
+def check_webhooks(settings: Settings, report: Report) -> None:
+    if settings.webhook_allowed_networks.strip():
+        report.warning(
+            "webhook_allowed_networks",
+            f"{settings.webhook_allowed_networks}: the SSRF guard lets webhooks reach these private networks. "
+            "Leave it empty in production unless a merchant's receiver really lives there",
+        )
+    if not settings.retry_schedule:
+        report.warning("webhook_retry_schedule", "empty: a failed webhook is never retried")
+
+
+def check_cleanup(settings: Settings, report: Report) -> None:
+    from croniter import croniter
+
+    try:
+        zone = ZoneInfo(settings.cleanup_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        report.error("cleanup_timezone", f"{settings.cleanup_timezone!r} is not a time zone (e.g. Asia/Almaty)")
+        return
+    try:
+        retention = settings.cleanup_retention_seconds
+    except ValueError as exc:
+        report.error("cleanup_retention", str(exc))
+        return
+    nxt = croniter(settings.cleanup_schedule, datetime.now(zone)).get_next(datetime)
+    report.ok(
+        "cleanup_schedule",
+        f"cleanup runs at '{settings.cleanup_schedule}' {settings.cleanup_timezone} (next {nxt:%Y-%m-%d %H:%M}), "
+        f"keeping closed unpaid payments {retention / 3600:g} h",
+    )
+
+
+def check_misc(settings: Settings, report: Report) -> None:
+    if settings.log_level.lower() not in UVICORN_LOG_LEVELS:
+        report.error("log_level", f"{settings.log_level!r} is not one of {', '.join(UVICORN_LOG_LEVELS)}")
+    keys = getattr(settings, "secret_keys", _MISSING)
+    if keys is not _MISSING:
+        if isinstance(keys, SecretStr):
+            keys = keys.get_secret_value()
+        if not keys or (isinstance(keys, str) and not keys.strip()):
+            report.warning(
+                "secret_keys",
+                "empty: webhook secrets, Kaspi keys and terminal tokens are stored in plain text in the database",
+            )
+        else:
+            report.ok("secret_keys", "secrets are encrypted at rest")
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DatabaseState:
+    reachable: bool = False
+    migrated: bool = False
+
+
+async def check_database(settings: Settings, report: Report, *, wait_seconds: float) -> DatabaseState:
+    from paycenter.db import Database, async_url
+
+    state = DatabaseState()
+    url = settings.database_url
+    try:
+        async_url(url)
+        parsed = make_url(url)
+    except Exception as exc:
+        report.error("database_url", f"{safe_url(url)}: {exc}")
+        return state
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and not _check_sqlite_file(parsed.database, report):
+        return state
+
+    db = Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        async with asyncio.timeout(wait_seconds):
+            async with db.reading() as session:
+                conn = await session.connection()
+                current = await conn.run_sync(_current_revisions)
+                version = await _server_version(conn, backend)
+        state.reachable = True
+    except TimeoutError:
+        report.error("database_url", f"{safe_url(url)}: no answer within {wait_seconds:g} s")
+        await db.dispose()
+        return state
+    except Exception as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0:1]
+        report.error("database_url", f"{safe_url(url)}: cannot connect: {first[0] if first else type(exc).__name__}")
+        await db.dispose()
+        return state
+
+    try:
+        state.migrated = _check_revision(current, report)
+        _check_server_version(backend, version, report)
+        if state.migrated:
+            await _check_rows(db, settings, report, backend)
+    finally:
+        await db.dispose()
+    if state.migrated:
+        report.ok("database_url", f"{safe_url(url)} reachable, schema at the newest revision")
+    return state
+
+
+def _check_sqlite_file(path: str | None, report: Report) -> bool:
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        report.error(
+            "database_url", "an in-memory SQLite database: nothing is kept, and each process sees its own database"
+        )
+        return False
+    file = Path(path)
+    if not file.exists():
+        report.error("database_url", f"SQLite file {file.resolve()} does not exist: run `paycenter migrate`")
+        return False
+    if not os.access(file, os.R_OK | os.W_OK):
+        report.error("database_url", f"SQLite file {file.resolve()} is not readable and writable by this user")
+        return False
+    if not os.access(file.resolve().parent, os.W_OK | os.X_OK):
+        report.error(
+            "database_url",
+            f"{file.resolve().parent} is not writable by this user: SQLite keeps its -wal and -shm files beside "
+            "the database",
+        )
+        return False
+    return True
+
+
+def _current_revisions(connection: Any) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+async def _server_version(conn: Any, backend: str) -> str:
+    from sqlalchemy import text
+
+    if backend == "mysql":
+        return str(await conn.scalar(text("SELECT VERSION()")))
+    return ""
+
+
+def _check_revision(current: tuple[str, ...], report: Report) -> bool:
+    from alembic.script import ScriptDirectory
+
+    from paycenter.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
+    newest = ", ".join(sorted(heads))
+    if not current:
+        report.error("database_url", f"the database has no schema yet (newest is {newest}): run `paycenter migrate`")
+        return False
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        report.error(
+            "database_url",
+            f"the schema is at revision {', '.join(unknown)}, which this paycenter does not know (newest here is "
+            f"{newest}): it was migrated by a newer paycenter. Install that version",
+        )
+        return False
+    if set(current) != heads:
+        report.error(
+            "database_url",
+            f"the schema is at revision {', '.join(current)}, the newest is {newest}: run `paycenter migrate`",
+        )
+        return False
+    return True
+
+
+def _check_server_version(backend: str, version: str, report: Report) -> None:
+    """MariaDB before 10.6 and MySQL before 8.0 lack SKIP LOCKED, which the workers claim work with."""
+    if backend != "mysql" or not version:
+        return
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if not match:
+        return
+    major_minor = (int(match.group(1)), int(match.group(2)))
+    if "mariadb" in version.lower():
+        if major_minor < (10, 6):
+            report.error("database_url", f"MariaDB {version}: 10.6 or newer is needed (SELECT ... SKIP LOCKED)")
+    elif major_minor < (8, 0):
+        report.error("database_url", f"MySQL {version}: 8.0 or newer is needed (SELECT ... SKIP LOCKED)")
+
+
+async def _check_rows(db: Any, settings: Settings, report: Report, backend: str) -> None:
+    from sqlalchemy import func, select
+
+    from paycenter import models  # noqa: F401 - every table on the metadata
+    from paycenter.db import utcnow
+    from paycenter.jobs.heartbeats import ALIVE_WITHIN
+    from paycenter.jobs.models import WorkerHeartbeat
+    from paycenter.providers.models import Terminal
+
+    async with db.reading() as session:
+        terminals = int(
+            await session.scalar(select(func.count()).select_from(Terminal).where(Terminal.is_active.is_(True))) or 0
+        )
+        alive = list(
+            (
+                await session.execute(
+                    select(WorkerHeartbeat.host, WorkerHeartbeat.pid).where(
+                        WorkerHeartbeat.last_seen_at >= utcnow() - ALIVE_WITHIN
+                    )
+                )
+            ).all()
+        )
+    if "kaspi_pos" in settings.providers:
+        if terminals:
+            report.ok("enabled_providers", f"kaspi_pos: {terminals} active terminal(s)")
+        else:
+            report.warning(
+                "enabled_providers",
+                "kaspi_pos is enabled but no terminal is active: add one with `paycenter terminal add NAME --url "
+                "https://IP:PORT --token TOKEN`",
+            )
+    if backend == "sqlite":
+        _check_sqlite_processes(settings, alive, report)
+
+
+def _check_sqlite_processes(settings: Settings, alive: list[Any], report: Report) -> None:
+    hosts = {row.host for row in alive}
+    processes = {(row.host, row.pid) for row in alive}
+    if len(hosts) > 1:
+        report.warning(
+            "database_url",
+            f"SQLite, and workers on {len(hosts)} hosts ({', '.join(sorted(hosts))}) use it: SQLite over a network "
+            "file system can lose data. Use PostgreSQL for several hosts",
+        )
+    elif len(processes) > 1 or not settings.run_worker:
+        seen = f"{len(processes)} worker processes are running" if len(processes) > 1 else "workers run apart"
+        report.note(
+            "database_url",
+            f"SQLite, and {seen}: every process queues for SQLite's single write lock. Fine on one host at "
+            "modest volume; PostgreSQL serves several processes better",
+        )
+    else:
+        report.note("database_url", "SQLite: good for one host and one process; use PostgreSQL for more")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def run_checks(settings: Settings, *, timeout: float) -> Report:
+    report = Report()
+    asyncio.run(check_database(settings, report, wait_seconds=timeout))
+    check_public_url(settings, report)
+    check_providers(settings, report)
+    check_webhooks(settings, report)
+    check_cleanup(settings, report)
+    check_misc(settings, report)
+    return report
+
+
+def _sorted(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: LEVELS.index(f.level))
+
+
+def _summary(report: Report) -> str:
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    return f"{plural(report.count('error'), 'error')}, {plural(report.count('warning'), 'warning')}"
+
+
+def show_items(settings: Settings) -> Iterator[tuple[str, str, bool]]:
+    """(PAYCENTER_NAME, printable value, whether it was set rather than defaulted) for every setting."""
+    explicit = settings.model_fields_set
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name == "database_url":
+            text = safe_url(value)
+        elif is_secret(name, value):
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            text = _MASK if raw else ""
+        else:
+            text = _printable(value)
+        yield env_name(name), text, name in explicit
+
+
+def _printable(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal | int | float | str):
+        return str(value)
+    if isinstance(value, list | tuple | set):
+        return ",".join(_printable(v) for v in value)
+    return json.dumps(value, default=str)
+
+
+config_app = typer.Typer(help="Check and show the configuration (PAYCENTER_* settings).", no_args_is_help=True)
+EnvFileOption = Annotated[
+    Path | None,
+    typer.Option("--env-file", help="Also read settings from this file (KEY=value lines); the environment still wins"),
+]
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def check(
+    env_file: EnvFileOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the database")] = 10.0,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Validate the settings, the database and the providers; exit 1 on any error."""
+    settings, load_errors = load_settings(env_file)
+    report = Report(load_errors) if settings is None else run_checks(settings, timeout=timeout)
+    failed = report.count("error") > 0 or (strict and report.count("warning") > 0)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "errors": report.count("error"),
+                    "warnings": report.count("warning"),
+                    "findings": [asdict(f) for f in _sorted(report.findings)],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        if settings is None:
+            typer.echo("paycenter config check: the settings do not load")
+        else:
+            typer.echo(f"paycenter config check: database {safe_url(settings.database_url)}")
+        for f in _sorted(report.findings):
+            where = f"{f.setting}: " if f.setting else ""
+            typer.echo(f"{f.level.upper():<8} {where}{f.message}")
+        typer.echo(f"{'FAILED' if failed else 'passed'}: {_summary(report)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@config_app.command("show")
+def show(
+    env_file: EnvFileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Print the effective settings, secrets masked; `# default` marks those not set."""
+    settings, load_errors = load_settings(env_file)
+    if settings is None:
+        for f in load_errors:
+            typer.echo(f"error: {f.setting + ': ' if f.setting else ''}{f.message}", err=True)
+        raise typer.Exit(1)
+    items = list(show_items(settings))
+    if as_json:
+        typer.echo(json.dumps({name: value for name, value, _ in items}, ensure_ascii=False))
+        return
+    for name, value, explicit in items:
+        line = f"{name}={_quoted(value)}"
+        typer.echo(line if explicit else f"{line:<60} # default")
+
+
+def _quoted(value: str) -> str:
+    """Env-file form: values with spaces or shell characters in double quotes."""
+    if value == _MASK or re.fullmatch(r"[A-Za-z0-9_.,:/@%+=\-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -15,6 +15,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "sign_in": ("Войти", "Sign in"),
     "logout": ("Выйти", "Sign out"),
     "wrong_login": ("Неверный логин или пароль.", "Wrong username or password."),
+    "login_locked": (
+        "Слишком много неудачных попыток входа. Попробуйте снова через {minutes} мин.",
+        "Too many failed logins. Try again in {minutes} min.",
+    ),
     "dashboard": ("Сводка", "Dashboard"),
     "transactions": ("Транзакции", "Transactions"),
     "webhooks": ("Вебхуки", "Webhooks"),
@@ -114,6 +118,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "forbidden_viewer": ("У вашей роли нет прав на это действие.", "Your role may not do this."),
     "done": ("Готово.", "Done."),
+    "resent_count": ("Отправлено снова: {count}.", "Resent: {count}."),
 }
 
 

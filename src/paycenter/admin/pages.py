@@ -10,12 +10,14 @@ import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
 from paycenter.admin import queries, service
+from paycenter.admin.i18n import translator
 from paycenter.admin.models import AuditEntry
 from paycenter.admin.web import (
     COOKIE,
@@ -25,6 +27,7 @@ from paycenter.admin.web import (
     back,
     checked_form,
     client_ip,
+    language,
     render,
 )
 from paycenter.deps import Context
@@ -32,6 +35,7 @@ from paycenter.errors import ApiError
 from paycenter.jobs import heartbeats
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.money import to_major_str
 from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments
@@ -52,7 +56,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/admin/login?next={exc.next_url}", status_code=303)
+        # Quoted whole: a deep link's own query ("?status=paid&merchant=...") must survive.
+        return RedirectResponse(f"/admin/login?next={quote(exc.next_url, safe='/')}", status_code=303)
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
@@ -91,7 +96,8 @@ async def login(request: Request, ctx: Context) -> Response:
                 ip=ip,
             )
     except service.LoginLocked as exc:
-        return render(request, "login.html", {"next": next_url, "message": exc.message}, status_code=429)
+        context = {"next": next_url, "message": "login_locked", "minutes": exc.minutes}
+        return render(request, "login.html", context, status_code=429)
     if result is None:
         return render(request, "login.html", {"next": next_url, "message": "wrong_login"}, status_code=401)
     response = RedirectResponse(next_url, status_code=303)
@@ -216,12 +222,12 @@ async def transactions_csv(request: Request, ctx: Context, operator: Operator) -
                         p.status,
                         p.provider,
                         p.currency,
-                        p.amount,
-                        p.paid_amount,
-                        p.refunded_amount,
-                        p.description,
-                        p.order_id or "",
-                        p.metadata_user_id or "",
+                        to_major_str(p.amount, p.currency),
+                        to_major_str(p.paid_amount, p.currency),
+                        to_major_str(p.refunded_amount, p.currency),
+                        _cell(p.description),
+                        _cell(p.order_id or ""),
+                        _cell(p.metadata_user_id or ""),
                     ]
                 )
             yield out.getvalue()
@@ -232,6 +238,11 @@ async def transactions_csv(request: Request, ctx: Context, operator: Operator) -
 
     headers = {"Content-Disposition": f'attachment; filename="transactions-{date.today().isoformat()}.csv"'}
     return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _cell(text: str) -> str:
+    """Text from payers and merchants, defused: a spreadsheet runs a cell starting with = + - @ as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get("/transactions/{payment_id}", response_class=HTMLResponse)
@@ -402,7 +413,7 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
             since=since.isoformat(),
             count=count,
         )
-    return back("/admin/webhooks?status=failed", notice=f"{count}")
+    return back("/admin/webhooks?status=failed", notice=translator(language(request))("resent_count", count=count))
 
 
 # --- merchants ---------------------------------------------------------------------------------
@@ -416,6 +427,8 @@ async def merchant_list(request: Request, ctx: Context, operator: Operator) -> H
         for token in await merchants.list_tokens(session):
             tokens.setdefault(token.merchant_id, []).append(token)
     shown = request.cookies.get("pc_admin_shown")  # a token or secret to show once, then forget
+    if shown:
+        shown = unquote(shown)
     response = render(request, "merchants.html", {"rows": rows, "tokens": tokens, "shown": shown}, operator=operator)
     if shown:
         response.delete_cookie("pc_admin_shown", path="/admin/merchants")
@@ -425,7 +438,10 @@ async def merchant_list(request: Request, ctx: Context, operator: Operator) -> H
 def _show_once(url: str, value: str) -> Response:
     """Carry a new secret to the next page load only (never in a URL, which logs keep)."""
     response = RedirectResponse(url, status_code=303)
-    response.set_cookie("pc_admin_shown", value, max_age=60, httponly=True, samesite="strict", path="/admin/merchants")
+    # Quoted: a header carries Latin-1 only, and merchant names are often Cyrillic.
+    response.set_cookie(
+        "pc_admin_shown", quote(value, safe=""), max_age=60, httponly=True, samesite="strict", path="/admin/merchants"
+    )
     return response
 
 

@@ -139,7 +139,8 @@ class Filters:
             if is_payment_id(text.upper()):
                 conds.append(Payment.id == text.upper())
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(Payment.description.like(f"%{escaped}%", escape="\\"))
+            # ilike: PostgreSQL's LIKE alone minds the case, where SQLite and MariaDB do not.
+            conds.append(Payment.description.ilike(f"%{escaped}%", escape="\\"))
             stmt = stmt.where(or_(*conds))
         return stmt
 

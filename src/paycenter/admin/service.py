@@ -39,6 +39,10 @@ class LoginLocked(ApiError):
     status_code = 429
     code = "login_locked"
 
+    def __init__(self, minutes: int) -> None:
+        super().__init__(f"Too many failed logins. Try again in {minutes} min.")
+        self.minutes = minutes
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -139,7 +143,7 @@ async def authenticate(
     until = await locked_until(session, keys, now)
     if until is not None:
         minutes = max(int((until - now).total_seconds() // 60) + 1, 1)
-        raise LoginLocked(f"Too many failed logins. Try again in {minutes} min.")
+        raise LoginLocked(minutes)
     user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
     # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
     ok = await asyncio.to_thread(HASHER.verify, password[:1000], user.password_hash if user else _DUMMY_HASH)

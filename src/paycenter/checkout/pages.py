@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import segno
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from paycenter.checkout import i18n
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
+from paycenter.observability import transaction_from_path
 from paycenter.payments import attempts, fees, service
 from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
 from paycenter.providers import sandbox
@@ -22,7 +23,7 @@ from paycenter.providers.models import Terminal
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(transaction_from_path)])
 LANG_COOKIE = "pc_lang"
 KASPI = ("kaspi_qr", "kaspi_pos")
 

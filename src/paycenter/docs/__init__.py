@@ -1,10 +1,58 @@
-"""Interactive API documentation (served locally) and the examples embedded in it."""
+"""Interactive API documentation (served locally) and the examples embedded in it.
+
+``install(app)`` adds:
+
+- ``/docs`` and ``/admin/docs``: the API reference (Scalar, vendored in ``static/scalar/``), built in
+  the browser from ``/openapi.json``; "Test request" calls this instance with a pasted token;
+- ``/docs/webhooks``: how to receive webhooks (English; ``?lang=ru`` in Russian);
+- ``/openapi.json`` with ``x-codeSamples`` in PHP, JavaScript and Python on every operation, made
+  once (on the first request, like FastAPI's own document) from the files in ``examples/``.
+
+The examples live inside the package (``paycenter/docs/examples/``) so that any install has them;
+``samples.py`` says how they become code samples, and tests/test_docs_examples.py runs them.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+
+from paycenter.docs import pages, samples
+
+GUIDE_LINK = "/docs/webhooks"
+
+DOCS_NOTE = f"""
+
+**Code samples** in PHP (curl), JavaScript (Node 18+, fetch) and Python (httpx) come with every
+operation; each reads `PAYCENTER_URL`, `PAYCENTER_TOKEN` and its path parameters from the
+environment. **Test request** calls this paycenter: paste your API token into the `X-API-Token` field.
+
+**Receiving webhooks**: verifying `X-Webhook-Signature` and the Standard Webhooks headers,
+deduplicating by event id, ordering by `sequence`: see [the webhook guide]({GUIDE_LINK})
+([по-русски]({GUIDE_LINK}?lang=ru)).
+"""
+
+
+def document(app: FastAPI, build: Any) -> dict[str, Any]:
+    """The OpenAPI document of ``app`` with code samples and the guide's link (built once)."""
+    if app.openapi_schema is None:
+        spec = build()  # FastAPI's own builder; it caches into app.openapi_schema
+        app.openapi_schema = None  # until the samples are in: a failure here is not cached
+        info = spec.setdefault("info", {})
+        info["description"] = (info.get("description") or "").rstrip() + DOCS_NOTE
+        for tag in spec.get("tags", []):
+            if tag.get("name") == "webhooks":
+                tag["description"] = (
+                    tag.get("description", "").rstrip() + f" How to receive them: [the webhook guide]({GUIDE_LINK})."
+                )
+        samples.add_code_samples(spec)
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
 def install(app: FastAPI) -> None:
-    """Mount the documentation on ``app``. (Filled in by the docs package.)"""
-    return None
+    """Mount the documentation on ``app`` (its own ``docs_url``/``redoc_url`` must be off)."""
+    build = app.openapi
+    app.openapi = lambda: document(app, build)  # type: ignore[method-assign]
+    app.include_router(pages.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from paycenter.errors import envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
 from paycenter.money import to_major_str
+from paycenter.observability import bind_transaction, transaction_from_path
 from paycenter.payments import queries, refunds, service, views
 from paycenter.payments.models import PaymentStatus
 from paycenter.payments.schemas import (
@@ -32,7 +33,7 @@ from paycenter.payments.schemas import (
     TransactionPage,
 )
 
-router = APIRouter(prefix="/api", tags=["payments"])
+router = APIRouter(prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)])
 
 IdempotencyKey = Annotated[
     str | None,
@@ -93,6 +94,7 @@ async def init_payment(
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         payment = await service.create_payment(session, merchant=merchant, data=body, policy=ctx.init_policy, now=now)
+        bind_transaction(payment.id)
         return 201, envelope(views.created(payment, base_url), "Payment created")
 
     status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)

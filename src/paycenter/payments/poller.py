@@ -29,6 +29,7 @@ from sqlalchemy import or_, select
 from paycenter import leadership
 from paycenter.config import Settings
 from paycenter.db import Database
+from paycenter.observability import POLL_CYCLE, PROVIDER_CALLS, PROVIDER_ERRORS
 from paycenter.payments import attempts, refunds
 from paycenter.payments.models import Attempt, AttemptStatus, Payment, RefundLeg, RefundStatus
 from paycenter.providers import terminals
@@ -177,13 +178,16 @@ class Poller:
         if jobs:
             await asyncio.gather(*jobs)
         report.seconds = time.monotonic() - began
+        POLL_CYCLE.observe(report.seconds)
         return report
 
     async def _poll(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
         async with self._limits[provider.name]:
+            began = time.perf_counter()
             try:
                 result = await provider.poll(ref)
             except ProviderError as exc:
+                PROVIDER_ERRORS.labels(provider.name, "poll").inc()
                 report.errors += 1
                 await self._trouble(ref.attempt_id, exc.message, report)
                 return
@@ -192,6 +196,8 @@ class Poller:
                 report.errors += 1
                 await self._trouble(ref.attempt_id, f"{type(exc).__name__}: {exc}", report)
                 return
+            finally:
+                PROVIDER_CALLS.labels(provider.name, "poll").observe(time.perf_counter() - began)
         report.polled += 1
         if result.state is PollState.UNKNOWN:
             await self._trouble(ref.attempt_id, result.error or "the provider does not know the status", report)

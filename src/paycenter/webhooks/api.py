@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 
@@ -14,6 +14,7 @@ from paycenter import pagination
 from paycenter.deps import Context, CurrentMerchant
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
+from paycenter.observability import transaction_from_path
 from paycenter.payments import queries
 from paycenter.payments import service as payments
 from paycenter.payments.models import Event, EventType
@@ -22,7 +23,7 @@ from paycenter.timefmt import iso
 from paycenter.webhooks import service
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
 
-router = APIRouter(prefix="/api", tags=["webhooks"])
+router = APIRouter(prefix="/api", tags=["webhooks"], dependencies=[Depends(transaction_from_path)])
 
 
 class AttemptLog(BaseModel):

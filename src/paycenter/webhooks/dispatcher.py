@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from paycenter.db import Database
+from paycenter.observability import DELIVERY_ATTEMPTS, EVENT_TO_DELIVERY, bind_transaction
 from paycenter.webhooks import service, signing
 from paycenter.webhooks.sender import Sender
 
@@ -136,6 +137,7 @@ class Dispatcher:
         return len(jobs)
 
     async def _deliver(self, job: service.Job) -> None:
+        bind_transaction(job.payment_id)
         body = job.body.encode()
         headers = signing.headers(
             event_type=job.event_type,
@@ -191,6 +193,15 @@ class Dispatcher:
             log.exception("recording %d webhook attempts failed", len(batch))
         for outcome in batch:
             self._in_flight.pop(outcome.job.delivery_id, None)
+            if outcome.result.ok:
+                DELIVERY_ATTEMPTS.labels("succeeded").inc()
+                if outcome.job.number == 1:
+                    EVENT_TO_DELIVERY.observe(
+                        max((outcome.result.started_at - outcome.job.event_created_at).total_seconds(), 0.0)
+                        + outcome.result.duration_ms / 1000
+                    )
+            else:
+                DELIVERY_ATTEMPTS.labels(outcome.result.error_class or "failed").inc()
         self._wake.set()  # room freed: claim more
 
 

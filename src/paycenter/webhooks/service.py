@@ -71,6 +71,8 @@ class Job:
     body: str
     webhook_secret: str | None
     signing_secrets: list[str]
+    payment_id: str
+    event_created_at: datetime
 
 
 async def claim(
@@ -127,6 +129,8 @@ async def claim(
             Event.id,
             Event.type,
             Event.body,
+            Event.created_at,
+            Delivery.payment_id,
             Payment.webhook_secret,
             Merchant.signing_secret,
             Merchant.previous_signing_secret,
@@ -142,11 +146,26 @@ async def claim(
         )
     )
     jobs = []
-    for did, url, count, max_attempts, eid, etype, body, secret, signing, previous, previous_until in rows:
+    for row in rows:
+        did, url, count, max_attempts, eid, etype, body, created, pid, secret, signing, previous, until = row
         secrets = [signing]
-        if previous and previous_until and previous_until > now:
+        if previous and until and until > now:
             secrets.append(previous)
-        jobs.append(Job(did, url, count + 1, max_attempts or default_max_attempts, eid, etype, body, secret, secrets))
+        jobs.append(
+            Job(
+                did,
+                url,
+                count + 1,
+                max_attempts or default_max_attempts,
+                eid,
+                etype,
+                body,
+                secret,
+                secrets,
+                pid,
+                created,
+            )
+        )
     return jobs
 
 
