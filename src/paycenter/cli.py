@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import func, select
 
+from paycenter import crypto
 from paycenter.config import Settings, get_settings
 from paycenter.db import Database, utcnow
 from paycenter.errors import ApiError
@@ -43,6 +44,7 @@ ALMATY = ZoneInfo("Asia/Almaty")
 
 def _with_db(fn: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
     settings = settings or get_settings()
+    crypto.configure(settings.secret_keys)
 
     async def go() -> T:
         db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -738,6 +740,72 @@ def check_active_payments(
             await ctx.db.dispose()
 
     asyncio.run(go())
+
+
+secrets_app = typer.Typer(help="Secrets at rest (PAYCENTER_SECRET_KEYS).", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new key for PAYCENTER_SECRET_KEYS (put it first to encrypt with it)."""
+    typer.echo(crypto.new_key())
+
+
+@secrets_app.command("encrypt")
+def secrets_encrypt(value: str) -> None:
+    """Encrypt a setting's value (e.g. PAYCENTER_KASPI_QR_API_KEY) with the first key."""
+    ring = crypto.configure(get_settings().secret_keys)
+    if not ring.enabled:
+        typer.echo("error: PAYCENTER_SECRET_KEYS is empty", err=True)
+        raise typer.Exit(1)
+    typer.echo(ring.seal(value))
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of PAYCENTER_SECRET_KEYS.
+
+    Run it after putting a new key first; then the old keys can be removed.
+    """
+    from sqlalchemy import update
+
+    from paycenter.merchants.models import Merchant
+    from paycenter.payments.models import Payment
+    from paycenter.providers.models import Terminal
+
+    settings = get_settings()
+    if not crypto.configure(settings.secret_keys).enabled:
+        typer.echo("error: PAYCENTER_SECRET_KEYS is empty: nothing to encrypt with", err=True)
+        raise typer.Exit(1)
+    targets = [
+        (Payment, Payment.id, [Payment.webhook_secret]),
+        (Merchant, Merchant.id, [Merchant.signing_secret, Merchant.previous_signing_secret]),
+        (Terminal, Terminal.id, [Terminal.access_token]),
+    ]
+
+    async def go(db: Database) -> int:
+        changed = 0
+        for model, key, columns in targets:
+            last = ""
+            while True:  # in batches, each its own transaction
+                async with db.transaction() as session:
+                    rows = (
+                        await session.execute(select(key, *columns).where(key > last).order_by(key).limit(500))
+                    ).all()
+                    for row in rows:
+                        values = {c.key: getattr(row, c.key) for c in columns if getattr(row, c.key) is not None}
+                        if values:
+                            # Read through the type (decrypted), written back through it (sealed
+                            # with the first key).
+                            await session.execute(update(model).where(key == row[0]).values(**values))
+                            changed += 1
+                if len(rows) < 500:
+                    break
+                last = rows[-1][0]
+        return changed
+
+    typer.echo(f"re-encrypted {_with_db(go, settings)} row(s) with the first key")
 
 
 def _register_extensions() -> None:

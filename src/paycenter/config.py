@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # "json": one JSON object per line (request and transaction ids included); "text": for humans.
     log_format: Literal["json", "text"] = "json"
 
+    # Fernet keys (comma-separated; the first encrypts) for secrets stored in the database.
+    # `paycenter secrets generate-key` makes one. Empty: secrets are stored as they are.
+    secret_keys: str = ""
+
     # --- webhooks ---
     # Waits before each retry after a failed try ("1m,5m,30m": three retries, four tries in all).
     webhook_retry_schedule: str = "1m,5m,30m"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from paycenter import crypto
 from paycenter.config import Settings
 from paycenter.db import Database, utcnow
 from paycenter.payments.service import InitPolicy
@@ -22,6 +23,7 @@ class AppContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
+        crypto.configure(settings.secret_keys)
         db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         return cls(settings=settings, db=db, providers=Providers(settings))
 

@@ -265,6 +265,8 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
                     "a": a,
                     "request_headers": json.loads(a.request_headers or "{}"),
                     "response_headers": json.loads(a.response_headers or "null") or {},
+                    "request_body": _pretty(a.request_body),
+                    "response_body": _pretty(a.response_body),
                 }
                 for a in attempts
             ],
@@ -284,6 +286,16 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         },
         operator=operator,
     )
+
+
+def _pretty(body: str | None) -> str:
+    """A JSON body indented and with its \\u escapes decoded, so people can read it; else as sent."""
+    if not body:
+        return ""
+    try:
+        return json.dumps(json.loads(body), ensure_ascii=False, indent=2)
+    except ValueError:
+        return body
 
 
 @router.post("/transactions/{payment_id}/refund")

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from paycenter.crypto import EncryptedString
 from paycenter.db import Base, UTCDateTime, utcnow
 
 
@@ -17,8 +18,8 @@ class Merchant(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     # Standard Webhooks signing secret (`whsec_...`); the previous one stays valid for a grace
     # period after a rotation so in-flight retries still verify.
-    signing_secret: Mapped[str] = mapped_column(String(100))
-    previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
+    signing_secret: Mapped[str] = mapped_column(EncryptedString(255))
+    previous_signing_secret: Mapped[str | None] = mapped_column(EncryptedString(255))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     default_provider: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)

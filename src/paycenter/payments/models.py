@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from paycenter.crypto import EncryptedString
 from paycenter.db import Base, LongText, Money, UTCDateTime, utcnow
 
 
@@ -96,7 +97,7 @@ class Payment(Base):
     customer_email: Mapped[str | None] = mapped_column(String(254))
     customer_name: Mapped[str | None] = mapped_column(String(200))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
-    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(255))  # ≤ 64 chars, encrypted
     success_url: Mapped[str | None] = mapped_column(String(2000))
     fail_url: Mapped[str | None] = mapped_column(String(2000))
     language: Mapped[str | None] = mapped_column(String(5))

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from paycenter.config import Settings
+from paycenter.crypto import reveal
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
@@ -104,7 +105,7 @@ class KaspiQrClient:
             raise ProviderError("PAYCENTER_KASPI_QR_BASE_URL is not set", retryable=False)
         self.base = settings.kaspi_qr_base_url.rstrip("/")
         self.scheme = settings.kaspi_qr_scheme
-        self.api_key = settings.kaspi_qr_api_key
+        self.api_key = reveal(settings.kaspi_qr_api_key)
         self.bin = settings.kaspi_qr_organization_bin
         self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
         self._ssl: ssl.SSLContext | bool = True

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from paycenter.crypto import EncryptedString
 from paycenter.db import Base, UTCDateTime, utcnow
 
 
@@ -20,7 +21,7 @@ class Terminal(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     base_url: Mapped[str] = mapped_column(String(500))  # scheme://host:port of its local API
-    access_token: Mapped[str] = mapped_column(String(200))
+    access_token: Mapped[str] = mapped_column(EncryptedString(400))
     # Where to read the payment QR off its screen (the old system's camera service), if anywhere.
     camera_url: Mapped[str | None] = mapped_column(String(500))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
