@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from paycenter.jobs import heartbeats
 from paycenter.middleware import BodyLimit
 from paycenter.observability import RequestContext, exposition
 from paycenter.payments.api import router as payments_router
+from paycenter.ratelimit import RateLimiter
 from paycenter.webhooks.api import router as webhooks_router
 from paycenter.worker import Worker
 
@@ -48,9 +50,13 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         app.state.worker = worker
         if worker is not None:
             await worker.start()
+        stop = asyncio.Event()
+        syncing = asyncio.create_task(app.state.rate_limiter.run(stop), name="rate-limits")
         try:
             yield
         finally:
+            stop.set()
+            await syncing
             if worker is not None:
                 await worker.stop()
             if ctx is None:  # we made it, we close it
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         ],
     )
     app.state.ctx = context
+    app.state.rate_limiter = RateLimiter(context.db, clock=context.clock)
     errors.install(app)
     app.include_router(payments_router)
     app.include_router(webhooks_router)

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     poller_late_window: float = 900.0
     poller_late_every: float = 5.0
 
+    # Requests a minute per API token, and per client address on public endpoints (payment page,
+    # public payment reads); shared by all processes through the database. 0: no limit.
+    rate_limit_token_per_minute: int = 6000
+    rate_limit_ip_per_minute: int = 600
+
     # /readyz answers 503 when more webhook deliveries than this are overdue.
     ready_max_backlog: int = 10_000
 

@@ -26,7 +26,9 @@ _token_header = APIKeyHeader(
 )
 
 
-async def current_merchant(ctx: Context, token: Annotated[str | None, Security(_token_header)]) -> Merchant:
+async def current_merchant(
+    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
+) -> Merchant:
     if not token:
         raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
     if len(token) > 200:
@@ -35,6 +37,9 @@ async def current_merchant(ctx: Context, token: Annotated[str | None, Security(_
         merchant = await merchants.authenticate(session, token.strip())
     if merchant is None:
         raise Unauthorized("Invalid or revoked API token")
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.hit(f"token:{merchants.hash_token(token.strip())[:32]}", ctx.settings.rate_limit_token_per_minute)
     return merchant
 
 

@@ -88,7 +88,10 @@ class ErrorEnvelope(BaseModel):
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the error statuses a route can return."""
+    """OpenAPI ``responses=`` entries for the error statuses a route can return (an
+    authenticated route can always be rate limited: 429 comes with 401)."""
+    if 401 in codes and 429 not in codes:
+        codes = (*codes, 429)
     descriptions = {
         400: "Malformed request",
         401: "Missing, unknown or revoked API token",
@@ -96,6 +99,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The payment's state does not allow this, or an Idempotency-Key was reused",
         413: "Request body too large",
         422: "Invalid field values",
+        429: "Too many requests (see Retry-After)",
     }
     return {c: {"model": ErrorEnvelope, "description": descriptions.get(c, "Error")} for c in codes}
 

@@ -20,10 +20,11 @@ from paycenter.payments import attempts, fees, service
 from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
 from paycenter.providers import sandbox
 from paycenter.providers.models import Terminal
+from paycenter.ratelimit import limit_by_address
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-router = APIRouter(include_in_schema=False, dependencies=[Depends(transaction_from_path)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(transaction_from_path), Depends(limit_by_address)])
 LANG_COOKIE = "pc_lang"
 KASPI = ("kaspi_qr", "kaspi_pos")
 

@@ -32,6 +32,7 @@ from paycenter.payments.schemas import (
     Statistics,
     TransactionPage,
 )
+from paycenter.ratelimit import PublicRateLimit
 
 router = APIRouter(prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)])
 
@@ -110,10 +111,10 @@ async def _public(ctx: Context, request: Request, payment_id: str) -> dict[str, 
 @router.get(
     "/payment/{payment_id}",
     response_model=Envelope[PaymentPublic],
-    responses=error_responses(404),
+    responses=error_responses(404, 429),
     summary="Get a payment (public)",
 )
-async def get_payment(payment_id: str, ctx: Context, request: Request) -> dict[str, Any]:
+async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> dict[str, Any]:
     """Public: anyone with the 128-bit payment id may read its amounts and status (the payment page
     does). No metadata, customer data or webhook settings are shown here."""
     return await _public(ctx, request, payment_id)
@@ -122,10 +123,10 @@ async def get_payment(payment_id: str, ctx: Context, request: Request) -> dict[s
 @router.get(
     "/payment/{payment_id}/status",
     response_model=Envelope[PaymentPublic],
-    responses=error_responses(404),
+    responses=error_responses(404, 429),
     summary="Get a payment's status (public)",
 )
-async def get_payment_status(payment_id: str, ctx: Context, request: Request) -> dict[str, Any]:
+async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> dict[str, Any]:
     return await _public(ctx, request, payment_id)
 
 
