@@ -23,7 +23,6 @@ no float ever holds an amount.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,17 +33,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.pool import NullPool
 
-from paycenter.db import Base, Database, create_engine, utcnow
+from paycenter.db import Base, Database, create_engine, is_payment_id, utcnow
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token, new_signing_secret
-from paycenter.money import exponent
+from paycenter.money import exponent, to_major_str
 from paycenter.payments.models import (
     PAYABLE,
     Event,
     Operation,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     Refund,
     RefundLeg,
@@ -74,10 +76,10 @@ STATUSES: dict[str, PaymentStatus] = {
 # Partial payment statuses that mean no money moved (every other value, or none, is money).
 NO_MONEY = {"failed", "error", "cancelled", "canceled", "declined", "pending"}
 
-_PAYMENT_ID = re.compile(r"[0-9A-F]{32}")
 # Columns compared to tell whether a payment already in paycenter still matches its old row.
 COMPARED = ("merchant_id", "amount", "status", "paid_amount", "fee_amount", "received_amount", "refunded_amount")
 
+# How a column is selected: raw and text as stored; money and time as text (CAST ... AS CHAR).
 Kind = Literal["raw", "money", "time", "text"]
 
 
@@ -169,7 +171,8 @@ class ImportReport:
             "allowed_ips_not_enforced": self.allowed_ips,
         }
 
-    def lines(self) -> list[str]:
+    def lines(self, limit: int = 100) -> list[str]:
+        """The summary for people; at most ``limit`` skipped rows and warnings each (--json has all)."""
         verb = "would import" if self.dry_run else "imported"
         out = [
             f"{'DRY RUN: nothing written. ' if self.dry_run else ''}Legacy import summary ({verb} / already present):",
@@ -204,11 +207,14 @@ class ImportReport:
                 out.append(f"    {mid}: {', '.join(ips)}")
         if self.skipped:
             out.append(f"  skipped rows: {len(self.skipped)}")
-            for s in self.skipped:
-                out.append(f"    {s.table} {s.legacy_id}: {s.reason}")
+            out.extend(f"    {s.table} {s.legacy_id}: {s.reason}" for s in self.skipped[:limit])
+            if len(self.skipped) > limit:
+                out.append(f"    ... and {len(self.skipped) - limit} more (--json lists them all)")
         if self.warnings:
             out.append(f"  warnings: {len(self.warnings)}")
-            out.extend(f"    {w}" for w in self.warnings)
+            out.extend(f"    {w}" for w in self.warnings[:limit])
+            if len(self.warnings) > limit:
+                out.append(f"    ... and {len(self.warnings) - limit} more (--json lists them all)")
         return out
 
 
@@ -382,7 +388,12 @@ TERMINAL_COLUMNS: dict[str, Kind] = {
     "last_used": "time",
     "created_at": "time",
 }
-METHOD_COLUMNS: dict[str, Kind] = {"id": "raw", "code": "text"}
+METHOD_COLUMNS: dict[str, Kind] = {
+    "id": "raw",
+    "code": "text",
+    "commission_percent": "money",  # a DECIMAL: read as text like money
+    "add_commission_to_amount": "raw",
+}
 TRANSACTION_COLUMNS: dict[str, Kind] = {
     "id": "raw",
     "transaction_id": "text",
@@ -494,7 +505,11 @@ class LegacySource:
 
     async def transactions_after(self, after: int, limit: int) -> list[dict[str, Any]]:
         return await self.rows(
-            "transactions", TRANSACTION_COLUMNS, "WHERE `id` > :after ORDER BY `id` LIMIT :limit", after=after, limit=limit
+            "transactions",
+            TRANSACTION_COLUMNS,
+            "WHERE `id` > :after ORDER BY `id` LIMIT :limit",
+            after=after,
+            limit=limit,
         )
 
     async def children(self, table: str, spec: dict[str, Kind], ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -537,7 +552,7 @@ class PaymentPlan:
 
 
 @dataclass
-class Context:
+class PlanContext:
     tz: ZoneInfo
     now: datetime
     merchants: dict[int, str]  # old source id -> merchant id (imported now or before)
@@ -548,6 +563,10 @@ class Context:
     txn_ids: dict[str, str] = field(default_factory=dict)
 
 
+def _major(minor: int) -> str:
+    return to_major_str(minor, CURRENCY)
+
+
 def _positive(value: int | None, what: str) -> int:
     if value is None or value <= 0:
         raise BadRow(f"{what} must be greater than zero")
@@ -555,12 +574,12 @@ def _positive(value: int | None, what: str) -> int:
 
 
 def plan_payment(
-    row: dict[str, Any], partials: list[dict[str, Any]], logs: list[dict[str, Any]], ctx: Context
+    row: dict[str, Any], partials: list[dict[str, Any]], logs: list[dict[str, Any]], ctx: PlanContext
 ) -> PaymentPlan:
     """Everything one old transaction becomes. Raises BadRow when it cannot be carried over."""
     legacy_id = int(row["id"])
     payment_id = (_text(row["transaction_id"]) or "").strip().upper()
-    if not _PAYMENT_ID.fullmatch(payment_id):
+    if not is_payment_id(payment_id):
         raise BadRow(f"transaction_id {row['transaction_id']!r} is not 32 hex characters")
     source = row["source_id"]
     owner = ctx.merchants.get(int(source)) if source is not None else None
@@ -570,18 +589,20 @@ def plan_payment(
     if old_status not in STATUSES:
         raise BadRow(f"unknown status {row['status']!r}")
     status = STATUSES[old_status]
+    warnings: list[str] = []
+    if old_status == "processing":
+        warnings.append("was processing (a terminal operation was running): imported as pending; check the terminal")
     # What the merchant asked for: original_amount; `amount` could be grossed up with a bank fee.
     charged = _positive(parse_money(row["amount"], "amount"), "amount")
     original = parse_money(row["original_amount"], "original_amount", allow_none=True)
     amount = _positive(original, "original_amount") if original is not None else charged
-    webhook_url = _clip(row["webhook_url"], 10_000)
+    webhook_url = (_text(row["webhook_url"]) or "").strip() or None
     if webhook_url and len(webhook_url) > 500:
         raise BadRow("webhook_url is longer than 500 characters")
     secret = _text(row["webhook_secret"])
     if secret and len(secret) > 64:
         raise BadRow("webhook_secret is longer than 64 characters")
 
-    warnings: list[str] = []
     created = parse_time(row["created_at"], ctx.tz)
     updated = parse_time(row["updated_at"], ctx.tz)
     paid_at = parse_time(row["paid_at"], ctx.tz)
@@ -636,7 +657,7 @@ def plan_payment(
     return plan
 
 
-def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str, Any]], ctx: Context) -> None:
+def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str, Any]], ctx: PlanContext) -> None:
     payment = plan.payment
     terminal = row["kaspi_terminal_id"]
     # The transaction names the terminal it last used: the best record of where its money was taken.
@@ -651,7 +672,7 @@ def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str,
         gross = _positive(parse_money(pp["amount"], f"partial payment {pp_id} amount"), f"partial payment {pp_id}")
         fee = parse_money(pp["commission_amount"], f"partial payment {pp_id} commission", allow_none=True) or 0
         if fee < 0 or fee > gross:
-            raise BadRow(f"partial payment {pp_id}: commission {fee / 100} is outside 0..{gross / 100}")
+            raise BadRow(f"partial payment {pp_id}: commission {_major(fee)} is outside 0..{_major(gross)}")
         at = parse_time(pp["paid_at"], ctx.tz) or parse_time(pp["created_at"], ctx.tz) or fallback_time
         method = pp["payment_method_id"]
         op = _operation(
@@ -670,7 +691,7 @@ def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str,
             refunded = parse_money(pp["refund_amount"], f"partial payment {pp_id} refund_amount", allow_none=True)
             refunded = refunded or gross  # a refund flag without an amount: the whole operation
             if refunded < 0 or refunded > gross:
-                raise BadRow(f"partial payment {pp_id}: refund_amount {refunded / 100} exceeds its amount")
+                raise BadRow(f"partial payment {pp_id}: refund_amount {_major(refunded)} exceeds its amount")
             refunded_at = parse_time(pp["refunded_at"], ctx.tz) or payment.updated_at
             _refund(
                 plan,
@@ -702,19 +723,19 @@ def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str,
         plan.warnings.append("paid_amount without partial payments: recorded as one operation")
     elif plan.operations and old_paid != payment.paid_amount:
         plan.warnings.append(
-            f"paid_amount {old_paid / 100:.2f} differs from its partial payments ({payment.paid_amount / 100:.2f}); "
+            f"paid_amount {_major(old_paid)} differs from its partial payments ({_major(payment.paid_amount)}); "
             "used the partial payments"
         )
     if old_net is not None and plan.operations and old_net != payment.received_amount:
         plan.warnings.append(
-            f"actual_amount_received {old_net / 100:.2f} differs from its partial payments' net "
-            f"({payment.received_amount / 100:.2f}); used the partial payments"
+            f"actual_amount_received {_major(old_net)} differs from its partial payments' net "
+            f"({_major(payment.received_amount)}); used the partial payments"
         )
     old_remaining = parse_money(row["remaining_amount"], "remaining_amount", allow_none=True)
     if old_remaining is not None and old_remaining != payment.remaining_amount:
         plan.warnings.append(
-            f"remaining_amount {old_remaining / 100:.2f} differs from amount - net received "
-            f"({payment.remaining_amount / 100:.2f})"
+            f"remaining_amount {_major(old_remaining)} differs from amount - net received "
+            f"({_major(payment.remaining_amount)})"
         )
     if payment.status == PaymentStatus.REFUNDED and payment.refunded_amount < payment.paid_amount:
         # Marked refunded, yet not every partial payment says so: the status is the old system's
@@ -724,22 +745,23 @@ def _plan_money(plan: PaymentPlan, row: dict[str, Any], partials: list[dict[str,
             left = op.amount - sum(leg.amount for leg in plan.legs if leg.operation_id == op.id)
             if left > 0:
                 legs.append((f"rfl_legacy_t{plan.legacy_id}_{n}", op, left))
-        _refund(
-            plan,
-            refund_id=f"rfd_legacy_t{plan.legacy_id}",
-            legs=legs,
-            provider_ref=None,
-            at=payment.updated_at,
-            reason="status refunded in the old system",
-        )
-        plan.warnings.append("status refunded without refunded partial payments: recorded a refund of the rest")
+        if legs:
+            _refund(
+                plan,
+                refund_id=f"rfd_legacy_t{plan.legacy_id}",
+                legs=legs,
+                provider_ref=None,
+                at=payment.updated_at,
+                reason="status refunded in the old system",
+            )
+            plan.warnings.append("status refunded but not all partial payments say so: recorded a refund of the rest")
     if payment.status in (PaymentStatus.PAID, PaymentStatus.PARTIALLY_PAID) and payment.paid_amount == 0:
         plan.warnings.append(f"status {payment.status} but no money recorded")
 
 
 def _operation(
     plan: PaymentPlan,
-    ctx: Context,
+    ctx: PlanContext,
     *,
     op_id: str,
     txn: str | None,
@@ -876,7 +898,7 @@ def _error_class(code: int | None, success: bool) -> str | None:
     return str(ErrorClass.HTTP_STATUS) if code else None
 
 
-def _plan_webhook_log(plan: PaymentPlan, logs: list[dict[str, Any]], ctx: Context) -> None:
+def _plan_webhook_log(plan: PaymentPlan, logs: list[dict[str, Any]], ctx: PlanContext) -> None:
     payment = plan.payment
     by_type: dict[str, list[tuple[datetime, dict[str, Any]]]] = defaultdict(list)
     for log in logs:
@@ -983,28 +1005,46 @@ async def _existing(session: AsyncSession, column: Any, values: Iterable[Any]) -
     return set(await session.scalars(select(column).where(column.in_(values))))
 
 
-async def _import_merchants(source: LegacySource, target: Database, report: ImportReport, opts: Options) -> dict[int, str]:
+async def _write(target: Database, stages: Sequence[Sequence[Base]], opts: Options) -> None:
+    """Insert parents before children, one flush per stage: without ORM relationships the unit
+    of work does not know the foreign keys, and PostgreSQL checks them at once."""
+    if opts.dry_run or not any(stages):
+        return
+    async with target.transaction() as session:
+        for rows in stages:
+            if rows:
+                session.add_all(rows)
+                await session.flush()
+
+
+async def _import_merchants(
+    source: LegacySource, target: Database, report: ImportReport, opts: Options
+) -> dict[int, str]:
     rows = await source.rows("sources", MERCHANT_COLUMNS, "ORDER BY `id`")
+    tokens = {int(r["id"]): (_text(r["api_token"]) or "").strip() for r in rows}
     async with target.reading() as session:
-        present = await _existing(session, Merchant.id, (merchant_id(int(r["id"])) for r in rows))
-        tokens = {
-            t.id: t for t in await session.scalars(select(ApiToken).where(ApiToken.id.in_([token_id(int(r["id"])) for r in rows])))
+        present = await _existing(session, Merchant.id, (merchant_id(sid) for sid in tokens))
+        issued = {
+            t.id: t
+            for t in await session.scalars(select(ApiToken).where(ApiToken.id.in_([token_id(s) for s in tokens])))
         }
-        hashes = dict(
-            (await session.execute(select(ApiToken.token_hash, ApiToken.id).where(
-                ApiToken.token_hash.in_([hash_token(t) for r in rows if (t := (_text(r["api_token"]) or "").strip())])
-            ))).all()
-        ) if rows else {}
-    merchants: dict[int, str] = {}
-    new: list[Base] = []
-    unused_urls: list[str] = []
+        digests = [hash_token(t) for t in tokens.values() if t]
+        by_hash: dict[str, str] = {}
+        if digests:
+            found = await session.execute(
+                select(ApiToken.token_hash, ApiToken.id).where(ApiToken.token_hash.in_(digests))
+            )
+            by_hash = {digest: tid for digest, tid in found.all()}
+    tz = ZoneInfo(opts.source_timezone)
     now = utcnow()
+    merchants: dict[int, str] = {}
+    new_merchants: list[Base] = []
+    new_tokens: list[Base] = []
+    unused_urls: list[str] = []
     for row in rows:
         sid = int(row["id"])
-        mid = merchant_id(sid)
-        merchants[sid] = mid
-        ips = parse_allowed_ips(row["allowed_ips"])
-        if ips:
+        mid = merchants[sid] = merchant_id(sid)
+        if ips := parse_allowed_ips(row["allowed_ips"]):
             report.allowed_ips[mid] = ips
         url = _clip(row["webhook_url"], 500)
         if url and not opts.merchant_webhook_urls:
@@ -1013,7 +1053,7 @@ async def _import_merchants(source: LegacySource, target: Database, report: Impo
             report.merchants_present += 1
         else:
             report.merchants += 1
-            new.append(
+            new_merchants.append(
                 Merchant(
                     id=mid,
                     name=_clip(row["name"], 200) or f"Legacy source {sid}",
@@ -1023,34 +1063,37 @@ async def _import_merchants(source: LegacySource, target: Database, report: Impo
                     previous_secret_expires_at=None,
                     default_provider=opts.default_provider,
                     is_active=_flag(row["is_active"], True),
-                    created_at=parse_time(row["created_at"], ZoneInfo(opts.source_timezone)) or now,
+                    created_at=parse_time(row["created_at"], tz) or now,
                 )
             )
-        token = (_text(row["api_token"]) or "").strip()
-        tid = token_id(sid)
+        token, tid = tokens[sid], token_id(sid)
         if not token:
             report.skip("sources", sid, "no api_token: the merchant is imported without a token")
-            continue
-        digest = hash_token(token)
-        if tid in tokens:
+        elif tid in issued:
             report.tokens_present += 1
-            if tokens[tid].token_hash != digest:
+            if issued[tid].token_hash != hash_token(token):
                 report.warnings.append(f"{tid}: the old api_token changed since the last import; not updated")
-            continue
-        if digest in hashes:
-            report.skip("sources", sid, f"its api_token is already paycenter token {hashes[digest]}")
-            continue
-        report.tokens += 1
-        new.append(
-            ApiToken(id=tid, merchant_id=mid, name="legacy api_token", prefix=token[:8], token_hash=digest,
-                     created_at=now, revoked_at=None)
-        )
+        elif hash_token(token) in by_hash:
+            report.skip("sources", sid, f"its api_token is already paycenter token {by_hash[hash_token(token)]}")
+        else:
+            report.tokens += 1
+            new_tokens.append(
+                ApiToken(
+                    id=tid,
+                    merchant_id=mid,
+                    name="legacy api_token",
+                    prefix=token[:8],
+                    token_hash=hash_token(token),
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
     if unused_urls:
         report.warnings.append(
-            "sources.webhook_url is not set as the merchants' default webhook URL (the old system never used it; "
-            "--merchant-webhook-urls carries it): " + "; ".join(unused_urls)
+            "sources.webhook_url was not made the merchants' default webhook URL (the old system never used it; "
+            "--merchant-webhook-urls does): " + "; ".join(unused_urls)
         )
-    await _write(target, new, opts)
+    await _write(target, [new_merchants, new_tokens], opts)
     return merchants
 
 
@@ -1058,8 +1101,8 @@ def _terminal_url(ip_address: str, port: object) -> str:
     url = ip_address.strip().rstrip("/")
     if "://" not in url:
         url = "https://" + url  # terminals serve HTTPS
-    host = url.split("://", 1)[1]
-    if port not in (None, "", 0) and ":" not in host.split("/", 1)[0]:
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    if port not in (None, "", 0) and ":" not in host:
         url = f"{url}:{int(str(port))}"
     return url
 
@@ -1069,22 +1112,22 @@ async def _import_terminals(source: LegacySource, target: Database, report: Impo
         return set()
     rows = await source.rows("kaspi_terminals", TERMINAL_COLUMNS, "ORDER BY `id`")
     async with target.reading() as session:
-        present = await _existing(session, Terminal.id, (terminal_id(int(r["id"])) for r in rows))
-        names = set(await session.scalars(select(Terminal.name).where(Terminal.id.not_in(present) if present else True)))
+        pool = dict((await session.execute(select(Terminal.id, Terminal.name))).all())
+    names = set(pool.values())
     tz = ZoneInfo(opts.source_timezone)
     known: set[int] = set()
     new: list[Base] = []
-    cameras = []
+    cameras: list[str] = []
     for row in rows:
         tid = int(row["id"])
-        if terminal_id(tid) in present:
+        if terminal_id(tid) in pool:
             report.terminals_present += 1
             known.add(tid)
             continue
         name = _clip(row["name"], 100) or f"legacy-{tid}"
-        address = _text(row["ip_address"]) or ""
-        token = _text(row["access_token"]) or ""
-        if not address.strip() or not token.strip():
+        address = (_text(row["ip_address"]) or "").strip()
+        token = (_text(row["access_token"]) or "").strip()
+        if not address or not token:
             report.skip("kaspi_terminals", tid, "no ip_address or access_token")
             continue
         if name in names:
@@ -1100,7 +1143,7 @@ async def _import_terminals(source: LegacySource, target: Database, report: Impo
                 id=terminal_id(tid),
                 name=name,
                 base_url=_terminal_url(address, row["port"]),
-                access_token=token.strip()[:200],
+                access_token=token[:200],
                 camera_url=None,
                 is_active=_flag(row["is_active"], True),
                 busy_with=None,
@@ -1114,28 +1157,64 @@ async def _import_terminals(source: LegacySource, target: Database, report: Impo
         )
     if cameras:
         report.warnings.append(
-            "terminals with an old camera_id get no camera URL (set it with the admin panel or "
-            f"`paycenter terminal add` if the camera service is kept): {', '.join(cameras)}"
+            "terminals with an old camera_id got no camera URL (the old camera service is addressed differently; "
+            f"add it by hand if it is kept): {', '.join(cameras)}"
         )
-    await _write(target, new, opts)
+    await _write(target, [new], opts)
     return known
 
 
-async def _write(target: Database, rows: Sequence[Base], opts: Options) -> None:
-    if opts.dry_run or not rows:
-        return
-    async with target.transaction() as session:
-        session.add_all(rows)
+async def _compare_methods(source: LegacySource, target: Database, report: ImportReport) -> dict[int, str]:
+    """Old payment method ids -> codes; and a warning where paycenter prices a method otherwise.
+
+    The old system added the fee on top for methods with add_commission_to_amount (the payer
+    covered it); paycenter's seeded methods have the merchant carry it. The operator decides:
+    nothing here changes paycenter's methods.
+    """
+    rows = await source.rows("payment_methods", METHOD_COLUMNS, "ORDER BY `id`")
+    async with target.reading() as session:
+        ours = {m.code: m for m in await session.scalars(select(PaymentMethod))}
+    codes: dict[int, str] = {}
+    for row in rows:
+        code = (_text(row["code"]) or "").strip()
+        codes[int(row["id"])] = code
+        mine = ours.get(code)
+        if mine is None:
+            if code:
+                report.warnings.append(f"old payment method {code!r} has no paycenter counterpart")
+            continue
+        fixes = []
+        try:
+            percent = Decimal(str(row["commission_percent"])) if row["commission_percent"] is not None else None
+        except InvalidOperation:
+            percent = None
+        if percent is not None and percent * 100 != mine.fee_bp:
+            fixes.append(f"--fee {percent.normalize():f}")
+        if row["add_commission_to_amount"] is not None:
+            payer = _flag(row["add_commission_to_amount"], False)
+            if payer != mine.payer_covers_fee:
+                fixes.append("--payer-covers-fee" if payer else "--merchant-covers-fee")
+        if fixes:
+            report.warnings.append(
+                f"payment method {code} is priced differently than in the old system; to keep the old pricing: "
+                f"paycenter payment-method set {code} {' '.join(fixes)}"
+            )
+    return codes
 
 
-def _differs(existing: Payment, planned: Payment) -> bool:
-    return any(getattr(existing, name) != getattr(planned, name) for name in COMPARED) or (
-        existing.metadata_ or {}
-    ) != (planned.metadata_ or {})
+def _differs(existing: dict[str, Any], planned: Payment) -> bool:
+    if any(existing[name] != getattr(planned, name) for name in COMPARED):
+        return True
+    return (existing["metadata_"] or {}) != (planned.metadata_ or {})
 
 
 async def _import_batch(
-    source: LegacySource, target: Database, rows: list[dict[str, Any]], ctx: Context, report: ImportReport, opts: Options
+    source: LegacySource,
+    target: Database,
+    rows: list[dict[str, Any]],
+    ctx: PlanContext,
+    report: ImportReport,
+    opts: Options,
 ) -> None:
     ids = [int(r["id"]) for r in rows]
     partials = await source.children("partial_payments", PARTIAL_COLUMNS, ids)
@@ -1143,27 +1222,29 @@ async def _import_batch(
     plans: list[PaymentPlan] = []
     for row in rows:
         legacy_id = int(row["id"])
-        saved = dict(ctx.txn_ids)
+        claimed = dict(ctx.txn_ids)
         try:
             plans.append(plan_payment(row, partials.get(legacy_id, []), logs.get(legacy_id, []), ctx))
         except BadRow as exc:
-            ctx.txn_ids = saved  # a skipped payment claims no terminal transaction ids
+            ctx.txn_ids = claimed  # a skipped payment holds no terminal transaction ids
             report.skip("transactions", legacy_id, str(exc))
+    present: dict[str, dict[str, Any]] = {}
+    taken: dict[str, str] = {}
     async with target.reading() as session:
-        present = {
-            p.id: p for p in await session.scalars(select(Payment).where(Payment.id.in_([p.payment.id for p in plans])))
-        } if plans else {}
+        if plans:
+            # Only the compared columns: a re-run never needs to decrypt anybody's webhook secret.
+            columns = [getattr(Payment, name) for name in ("id", *COMPARED, "metadata_")]
+            found = await session.execute(select(*columns).where(Payment.id.in_([p.payment.id for p in plans])))
+            present = {row.id: dict(row._mapping) for row in found}
         txns = [op.provider_txn_id for p in plans if p.payment.id not in present for op in p.operations]
-        taken = dict(
-            (
-                await session.execute(
-                    select(Operation.provider_txn_id, Operation.id).where(
-                        Operation.provider == PROVIDER, Operation.provider_txn_id.in_(txns)
-                    )
+        if txns:
+            held = await session.execute(
+                select(Operation.provider_txn_id, Operation.id).where(
+                    Operation.provider == PROVIDER, Operation.provider_txn_id.in_(txns)
                 )
-            ).all()
-        ) if txns else {}
-    new: list[Base] = []
+            )
+            taken = {txn: op_id for txn, op_id in held.all()}
+    stages: list[list[Base]] = [[] for _ in range(7)]
     for plan in plans:
         payment = plan.payment
         if payment.id in present:
@@ -1174,7 +1255,7 @@ async def _import_batch(
         for op in plan.operations:
             holder = taken.get(op.provider_txn_id)
             if holder is not None and holder != op.id:
-                fallback = f"legacy-pp-{op.id.removeprefix('op_legacy_')}"
+                fallback = "legacy-pp-" + op.id.removeprefix("op_legacy_")
                 plan.warnings.append(
                     f"{op.id}: terminal transactionId {op.provider_txn_id} is already paycenter operation {holder}; "
                     f"imported as {fallback}"
@@ -1191,43 +1272,41 @@ async def _import_batch(
         report.warnings.extend(f"transaction {plan.legacy_id} ({payment.id}): {w}" for w in plan.warnings)
         if payment.status in PAYABLE and payment.expires_at <= ctx.now:
             report.overdue_payable += 1
-        # Parents before children: the unit of work orders inserts by table dependencies anyway.
-        new += [payment, *plan.operations, *plan.refunds, *plan.legs, *plan.events, *plan.deliveries, *plan.attempts]
-    await _write(target, new, opts)
+        for stage, items in enumerate(
+            ([payment], plan.operations, plan.refunds, plan.legs, plan.events, plan.deliveries, plan.attempts)
+        ):
+            stages[stage].extend(items)
+    await _write(target, stages, opts)
 
 
 async def import_legacy(
     source_url: str, target: Database, *, options: Options | None = None, now: datetime | None = None
 ) -> ImportReport:
-    """Copy the old system's rows into ``target`` (already migrated). Safe to run again."""
+    """Copy the old system's rows into ``target`` (already migrated). Running it again changes nothing."""
     opts = options or Options()
     report = ImportReport(dry_run=opts.dry_run)
     try:
         tz = ZoneInfo(opts.source_timezone)
-    except Exception:
+    except (ValueError, KeyError):
         raise LegacyImportError(f"unknown time zone {opts.source_timezone!r}") from None
     _check_timezone(tz, report)
     if make_url(source_url).get_backend_name() not in ("mysql", "mariadb"):
         raise LegacyImportError("the source must be the old system's MySQL/MariaDB database (mysql://...)")
-    # REPEATABLE READ: every query of this one transaction reads the same snapshot of the old tables.
-    engine = create_engine(source_url, isolation_level="REPEATABLE READ", pool_size=1, max_overflow=0)
+    # REPEATABLE READ: every query of the one transaction below reads the same snapshot.
+    engine = create_engine(source_url, isolation_level="REPEATABLE READ", poolclass=NullPool)
     try:
         try:
-            conn_cm = engine.connect()
-            conn = await conn_cm.__aenter__()
-        except Exception as exc:
-            raise LegacyImportError(f"cannot connect to the source database: {exc}") from exc
+            conn = await engine.connect()
+        except DBAPIError as exc:
+            raise LegacyImportError(f"cannot connect to the source database: {exc.orig}") from None
         try:
             async with conn.begin():
                 source = LegacySource(conn)
                 await source.inspect()
                 merchants = await _import_merchants(source, target, report, opts)
                 terminals = await _import_terminals(source, target, report, opts)
-                methods = {
-                    int(r["id"]): (_text(r["code"]) or "").strip()
-                    for r in await source.rows("payment_methods", METHOD_COLUMNS)
-                }
-                ctx = Context(tz=tz, now=now or utcnow(), merchants=merchants, terminals=terminals, methods=methods)
+                methods = await _compare_methods(source, target, report)
+                ctx = PlanContext(tz=tz, now=now or utcnow(), merchants=merchants, terminals=terminals, methods=methods)
                 after = 0
                 while rows := await source.transactions_after(after, opts.batch_size):
                     await _import_batch(source, target, rows, ctx, report, opts)
@@ -1236,7 +1315,7 @@ async def import_legacy(
                     for orphan in await source.orphans(table):
                         report.skip(table, orphan, "its transaction does not exist")
         finally:
-            await conn_cm.__aexit__(None, None, None)
+            await conn.close()
     finally:
         await engine.dispose()
     return report
