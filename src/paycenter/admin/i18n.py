@@ -84,7 +84,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "delivery": ("Доставка", "Delivery"),
     "no_deliveries": ("Вебхуков не было.", "No webhooks."),
     "failed_only": ("Только неудачные", "Failed only"),
-    "resend_failed_since": ("Отправить снова все неудачные с", "Resend every failed delivery since"),
+    "resend_failed_since": (
+        "Отправить снова все неудачные с (время Алматы)",
+        "Resend every failed delivery since (Almaty time)",
+    ),
     "name": ("Название", "Name"),
     "webhook_url": ("URL вебхука", "Webhook URL"),
     "save": ("Сохранить", "Save"),

@@ -86,18 +86,13 @@ async def login(request: Request, ctx: Context) -> Response:
     ip = client_ip(request)
     now = ctx.now()
     try:
-        async with ctx.db.transaction() as session:
-            result = await service.authenticate(session, username=username, password=password, ip=ip, now=now)
-            await service.audit(
-                session,
-                actor=username or "?",
-                action="login" if result else "login_failed",
-                now=now,
-                ip=ip,
-            )
+        result = await service.authenticate(ctx.db, username=username, password=password, ip=ip, now=now)
     except service.LoginLocked as exc:
         context = {"next": next_url, "message": "login_locked", "minutes": exc.minutes}
         return render(request, "login.html", context, status_code=429)
+    async with ctx.db.transaction() as session:
+        action = "login" if result else "login_failed"
+        await service.audit(session, actor=username or "?", action=action, now=now, ip=ip)
     if result is None:
         return render(request, "login.html", {"next": next_url, "message": "wrong_login"}, status_code=401)
     response = RedirectResponse(next_url, status_code=303)

@@ -18,10 +18,11 @@ from typing import Any
 
 from pwdlib import PasswordHash
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
-from paycenter.db import new_id
+from paycenter.db import Database, new_id
 from paycenter.errors import ApiError, Conflict
 
 HASHER = PasswordHash.recommended()
@@ -97,30 +98,43 @@ def throttle_keys(username: str, ip: str | None) -> list[str]:
     return keys
 
 
-async def locked_until(session: AsyncSession, keys: list[str], now: datetime) -> datetime | None:
-    rows = await session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))
-    until = [row.locked_until for row in rows if row.locked_until and row.locked_until > now]
-    return max(until) if until else None
-
-
-async def note_failure(session: AsyncSession, keys: list[str], now: datetime) -> None:
+async def _ensure_rows(db: Database, keys: list[str], now: datetime) -> None:
+    """A throttle row for each key, each made in its own short transaction: logins then only lock
+    rows that exist. (Concurrent inserts of one key inside the login's transaction would fail on
+    PostgreSQL and deadlock on MariaDB.)"""
+    async with db.reading() as session:
+        have = set(await session.scalars(select(LoginThrottle.key).where(LoginThrottle.key.in_(keys))))
     for key in keys:
-        row = await session.get(LoginThrottle, key, with_for_update=True)
-        if row is None or row.first_failure_at < now - FAILURE_WINDOW:
-            if row is None:
-                row = LoginThrottle(key=key, failures=0, first_failure_at=now)
-                session.add(row)
-            row.failures = 0
-            row.first_failure_at = now
-            row.locked_until = None
-        row.failures += 1
-        if row.failures >= MAX_FAILURES:
-            row.locked_until = now + LOCK_FOR
-    await session.flush()
+        if key not in have:
+            try:
+                async with db.transaction() as session:
+                    session.add(LoginThrottle(key=key, failures=0, first_failure_at=now))
+            except IntegrityError:
+                pass  # another login made it meanwhile
 
 
-async def clear_failures(session: AsyncSession, keys: list[str]) -> None:
-    await session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+def _count_failure(row: LoginThrottle, now: datetime) -> None:
+    if row.failures == 0 or row.first_failure_at < now - FAILURE_WINDOW:
+        row.failures = 0
+        row.first_failure_at = now
+        row.locked_until = None
+    row.failures += 1
+    if row.failures >= MAX_FAILURES:
+        row.locked_until = now + LOCK_FOR
+
+
+async def _reserve_attempt(db: Database, keys: list[str], now: datetime) -> datetime | None:
+    """Count this attempt as a failure up front, unless a key is locked (then: until when)."""
+    await _ensure_rows(db, keys, now)
+    async with db.transaction() as session:
+        rows = [await session.get(LoginThrottle, key, with_for_update=True, populate_existing=True) for key in keys]
+        until = [row.locked_until for row in rows if row and row.locked_until and row.locked_until > now]
+        if until:
+            return max(until)
+        for row in rows:
+            if row is not None:
+                _count_failure(row, now)
+    return None
 
 
 # --- sessions ----------------------------------------------------------------------------------
@@ -132,38 +146,49 @@ class Login:
     token: str  # for the cookie; never stored
 
 
-async def authenticate(
-    session: AsyncSession, *, username: str, password: str, ip: str | None, now: datetime
-) -> Login | None:
+async def authenticate(db: Database, *, username: str, password: str, ip: str | None, now: datetime) -> Login | None:
     """Check a password and open a session; None for wrong credentials (counted towards a lock).
 
-    Raises LoginLocked while the username or the address is locked.
+    Raises LoginLocked while the username or the address is locked. The attempt is counted as a
+    failure before the password is checked, and cleared if it was right: guesses sent in parallel
+    are thus counted like guesses in a row (the fifth locks, later ones are refused unchecked).
+    The slow hash runs outside any transaction: on SQLite a write transaction holds up every writer.
     """
-    keys = throttle_keys(username, ip)
-    until = await locked_until(session, keys, now)
+    keys = sorted(throttle_keys(username, ip))  # one lock order everywhere
+    until = await _reserve_attempt(db, keys, now)
     if until is not None:
-        minutes = max(int((until - now).total_seconds() // 60) + 1, 1)
-        raise LoginLocked(minutes)
-    user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
+        raise LoginLocked(max(int((until - now).total_seconds() // 60) + 1, 1))
+    async with db.reading() as session:
+        user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
     # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
     ok = await asyncio.to_thread(HASHER.verify, password[:1000], user.password_hash if user else _DUMMY_HASH)
     if not ok or user is None or not user.is_active:
-        await note_failure(session, keys, now)
         return None
-    await clear_failures(session, keys)
-    user.last_login_at = now
     token = secrets.token_urlsafe(32)
-    session.add(
-        AdminSession(
-            id=_digest(token),
-            user_id=user.id,
-            csrf_token=secrets.token_urlsafe(24),
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + MAX_SESSION,
-            ip=ip[:64] if ip else None,
+    async with db.transaction() as session:
+        await session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key.in_(keys))
+            .values(failures=0, locked_until=None)
+            .execution_options(synchronize_session=False)
         )
-    )
+        await session.execute(
+            update(AdminUser)
+            .where(AdminUser.id == user.id)
+            .values(last_login_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            AdminSession(
+                id=_digest(token),
+                user_id=user.id,
+                csrf_token=secrets.token_urlsafe(24),
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + MAX_SESSION,
+                ip=ip[:64] if ip else None,
+            )
+        )
     return Login(user, token)
 
 

@@ -12,9 +12,9 @@ from fastapi.templating import Jinja2Templates
 
 from paycenter.admin import service
 from paycenter.admin.i18n import LANGUAGES, translator
+from paycenter.admin.queries import ALMATY
 from paycenter.deps import Context
 from paycenter.money import to_major_str
-from paycenter.timefmt import iso
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -77,9 +77,10 @@ def money(minor: int | None, currency: str) -> str:
 
 
 def when(value: Any) -> str:
+    """Local (Almaty) time, as the panel's days, date filters and "resend failed since" count."""
     if value is None:
         return "—"
-    return (iso(value) or "").replace("T", " ").replace("Z", " UTC")
+    return str(value.astimezone(ALMATY).strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
 def render(
