@@ -34,6 +34,7 @@ class Sink:
     bodies: dict[str, str] = field(default_factory=dict)  # path -> answer body
     release_hang: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float = 0.0  # seconds each answer takes: a slow endpoint
+    answering: int = 0  # requests received and not yet answered (in flight at the sender)
     _runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
@@ -52,10 +53,14 @@ class Sink:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.received.append(Received(request.path, dict(request.headers), body, time.time()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if request.path.startswith("/hang"):
-            await self.release_hang.wait()
+        self.answering += 1
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if request.path.startswith("/hang"):
+                await self.release_hang.wait()
+        finally:
+            self.answering -= 1
         statuses = self.script.get(request.path, [200])
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         text = self.bodies.get(request.path, "ok" if status < 300 else "nope")

@@ -175,8 +175,11 @@ def api(
 
     import uvicorn
 
+    # API processes run no background loops; the app factory (in this process with one worker,
+    # in each child with several) reads the settings from the environment.
+    os.environ["PAYCENTER_RUN_WORKER"] = "false"
+    get_settings.cache_clear()
     settings = get_settings()
-    os.environ["PAYCENTER_RUN_WORKER"] = "false"  # the processes uvicorn starts read the environment
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # One /metrics for all processes: prometheus_client sums their files.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycenter-metrics-")

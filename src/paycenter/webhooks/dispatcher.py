@@ -52,6 +52,7 @@ class Dispatcher:
         self.max_retry_after = max_retry_after
         self.batch_size = batch_size
         self._last_lease = datetime.min.replace(tzinfo=UTC)
+        self._closing = False  # set once the sends in flight are done: the recorder may stop
         self._wake = asyncio.Event()
         # Claimed and not yet recorded (their leases are renewed); `_sending` of them are on the wire.
         self._in_flight: dict[str, service.Job] = {}
@@ -74,18 +75,20 @@ class Dispatcher:
         return min(self.max_in_flight - self._sending, self.batch_size, 4 * self.max_in_flight - self.in_flight)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._closing = False
         unsubscribe = self.db.subscribe(service.WAKE_CHANNEL, self.wake)
         recorder = asyncio.create_task(self._record_loop(stop), name="webhooks-recorder")
         try:
             await self._claim_loop(stop)
         finally:
             unsubscribe()
-            # Let sends in flight finish (each is bounded by the HTTP timeout) and record them.
+            # Let sends in flight finish (each is bounded by the HTTP timeout), then let the
+            # recorder write them down: it is never cancelled mid-batch, or a batch of tries
+            # that reached the merchant would go unrecorded and be sent again by another worker.
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.sender.timeout.total)
-            recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recorder
+            self._closing = True
+            await recorder
             await self._flush()
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as session:
@@ -161,7 +164,7 @@ class Dispatcher:
     async def _record_loop(self, stop: asyncio.Event) -> None:
         renew_every = self.lease.total_seconds() / 3
         last_renew = time.monotonic()
-        while True:
+        while not self._closing:
             await asyncio.sleep(0.03 if self._done else 0.05)
             await self._flush()
             if time.monotonic() - last_renew >= renew_every and self._in_flight:
