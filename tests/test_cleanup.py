@@ -133,3 +133,35 @@ async def test_readyz_reports_an_overdue_backlog(client, db, merchant, ctx):
     r = await client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["problems"] == ["1 webhook deliveries overdue"]
+
+
+async def test_cleanup_forgets_dead_admin_sessions_login_counters_and_rate_windows(db, clock):
+    """Rows that can never matter again go; live ones stay."""
+    from paycenter.admin.models import AdminSession, AdminUser, LoginThrottle
+    from paycenter.ratelimit import RateCounter
+
+    now = clock()
+    async with db.transaction() as session:
+        session.add(AdminUser(id="u1", username="op", password_hash="x", role="admin", is_active=True, created_at=now))
+        await session.flush()
+        for sid, seen, expires in (
+            ("live", now, now + DAY),
+            ("idle", now - timedelta(hours=2), now + DAY),
+            ("over", now, now - timedelta(seconds=1)),
+        ):
+            session.add(
+                AdminSession(
+                    id=sid, user_id="u1", csrf_token="c", created_at=now, last_seen_at=seen, expires_at=expires
+                )
+            )
+        session.add(LoginThrottle(key="old", failures=2, first_failure_at=now - DAY))
+        session.add(LoginThrottle(key="locked", failures=5, first_failure_at=now - DAY, locked_until=now + DAY))
+        session.add(LoginThrottle(key="recent", failures=1, first_failure_at=now))
+        session.add(RateCounter(key="ip:old", window_start=now - timedelta(hours=1), count=3))
+        session.add(RateCounter(key="ip:now", window_start=now, count=3))
+    result = await run_cleanup(db, clock)
+    assert result.stale_rows_removed == 4
+    async with db.reading() as session:
+        assert set(await session.scalars(select(AdminSession.id))) == {"live"}
+        assert set(await session.scalars(select(LoginThrottle.key))) == {"locked", "recent"}
+        assert set(await session.scalars(select(RateCounter.key))) == {"ip:now"}

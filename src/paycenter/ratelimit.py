@@ -14,12 +14,13 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import String, select, update
+from sqlalchemy import String, delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paycenter.db import Base, Database, UTCDateTime
@@ -128,6 +129,16 @@ class RateLimiter:
                 log.exception("rate limit sync failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+async def purge_stale(session: AsyncSession, *, now: datetime) -> int:
+    """Drop counters of past windows: a row per client address would otherwise stay forever."""
+    result = await session.execute(
+        delete(RateCounter)
+        .where(RateCounter.window_start < _window(now) - timedelta(seconds=WINDOW))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0  # type: ignore[attr-defined]
 
 
 def client_address(request: Request) -> str:

@@ -227,6 +227,22 @@ async def logout(session: AsyncSession, *, session_id: str) -> None:
     await session.execute(delete(AdminSession).where(AdminSession.id == session_id))
 
 
+async def purge_stale(session: AsyncSession, *, now: datetime) -> int:
+    """Forget sessions that can no longer be resumed and login counters that no longer count
+    (the daily cleanup calls this; a stale row is harmless but would pile up forever)."""
+    gone = 0
+    for statement in (
+        delete(AdminSession).where((AdminSession.expires_at <= now) | (AdminSession.last_seen_at < now - IDLE_TIMEOUT)),
+        delete(LoginThrottle).where(
+            LoginThrottle.first_failure_at < now - FAILURE_WINDOW,
+            (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until <= now),
+        ),
+    ):
+        result = await session.execute(statement.execution_options(synchronize_session=False))
+        gone += result.rowcount or 0  # type: ignore[attr-defined]
+    return gone
+
+
 def csrf_ok(operator: Operator, submitted: str | None) -> bool:
     return bool(submitted) and secrets.compare_digest(operator.csrf_token, submitted or "")
 

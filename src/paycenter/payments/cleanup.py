@@ -24,7 +24,8 @@ from croniter import croniter
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import leadership
+from paycenter import leadership, ratelimit
+from paycenter.admin import service as admin_service
 from paycenter.config import Settings
 from paycenter.db import Database
 from paycenter.idempotency.models import IdempotencyKey
@@ -51,6 +52,7 @@ class CleanupResult:
     waiting_for_webhooks: int = 0
     kept_with_money: int = 0
     idempotency_keys_removed: int = 0
+    stale_rows_removed: int = 0  # admin sessions, login counters, rate-limit windows past use
 
 
 def _closed_at() -> object:
@@ -117,6 +119,8 @@ async def run(
                 delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_ttl)
             )
             result.idempotency_keys_removed = gone.rowcount or 0  # type: ignore[attr-defined]
+            result.stale_rows_removed = await admin_service.purge_stale(session, now=now)
+            result.stale_rows_removed += await ratelimit.purge_stale(session, now=now)
     async with db.transaction() as session:
         session.add(
             CleanupRun(
@@ -131,13 +135,15 @@ async def run(
             )
         )
     log.info(
-        "cleanup (%s%s): removed %d, waiting for webhooks %d, kept with money %d, idempotency keys %d",
+        "cleanup (%s%s): removed %d, waiting for webhooks %d, kept with money %d, idempotency keys %d, "
+        "stale sessions and counters %d",
         trigger,
         ", dry run" if dry_run else "",
         len(result.removed),
         result.waiting_for_webhooks,
         result.kept_with_money,
         result.idempotency_keys_removed,
+        result.stale_rows_removed,
     )
     return result
 
