@@ -3,19 +3,23 @@
 ``check`` loads the settings exactly as the other commands do (environment, then ``.env``, or
 ``--env-file``), connects to the database, and prints one line per finding: ``error`` (paycenter
 would fail or be unsafe: exit 1), ``warning`` (works, but not as production should), ``note``
-(worth knowing) and ``ok``. Only the database is contacted; Kaspi and terminals are not.
+(worth knowing) and ``ok``. Only the database is contacted (Kaspi and terminals are not), and
+never longer than ``--timeout``.
 ``show`` prints the effective settings with secrets masked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import ssl
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -212,14 +216,30 @@ def check_kaspi_qr(settings: Settings, report: Report) -> None:
                 report.error(name, f"{path} {why}")
                 certificate_ok = False
         if certificate_ok:
+            # A callback, so that OpenSSL never prompts on the terminal for a key's passphrase.
+            asked: list[bool] = []
+
+            def no_passphrase() -> bytes:
+                asked.append(True)
+                return b""
+
             try:
-                ssl.create_default_context().load_cert_chain(settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file)
-            except (ssl.SSLError, OSError) as exc:
-                report.error(
-                    "kaspi_qr_cert_file",
-                    f"{settings.kaspi_qr_cert_file} with {settings.kaspi_qr_key_file}: not a PEM certificate and its "
-                    f"key ({exc.__class__.__name__}: {exc})",
+                ssl.create_default_context().load_cert_chain(
+                    settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file, password=no_passphrase
                 )
+            except (ssl.SSLError, OSError) as exc:
+                if asked:
+                    report.error(
+                        "kaspi_qr_key_file",
+                        f"{settings.kaspi_qr_key_file} is encrypted with a passphrase, which paycenter cannot give: "
+                        "store it without one (openssl pkey -in KEY -out KEY.plain), readable by paycenter only",
+                    )
+                else:
+                    report.error(
+                        "kaspi_qr_cert_file",
+                        f"{settings.kaspi_qr_cert_file} with {settings.kaspi_qr_key_file}: not a PEM certificate and "
+                        f"its key ({exc.__class__.__name__}: {exc})",
+                    )
         if scheme == "r3" and not re.fullmatch(r"\d{12}", settings.kaspi_qr_organization_bin.strip()):
             report.error(
                 "kaspi_qr_organization_bin",
@@ -272,71 +292,115 @@ def check_cleanup(settings: Settings, report: Report) -> None:
 def check_misc(settings: Settings, report: Report) -> None:
     if settings.log_level.lower() not in UVICORN_LOG_LEVELS:
         report.error("log_level", f"{settings.log_level!r} is not one of {', '.join(UVICORN_LOG_LEVELS)}")
+    check_secret_keys(settings, report)
+
+
+def _keyring(settings: Settings) -> Any:
+    """The keyring PAYCENTER_SECRET_KEYS makes, None when this paycenter has no such setting; raises
+    the keyring's error for a bad key."""
     keys = getattr(settings, "secret_keys", _MISSING)
-    if keys is not _MISSING:
-        if isinstance(keys, SecretStr):
-            keys = keys.get_secret_value()
-        if not keys or (isinstance(keys, str) and not keys.strip()):
-            report.warning(
-                "secret_keys",
-                "empty: webhook secrets, Kaspi keys and terminal tokens are stored in plain text in the database",
-            )
-        else:
-            report.ok("secret_keys", "secrets are encrypted at rest")
+    if keys is _MISSING:
+        return None
+    if isinstance(keys, SecretStr):
+        keys = keys.get_secret_value()
+    from paycenter.crypto import Keyring
+
+    return Keyring(keys.split(",") if isinstance(keys, str) else list(keys or ()))
+
+
+def check_secret_keys(settings: Settings, report: Report) -> None:
+    try:
+        keyring = _keyring(settings)
+    except Exception as exc:
+        report.error("secret_keys", f"{exc}. `paycenter secrets generate-key` makes a valid one")
+        return
+    if keyring is None:
+        return
+    if keyring.enabled:
+        report.ok("secret_keys", f"secrets are encrypted at rest ({len(keyring.fernets)} key(s))")
+    else:
+        report.warning(
+            "secret_keys",
+            "empty: webhook secrets, signing secrets and terminal tokens are stored in plain text in the "
+            "database. `paycenter secrets generate-key` makes a key",
+        )
+    from paycenter.crypto import PREFIX
+
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, str) and value.startswith(PREFIX):
+            try:
+                keyring.open(value)
+            except Exception as exc:
+                report.error(name, f"given encrypted, but {exc}")
 
 
 # --- database ---------------------------------------------------------------------------------
 
 
-@dataclass
-class DatabaseState:
-    reachable: bool = False
-    migrated: bool = False
-
-
-async def check_database(settings: Settings, report: Report, *, wait_seconds: float) -> DatabaseState:
+async def check_database(settings: Settings, report: Report, *, wait_seconds: float) -> None:
+    """Everything this check asks the database, within ``wait_seconds`` in all: an unreachable
+    server, a lock another session holds (a migration running, a backup), or SQLite locked by
+    another process ends the check with one error instead of hanging it."""
     from paycenter.db import Database, async_url
 
-    state = DatabaseState()
     url = settings.database_url
     try:
         async_url(url)
         parsed = make_url(url)
     except Exception as exc:
         report.error("database_url", f"{safe_url(url)}: {exc}")
-        return state
+        return
     backend = parsed.get_backend_name()
     if backend == "sqlite" and not _check_sqlite_file(parsed.database, report):
-        return state
+        return
 
-    db = Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    # SQLite waits for another process's lock in its busy handler, on a thread asyncio cannot
+    # interrupt: it must give up by itself, before our deadline.
+    busy_ms = max(1, min(settings.sqlite_busy_timeout_ms, int(wait_seconds * 500)))
+    db = Database(url, busy_timeout_ms=busy_ms)
+    connected = False
     try:
         async with asyncio.timeout(wait_seconds):
             async with db.reading() as session:
                 conn = await session.connection()
                 current = await conn.run_sync(_current_revisions)
                 version = await _server_version(conn, backend)
-        state.reachable = True
+            connected = True
+            migrated = _check_revision(current, report)
+            _check_server_version(backend, version, report)
+            if migrated:
+                await _check_rows(db, settings, report, backend)
+                report.ok("database_url", f"{safe_url(url)} reachable, schema at the newest revision")
     except TimeoutError:
-        report.error("database_url", f"{safe_url(url)}: no answer within {wait_seconds:g} s")
-        await db.dispose()
-        return state
+        if connected:
+            report.error(
+                "database_url",
+                f"{safe_url(url)}: reading it got no answer within {wait_seconds:g} s: is a table locked by "
+                "another session (a migration or a backup running)?",
+            )
+        else:
+            report.error("database_url", f"{safe_url(url)}: no answer within {wait_seconds:g} s")
     except Exception as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0:1]
-        report.error("database_url", f"{safe_url(url)}: cannot connect: {first[0] if first else type(exc).__name__}")
-        await db.dispose()
-        return state
-
-    try:
-        state.migrated = _check_revision(current, report)
-        _check_server_version(backend, version, report)
-        if state.migrated:
-            await _check_rows(db, settings, report, backend)
+        if backend == "sqlite" and "locked" in _first_line(exc):
+            report.error(
+                "database_url",
+                f"{safe_url(url)}: locked by another process for more than {busy_ms / 1000:g} s ({_first_line(exc)})",
+            )
+        elif connected:  # the database went away, or rows this version cannot read
+            report.error("database_url", f"{safe_url(url)}: reading it failed: {_first_line(exc)}")
+        else:
+            report.error("database_url", f"{safe_url(url)}: cannot connect: {_first_line(exc)}")
     finally:
-        await db.dispose()
-    if state.migrated:
-        report.ok("database_url", f"{safe_url(url)} reachable, schema at the newest revision")
-    return state
+        # Closing a connection whose query was cancelled can wait on the server too.
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                await db.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _check_sqlite_file(path: str | None, report: Report) -> bool:
@@ -427,9 +491,17 @@ async def _check_rows(db: Any, settings: Settings, report: Report, backend: str)
     from paycenter.db import utcnow
     from paycenter.jobs.heartbeats import ALIVE_WITHIN
     from paycenter.jobs.models import WorkerHeartbeat
+    from paycenter.merchants.models import Merchant
     from paycenter.providers.models import Terminal
 
     async with db.reading() as session:
+        defaults = (
+            await session.execute(
+                select(Merchant.default_provider, func.count())
+                .where(Merchant.is_active.is_(True))
+                .group_by(Merchant.default_provider)
+            )
+        ).all()
         terminals = int(
             await session.scalar(select(func.count()).select_from(Terminal).where(Terminal.is_active.is_(True))) or 0
         )
@@ -442,6 +514,15 @@ async def _check_rows(db: Any, settings: Settings, report: Report, backend: str)
                 )
             ).all()
         )
+    await _check_encrypted_rows(db, settings, report)
+    # A payment that names no provider gets the merchant's default, else the sandbox.
+    stranded = sum(int(n) for provider, n in defaults if (provider or "sandbox") not in settings.providers)
+    if stranded:
+        report.warning(
+            "enabled_providers",
+            f"{stranded} active merchant(s) have no default provider among those enabled "
+            f'({", ".join(settings.providers) or "none"}): their payments that name no "provider" are refused',
+        )
     if "kaspi_pos" in settings.providers:
         if terminals:
             report.ok("enabled_providers", f"kaspi_pos: {terminals} active terminal(s)")
@@ -453,6 +534,70 @@ async def _check_rows(db: Any, settings: Settings, report: Report, backend: str)
             )
     if backend == "sqlite":
         _check_sqlite_processes(settings, alive, report)
+
+
+# Columns sealed with PAYCENTER_SECRET_KEYS: (table, column, newest-first column or None for every row).
+_ENCRYPTED_COLUMNS = (
+    ("merchants", "signing_secret", None),
+    ("merchants", "previous_signing_secret", None),
+    ("terminals", "access_token", None),
+    ("payments", "webhook_secret", "created_at"),
+)
+_PAYMENT_SAMPLE = 100
+
+
+async def _check_encrypted_rows(db: Any, settings: Settings, report: Report) -> None:
+    """Every merchant's and terminal's secret (and the newest payments') must open with the keys
+    configured: a key dropped before `paycenter secrets rotate` finished breaks every webhook."""
+    from sqlalchemy import column, select, table
+
+    try:
+        keyring = _keyring(settings)
+        from paycenter.crypto import PREFIX
+    except Exception:
+        return  # no such feature, or a bad key (reported with the settings)
+    if keyring is None:
+        return
+    unreadable: dict[str, int] = {}
+    plain = 0
+    for name, col, newest in _ENCRYPTED_COLUMNS:
+        cols = [column(col)] + ([column(newest)] if newest else [])
+        t = table(name, *cols)
+        query = select(t.c[col]).where(t.c[col].is_not(None))
+        if newest:
+            query = query.order_by(t.c[newest].desc()).limit(_PAYMENT_SAMPLE)
+        try:
+            async with db.reading() as session:
+                values = list(await session.scalars(query))
+        except Exception as exc:
+            report.note("secret_keys", f"could not read {name}.{col} to test the keys: {type(exc).__name__}")
+            continue
+        for value in values:
+            if not str(value).startswith(PREFIX):
+                plain += 1
+                continue
+            try:
+                keyring.open(str(value))
+            except Exception:
+                unreadable[f"{name}.{col}"] = unreadable.get(f"{name}.{col}", 0) + 1
+    where = ", ".join(f"{k} ({v})" for k, v in unreadable.items())
+    if unreadable and not keyring.enabled:
+        report.error(
+            "secret_keys",
+            f"empty, but secrets in the database are encrypted: {where}. Set the keys they were encrypted with",
+        )
+    elif unreadable:
+        report.error(
+            "secret_keys",
+            f"secrets in the database do not open with these keys: {where}. They were encrypted with a key "
+            "that is missing: add it back after the current one, then run `paycenter secrets rotate`",
+        )
+    elif plain and keyring.enabled:
+        report.note(
+            "secret_keys",
+            f"{plain} secret(s) in the database are still plain text (stored before keys were set): "
+            "`paycenter secrets rotate` encrypts them",
+        )
 
 
 def _check_sqlite_processes(settings: Settings, alive: list[Any], report: Report) -> None:
@@ -478,9 +623,41 @@ def _check_sqlite_processes(settings: Settings, alive: list[Any], report: Report
 # --- the command ------------------------------------------------------------------------------
 
 
+class _DaemonThreads(ThreadPoolExecutor):
+    """The event loop's executor for the database check: one daemon thread per call. The drivers
+    resolve host names there (``getaddrinfo``), which asyncio cannot interrupt; a resolver that
+    does not answer must not keep the command from ending once it gave up (asyncio.run waits for
+    the default executor's threads, and the interpreter joins them at exit)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=run, name="paycenter-config-check", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+def _run_bounded(coro: Any) -> Any:
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(_DaemonThreads())
+        return runner.run(coro)
+
+
 def run_checks(settings: Settings, *, timeout: float) -> Report:
     report = Report()
-    asyncio.run(check_database(settings, report, wait_seconds=timeout))
+    _run_bounded(check_database(settings, report, wait_seconds=timeout))
     check_public_url(settings, report)
     check_providers(settings, report)
     check_webhooks(settings, report)
