@@ -63,3 +63,18 @@ async def test_wrong_credentials_are_clear_errors():
                 assert caught.value.code == "-10000" and not caught.value.retryable
             finally:
                 await client.close()
+
+
+def test_an_encrypted_client_key_is_a_clear_error_not_a_terminal_prompt(tmp_path):
+    """OpenSSL would otherwise ask for the passphrase on stdin and hang the worker."""
+    from test_configcheck import _certificate
+
+    cert, key = _certificate(tmp_path, "locked", passphrase=b"not-given")
+    config = Settings(
+        kaspi_qr_base_url="https://127.0.0.1:1",
+        kaspi_qr_scheme="r2",
+        kaspi_qr_cert_file=str(cert),
+        kaspi_qr_key_file=str(key),
+    )
+    with pytest.raises(ProviderError, match="KEY_FILE is encrypted"):
+        KaspiQrClient(config)

@@ -97,6 +97,15 @@ def minor_of(amount: Any) -> int | None:
 # --- client -----------------------------------------------------------------------------------
 
 
+def _no_passphrase() -> str:
+    # Without this OpenSSL would ask for the key's passphrase on the terminal and hang the worker.
+    raise ProviderError(
+        "PAYCENTER_KASPI_QR_KEY_FILE is encrypted: store the client key without a passphrase "
+        "(openssl pkey -in key.pem -out key-plain.pem), readable only by paycenter",
+        retryable=False,
+    )
+
+
 class KaspiQrClient:
     """The partner API over aiohttp, for one configured scheme (r1, r2 or r3)."""
 
@@ -112,7 +121,9 @@ class KaspiQrClient:
         if self.scheme in ("r2", "r3"):
             context = ssl.create_default_context(cafile=settings.kaspi_qr_ca_file or None)
             if settings.kaspi_qr_cert_file:
-                context.load_cert_chain(settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file or None)
+                context.load_cert_chain(
+                    settings.kaspi_qr_cert_file, settings.kaspi_qr_key_file or None, password=_no_passphrase
+                )
             self._ssl = context
         self._session: aiohttp.ClientSession | None = None
 
