@@ -1,0 +1,41 @@
+"""The paycenter app plus two bench-only "floor" endpoints (never shipped in the package).
+
+The floor is what the same process, framework and database driver do with the least possible
+work per request: one bare INSERT (for payment init) or one SELECT by primary key (for a payment
+read), no validation, no auth, no ORM. paycenter's own endpoints are measured against it in the
+same run, so the ratio says what our code costs, whatever the machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from paycenter.app import create_app
+
+
+def create() -> FastAPI:
+    app = create_app()
+    db = app.state.ctx.db
+    insert = text(
+        "INSERT INTO bench_floor (id, merchant_id, amount, created_at) VALUES (:id, :merchant, :amount, :now)"
+    )
+    read = text("SELECT id, amount FROM bench_floor WHERE id = :id")
+
+    @app.post("/_floor/insert", include_in_schema=False)
+    async def floor_insert() -> JSONResponse:
+        row_id = secrets.token_hex(16).upper()
+        async with db._write_turn(), db.engine.begin() as conn:  # SQLite: the same writer queue as ours
+            await conn.execute(insert, {"id": row_id, "merchant": "m", "amount": 50000, "now": "2026-01-01"})
+        return JSONResponse({"id": row_id}, status_code=201)
+
+    @app.get("/_floor/read/{row_id}", include_in_schema=False)
+    async def floor_read(row_id: str) -> JSONResponse:
+        async with db.engine.connect() as conn:
+            row = (await conn.execute(read, {"id": row_id})).one_or_none()
+        return JSONResponse({"id": row[0], "amount": row[1]} if row else {}, status_code=200 if row else 404)
+
+    return app
