@@ -24,7 +24,12 @@ class AppContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         crypto.configure(settings.secret_keys)
-        db = Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        db = Database(
+            settings.database_url,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         return cls(settings=settings, db=db, providers=Providers(settings))
 
     def now(self) -> datetime:

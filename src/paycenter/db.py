@@ -126,7 +126,14 @@ def async_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 30_000,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    **kwargs: Any,
+) -> AsyncEngine:
     url = async_url(url)
     backend = make_url(url).get_backend_name()
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every request. A
@@ -134,9 +141,12 @@ def create_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> 
     options: dict[str, Any] = {"pool_recycle": 1800}
     if backend == "mysql":
         options["isolation_level"] = "READ COMMITTED"
-    if backend == "postgresql":
-        options["pool_size"] = 10
-        options["max_overflow"] = 20
+    queue_pool = backend != "sqlite" or make_url(url).database not in (None, "", ":memory:")
+    if queue_pool and "poolclass" not in kwargs:
+        # Connections beyond pool_size are "overflow": opened for one checkout and closed when
+        # it ends. Under steady load above pool_size every request would open a connection.
+        options["pool_size"] = 10 if pool_size is None else pool_size
+        options["max_overflow"] = 20 if max_overflow is None else max_overflow
     if backend == "sqlite":
         # The sqlite3 module's own timeout is its busy handler; keep it equal to ours.
         options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
@@ -179,8 +189,18 @@ class Database:
     status poll would queue behind every payment. On other backends the two are the same.
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, **engine_kwargs: Any) -> None:
-        self.engine = create_engine(url, busy_timeout_ms=busy_timeout_ms, **engine_kwargs)
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 30_000,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.engine = create_engine(
+            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow, **engine_kwargs
+        )
         self.backend = backend_name(self.engine)
         read_engine = (
             self.engine.execution_options(sqlite_begin="DEFERRED") if self.backend == "sqlite" else self.engine
