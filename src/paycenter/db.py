@@ -207,6 +207,13 @@ class Database:
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+        # PostgreSQL: a lone SELECT needs no transaction around it. psycopg sends BEGIN and the
+        # closing ROLLBACK as round trips of their own, so autocommit turns three into one. Only
+        # there: MySQL drivers would pay a SET autocommit each way instead, and SQLite is in-process.
+        once_engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.backend == "postgresql" else read_engine
+        )
+        self._once = async_sessionmaker(once_engine, expire_on_commit=False, autoflush=False)
         self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
 
@@ -252,6 +259,14 @@ class Database:
         rolls the connection back when it takes it back.
         """
         async with self._reader() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_once(self) -> AsyncIterator[AsyncSession]:
+        """A session for one read statement (the hot paths: API token lookup, public payment
+        reads), outside any transaction where the backend allows it. Never write through it, and
+        use ``reading()`` when several statements belong together."""
+        async with self._once() as session:
             yield session
 
     def session(self) -> AsyncSession:

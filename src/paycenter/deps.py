@@ -13,7 +13,8 @@ from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -33,13 +34,15 @@ async def current_merchant(
         raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
     if len(token) > 200:
         raise Unauthorized("Invalid API token")
-    async with ctx.db.reading() as session:
-        merchant = await merchants.authenticate(session, token.strip())
+    token = token.strip()
+    token_hash = merchants.hash_token(token)
+    async with ctx.db.read_once() as session:
+        merchant = await merchants.authenticate(session, token, token_hash=token_hash)
     if merchant is None:
         raise Unauthorized("Invalid or revoked API token")
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
-        limiter.hit(f"token:{merchants.hash_token(token.strip())[:32]}", ctx.settings.rate_limit_token_per_minute)
+        limiter.hit(f"token:{token_hash[:32]}", ctx.settings.rate_limit_token_per_minute)
     return merchant
 
 

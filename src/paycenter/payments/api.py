@@ -63,7 +63,8 @@ async def _once(
         ctx.db,
         merchant_id=merchant.id,
         key=key,
-        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        # Only a keyed request is ever compared: no dump and hash of the body without a key.
+        fp=idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json")) if key is not None else "",
         now=now,
         ttl=timedelta(seconds=ctx.settings.idempotency_ttl_seconds),
         work=work,
@@ -102,10 +103,12 @@ async def init_payment(
     return _answer(status, data, replayed)
 
 
-async def _public(ctx: Context, request: Request, payment_id: str) -> dict[str, Any]:
-    async with ctx.db.reading() as session:
+async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
+    async with ctx.db.read_once() as session:
         payment = await service.get(session, _payment_id(payment_id))
-    return envelope(views.public(payment, public_base_url(ctx, request)))
+    # views.public has exactly PaymentPublic's fields, already as strings: answered as is, not
+    # validated and serialized again through the response model on every poll of the page.
+    return JSONResponse(envelope(views.public(payment, public_base_url(ctx, request))))
 
 
 @router.get(
@@ -114,7 +117,7 @@ async def _public(ctx: Context, request: Request, payment_id: str) -> dict[str, 
     responses=error_responses(404, 429),
     summary="Get a payment (public)",
 )
-async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> dict[str, Any]:
+async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> JSONResponse:
     """Public: anyone with the 128-bit payment id may read its amounts and status (the payment page
     does). No metadata, customer data or webhook settings are shown here."""
     return await _public(ctx, request, payment_id)
@@ -126,7 +129,7 @@ async def get_payment(payment_id: str, ctx: Context, request: Request, _: Public
     responses=error_responses(404, 429),
     summary="Get a payment's status (public)",
 )
-async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> dict[str, Any]:
+async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> JSONResponse:
     return await _public(ctx, request, payment_id)
 
 
