@@ -19,7 +19,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Text, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Text, event, insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
 from sqlalchemy.types import TypeDecorator
 
 # Constraint names fixed by convention so migrations are the same on every backend.
@@ -176,6 +177,44 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+_INSERT_PLANS: dict[type, tuple[Any, list[tuple[str, str, bool]]]] = {}
+
+
+def _insert_plan(cls: type) -> tuple[Any, list[tuple[str, str, bool]]]:
+    plan = _INSERT_PLANS.get(cls)
+    if plan is None:
+        mapper = sa_inspect(cls)
+        columns = []
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            defaulted = column.default is not None or column.server_default is not None
+            columns.append((prop.key, column.key, defaulted))
+        plan = _INSERT_PLANS[cls] = (insert(mapper.local_table), columns)
+    return plan
+
+
+async def insert_new(session: AsyncSession, obj: Any) -> None:
+    """INSERT one new ORM object with a single Core statement, then attach it to the session as
+    the row it now is (changes to it flush as UPDATEs, as after ``add`` and ``flush``).
+
+    For hot paths: the unit of work spends about as much CPU on one object as the database
+    spends on the whole INSERT. Every column that has a default must be set explicitly (the
+    statement applies no ORM defaults on the object's behalf); unset nullable ones are NULL.
+    """
+    statement, columns = _insert_plan(type(obj))
+    values = obj.__dict__
+    row: dict[str, Any] = {}
+    for key, column, defaulted in columns:
+        if key not in values:
+            if defaulted:
+                raise ValueError(f"{type(obj).__name__}.{key} must be set before insert_new")
+            setattr(obj, key, None)
+        row[column] = values[key]
+    await session.execute(statement, row)
+    make_transient_to_detached(obj)
+    session.add(obj)
 
 
 def backend_name(engine: AsyncEngine) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter.db import is_payment_id, new_id, new_payment_id
+from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
 from paycenter.money import MoneyError, to_minor
@@ -90,8 +90,7 @@ async def create_payment(
         created_at=now,
         updated_at=now,
     )
-    session.add(payment)
-    await session.flush()
+    await insert_new(session, payment)  # one INSERT, without the unit of work's overhead
     return payment
 
 
