@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,12 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
             await worker.start()
         stop = asyncio.Event()
         syncing = asyncio.create_task(app.state.rate_limiter.run(stop), name="rate-limits")
+        # What is loaded by now (modules, mappers, routes, schemas) lives as long as the process:
+        # take it out of the cyclic collector's sight, so a full collection walks only what
+        # requests allocate. Under bench/api.py's load, collections took ~9% of an API process's
+        # CPU (perf), ~4% with this.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
