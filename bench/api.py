@@ -98,6 +98,10 @@ def lua_post(path: Path, body: dict, token: str | None) -> str:
     return str(path)
 
 
+def pool_size(connections: int, workers: int) -> int:
+    return -(-connections // workers)
+
+
 def run(kind: str, workers: int, duration: int, connections: int) -> list[dict]:
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="paycenter-bench-api-"))
@@ -111,6 +115,10 @@ def run(kind: str, workers: int, duration: int, connections: int) -> list[dict]:
         "PAYCENTER_LOG_LEVEL": "warning",
         "PAYCENTER_RATE_LIMIT_TOKEN_PER_MINUTE": "0",
         "PAYCENTER_RATE_LIMIT_IP_PER_MINUTE": "0",
+        # One pooled connection per request a process has in flight, as the setting's comment
+        # advises: with fewer, the overflow ones are opened and closed per request.
+        "PAYCENTER_DATABASE_POOL_SIZE": str(pool_size(connections, workers)),
+        "PAYCENTER_DATABASE_MAX_OVERFLOW": "0",
         "PYTHONPATH": str(ROOT),
     }
     server = subprocess.Popen(
@@ -155,7 +163,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"API processes: {args.workers}; wrk -t2 -c{args.connections} -d{args.duration}s on loopback")
+    print(
+        f"API processes: {args.workers}, database pool {pool_size(args.connections, args.workers)} + 0 each; "
+        f"wrk -t2 -c{args.connections} -d{args.duration}s on loopback; load average {os.getloadavg()[0]:.2f}"
+    )
     print("| db | endpoint | req/s | p50 | p99 | non-2xx | share of floor |")
     print("|---|---|---|---|---|---|---|")
     for kind in args.db or ["postgresql", "sqlite"]:

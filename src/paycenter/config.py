@@ -33,13 +33,13 @@ class Settings(BaseSettings):
     default_language: str = "ru"
     # SQLite: how long a writer waits for the write lock before "database is locked".
     sqlite_busy_timeout_ms: int = 30_000
-    # Database connections each process keeps open. Requests beyond it wait for a free one (a
-    # few ms under load, since the process is busy anyway). Overflow connections are opened for
-    # one request and closed after it: on PostgreSQL a new server process each time, which costs
-    # more than the request itself, so none by default (30 + 0 is the 10 + 20 of before, without
-    # the churn). Mind the server's max_connections: (API processes + worker) x (size + overflow).
-    database_pool_size: int = Field(default=30, ge=1)
-    database_max_overflow: int = Field(default=0, ge=0)
+    # Database connections each process keeps open. Past them, up to max_overflow more are opened
+    # for one checkout and closed after it when the pool is full again: on PostgreSQL a new server
+    # process each time, which costs more than the request itself, so size the pool to the
+    # requests one process has in flight; beyond pool + overflow they wait for a free connection.
+    # The server must allow (API processes + workers) x (pool + overflow) connections.
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
     log_level: str = "info"
     # "json": one JSON object per line (request and transaction ids included); "text": for humans.
     log_format: Literal["json", "text"] = "json"
