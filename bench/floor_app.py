@@ -24,10 +24,14 @@ def create() -> FastAPI:
         "INSERT INTO bench_floor (id, merchant_id, amount, created_at) VALUES (:id, :merchant, :amount, :now)"
     )
     read = text("SELECT id, amount FROM bench_floor WHERE id = :id")
-    # A lone SELECT needs no transaction, and paycenter's own reads by id take none on PostgreSQL
-    # (Database.read_once): nor does the floor's, or it would pay a BEGIN and a ROLLBACK we don't.
-    # The INSERT keeps its transaction: every paycenter write must be able to carry its events.
-    read_engine = db.engine.execution_options(isolation_level="AUTOCOMMIT") if db.backend == "postgresql" else db.engine
+    # Reads as paycenter's own reads by id (Database.read_once): no transaction on PostgreSQL (or
+    # the floor would pay a BEGIN and a ROLLBACK we don't), a deferred one on SQLite (the default
+    # BEGIN IMMEDIATE would take the write lock). The INSERT keeps its transaction: every
+    # paycenter write must be able to carry its events.
+    read_engine = {
+        "postgresql": db.engine.execution_options(isolation_level="AUTOCOMMIT"),
+        "sqlite": db.engine.execution_options(sqlite_begin="DEFERRED"),
+    }.get(db.backend, db.engine)
 
     @app.post("/_floor/insert", include_in_schema=False)
     async def floor_insert() -> JSONResponse:
