@@ -37,9 +37,11 @@ class Settings(BaseSettings):
     # for one checkout and closed after it when the pool is full again: on PostgreSQL a new server
     # process each time, which costs more than the request itself, so size the pool to the
     # requests one process has in flight; beyond pool + overflow they wait for a free connection.
-    # The server must allow (API processes + workers) x (pool + overflow) connections.
-    database_pool_size: int = Field(default=20, ge=1)
-    database_max_overflow: int = Field(default=10, ge=0)
+    # The server must allow (API processes + workers) x (pool + overflow) connections. The default
+    # keeps all 30 open and opens none per request: under load 20 + 10 opened and closed hundreds of
+    # PostgreSQL connections a second (bench/api.py, docs/benchmarks.md) for the same maximum.
+    database_pool_size: int = Field(default=30, ge=1)
+    database_max_overflow: int = Field(default=0, ge=0)
     log_level: str = "info"
     # "json": one JSON object per line (request and transaction ids included); "text": for humans.
     log_format: Literal["json", "text"] = "json"
