@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from conftest import REQUIRED
 from paycenter.db import Database
 from paycenter.payments.models import Payment
 from paycenter.webhooks.models import Delivery
+from served import PAYCENTER, paycenter_run
 from sink import Sink, eventually
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,11 +47,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 WANT_SCREENSHOTS = os.environ.get("PAYCENTER_SCREENSHOTS") == "1"
 LAPTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "ru-RU"}
-START_TIMEOUT = 30.0
 TIMEOUT_MS = 10_000
 ALMATY = ZoneInfo("Asia/Almaty")
 
@@ -60,14 +58,6 @@ pytestmark = pytest.mark.browser
 
 def _text(s: str) -> str:
     return " ".join(s.split())
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the server and the merchants' endpoint --------------------------------------------------
@@ -93,8 +83,6 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         pytest.skip(f"{CHROMIUM} is not installed")
     workdir = tmp_path_factory.mktemp("paycenter-admin")
     sink = await Sink().start()
-    port = _free_port()
-    log = workdir / "server.log"
     database_url = f"sqlite:///{workdir / 'paycenter.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env.update(
@@ -105,44 +93,16 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",
     )
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *(str(PAYCENTER), "run", "--port", str(port)),
-            cwd=workdir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
-            while True:
-                if proc.returncode is not None:
-                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if loop.time() > deadline:
-                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n" + log.read_text())
-                await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        output = log.read_text()
-        password = re.search(r"Created the first admin: user 'admin', one-time password: (\S+)", output)
-        token = re.search(r"X-API-Token: (pct_[A-Za-z0-9_-]+)", output)
-        assert password and token, output
-        yield Server(base_url, database_url, password.group(1), token.group(1), env, workdir, sink, log)
+        async with paycenter_run(workdir, env) as running:
+            output = running.output()
+            password = re.search(r"Created the first admin: user 'admin', one-time password: (\S+)", output)
+            token = re.search(r"X-API-Token: (pct_[A-Za-z0-9_-]+)", output)
+            assert password and token, output
+            yield Server(
+                running.base_url, database_url, password.group(1), token.group(1), env, workdir, sink, running.log
+            )
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
         await sink.stop()
 
 

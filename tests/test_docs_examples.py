@@ -33,7 +33,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -50,22 +49,15 @@ from conftest import REQUIRED
 from paycenter.docs import samples
 from paycenter.webhooks import signing
 from paycenter.webhooks.wire import php_json
+from served import PAYCENTER, START_TIMEOUT, free_port, paycenter_run
 
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 EXAMPLES = samples.EXAMPLES
-START_TIMEOUT = 30.0
 RUN_TIMEOUT = 30.0  # one example program
 WEBHOOK_TIMEOUT = 10.0  # from the payment to the receiver's line
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
 SCALAR_API_KEY_PLACEHOLDER = "QUxMIFlPVVIgQkFTRSBBUkUgQkVMT05HIFRPIFVT"
 TOKEN_LINE = re.compile(r"^    (pct_[A-Za-z0-9_-]+)$", re.MULTILINE)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _php_problem() -> str | None:
@@ -131,48 +123,14 @@ class Server:
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     workdir = tmp_path_factory.mktemp("paycenter-docs")
-    port = _free_port()
-    log = workdir / "server.log"
     env = _base_env(
         PAYCENTER_DATABASE_URL=f"sqlite:///{workdir / 'paycenter.db'}",
         PAYCENTER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
     )
-    with log.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            *(str(PAYCENTER), "run", "--port", str(port)),
-            cwd=workdir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
-            while True:
-                if proc.returncode is not None:
-                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if loop.time() > deadline:
-                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n{log.read_text()}")
-                await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        match = TOKEN_LINE.search(log.read_text())
-        assert match, f"no demo API token in the output of `paycenter run`:\n{log.read_text()}"
-        yield Server(base_url, workdir, env, match.group(1), log)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with paycenter_run(workdir, env) as running:
+        match = TOKEN_LINE.search(running.output())
+        assert match, f"no demo API token in the output of `paycenter run`:\n{running.output()}"
+        yield Server(running.base_url, workdir, env, match.group(1), running.log)
 
 
 @pytest.fixture(scope="module")
@@ -432,7 +390,7 @@ class Receiver:
 
 
 async def _start_receiver(runtime: Runtime, workdir: Path, **env: str) -> Receiver:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *runtime.receiver_command(port),
         cwd=workdir,

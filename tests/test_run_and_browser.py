@@ -10,11 +10,8 @@ Chromium missing: skipped, or a failure when ``PAYCENTER_TEST_REQUIRE`` contains
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +23,7 @@ import httpx
 import pytest
 
 from conftest import REQUIRED, SEED_BODY
+from served import paycenter_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -37,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "payment-page.png"
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
@@ -46,7 +43,6 @@ PHONE: dict[str, Any] = {
     "has_touch": True,
     "locale": "ru-RU",
 }
-START_TIMEOUT = 30.0
 # The page polls every 2 s and counts 5 s down before returning the payer: a few rounds of either.
 UPDATE_TIMEOUT_MS = 10_000
 REDIRECT_TIMEOUT_MS = 15_000
@@ -55,12 +51,6 @@ REDIRECT_TIMEOUT_MS = 15_000
 def _text(s: str) -> str:
     """Collapse every kind of space (the page uses NBSP and narrow NBSP in amounts) to one space."""
     return " ".join(s.split())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the server, as `make run` starts it ------------------------------------------------------
@@ -83,54 +73,20 @@ TOKEN_IN_CURL = re.compile(r"X-API-Token: (pct_[A-Za-z0-9_-]+)")
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     workdir = tmp_path_factory.mktemp("paycenter-run")  # cwd: no stray .env or ./paycenter.db
-    port = _free_port()
-    log = workdir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env.update(
         PAYCENTER_DATABASE_URL=f"sqlite:///{workdir / 'paycenter.db'}",
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",
     )
-    with log.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            *(str(PAYCENTER), "run", "--port", str(port)),
-            cwd=workdir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
-            while True:
-                if proc.returncode is not None:
-                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if loop.time() > deadline:
-                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n" + log.read_text())
-                await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        output = log.read_text()
+    async with paycenter_run(workdir, env) as running:
+        output = running.output()
         match = TOKEN_IN_CURL.search(output)
         assert match, f"no demo API token in the output of `paycenter run`:\n{output}"
         token = match.group(1)
         assert f"\n    {token}\n" in output  # also shown on a line of its own, to copy
-        assert f"{base_url}/docs" in output
-        yield Server(base_url, token, log)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        assert f"{running.base_url}/docs" in output
+        yield Server(running.base_url, token, running.log)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,74 @@
+"""`paycenter run` as a real process on a free loopback port, for tests that need the whole product
+(browser tests, the docs' examples): started in its own folder, awaited until /healthz answers,
+stopped (SIGTERM, then SIGKILL) when the block ends."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PAYCENTER = Path(sys.executable).with_name("paycenter")
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Running:
+    base_url: str
+    log: Path  # everything the process printed
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@asynccontextmanager
+async def paycenter_run(workdir: Path, env: dict[str, str]) -> AsyncIterator[Running]:
+    port = free_port()
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *(str(PAYCENTER), "run", "--port", str(port)),
+            cwd=workdir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
+            while True:
+                if proc.returncode is not None:
+                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if loop.time() > deadline:
+                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n{log.read_text()}")
+                await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
+        yield Running(base_url, log)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
