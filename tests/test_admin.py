@@ -82,7 +82,16 @@ async def browsers(app: Any) -> AsyncIterator[Browsers]:
 async def login(
     client: httpx.AsyncClient, who: Operator, *, password: str | None = None, **form: str
 ) -> httpx.Response:
-    data = {"username": who.username, "password": who.password if password is None else password, **form}
+    """Sign in as a browser does: fetch the form (its CSRF token and cookie), then post it."""
+    page = await client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    data = {
+        "username": who.username,
+        "password": who.password if password is None else password,
+        "csrf_token": token.group(1),
+        **form,
+    }
     return await client.post("/admin/login", data=data)
 
 
@@ -231,14 +240,14 @@ PAGES = [
 async def test_login_sets_a_strict_http_only_cookie_for_the_panel_only(client, db, admin, clock):
     r = await login(client, admin, password="not it")
     assert r.status_code == 401
-    assert "set-cookie" not in r.headers
+    assert not [c for c in r.headers.get_list("set-cookie") if c.startswith("pc_admin=")]  # no session
     assert "Неверный логин или пароль." in by_testid(r.text, "login-error")
     r = await login(client, Operator("nobody", "x"))
     assert r.status_code == 401
 
     r = await login(client, admin, next="/admin/merchants")
     assert redirected_to(r) == "/admin/merchants"
-    cookie = r.headers["set-cookie"]
+    (cookie,) = [c for c in r.headers.get_list("set-cookie") if c.startswith("pc_admin=")]
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     assert "httponly" in attributes, cookie
     assert attributes["samesite"].lower() == "samesite=strict", cookie
@@ -369,7 +378,7 @@ async def test_five_wrong_passwords_lock_the_login(client, db, admin, clock, bro
         assert r.status_code == 401
     r = await login(client, admin)  # the right password, too late
     assert r.status_code == 429
-    assert "set-cookie" not in r.headers
+    assert not [c for c in r.headers.get_list("set-cookie") if c.startswith("pc_admin=")]  # no session
     assert by_testid(r.text, "login-error") == "Слишком много неудачных попыток входа. Попробуйте снова через 15 мин."
     # Locked for the username from anywhere, and for the address whatever the username.
     elsewhere = await browsers("10.9.8.7")
@@ -1058,3 +1067,16 @@ async def test_login_page_in_english_and_back(client, admin):
     assert "pc_admin_lang=en" in page.headers["set-cookie"]
     r = await login(client, admin, password="bad")
     assert "Wrong username or password." in by_testid(r.text, "login-error")
+
+
+async def test_a_login_not_from_our_own_form_is_refused(client: httpx.AsyncClient, admin: Operator):
+    """Login CSRF: another site cannot post its own credentials into the operator's browser."""
+    data = {"username": admin.username, "password": admin.password}
+    r = await client.post("/admin/login", data=data)  # no form fetched: no token, no cookie
+    assert r.status_code == 403 and "pc_admin" not in r.cookies
+    page = await client.get("/admin/login")
+    wrong = await client.post("/admin/login", data=data | {"csrf_token": "forged"})
+    assert wrong.status_code == 403 and "pc_admin" not in wrong.cookies
+    assert "Форма входа устарела" in wrong.text
+    assert (await login(client, admin)).status_code == 303  # the real form still works
+    assert page.status_code == 200

@@ -15,6 +15,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "sign_in": ("Войти", "Sign in"),
     "logout": ("Выйти", "Sign out"),
     "wrong_login": ("Неверный логин или пароль.", "Wrong username or password."),
+    "login_form_expired": (
+        "Форма входа устарела. Введите логин и пароль ещё раз.",
+        "The sign-in form has expired. Please enter your username and password again.",
+    ),
     "login_locked": (
         "Слишком много неудачных попыток входа. Попробуйте снова через {minutes} мин.",
         "Too many failed logins. Try again in {minutes} min.",

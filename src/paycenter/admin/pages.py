@@ -5,8 +5,10 @@ transaction as the change itself."""
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
+import secrets
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -72,9 +74,29 @@ def _safe_next(value: str | None) -> str:
     return value if value and value.startswith("/admin") and not value.startswith("//") else "/admin"
 
 
+LOGIN_CSRF_COOKIE = "pc_admin_login"
+
+
+def _login_form(request: Request, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
+    """The login page with a fresh CSRF token, also set as a cookie for this form only: a login
+    must come from our own form, so another site cannot sign a browser in (as its own user)."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {**context, "csrf_token": token}, status_code=status_code)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin/login",
+        max_age=3600,
+    )
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> HTMLResponse:
-    return render(request, "login.html", {"next": _safe_next(request.query_params.get("next"))})
+    return _login_form(request, {"next": _safe_next(request.query_params.get("next"))})
 
 
 @router.post("/login")
@@ -83,19 +105,24 @@ async def login(request: Request, ctx: Context) -> Response:
     username = str(form.get("username") or "")[:100]
     password = str(form.get("password") or "")
     next_url = _safe_next(str(form.get("next") or ""))
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not expected or not hmac.compare_digest(expected, str(form.get("csrf_token") or "")):
+        # Not counted as a failed login: the password was not even looked at.
+        return _login_form(request, {"next": next_url, "message": "login_form_expired"}, status_code=403)
     ip = client_ip(request)
     now = ctx.now()
     try:
         result = await service.authenticate(ctx.db, username=username, password=password, ip=ip, now=now)
     except service.LoginLocked as exc:
         context = {"next": next_url, "message": "login_locked", "minutes": exc.minutes}
-        return render(request, "login.html", context, status_code=429)
+        return _login_form(request, context, status_code=429)
     async with ctx.db.transaction() as session:
         action = "login" if result else "login_failed"
         await service.audit(session, actor=username or "?", action=action, now=now, ip=ip)
     if result is None:
-        return render(request, "login.html", {"next": next_url, "message": "wrong_login"}, status_code=401)
+        return _login_form(request, {"next": next_url, "message": "wrong_login"}, status_code=401)
     response = RedirectResponse(next_url, status_code=303)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
     response.set_cookie(
         COOKIE,
         result.token,
