@@ -403,6 +403,24 @@ async def test_five_wrong_passwords_lock_the_login(client, db, admin, clock, bro
     assert len(await audit_rows(db, "login_failed")) == 5
 
 
+async def test_an_operator_locked_out_on_purpose_is_let_back_in(client, db, admin, browsers):
+    """Anyone can lock a username with five guesses; `paycenter admin unlock` lifts it at once
+    (and `reset-password` does too), for the username and, if asked, the address."""
+    from paycenter.admin import service as admins
+
+    attacker = await browsers("10.9.8.7")
+    for _ in range(5):
+        assert (await login(attacker, admin, password="guess")).status_code == 401
+    assert (await login(client, admin)).status_code == 429
+    async with db.transaction() as session:
+        assert await admins.unlock(session, username="boss") == 1
+    assert redirected_to(await login(client, admin)) == "/admin"
+    assert (await login(attacker, admin)).status_code == 429  # the attacker's address stays locked
+    async with db.transaction() as session:
+        assert await admins.unlock(session, username="nobody", ip="10.9.8.7") == 1
+    assert redirected_to(await login(attacker, admin)) == "/admin"
+
+
 async def test_a_burst_of_parallel_guesses_gets_five_tries_only(client, db, admin):
     # Guesses sent all at once, as a script would: still five, then the lock.
     import asyncio

@@ -586,6 +586,22 @@ def admin_reset_password(name: str) -> None:
     typer.echo(f"new one-time password for {name}: {_with_db(go)}")
 
 
+@admin_app.command("unlock")
+def admin_unlock(
+    name: str,
+    ip: Annotated[str | None, typer.Option(help="Also lift the lock of this client address.")] = None,
+) -> None:
+    """Lift a login lock (five wrong passwords lock a username and an address for 15 minutes)."""
+    from paycenter.admin import service as admins
+
+    async def go(db: Database) -> int:
+        async with db.transaction() as session:
+            return await admins.unlock(session, username=name, ip=ip)
+
+    cleared = _with_db(go)
+    typer.echo(f"unlocked {name}" + (f" and {ip}" if ip else "") + ("" if cleared else " (was not locked)"))
+
+
 @kaspi_qr_app.command("trade-points")
 def kaspi_trade_points() -> None:
     """List the trade points Kaspi knows for your credentials."""

@@ -81,7 +81,18 @@ async def reset_password(session: AsyncSession, *, username: str) -> str:
     password = new_password()
     user.password_hash = HASHER.hash(password)
     await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
+    await unlock(session, username=username)  # a new password is no use behind the old lock
     return password
+
+
+async def unlock(session: AsyncSession, *, username: str | None = None, ip: str | None = None) -> int:
+    """Lift the login lock (and forget the failures) of a username and/or an address: the way
+    out when someone locked an operator out by guessing on purpose. Returns the rows cleared."""
+    keys = [key for key in throttle_keys(username or "", ip) if key != "user:" or username]
+    result = await session.execute(
+        delete(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0  # type: ignore[attr-defined]
 
 
 async def any_user(session: AsyncSession) -> bool:
