@@ -485,14 +485,14 @@ async def test_refund_in_part_then_in_full(client, db, merchant, admin):
     url = f"/admin/transactions/{pid}"
 
     r = await act(client, f"{url}/refund", {"amount": "120,50", "reason": "damaged box"})
-    assert redirected_to(r) == f"{url}?notice=done"
+    assert redirected_to(r).startswith(f"{url}?notice=done&sig=")
     p = await get_payment(db, pid)
     assert (p.status, p.paid_amount, p.refunded_amount) == (PaymentStatus.PAID, 50000, 12050)
 
     r = await act(client, f"{url}/refund", {"amount": "400"})  # more than is left
     assert "exceeds" in flash(r)["error"][0]
     r = await act(client, f"{url}/refund", {"amount": ""})  # the rest
-    assert redirected_to(r) == f"{url}?notice=done"
+    assert redirected_to(r).startswith(f"{url}?notice=done&sig=")
     p = await get_payment(db, pid)
     assert (p.status, p.refunded_amount) == (PaymentStatus.REFUNDED, 50000)
     r = await act(client, f"{url}/refund", {})
@@ -527,7 +527,7 @@ async def test_cancel(client, db, merchant, admin):
     pid = (await create_payment(client, merchant))["transaction_id"]
     await signed_in(client, admin)
     r = await act(client, f"/admin/transactions/{pid}/cancel")
-    assert redirected_to(r) == f"/admin/transactions/{pid}?notice=done"
+    assert redirected_to(r).startswith(f"/admin/transactions/{pid}?notice=done&sig=")
     assert (await get_payment(db, pid)).status == PaymentStatus.CANCELLED
     r = await act(client, f"/admin/transactions/{pid}/cancel")
     assert "can no longer be cancelled" in flash(r)["error"][0]
@@ -554,7 +554,7 @@ async def test_resend_one_delivery(client, db, merchant, admin, clock):
     await signed_in(client, admin)
     d = await get_row(db, Delivery, did)
     r = await act(client, f"/admin/deliveries/{did}/resend", {"next": f"/admin/transactions/{d.payment_id}"})
-    assert redirected_to(r) == f"/admin/transactions/{d.payment_id}?notice=done"
+    assert redirected_to(r).startswith(f"/admin/transactions/{d.payment_id}?notice=done&sig=")
     d = await get_row(db, Delivery, did)
     # A new round: the four tries made, one more now and the configured retries after it.
     assert (d.status, d.attempt_count, d.max_attempts) == ("pending", 4, 4 + 1 + 3)
@@ -636,7 +636,7 @@ async def test_tokens_created_and_revoked(client, db, merchant, admin):
     assert new is not None and new.merchant_id == merchant.merchant_id
 
     r = await act(client, f"/admin/tokens/{new.id}/revoke")
-    assert redirected_to(r) == "/admin/merchants?notice=done"
+    assert redirected_to(r).startswith("/admin/merchants?notice=done&sig=")
     assert (await client.post("/api/payment/init", json={"amount": 1}, headers=headers)).status_code == 401
     # The merchant's other token is untouched.
     assert (await client.post("/api/payment/init", json={"amount": 1}, headers=merchant.headers)).status_code == 201
@@ -669,7 +669,7 @@ async def test_set_the_webhook_url(client, db, merchant, admin):
     await signed_in(client, admin)
     path = f"/admin/merchants/{merchant.merchant_id}/webhook-url"
     r = await act(client, path, {"webhook_url": " https://shop.example/new "})
-    assert redirected_to(r) == "/admin/merchants?notice=done"
+    assert redirected_to(r).startswith("/admin/merchants?notice=done&sig=")
     assert (await get_row(db, Merchant, merchant.merchant_id)).webhook_url == "https://shop.example/new"
     r = await act(client, path, {"webhook_url": "javascript:alert(1)"})
     assert "error" in flash(r)
@@ -684,7 +684,7 @@ async def test_terminals_added_disabled_enabled(client, db, admin):
     await signed_in(client, admin)
     form = {"name": "till-7", "base_url": "https://192.168.1.50:8080/", "access_token": "secret-token"}
     r = await act(client, "/admin/terminals", form)
-    assert redirected_to(r) == "/admin/terminals?notice=done"
+    assert redirected_to(r).startswith("/admin/terminals?notice=done&sig=")
     async with db.reading() as session:
         (t,) = list(await session.scalars(select(Terminal)))
     assert (t.name, t.base_url, t.access_token, t.is_active) == (
@@ -699,7 +699,7 @@ async def test_terminals_added_disabled_enabled(client, db, admin):
     assert "error" in flash(r)
 
     r = await act(client, f"/admin/terminals/{t.id}/disable")
-    assert redirected_to(r) == "/admin/terminals?notice=done"
+    assert redirected_to(r).startswith("/admin/terminals?notice=done&sig=")
     assert (await get_row(db, Terminal, t.id)).is_active is False
     page = (await client.get("/admin/terminals")).text
     assert "secret-token" not in page
@@ -1098,3 +1098,16 @@ async def test_a_login_not_from_our_own_form_is_refused(client: httpx.AsyncClien
     assert "Форма входа устарела" in wrong.text
     assert (await login(client, admin)).status_code == 303  # the real form still works
     assert page.status_code == 200
+
+
+async def test_a_crafted_link_cannot_put_words_into_the_notice_bar(client, world, admin):
+    await signed_in(client, admin)
+    for kind in ("notice", "error"):
+        page = await client.get("/admin", params={kind: "Срочно позвоните +7 700 000 00 00", "sig": "0" * 32})
+        assert page.status_code == 200 and "позвоните" not in page.text
+    # The panel's own redirect after an action carries a signature this browser's session checks.
+    r = await act(client, f"/admin/transactions/{world.paid}/refund", {"amount": "1"})
+    shown = await client.get(redirected_to(r))
+    assert by_testid(shown.text, "notice") == "Готово."
+    other = await client.get(redirected_to(r).replace("notice=done", "notice=Done%20by%20us"))
+    assert "Done by us" not in other.text  # the signature covers the text

@@ -345,9 +345,9 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
                 reason=reason,
             )
     except ApiError as exc:
-        return back(url, error=exc.message)
+        return back(request, url, error=exc.message)
     await refunds.send(ctx.db, ctx.providers, refund_id=made.id, clock=ctx.clock)
-    return back(url, notice="done")
+    return back(request, url, notice="done")
 
 
 @router.post("/transactions/{payment_id}/cancel")
@@ -369,8 +369,8 @@ async def cancel(payment_id: str, request: Request, ctx: Context, operator: Oper
                 session, actor=operator.username, action="cancel", target=payment.id, now=now, ip=client_ip(request)
             )
     except ApiError as exc:
-        return back(url, error=exc.message)
-    return back(url, notice="done")
+        return back(request, url, error=exc.message)
+    return back(request, url, notice="done")
 
 
 @router.post("/deliveries/{delivery_id}/resend")
@@ -397,8 +397,8 @@ async def resend(delivery_id: str, request: Request, ctx: Context, operator: Ope
                 payment_id=delivery.payment_id,
             )
     except ApiError as exc:
-        return back(url, error=exc.message)
-    return back(url, notice="done")
+        return back(request, url, error=exc.message)
+    return back(request, url, notice="done")
 
 
 # --- webhooks ----------------------------------------------------------------------------------
@@ -433,7 +433,7 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
     try:
         since = datetime.fromisoformat(form.get("since", "")).replace(tzinfo=queries.ALMATY)
     except ValueError:
-        return back("/admin/webhooks?status=failed", error="since: YYYY-MM-DDTHH:MM")
+        return back(request, "/admin/webhooks?status=failed", error="since: YYYY-MM-DDTHH:MM")
     async with ctx.db.transaction() as session:
         count = await webhooks.recover(
             session, merchant_id=None, since=since, until=None, retries=len(ctx.settings.retry_schedule), now=now
@@ -447,7 +447,8 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
             since=since.isoformat(),
             count=count,
         )
-    return back("/admin/webhooks?status=failed", notice=translator(language(request))("resent_count", count=count))
+    notice = translator(language(request))("resent_count", count=count)
+    return back(request, "/admin/webhooks?status=failed", notice=notice)
 
 
 # --- merchants ---------------------------------------------------------------------------------
@@ -486,9 +487,9 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     try:
         url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
     except ValueError as exc:
-        return back("/admin/merchants", error=str(exc))
+        return back(request, "/admin/merchants", error=str(exc))
     if not name:
-        return back("/admin/merchants", error="name")
+        return back(request, "/admin/merchants", error="name")
     now = ctx.now()
     async with ctx.db.transaction() as session:
         merchant = await merchants.create_merchant(session, name=name, webhook_url=url, now=now)
@@ -511,7 +512,7 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
     try:
         url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
     except ValueError as exc:
-        return back("/admin/merchants", error=str(exc))
+        return back(request, "/admin/merchants", error=str(exc))
     now = ctx.now()
     try:
         async with ctx.db.transaction() as session:
@@ -526,8 +527,8 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
                 webhook_url=url,
             )
     except ApiError as exc:
-        return back("/admin/merchants", error=exc.message)
-    return back("/admin/merchants", notice="done")
+        return back(request, "/admin/merchants", error=exc.message)
+    return back(request, "/admin/merchants", notice="done")
 
 
 @router.post("/merchants/{merchant_id}/rotate-secret")
@@ -551,7 +552,7 @@ async def merchant_rotate(merchant_id: str, request: Request, ctx: Context, oper
                 ip=client_ip(request),
             )
     except ApiError as exc:
-        return back("/admin/merchants", error=exc.message)
+        return back(request, "/admin/merchants", error=exc.message)
     return _show_once("/admin/merchants", f"{merchant.name}: {merchant.signing_secret}")
 
 
@@ -574,7 +575,7 @@ async def token_create(merchant_id: str, request: Request, ctx: Context, operato
                 token_id=issued.token.id,
             )
     except ApiError as exc:
-        return back("/admin/merchants", error=exc.message)
+        return back(request, "/admin/merchants", error=exc.message)
     return _show_once("/admin/merchants", issued.secret)
 
 
@@ -595,8 +596,8 @@ async def token_revoke(token_id: str, request: Request, ctx: Context, operator: 
                 token_id=token.id,
             )
     except ApiError as exc:
-        return back("/admin/merchants", error=exc.message)
-    return back("/admin/merchants", notice="done")
+        return back(request, "/admin/merchants", error=exc.message)
+    return back(request, "/admin/merchants", notice="done")
 
 
 # --- terminals ---------------------------------------------------------------------------------
@@ -616,10 +617,10 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
         url = check_http_url(form.get("base_url"), field="url", max_length=500)
         camera = check_http_url(form.get("camera_url") or None, field="camera_url", max_length=500)
     except ValueError as exc:
-        return back("/admin/terminals", error=str(exc))
+        return back(request, "/admin/terminals", error=str(exc))
     name, token = form.get("name", "").strip()[:100], form.get("access_token", "").strip()[:200]
     if not (name and url and token):
-        return back("/admin/terminals", error="name, url, token")
+        return back(request, "/admin/terminals", error="name, url, token")
     now = ctx.now()
     try:
         async with ctx.db.transaction() as session:
@@ -636,15 +637,15 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
                 name=name,
             )
     except ApiError as exc:
-        return back("/admin/terminals", error=exc.message)
-    return back("/admin/terminals", notice="done")
+        return back(request, "/admin/terminals", error=exc.message)
+    return back(request, "/admin/terminals", notice="done")
 
 
 @router.post("/terminals/{terminal_id}/{state}")
 async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Context, operator: Operator) -> Response:
     await checked_form(request, operator)
     if state not in ("enable", "disable", "check"):
-        return back("/admin/terminals", error=state)
+        return back(request, "/admin/terminals", error=state)
     now = ctx.now()
     if state == "check":
         async with ctx.db.reading() as session:
@@ -659,7 +660,7 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
             await provider.close()
         async with ctx.db.transaction() as session:
             await terminals.record_health(session, terminal_id=terminal.id, health=health, error=error, now=now)
-        return back("/admin/terminals", notice=health)
+        return back(request, "/admin/terminals", notice=health)
     try:
         async with ctx.db.transaction() as session:
             await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
@@ -672,8 +673,8 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
                 ip=client_ip(request),
             )
     except ApiError as exc:
-        return back("/admin/terminals", error=exc.message)
-    return back("/admin/terminals", notice="done")
+        return back(request, "/admin/terminals", error=exc.message)
+    return back(request, "/admin/terminals", notice="done")
 
 
 # --- audit log ---------------------------------------------------------------------------------

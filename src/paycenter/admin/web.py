@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -102,8 +104,8 @@ def render(
             "money": money,
             "when": when,
             "path": request.url.path,
-            "notice": request.query_params.get("notice"),
-            "error": request.query_params.get("error"),
+            "notice": flash(request, "notice"),
+            "error": flash(request, "error"),
             **context,
         },
         status_code=status_code,
@@ -119,10 +121,26 @@ def render(
     return response
 
 
-def back(url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
-    sep = "&" if "?" in url else "?"
-    if notice:
-        url += f"{sep}notice={quote(notice)}"
-    elif error:
-        url += f"{sep}error={quote(error)}"
+def _flash_signature(request: Request, kind: str, text: str) -> str:
+    # Keyed with this browser's session cookie: a link made elsewhere cannot put words of its own
+    # into the panel's notice bar, and any API process can check it.
+    key = (request.cookies.get(COOKIE) or "").encode()
+    return hmac.new(key, f"{kind}:{text}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def flash(request: Request, kind: str) -> str | None:
+    """The notice or error a redirect carried, if this browser's own action signed it."""
+    text = request.query_params.get(kind)
+    signature = request.query_params.get("sig") or ""
+    if text and request.cookies.get(COOKIE) and hmac.compare_digest(signature, _flash_signature(request, kind, text)):
+        return text
+    return None
+
+
+def back(request: Request, url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
+    """Redirect after an action, with a signed notice or error to show there."""
+    kind, text = ("notice", notice) if notice else ("error", error)
+    if text:
+        sep = "&" if "?" in url else "?"
+        url += f"{sep}{kind}={quote(text)}&sig={_flash_signature(request, kind, text)}"
     return RedirectResponse(url, status_code=303)
