@@ -72,3 +72,27 @@ async def paycenter_run(workdir: Path, env: dict[str, str]) -> AsyncIterator[Run
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+async def paycenter_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120.0) -> tuple[int, str, str]:
+    """Run one `paycenter` command to its end, as an operator would; (exit code, stdout, stderr).
+
+    ``env`` is the whole environment (callers start from the outer one without PAYCENTER_*);
+    ``cwd`` should be a temp folder, so no stray .env or ./paycenter.db is picked up."""
+    proc = await asyncio.create_subprocess_exec(
+        str(PAYCENTER),
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode(), err.decode()

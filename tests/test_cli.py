@@ -26,9 +26,9 @@ from standardwebhooks import Webhook
 from conftest import REQUIRED, SEED_BODY, SERVER_URLS, _drop_server_database, _fresh_server_database
 from paycenter.app import create_app
 from paycenter.config import Settings
+from served import PAYCENTER, paycenter_cli
 from sink import Sink
 
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 CLI_BACKENDS = ["sqlite"] + (["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else [])
 
 
@@ -55,23 +55,7 @@ class Cli:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
         env.update(PAYCENTER_DATABASE_URL=self.database_url, NO_COLOR="1", COLUMNS="200")
         env.update(env_extra or {})
-        proc = await asyncio.create_subprocess_exec(
-            str(PAYCENTER),
-            *args,
-            cwd=self.cwd,  # a temp dir: no stray .env or ./paycenter.db is picked up
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(60):
-                out, err = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        return Run(proc.returncode or 0, out.decode(), err.decode())
+        return Run(*await paycenter_cli(*args, cwd=self.cwd, env=env, timeout=60))
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import sqlite3
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,8 +37,8 @@ from paycenter.config import Settings
 from paycenter.db import Database, create_engine, utcnow
 from paycenter.jobs.models import WorkerHeartbeat
 from paycenter.migrate import alembic_config, upgrade
+from served import paycenter_cli
 
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 BACKENDS = ["sqlite"] + [name for name, url in SERVER_URLS.items() if url or name in REQUIRED]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,23 +89,7 @@ async def paycenter(*args: str, cwd: Path, env: dict[str, str]) -> Run:
     full.update(NO_COLOR="1", COLUMNS="200")
     full.update(env)
     async with _SPAWN:
-        proc = await asyncio.create_subprocess_exec(
-            str(PAYCENTER),
-            *args,
-            cwd=cwd,  # a temp dir: no stray .env is picked up
-            env=full,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(120):
-                out, err = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-    return Run(proc.returncode or 0, out.decode(), err.decode())
+        return Run(*await paycenter_cli(*args, cwd=cwd, env=full))
 
 
 def invoke(*args: str, cwd: Path, env: dict[str, str]) -> Run:

@@ -7,10 +7,8 @@ it these tests skip, unless PAYCENTER_TEST_REQUIRE names mariadb). The target is
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -43,9 +41,9 @@ from paycenter.payments.models import Event, Operation, Payment, Refund, RefundL
 from paycenter.providers.models import Terminal
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
+from served import paycenter_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy"
-PAYCENTER = Path(sys.executable).with_name("paycenter")
 ALMATY = ZoneInfo("Asia/Almaty")
 # Import time for the tests: after every fixture row, so the pending ones are overdue.
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -646,23 +644,7 @@ async def test_source_errors_are_reported(legacy_server: str, db: Database) -> N
 async def _cli(database_url: str, cwd: Path, *args: str, **env_extra: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env.update(PAYCENTER_DATABASE_URL=database_url, NO_COLOR="1", COLUMNS="200", **env_extra)
-    proc = await asyncio.create_subprocess_exec(
-        str(PAYCENTER),
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(120):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await paycenter_cli(*args, cwd=cwd, env=env)
 
 
 async def test_cli_end_to_end(legacy_url: str, tmp_path: Path) -> None:
