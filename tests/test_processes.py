@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -26,16 +25,11 @@ from conftest import BACKENDS, MerchantCreds
 from paycenter.db import Database
 from paycenter.jobs.models import WorkerHeartbeat
 from paycenter.payments.models import Event, Payment
+from served import free_port
 from sink import Sink, wait_until
 
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 PAYMENTS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgresql"], indirect=True)

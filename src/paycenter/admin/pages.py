@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
@@ -64,6 +65,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
         return render(request, "forbidden.html", {"reason": exc.message}, status_code=403)
+
+
+async def _record(session: AsyncSession, request: Request, operator: Operator, action: str, **entry: Any) -> None:
+    """An operator's action in the audit log, in the action's own transaction."""
+    await service.audit(session, actor=operator.username, action=action, ip=client_ip(request), **entry)
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -140,7 +146,7 @@ async def logout(request: Request, ctx: Context, operator: Operator) -> Response
     await checked_form(request, operator, act=False)
     async with ctx.db.transaction() as session:
         await service.logout(session, session_id=operator.session_id)
-        await service.audit(session, actor=operator.username, action="logout", now=ctx.now(), ip=client_ip(request))
+        await _record(session, request, operator, "logout", now=ctx.now())
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(COOKIE, path="/admin")
     return response
@@ -333,13 +339,13 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
             made = await refunds.request(
                 session, merchant_id=payment.merchant_id, payment_id=payment.id, amount=amount, reason=reason, now=now
             )
-            await service.audit(
+            await _record(
                 session,
-                actor=operator.username,
-                action="refund",
+                request,
+                operator,
+                "refund",
                 target=payment.id,
                 now=now,
-                ip=client_ip(request),
                 refund_id=made.id,
                 amount=made.amount,
                 reason=reason,
@@ -365,9 +371,7 @@ async def cancel(payment_id: str, request: Request, ctx: Context, operator: Oper
                 reason=f"cancelled by operator {operator.username}",
                 now=now,
             )
-            await service.audit(
-                session, actor=operator.username, action="cancel", target=payment.id, now=now, ip=client_ip(request)
-            )
+            await _record(session, request, operator, "cancel", target=payment.id, now=now)
     except ApiError as exc:
         return back(request, url, error=exc.message)
     return back(request, url, notice="done")
@@ -387,13 +391,13 @@ async def resend(delivery_id: str, request: Request, ctx: Context, operator: Ope
                 retries=len(ctx.settings.retry_schedule),
                 now=now,
             )
-            await service.audit(
+            await _record(
                 session,
-                actor=operator.username,
-                action="webhook_resend",
+                request,
+                operator,
+                "webhook_resend",
                 target=delivery.id,
                 now=now,
-                ip=client_ip(request),
                 payment_id=delivery.payment_id,
             )
     except ApiError as exc:
@@ -438,14 +442,8 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
         count = await webhooks.recover(
             session, merchant_id=None, since=since, until=None, retries=len(ctx.settings.retry_schedule), now=now
         )
-        await service.audit(
-            session,
-            actor=operator.username,
-            action="webhook_resend_failed",
-            now=now,
-            ip=client_ip(request),
-            since=since.isoformat(),
-            count=count,
+        await _record(
+            session, request, operator, "webhook_resend_failed", now=now, since=since.isoformat(), count=count
         )
     notice = translator(language(request))("resent_count", count=count)
     return back(request, "/admin/webhooks?status=failed", notice=notice)
@@ -494,14 +492,8 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     async with ctx.db.transaction() as session:
         merchant = await merchants.create_merchant(session, name=name, webhook_url=url, now=now)
         issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=now)
-        await service.audit(
-            session,
-            actor=operator.username,
-            action="merchant_create",
-            target=merchant.id,
-            now=now,
-            ip=client_ip(request),
-            token_id=issued.token.id,
+        await _record(
+            session, request, operator, "merchant_create", target=merchant.id, now=now, token_id=issued.token.id
         )
     return _show_once("/admin/merchants", f"{merchant.name}: {issued.secret}")
 
@@ -517,14 +509,8 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
     try:
         async with ctx.db.transaction() as session:
             await merchants.set_webhook_url(session, merchant_id=merchant_id, url=url)
-            await service.audit(
-                session,
-                actor=operator.username,
-                action="merchant_webhook_url",
-                target=merchant_id,
-                now=now,
-                ip=client_ip(request),
-                webhook_url=url,
+            await _record(
+                session, request, operator, "merchant_webhook_url", target=merchant_id, now=now, webhook_url=url
             )
     except ApiError as exc:
         return back(request, "/admin/merchants", error=exc.message)
@@ -543,14 +529,7 @@ async def merchant_rotate(merchant_id: str, request: Request, ctx: Context, oper
                 grace=timedelta(seconds=ctx.settings.webhook_secret_grace_seconds),
                 now=now,
             )
-            await service.audit(
-                session,
-                actor=operator.username,
-                action="signing_secret_rotate",
-                target=merchant_id,
-                now=now,
-                ip=client_ip(request),
-            )
+            await _record(session, request, operator, "signing_secret_rotate", target=merchant_id, now=now)
     except ApiError as exc:
         return back(request, "/admin/merchants", error=exc.message)
     return _show_once("/admin/merchants", f"{merchant.name}: {merchant.signing_secret}")
@@ -565,14 +544,8 @@ async def token_create(merchant_id: str, request: Request, ctx: Context, operato
             issued = await merchants.issue_token(
                 session, merchant_id=merchant_id, name=form.get("name", "")[:100], now=now
             )
-            await service.audit(
-                session,
-                actor=operator.username,
-                action="token_create",
-                target=merchant_id,
-                now=now,
-                ip=client_ip(request),
-                token_id=issued.token.id,
+            await _record(
+                session, request, operator, "token_create", target=merchant_id, now=now, token_id=issued.token.id
             )
     except ApiError as exc:
         return back(request, "/admin/merchants", error=exc.message)
@@ -586,14 +559,8 @@ async def token_revoke(token_id: str, request: Request, ctx: Context, operator: 
     try:
         async with ctx.db.transaction() as session:
             token = await merchants.revoke_token(session, token_id=token_id[:40], now=now)
-            await service.audit(
-                session,
-                actor=operator.username,
-                action="token_revoke",
-                target=token.merchant_id,
-                now=now,
-                ip=client_ip(request),
-                token_id=token.id,
+            await _record(
+                session, request, operator, "token_revoke", target=token.merchant_id, now=now, token_id=token.id
             )
     except ApiError as exc:
         return back(request, "/admin/merchants", error=exc.message)
@@ -627,15 +594,7 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
             terminal = await terminals.add(
                 session, name=name, base_url=url, access_token=token, camera_url=camera, now=now
             )
-            await service.audit(
-                session,
-                actor=operator.username,
-                action="terminal_add",
-                target=terminal.id,
-                now=now,
-                ip=client_ip(request),
-                name=name,
-            )
+            await _record(session, request, operator, "terminal_add", target=terminal.id, now=now, name=name)
     except ApiError as exc:
         return back(request, "/admin/terminals", error=exc.message)
     return back(request, "/admin/terminals", notice="done")
@@ -664,14 +623,7 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
     try:
         async with ctx.db.transaction() as session:
             await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
-            await service.audit(
-                session,
-                actor=operator.username,
-                action=f"terminal_{state}",
-                target=terminal_id,
-                now=now,
-                ip=client_ip(request),
-            )
+            await _record(session, request, operator, f"terminal_{state}", target=terminal_id, now=now)
     except ApiError as exc:
         return back(request, "/admin/terminals", error=exc.message)
     return back(request, "/admin/terminals", notice="done")

@@ -88,7 +88,7 @@ async def reset_password(session: AsyncSession, *, username: str) -> str:
 async def unlock(session: AsyncSession, *, username: str | None = None, ip: str | None = None) -> int:
     """Lift the login lock (and forget the failures) of a username and/or an address: the way
     out when someone locked an operator out by guessing on purpose. Returns the rows cleared."""
-    keys = [key for key in throttle_keys(username or "", ip) if key != "user:" or username]
+    keys = throttle_keys(username, ip) if username else [f"ip:{ip[:64]}"] if ip else []
     result = await session.execute(
         delete(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(synchronize_session=False)
     )
