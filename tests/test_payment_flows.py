@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from conftest import create_payment, sandbox
+from paycenter.db import utcnow
+from paycenter.errors import Conflict
+from paycenter.payments import service as payments
 from paycenter.payments.models import Attempt, Event, Operation
 
 SEED_KEYS = [
@@ -159,6 +163,38 @@ async def test_same_provider_operation_counts_once(client, db, merchant):
     async with db.reading() as session:
         assert await session.scalar(select(func.count()).select_from(Operation)) == 1
         assert await session.scalar(select(func.count()).select_from(Attempt)) == 1
+
+
+async def test_a_payers_checkout_id_names_an_operation_of_its_own_payment_only(client, db, merchant, other_merchant):
+    """The form's checkout_id is chosen by whoever posts the form: two payments (of one merchant or
+    of two) paid with the same one are two operations, each counted on its own payment."""
+    ids = [(await create_payment(client, creds, amount=300))["transaction_id"] for creds in (merchant, other_merchant)]
+    ids.append((await create_payment(client, merchant, amount=300))["transaction_id"])
+    for pid in ids:
+        r = await sandbox(client, pid, checkout_id="chosen-by-the-payer")
+        assert r.headers["location"].endswith("notice=paid"), r.headers["location"]
+        assert (await get(client, pid))["status"] == "paid"
+    again = await sandbox(client, ids[0], checkout_id="chosen-by-the-payer")
+    assert again.headers["location"].endswith("notice=duplicate")
+    async with db.reading() as session:
+        counted = dict(
+            (await session.execute(select(Operation.payment_id, func.count()).group_by(Operation.payment_id))).all()
+        )
+    assert counted == {pid: 1 for pid in ids}
+
+
+async def test_a_provider_transaction_of_another_payment_is_refused_not_dropped(client, db, merchant):
+    """A provider transaction id already counted on one payment can never be 'already counted' on
+    another: that is a clash to surface, not money to drop silently."""
+    first, second = [(await create_payment(client, merchant, amount=300))["transaction_id"] for _ in range(2)]
+    async with db.transaction() as session:
+        payment = await payments.lock(session, first)
+        await payments.record_operation(session, payment, provider_txn_id="T-1", amount=100, now=utcnow())
+    with pytest.raises(Conflict):
+        async with db.transaction() as session:
+            payment = await payments.lock(session, second)
+            await payments.record_operation(session, payment, provider_txn_id="T-1", amount=100, now=utcnow())
+    assert (await get(client, second))["paid_amount"] == "0.00"
 
 
 async def test_sandbox_refuses_more_than_remains(client, db, merchant):

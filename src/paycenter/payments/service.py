@@ -245,6 +245,13 @@ async def record_operation(
     """
     existing = await find_operation(session, provider=payment.provider, provider_txn_id=provider_txn_id)
     if existing is not None:
+        if existing.payment_id != payment.id:
+            # Not "already counted": the money was counted on another payment. Dropping it here
+            # would leave this one silently unpaid; the caller's loop quarantines it instead.
+            raise Conflict(
+                f"{payment.provider} transaction {provider_txn_id!r} is already recorded on another payment",
+                code="provider_transaction_clash",
+            )
         return OperationResult(existing, counted=False)
     operation = Operation(
         id=new_id("op"),

@@ -77,13 +77,15 @@ async def payer_action(
 ) -> Outcome:
     """One sandbox attempt, decided on the spot by the payer's button.
 
-    ``checkout_id`` comes from the rendered form and is the sandbox's provider transaction id, so a
-    double-submitted form is the same operation reported twice and counts once.
+    ``checkout_id`` comes from the rendered form and names the operation, so a double-submitted
+    form is the same operation reported twice and counts once. Whoever posts the form chooses it,
+    so it names an operation of this payment only: the provider transaction id is scoped by the
+    payment's id (a real bank's ids are its own and unique; a payer's are not).
     """
     payment = await service.lock(session, payment_id)
     if payment.provider != SandboxProvider.name:
         raise Conflict("This payment is not a sandbox payment", code="wrong_provider")
-    txn_id = f"sandbox-{checkout_id}"
+    txn_id = f"sb:{payment.id}:{checkout_id}"  # ≤ 3 + 32 + 1 + 64 = 100, the column's width
     if await service.find_operation(session, provider=payment.provider, provider_txn_id=txn_id) is not None:
         return Outcome.DUPLICATE
     if await service.expire_if_due(session, payment, now=now):
