@@ -111,8 +111,8 @@ def client_host(host: str) -> str:
 
     yarl applies IDNA / UTS #46 (fullwidth digits and dots, ``。``, mathematical digits, ...) but
     keeps percent-escapes and trailing dots, which other URL parsers (WHATWG) decode and resolvers
-    may drop: judge the host after all of them, repeated until nothing changes (bounded: each round
-    only shortens or maps the text).
+    may drop: judge the host after all of them, repeated until nothing changes (a few rounds at
+    most: percent-escapes nested deeper than that are no URL's host).
     """
     for _ in range(4):
         before = host
@@ -262,10 +262,13 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        # Lenient to refuse (any reading of the host that names a blocked address), strict to
+        # resolve: only the notations a system resolver reads as addresses skip ``inner``.
         literal = literal_ip(host)
+        if literal is not None and is_blocked(literal, self.allowed):
+            raise BlockedAddress(f"address {literal} is not allowed")
+        literal = _notation_ip(host.strip("[]"))
         if literal is not None:
-            if is_blocked(literal, self.allowed):
-                raise BlockedAddress(f"address {literal} is not allowed")
             return [_result(host, str(literal), port)]
         results = await self.inner.resolve(host, port, family)
         for result in results:
