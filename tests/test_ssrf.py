@@ -582,7 +582,7 @@ async def test_deliveries_to_blocked_notations_reach_nothing_even_resent(client,
         for d in rows:
             assert (d.last_error_class, d.last_status_code) == ("blocked", None), (d.url, d.last_error)
         r = await client.get(f"/api/payment/{ids[0]}/webhooks", headers=shop.headers)
-        ((log,),) = [r.json()["data"]]
+        (log,) = r.json()["data"]
         (attempt,) = log["attempts"]
         assert attempt["error_class"] == "blocked"
         assert (attempt["response_status"], attempt["response_headers"], attempt["response_body"]) == (None,) * 3
