@@ -19,6 +19,7 @@ from paycenter.merchants.models import Merchant
 from paycenter.payments import attempts, service
 from paycenter.payments.schemas import PaymentInit
 from paycenter.providers.registry import Providers
+from paycenter.webhooks.ssrf import parse_networks
 
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 API_KEY = "test-api-key"
@@ -89,7 +90,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 async def live_payments(ctx: AppContext, merchant_id: str, count: int, webhook_url: str | None) -> list[str]:
     """``count`` payments, each with a live QR at the simulator."""
     data = PaymentInit.model_validate({**BODY, "webhook_url": webhook_url})
-    policy = POLICY.__class__(max_amount=POLICY.max_amount, default_expires_in=3600, providers=ctx.providers.names())
+    policy = POLICY.__class__(
+        max_amount=POLICY.max_amount,
+        default_expires_in=3600,
+        providers=ctx.providers.names(),
+        webhook_networks=parse_networks("127.0.0.0/8"),  # its webhook sink listens on loopback
+    )
     ids: list[str] = []
     async with ctx.db.transaction() as session:
         merchant = await session.get(Merchant, merchant_id)

@@ -41,6 +41,7 @@ from paycenter.payments.models import Event
 from paycenter.payments.schemas import PaymentInit
 from paycenter.providers.registry import Providers
 from paycenter.webhooks.models import Delivery, DeliveryStatus
+from paycenter.webhooks.ssrf import parse_networks
 from paycenter.worker import Worker
 
 PG_SERVER = os.environ.get("PAYCENTER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -88,7 +89,10 @@ async def drop_database(kind: str, url: str) -> None:
 
 
 BODY = {"amount": 500, "currency": "KZT", "description": "Benchmark", "webhook_secret": "bench_secret"}
-POLICY = service.InitPolicy(max_amount=10**8, default_expires_in=3600, providers=["sandbox"])
+# The bench's endpoints listen on loopback.
+POLICY = service.InitPolicy(
+    max_amount=10**8, default_expires_in=3600, providers=["sandbox"], webhook_networks=parse_networks("127.0.0.0/8")
+)
 
 
 async def make_merchant(db: Database) -> str:

@@ -158,7 +158,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
 async def test_bad_arguments_are_refused_without_writing(sqlite_cli: Cli) -> None:
     cli = sqlite_cli
     (await cli("migrate")).ok()
-    bad_urls = ("ftp://x", "javascript:alert(1)", "https://" + "a" * 500 + ".kz")
+    bad_urls = ("ftp://x", "javascript:alert(1)", "https://" + "a" * 500 + ".kz", "http://１２７.０.０.１/hook")
     *refusals, blank, missing, gone = await asyncio.gather(
         *(cli("merchant", "create", "Shop", "--webhook-url", url, "--json") for url in bad_urls),
         cli("merchant", "create", "   "),

@@ -19,6 +19,7 @@ from paycenter.payments import service
 from paycenter.payments.models import Event
 from paycenter.payments.schemas import PaymentInit
 from paycenter.webhooks.models import Delivery
+from paycenter.webhooks.ssrf import parse_networks
 from sink import Sink, eventually, wait_until
 
 EVENTS = 1000
@@ -28,7 +29,9 @@ PAYCENTER = Path(sys.executable).with_name("paycenter")
 async def make_events(db, merchant_id: str, url: str, clock, count: int = EVENTS) -> None:
     """Paid payments, each with its `paid` event and delivery, up to 100 per transaction."""
     data = PaymentInit.model_validate({**SEED_BODY, "webhook_url": url})
-    policy = service.InitPolicy(max_amount=10**8, default_expires_in=3600, providers=["sandbox"])
+    policy = service.InitPolicy(
+        max_amount=10**8, default_expires_in=3600, providers=["sandbox"], webhook_networks=parse_networks("127.0.0.0/8")
+    )
     for batch in range(0, count, 100):
         async with db.transaction() as session:
             merchant = await session.get(Merchant, merchant_id)

@@ -21,6 +21,7 @@ from paycenter.merchants.models import Merchant
 from paycenter.migrate import upgrade
 from paycenter.observability import configure_logging
 from paycenter.payments.schemas import check_http_url
+from paycenter.webhooks.ssrf import check_webhook_url, parse_networks
 
 app = typer.Typer(help="paycenter: self-hosted payment center.", no_args_is_help=True, add_completion=False)
 merchant_app = typer.Typer(help="Merchants (the shops that take payments).", no_args_is_help=True)
@@ -235,7 +236,11 @@ def merchant_create(
 ) -> None:
     """Create a merchant and print its first API token (shown only once)."""
     try:
-        webhook_url = check_http_url(webhook_url, field="--webhook-url", max_length=500)
+        webhook_url = check_webhook_url(
+            check_http_url(webhook_url, field="--webhook-url", max_length=500),
+            parse_networks(get_settings().webhook_allowed_networks),
+            field="--webhook-url",
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

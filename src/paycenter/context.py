@@ -11,6 +11,7 @@ from paycenter.config import Settings
 from paycenter.db import Database, utcnow
 from paycenter.payments.service import InitPolicy
 from paycenter.providers.registry import Providers
+from paycenter.webhooks.ssrf import Network, parse_networks
 
 
 @dataclass
@@ -41,4 +42,10 @@ class AppContext:
             max_amount=self.settings.max_amount,
             default_expires_in=self.settings.default_expires_in,
             providers=self.providers.names(),
+            webhook_networks=self.webhook_networks,
         )
+
+    @property
+    def webhook_networks(self) -> list[Network]:
+        """Private networks webhook URLs may name (the SSRF guard's exceptions)."""
+        return parse_networks(self.settings.webhook_allowed_networks)

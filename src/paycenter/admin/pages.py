@@ -50,6 +50,7 @@ from paycenter.providers.kaspi_pos import KaspiPosProvider
 from paycenter.timefmt import iso
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.models import Delivery
+from paycenter.webhooks.ssrf import check_webhook_url
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -483,7 +484,9 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     form = await checked_form(request, operator)
     name = form.get("name", "").strip()[:200]
     try:
-        url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
+        url = check_webhook_url(
+            check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500), ctx.webhook_networks
+        )
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))
     if not name:
@@ -502,7 +505,9 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
 async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
     form = await checked_form(request, operator)
     try:
-        url = check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500)
+        url = check_webhook_url(
+            check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500), ctx.webhook_networks
+        )
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))
     now = ctx.now()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from paycenter import money
+from paycenter.webhooks import ssrf
 
 LANGUAGES = ("ru", "en", "kk")
 METADATA_MAX_KEYS = 50
@@ -150,7 +151,7 @@ class PaymentInit(RequestBody):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
-        return check_http_url(value, field="webhook_url", max_length=500)
+        return ssrf.readable_webhook_url(check_http_url(value, field="webhook_url", max_length=500))
 
     @field_validator("success_url", "fail_url")
     @classmethod

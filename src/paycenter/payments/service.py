@@ -7,7 +7,7 @@ made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from paycenter.payments.models import (
 )
 from paycenter.payments.schemas import PaymentInit
 from paycenter.timefmt import iso
+from paycenter.webhooks import ssrf
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class InitPolicy:
     max_amount: Any
     default_expires_in: int
     providers: list[str]
+    # Private networks a webhook URL may name (PAYCENTER_WEBHOOK_ALLOWED_NETWORKS); none by default.
+    webhook_networks: list[ssrf.Network] = field(default_factory=list)
 
 
 def _metadata_key(metadata: dict[str, Any] | None, key: str) -> str | None:
@@ -56,6 +59,10 @@ async def create_payment(
         amount = to_minor(data.amount, data.currency, max_major=policy.max_amount)
     except MoneyError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+    try:
+        ssrf.check_webhook_url(data.webhook_url, policy.webhook_networks)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), fields=[{"field": "webhook_url", "message": str(exc)}]) from None
     provider = data.provider or merchant.default_provider or "sandbox"
     if provider not in policy.providers:
         message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
@@ -72,6 +79,10 @@ async def create_payment(
         customer_phone=data.customer_phone,
         customer_email=data.customer_email,
         customer_name=data.customer_name,
+        # The merchant's text, not yarl's normal form: the merchant reads back what it sent (an IDN
+        # host stays readable, a default port stays written), and storing the normal form would
+        # add no safety, since the sender parses the text with the same yarl and the connector
+        # judges the address of every connection anyway.
         webhook_url=data.webhook_url,
         webhook_secret=data.webhook_secret,
         success_url=data.success_url,

@@ -1,8 +1,9 @@
 """One HTTP try of a webhook, with its outcome classified for the log.
 
 aiohttp does the sending (on this machine about 20x httpx's rate against one loopback sink). The
-SSRF guard sits in its resolver hook; redirects are never followed; the response body is read up
-to 16 KiB and the rest dropped. Each endpoint (URL) gets its own small concurrency bound, so one
+SSRF guard (ssrf.py) sits in its connector: the socket factory judges every address a socket
+connects to, the resolver hook every name; redirects are never followed; the response body is read
+up to 16 KiB and the rest dropped. Each endpoint (URL) gets its own small concurrency bound, so one
 endpoint that hangs occupies only its own slots and nobody else waits for it.
 """
 
@@ -14,13 +15,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from paycenter.webhooks.models import ErrorClass
-from paycenter.webhooks.ssrf import BlockedAddress, GuardedResolver, Network, check_url, literal_ip
+from paycenter.webhooks.ssrf import BlockedAddress, ConnectGuard, GuardedResolver, Network, check_url, literal_ip
 
 MAX_RESPONSE_BODY = 16 * 1024
 
@@ -86,7 +87,8 @@ class Sender:
         per_endpoint: int = 8,
     ) -> None:
         self.allowed = allowed_networks
-        self.resolver = GuardedResolver(allowed_networks, inner=resolver)
+        self.resolver: AbstractResolver = GuardedResolver(allowed_networks, inner=resolver)
+        self.guard = ConnectGuard(allowed_networks)
         self.timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
         self.per_endpoint = per_endpoint
         self._slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.per_endpoint))
@@ -97,7 +99,9 @@ class Sender:
         if self._session is None:
             # No global or per-host limit in the pool: waiting for a pooled connection would count
             # against the connect timeout. Our per-endpoint semaphores bound concurrency instead.
-            connector = aiohttp.TCPConnector(resolver=self.resolver, limit=0, limit_per_host=0, ttl_dns_cache=10)
+            connector = aiohttp.TCPConnector(
+                resolver=self.resolver, socket_factory=self.guard, limit=0, limit_per_host=0, ttl_dns_cache=10
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self.timeout, auto_decompress=True, trust_env=False
             )
@@ -138,44 +142,53 @@ class Sender:
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes, started: datetime) -> SendResult:
         assert self._session is not None
+        refused: list[BlockedAddress] = []
         try:
             self._check(url)
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(4096):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size >= MAX_RESPONSE_BODY:
-                        break
-                text = b"".join(chunks)[:MAX_RESPONSE_BODY].decode("utf-8", "replace")
-                result = SendResult(
-                    started_at=started,
-                    duration_ms=0,
-                    status=resp.status,
-                    response_headers={k: v for k, v in resp.headers.items()},
-                    response_body=text,
-                )
-                if not result.ok:
-                    result.error_class, result.error = await self._status_error(url, resp)
-                    result.retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-                return result
+            with self.guard.watch() as refused:
+                response = self._session.post(url, data=body, headers=headers, allow_redirects=False)
+                async with response as resp:
+                    return await self._read(url, resp, started)
         except Exception as exc:  # every failure is an outcome to record, never a crash
-            error_class, message = classify(exc)
+            # No connection could be made and the guard refused an address on the way: that is the
+            # reason, whatever other addresses did (aiohttp keeps only the last address's error).
+            refusal = refused[0] if refused and isinstance(exc, aiohttp.ClientConnectorError) else None
+            error_class, message = classify(refusal or exc)
             return SendResult(started_at=started, duration_ms=0, error_class=error_class, error=message[:500])
+
+    async def _read(self, url: str, resp: aiohttp.ClientResponse, started: datetime) -> SendResult:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(4096):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_RESPONSE_BODY:
+                break
+        text = b"".join(chunks)[:MAX_RESPONSE_BODY].decode("utf-8", "replace")
+        result = SendResult(
+            started_at=started,
+            duration_ms=0,
+            status=resp.status,
+            response_headers={k: v for k, v in resp.headers.items()},
+            response_body=text,
+        )
+        if not result.ok:
+            result.error_class, result.error = await self._status_error(url, resp)
+            result.retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+        return result
 
     async def _status_error(self, url: str, resp: aiohttp.ClientResponse) -> tuple[ErrorClass, str]:
         if not 300 <= resp.status < 400:
             return ErrorClass.HTTP_STATUS, f"HTTP {resp.status}"
         location = resp.headers.get("Location", "")
-        target = urljoin(url, location)
         try:
-            check_url(target, self.allowed)
-            host = urlsplit(target).hostname
+            # Read as the client would read it had it followed: yarl's join and host mapping.
+            target = check_url(URL(url).join(URL(location)), self.allowed)
+            host = target.raw_host
             if host and literal_ip(host) is None:
                 await self.resolver.resolve(host, 0)
         except BlockedAddress as exc:
             return ErrorClass.BLOCKED, f"redirect to a blocked address ({exc}); redirects are not followed"
-        except OSError:
-            pass  # an unresolvable redirect target is just a redirect
+        except (OSError, ValueError):
+            pass  # an unresolvable or unreadable redirect target is just a redirect
         return ErrorClass.HTTP_STATUS, f"HTTP {resp.status} redirect to {location[:200]}; redirects are not followed"

@@ -1,24 +1,37 @@
 """Keep webhook requests away from private networks (SSRF guard).
 
 A merchant chooses the webhook URL, so a URL is untrusted input that our server will connect to.
-Two checks, both needed:
-- before a request, a host that is a literal IP in any notation a resolver accepts (``127.1``,
-  ``2130706433``, ``0x7f.1``, ``017700000001``, ``[::ffff:127.0.0.1]``) is checked directly;
-- at connect time, the resolver hook checks every address a name resolves to, and the connector
-  then connects only to the addresses that passed (no second lookup an attacker could rebind).
+What counts is the address a socket connects to, not the text of the URL: aiohttp's URL library
+(yarl) maps a host through IDNA / UTS #46 (``１２７.０.０.１``, ``𝟏𝟐𝟕。0。0。1`` become
+``127.0.0.1``), and resolvers accept short, decimal, octal and hex IPv4 forms. So, in layers:
+- at connect time (the one that must hold alone), the connector's socket factory judges the
+  socket address of every connection it opens, whatever the URL said and whichever path led there
+  (literal IP, resolved name; aiohttp skips the resolver for hosts it reads as IP literals);
+- the resolver hook refuses a name if any address it resolves to is blocked (a clear message, and
+  the connector then connects only to addresses that passed: no second lookup to rebind);
+- before a request, and when a merchant gives a webhook URL, the URL is parsed by yarl itself (so
+  we cannot disagree with the client) and a host that names a blocked address by itself, in any
+  notation, is refused.
 Only ``PAYCENTER_WEBHOOK_ALLOWED_NETWORKS`` opens private ranges (local development and tests).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+# A host name as yarl leaves it (lowercase, IDNA-encoded): letters, digits, "-" and "_" in labels.
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,9 +95,39 @@ def is_blocked(ip: IPAddress, allowed: list[Network]) -> bool:
     return not ip.is_global
 
 
-def literal_ip(host: str) -> IPAddress | None:
-    """The address a host names by itself, in any notation ``inet_aton`` or IPv6 accepts."""
-    host = host.strip("[]")
+def client_url(url: str | URL) -> URL:
+    """The URL exactly as aiohttp will read it (``ClientSession`` builds ``URL(url)``).
+
+    Raises ``ValueError`` for what the client cannot parse (bad port, malformed brackets, a host
+    IDNA refuses), so a URL we accept is one the client can send to.
+    """
+    parsed = url if isinstance(url, URL) else URL(url)
+    parsed.port  # noqa: B018 - raises on a port out of range
+    return parsed
+
+
+def client_host(host: str) -> str:
+    """A host in the form a lenient client or resolver would end up reading it.
+
+    yarl applies IDNA / UTS #46 (fullwidth digits and dots, ``。``, mathematical digits, ...) but
+    keeps percent-escapes and trailing dots, which other URL parsers (WHATWG) decode and resolvers
+    may drop: judge the host after all of them, repeated until nothing changes (a few rounds at
+    most: percent-escapes nested deeper than that are no URL's host).
+    """
+    for _ in range(4):
+        before = host
+        host = unquote(host.strip("[]"))
+        try:
+            host = URL.build(scheme="http", host=host).raw_host or host
+        except ValueError:
+            pass  # a host yarl refuses is judged as it stands
+        host = host.rstrip(".")
+        if host == before:
+            break
+    return host
+
+
+def _notation_ip(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -98,17 +141,111 @@ def literal_ip(host: str) -> IPAddress | None:
     return None
 
 
-def check_url(url: str, allowed: list[Network]) -> None:
-    """Refuse a URL whose scheme is not http(s) or whose host is a blocked literal address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise BlockedAddress(f"scheme {parts.scheme!r} is not allowed")
-    host = parts.hostname or ""
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host names by itself, in any notation ``inet_aton`` or IPv6 accepts, before or
+    after the mappings of ``client_host``."""
+    ip = _notation_ip(host.strip("[]"))
+    return ip if ip is not None else _notation_ip(client_host(host))
+
+
+def check_url(url: str | URL, allowed: list[Network]) -> URL:
+    """The URL as the client reads it; refused (``BlockedAddress``) if the client cannot parse it,
+    its scheme is not http(s), or its host is a blocked address by itself in any notation."""
+    try:
+        parsed = client_url(url)
+    except ValueError as exc:
+        raise BlockedAddress(f"not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise BlockedAddress(f"scheme {parsed.scheme!r} is not allowed")
+    host = parsed.raw_host or ""
     if not host:
         raise BlockedAddress("URL has no host")
     ip = literal_ip(host)
     if ip is not None and is_blocked(ip, allowed):
         raise BlockedAddress(f"address {ip} is not allowed")
+    return parsed
+
+
+def readable_webhook_url(url: str | None, *, field: str = "webhook_url") -> str | None:
+    """Refuse (``ValueError``) a webhook URL the HTTP client could not even parse."""
+    if url is not None:
+        try:
+            client_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{field} is not a valid URL: {exc}") from None
+    return url
+
+
+def check_webhook_url(url: str | None, allowed: list[Network], *, field: str = "webhook_url") -> str | None:
+    """A webhook URL a merchant or an operator gives, refused (``ValueError``, for the field's error)
+    if it can never be delivered or names a blocked address by itself. Returns the text as given."""
+    if url is None:
+        return None
+    try:
+        host = check_url(url, allowed).raw_host or ""
+    except BlockedAddress as exc:
+        raise ValueError(f"{field} is refused: {exc} (webhooks may not reach private networks)") from None
+    if _notation_ip(host) is None and not _HOST_NAME.fullmatch(host):
+        # e.g. percent-escapes, or what IDNA made of a bracketed host it could not map: no
+        # resolver can find such a host, so no webhook could ever be delivered to it.
+        raise ValueError(f"{field} has no usable host: {host!r} is neither a host name nor an IP address")
+    return url
+
+
+class ConnectGuard:
+    """The webhook connector's socket factory: judges the address each socket is about to connect to.
+
+    aiohappyeyeballs calls it with the addrinfo whose sockaddr it then hands to ``connect()``, for
+    every connection the connector opens, literal IPs included: this check holds even if every
+    check on the URL's text was fooled. Refusals are also noted for the sender (``watch``), since
+    aiohttp folds several failed addresses into one plain ``OSError``.
+    """
+
+    def __init__(self, allowed: list[Network]) -> None:
+        self.allowed = allowed
+        self._refusals: ContextVar[list[BlockedAddress] | None] = ContextVar("ssrf_refusals", default=None)
+
+    def __call__(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        ip = _socket_ip(family, sockaddr)
+        if ip is None or is_blocked(ip, self.allowed):
+            shown = str(ip) if ip is not None else repr(sockaddr)
+            refused = BlockedAddress(f"address {shown} is not allowed (refused at connect)")
+            noted = self._refusals.get()
+            if noted is not None:
+                noted.append(refused)
+            raise refused
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    @contextmanager
+    def watch(self) -> Iterator[list[BlockedAddress]]:
+        """The refusals made while the block runs (in this task and the tasks it starts)."""
+        noted: list[BlockedAddress] = []
+        token = self._refusals.set(noted)
+        try:
+            yield noted
+        finally:
+            self._refusals.reset(token)
+
+
+def _socket_ip(family: int, sockaddr: Any) -> IPAddress | None:
+    """The address a sockaddr names, if it is a plain numeric one of its family.
+
+    Anything else (a name, a legacy IPv4 form, another family) is refused rather than guessed at:
+    ``loop.sock_connect`` would resolve a name itself, out of our sight.
+    """
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(sockaddr, tuple) or not sockaddr:
+        return None
+    host = sockaddr[0]
+    if not isinstance(host, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if ip.version != (4 if family == socket.AF_INET else 6):
+        return None
+    return ip
 
 
 class GuardedResolver(AbstractResolver):
@@ -125,10 +262,13 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        # Lenient to refuse (any reading of the host that names a blocked address), strict to
+        # resolve: only the notations a system resolver reads as addresses skip ``inner``.
         literal = literal_ip(host)
+        if literal is not None and is_blocked(literal, self.allowed):
+            raise BlockedAddress(f"address {literal} is not allowed")
+        literal = _notation_ip(host.strip("[]"))
         if literal is not None:
-            if is_blocked(literal, self.allowed):
-                raise BlockedAddress(f"address {literal} is not allowed")
             return [_result(host, str(literal), port)]
         results = await self.inner.resolve(host, port, family)
         for result in results:
