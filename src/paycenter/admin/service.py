@@ -1,6 +1,8 @@
 """Admin users, sessions, login throttling and the audit log. The only code that changes them.
 
-- Passwords are argon2id hashes (pwdlib). A new user gets a random one-time password.
+- Passwords are argon2id hashes (pwdlib). A new user (or a reset) gets a random one-time password,
+  which only lets its operator choose their own, and which expires unused.
+- Operators change their own password with the current one; that ends their other sessions.
 - A session cookie carries 256 random bits; the table keeps only its SHA-256, so a database
   leak yields no usable session. Sessions end after an idle timeout and an absolute lifetime.
 - Each session has its own CSRF token, which every form must send back.
@@ -10,7 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +38,9 @@ LOCK_FOR = timedelta(minutes=15)
 FAILURE_WINDOW = timedelta(minutes=15)
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_SESSION = timedelta(hours=12)
+ONE_TIME_PASSWORD_TTL = timedelta(hours=72)  # the setting's default
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1000  # a login checks no more than this many characters
 
 
 class LoginLocked(ApiError):
@@ -43,6 +50,14 @@ class LoginLocked(ApiError):
     def __init__(self, minutes: int) -> None:
         super().__init__(f"Too many failed logins. Try again in {minutes} min.")
         self.minutes = minutes
+
+
+class OneTimePasswordExpired(ApiError):
+    status_code = 401
+    code = "one_time_password_expired"
+
+    def __init__(self) -> None:
+        super().__init__("This one-time password has expired: ask for `paycenter admin reset-password`.")
 
 
 def _digest(token: str) -> str:
@@ -68,21 +83,80 @@ async def create_user(session: AsyncSession, *, username: str, role: Role, now: 
         role=str(role),
         is_active=True,
         created_at=now,
+        must_change_password=True,
+        password_set_at=now,
     )
     session.add(user)
     await session.flush()
     return user, password
 
 
-async def reset_password(session: AsyncSession, *, username: str) -> str:
+async def reset_password(session: AsyncSession, *, username: str, now: datetime) -> str:
+    """A new one-time password for a user (shown once); their sessions end."""
     user = await session.scalar(select(AdminUser).where(AdminUser.username == username).with_for_update())
     if user is None:
         raise ApiError(f"No user {username!r}", code="not_found", status_code=404)
     password = new_password()
     user.password_hash = HASHER.hash(password)
+    user.must_change_password = True
+    user.password_set_at = now
     await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
     await unlock(session, username=username)  # a new password is no use behind the old lock
     return password
+
+
+# --- choosing one's own password ---------------------------------------------------------------
+
+
+def password_problem(*, username: str, current: str, new: str, again: str) -> str | None:
+    """Why a chosen password is refused (a text key of the panel), or None if it will do."""
+    if new != again:
+        return "password_mismatch"
+    if len(new.strip()) < MIN_PASSWORD:
+        return "password_too_short"
+    if len(new) > MAX_PASSWORD:
+        return "password_too_long"
+    if new == current:
+        return "password_same_as_current"
+    if new.strip().casefold() == username.strip().casefold():
+        return "password_is_username"
+    return None
+
+
+async def hash_password(password: str) -> str:
+    # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
+    return await asyncio.to_thread(HASHER.hash, password)
+
+
+async def set_password(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    password_hash: str,
+    now: datetime,
+    replaces: str | None = None,
+    keep_session: str | None = None,
+) -> int:
+    """The operator's own password from now on; their sessions but ``keep_session`` end (whoever
+    else knew the old password is out). ``replaces``: the hash just verified, so a change made
+    meanwhile by another session or a reset is not silently overwritten. Returns sessions ended."""
+    condition = [AdminUser.id == user_id]
+    if replaces is not None:
+        condition.append(AdminUser.password_hash == replaces)
+    changed = await session.execute(
+        update(AdminUser)
+        .where(*condition)
+        .values(password_hash=password_hash, must_change_password=False, password_set_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("The password was changed meanwhile; sign in again", code="password_changed_meanwhile")
+    ended = await session.execute(
+        delete(AdminSession)
+        .where(AdminSession.user_id == user_id, AdminSession.id != (keep_session or ""))
+        .execution_options(synchronize_session=False)
+    )
+    return ended.rowcount or 0  # type: ignore[attr-defined]
 
 
 async def unlock(session: AsyncSession, *, username: str | None = None, ip: str | None = None) -> int:
@@ -157,8 +231,8 @@ class Login:
     token: str  # for the cookie; never stored
 
 
-async def authenticate(db: Database, *, username: str, password: str, ip: str | None, now: datetime) -> Login | None:
-    """Check a password and open a session; None for wrong credentials (counted towards a lock).
+async def _check(db: Database, *, username: str, password: str, ip: str | None, now: datetime) -> AdminUser | None:
+    """The active user whose password this is, else None (counted towards a lock).
 
     Raises LoginLocked while the username or the address is locked. The attempt is counted as a
     failure before the password is checked, and cleared if it was right: guesses sent in parallel
@@ -172,10 +246,9 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
     async with db.reading() as session:
         user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
     # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
-    ok = await asyncio.to_thread(HASHER.verify, password[:1000], user.password_hash if user else _DUMMY_HASH)
+    ok = await asyncio.to_thread(HASHER.verify, password[:MAX_PASSWORD], user.password_hash if user else _DUMMY_HASH)
     if not ok or user is None or not user.is_active:
         return None
-    token = secrets.token_urlsafe(32)
     async with db.transaction() as session:
         await session.execute(
             update(LoginThrottle)
@@ -183,6 +256,34 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
             .values(failures=0, locked_until=None)
             .execution_options(synchronize_session=False)
         )
+    return user
+
+
+def one_time_password_expired(user: AdminUser, *, ttl: timedelta, now: datetime) -> bool:
+    return user.must_change_password and (user.password_set_at or user.created_at) + ttl <= now
+
+
+async def authenticate(
+    db: Database,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    now: datetime,
+    one_time_ttl: timedelta = ONE_TIME_PASSWORD_TTL,
+) -> Login | None:
+    """Check a password and open a session; None for wrong credentials (counted towards a lock).
+
+    Raises LoginLocked while the username or the address is locked, and OneTimePasswordExpired
+    for a right one-time password past its time (it stays counted as a failure: it opens nothing).
+    """
+    user = await _check(db, username=username, password=password, ip=ip, now=now)
+    if user is None:
+        return None
+    if one_time_password_expired(user, ttl=one_time_ttl, now=now):
+        raise OneTimePasswordExpired()
+    token = secrets.token_urlsafe(32)
+    async with db.transaction() as session:
         await session.execute(
             update(AdminUser)
             .where(AdminUser.id == user.id)
@@ -203,6 +304,15 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
     return Login(user, token)
 
 
+async def check_current_password(
+    db: Database, operator: Operator, *, password: str, ip: str | None, now: datetime
+) -> str | None:
+    """The stored hash if ``password`` is the operator's current one, else None. Throttled like a
+    login (and counted with it): a borrowed session cannot be used to guess the password."""
+    user = await _check(db, username=operator.username, password=password, ip=ip, now=now)
+    return user.password_hash if user is not None and user.id == operator.user_id else None
+
+
 @dataclass(frozen=True)
 class Operator:
     user_id: str
@@ -210,6 +320,7 @@ class Operator:
     role: str
     session_id: str
     csrf_token: str
+    must_change_password: bool = False
 
     @property
     def can_act(self) -> bool:
@@ -231,7 +342,7 @@ async def resume(session: AsyncSession, *, token: str, now: datetime) -> Operato
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    return Operator(user.id, user.username, user.role, row.id, row.csrf_token)
+    return Operator(user.id, user.username, user.role, row.id, row.csrf_token, user.must_change_password)
 
 
 async def logout(session: AsyncSession, *, session_id: str) -> None:
@@ -259,6 +370,15 @@ def csrf_ok(operator: Operator, submitted: str | None) -> bool:
 
 
 # --- audit -----------------------------------------------------------------------------------
+
+
+def cli_actor() -> str:
+    """The audit log's actor for a ``paycenter`` command: ``cli:`` and the OS account running it."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry: a bare container uid
+        user = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"[:100]
 
 
 async def audit(
