@@ -100,6 +100,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",
         LOGNAME=OS_USER,
+        SUDO_USER="",
     )
     try:
         async with paycenter_run(workdir, env) as running:

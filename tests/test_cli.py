@@ -223,7 +223,7 @@ async def test_every_changing_command_is_audited_with_the_os_user(cli: Cli) -> N
 
     (await cli("migrate")).ok()
     key = crypto.new_key()
-    env = {"LOGNAME": OS_USER, "USER": OS_USER, "PAYCENTER_SECRET_KEYS": key}
+    env = {"LOGNAME": OS_USER, "USER": OS_USER, "SUDO_USER": "", "PAYCENTER_SECRET_KEYS": key}
     seen = 0
 
     async def step(*commands: tuple[str, ...]) -> list[tuple[str, str, str | None, dict[str, Any]]]:
@@ -320,8 +320,13 @@ def test_the_cli_actor_falls_back_to_the_uid(monkeypatch: pytest.MonkeyPatch) ->
 
     from paycenter.admin import service as admins
 
+    monkeypatch.delenv("SUDO_USER", raising=False)
     monkeypatch.setenv("LOGNAME", "ops-aigerim")
     assert admins.cli_actor() == "cli:ops-aigerim"
+    # Under sudo (deploy/paycenter.sh runs every command as the service's user): who called sudo.
+    monkeypatch.setenv("SUDO_USER", "aigerim")
+    assert admins.cli_actor() == "cli:aigerim"
+    monkeypatch.delenv("SUDO_USER")
 
     def nameless() -> str:
         raise OSError("No username set in the environment")

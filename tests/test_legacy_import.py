@@ -647,7 +647,8 @@ OS_USER = "ops-legacy"
 
 async def _cli(database_url: str, cwd: Path, *args: str, **env_extra: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
-    env.update(PAYCENTER_DATABASE_URL=database_url, NO_COLOR="1", COLUMNS="200", LOGNAME=OS_USER, **env_extra)
+    env.update(PAYCENTER_DATABASE_URL=database_url, NO_COLOR="1", COLUMNS="200", **env_extra)
+    env.update(LOGNAME=OS_USER, SUDO_USER="")  # who the audit log names
     return await paycenter_cli(*args, cwd=cwd, env=env)
 
 

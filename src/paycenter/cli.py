@@ -68,6 +68,14 @@ async def _audit(session: AsyncSession, action: str, target: str | None = None, 
     await admins.audit(session, actor=admins.cli_actor(), action=action, now=utcnow(), target=target, **details)
 
 
+def _one_time_note() -> str:
+    hours = get_settings().admin_one_time_password_ttl_seconds / 3600
+    return (
+        f"It is good for {hours:g} h (PAYCENTER_ADMIN_ONE_TIME_PASSWORD_TTL_SECONDS), and "
+        "the first login asks the user to choose their own password."
+    )
+
+
 def _migrate(settings: Settings) -> None:
     asyncio.run(upgrade(settings.database_url))
 
@@ -152,6 +160,7 @@ def run(
     typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json   Admin: {base}/admin")
     if admin_password:
         typer.echo(f"Created the first admin: user 'admin', one-time password: {admin_password}")
+        typer.echo(_one_time_note())
     if settings.webhook_allowed_networks:
         typer.echo(
             f"Webhooks may reach these private networks: {settings.webhook_allowed_networks} "
@@ -598,14 +607,6 @@ def admin_create_user(
     password = _with_db(go)
     typer.echo(f"user {name} ({role}) created; one-time password: {password}")
     typer.echo(_one_time_note(), err=True)
-
-
-def _one_time_note() -> str:
-    hours = get_settings().admin_one_time_password_ttl_seconds / 3600
-    return (
-        f"It works once, within {hours:g} h (PAYCENTER_ADMIN_ONE_TIME_PASSWORD_TTL_SECONDS): "
-        "the first login asks the user to choose their own password."
-    )
 
 
 @admin_app.command("reset-password")

@@ -373,11 +373,16 @@ def csrf_ok(operator: Operator, submitted: str | None) -> bool:
 
 
 def cli_actor() -> str:
-    """The audit log's actor for a ``paycenter`` command: ``cli:`` and the OS account running it."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry: a bare container uid
-        user = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    """The audit log's actor for a ``paycenter`` command: ``cli:`` and the OS account that ran it.
+
+    Under sudo that is the account that called sudo: the command itself runs as the service's
+    user (deploy/paycenter.sh), which would name every operator alike."""
+    user = os.environ.get("SUDO_USER", "").strip()
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry: a bare container uid
+            user = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return f"cli:{user}"[:100]
 
 
