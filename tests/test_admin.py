@@ -20,7 +20,17 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from conftest import Clock, MerchantCreds, create_payment, make_merchant, sandbox
+from conftest import (
+    BACKENDS,
+    SERVER_URLS,
+    Clock,
+    MerchantCreds,
+    _drop_server_database,
+    _fresh_server_database,
+    create_payment,
+    make_merchant,
+    sandbox,
+)
 from paycenter.admin import service as admins
 from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.db import Base, Database, new_id, new_payment_id
@@ -1331,3 +1341,53 @@ async def test_the_terminal_check_is_recorded_with_its_result(client, db, world,
     r = await act(client, "/admin/terminals/trm_nope/check")
     assert "error" in flash(r)
     assert len(await audit_rows(db, "terminal_check")) == 1
+
+
+@pytest.fixture(params=BACKENDS)
+async def blank_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """A new, empty database on each backend (for migrating step by step)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    server_url = SERVER_URLS[request.param]
+    url = await _fresh_server_database(request.param, server_url)
+    try:
+        yield url
+    finally:
+        await _drop_server_database(server_url, url)
+
+
+async def test_upgrading_makes_every_existing_password_one_time(blank_url: str) -> None:
+    """Before 0009 nobody could choose a password: every stored one was printed by paycenter (the
+    first admin's into the server's log). The upgrade makes them one-time passwords, counted
+    from the upgrade, so nobody is locked out by it but each must choose their own."""
+    import sqlalchemy as sa
+
+    from paycenter.db import UTCDateTime, utcnow
+    from paycenter.migrate import upgrade
+
+    await upgrade(blank_url, "0007")
+    long_ago = datetime(2025, 1, 1, tzinfo=ZoneInfo("UTC"))
+    users = sa.table(
+        "admin_users",
+        *(sa.column(name) for name in ("id", "username", "password_hash", "role", "is_active")),
+        sa.column("created_at", UTCDateTime()),
+    )
+    db = Database(blank_url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                users.insert().values(
+                    id="adm_old", username="admin", password_hash="x", role="admin", is_active=True, created_at=long_ago
+                )
+            )
+        await upgrade(blank_url)
+        async with db.reading() as session:
+            user = await session.get(AdminUser, "adm_old")
+    finally:
+        await db.dispose()
+    assert user is not None and user.must_change_password is True
+    assert abs(user.password_set_at - utcnow()) < timedelta(minutes=5)
+    ttl = timedelta(hours=72)
+    assert not admins.one_time_password_expired(user, ttl=ttl, now=utcnow())
+    assert admins.one_time_password_expired(user, ttl=ttl, now=utcnow() + ttl)
