@@ -1314,13 +1314,11 @@ async def test_guessing_the_current_password_locks_like_a_login(client, db, admi
 async def test_a_password_changed_meanwhile_is_not_overwritten(db, admin, clock):
     """A reset (or another session's change) between checking the current password and storing
     the new one wins: the slower change is refused."""
-    from paycenter.errors import Conflict
-
     user = await stored_user(db, "boss")
     verified = user.password_hash
     async with db.transaction() as session:
         await admins.reset_password(session, username="boss", now=clock())
-    with pytest.raises(Conflict, match="changed meanwhile"):
+    with pytest.raises(admins.PasswordRefused, match="password_changed_meanwhile"):
         async with db.transaction() as session:
             await admins.set_password(
                 session, user_id=user.id, password_hash=admins.HASHER.hash("x" * 20), now=clock(), replaces=verified

@@ -56,6 +56,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Пароль не может совпадать с логином.",
         "The password cannot be your username.",
     ),
+    "password_changed_meanwhile": (
+        "Пароль только что изменили в другом месте. Войдите снова.",
+        "The password was changed elsewhere just now. Please sign in again.",
+    ),
     "wrong_current_password": ("Текущий пароль неверен.", "The current password is wrong."),
     "password_changed": (
         "Пароль изменён. Другие ваши сеансы завершены.",

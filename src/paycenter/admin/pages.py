@@ -192,48 +192,19 @@ async def password_change(request: Request, ctx: Context, operator: SignedIn) ->
     Their other sessions end; this one stays."""
     form = await checked_form(request, operator, act=False)
     next_url = _safe_next(form.get("next"))
-    current, new = form.get("current_password", ""), form.get("new_password", "")
-    problem = service.password_problem(
-        username=operator.username, current=current, new=new, again=form.get("new_password_again", "")
-    )
-    if problem:
-        return _password_form(request, operator, next_url, message=problem, status_code=422)
-    now, ip = ctx.now(), client_ip(request)
     try:
-        verified = await service.check_current_password(ctx.db, operator, password=current, ip=ip, now=now)
-    except service.LoginLocked as exc:
-        verified, locked = None, exc.minutes
-    else:
-        locked = None
-    if verified is None:
-        async with ctx.db.transaction() as session:
-            reason = "locked" if locked else "wrong_current_password"
-            await _record(session, request, operator, "password_change_failed", now=now, reason=reason)
-        if locked:
-            return _password_form(request, operator, next_url, message="login_locked", minutes=locked, status_code=429)
-        return _password_form(request, operator, next_url, message="wrong_current_password", status_code=403)
-    password_hash = await service.hash_password(new)
-    try:
-        async with ctx.db.transaction() as session:
-            ended = await service.set_password(
-                session,
-                user_id=operator.user_id,
-                password_hash=password_hash,
-                now=now,
-                replaces=verified,
-                keep_session=operator.session_id,
-            )
-            await _record(
-                session,
-                request,
-                operator,
-                "password_change",
-                now=now,
-                forced=operator.must_change_password,
-                sessions_ended=ended,
-            )
-    except ApiError as exc:
-        return _password_form(request, operator, next_url, message=exc.message, status_code=exc.status_code)
+        await service.change_password(
+            ctx.db,
+            operator,
+            current=form.get("current_password", ""),
+            new=form.get("new_password", ""),
+            again=form.get("new_password_again", ""),
+            ip=client_ip(request),
+            now=ctx.now(),
+        )
+    except service.PasswordRefused as exc:
+        context = {"message": exc.reason, "minutes": exc.minutes}
+        return _password_form(request, operator, next_url, status_code=exc.status_code, **context)
     return back(request, next_url, notice=translator(language(request))("password_changed"))
 
 

@@ -60,6 +60,15 @@ class OneTimePasswordExpired(ApiError):
         super().__init__("This one-time password has expired: ask for `paycenter admin reset-password`.")
 
 
+class PasswordRefused(ApiError):
+    """A password change refused; ``reason`` is the panel's text key for why."""
+
+    def __init__(self, reason: str, *, status_code: int, minutes: int | None = None) -> None:
+        super().__init__(reason, code=reason, status_code=status_code)
+        self.reason = reason
+        self.minutes = minutes
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -150,7 +159,7 @@ async def set_password(
         .execution_options(synchronize_session=False)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("The password was changed meanwhile; sign in again", code="password_changed_meanwhile")
+        raise PasswordRefused("password_changed_meanwhile", status_code=409)
     ended = await session.execute(
         delete(AdminSession)
         .where(AdminSession.user_id == user_id, AdminSession.id != (keep_session or ""))
@@ -311,6 +320,52 @@ async def check_current_password(
     login (and counted with it): a borrowed session cannot be used to guess the password."""
     user = await _check(db, username=operator.username, password=password, ip=ip, now=now)
     return user.password_hash if user is not None and user.id == operator.user_id else None
+
+
+async def change_password(
+    db: Database, operator: Operator, *, current: str, new: str, again: str, ip: str | None, now: datetime
+) -> int:
+    """The operator's own new password, given the current one (at first login, the one-time one).
+    Their other sessions end, the one making the change stays; the change, or a refusal for a
+    wrong current password, is audited. Raises PasswordRefused. Returns the sessions ended."""
+    problem = password_problem(username=operator.username, current=current, new=new, again=again)
+    if problem:
+        raise PasswordRefused(problem, status_code=422)
+
+    async def refuse(reason: str) -> None:
+        async with db.transaction() as session:
+            await audit(
+                session, actor=operator.username, action="password_change_failed", now=now, ip=ip, reason=reason
+            )
+
+    try:
+        verified = await check_current_password(db, operator, password=current, ip=ip, now=now)
+    except LoginLocked as exc:
+        await refuse("locked")
+        raise PasswordRefused("login_locked", status_code=429, minutes=exc.minutes) from None
+    if verified is None:
+        await refuse("wrong_current_password")
+        raise PasswordRefused("wrong_current_password", status_code=403)
+    password_hash = await hash_password(new)
+    async with db.transaction() as session:
+        ended = await set_password(
+            session,
+            user_id=operator.user_id,
+            password_hash=password_hash,
+            now=now,
+            replaces=verified,
+            keep_session=operator.session_id,
+        )
+        await audit(
+            session,
+            actor=operator.username,
+            action="password_change",
+            now=now,
+            ip=ip,
+            forced=operator.must_change_password,
+            sessions_ended=ended,
+        )
+    return ended
 
 
 @dataclass(frozen=True)
