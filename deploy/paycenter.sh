@@ -19,9 +19,10 @@ fi
 
 # A clean environment, as systemd gives the units, plus the env file's KEY=value lines (shell
 # syntax here, systemd's there: the same for values without $, backquotes or backslashes).
+# SUDO_USER: who called, for the audit log (the command runs as $PAYCENTER_USER, whoever calls).
 # shellcheck disable=SC2016 # the inner script expands its own arguments
 exec runuser -u "$PAYCENTER_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-    HOME="$PAYCENTER_HOME" TERM="${TERM:-dumb}" \
+    HOME="$PAYCENTER_HOME" TERM="${TERM:-dumb}" SUDO_USER="${SUDO_USER:-$(id -un)}" \
     /bin/sh -c '
         cd "$1" || exit 1
         set -a

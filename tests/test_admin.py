@@ -20,9 +20,19 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from conftest import Clock, MerchantCreds, create_payment, make_merchant, sandbox
+from conftest import (
+    BACKENDS,
+    SERVER_URLS,
+    Clock,
+    MerchantCreds,
+    _drop_server_database,
+    _fresh_server_database,
+    create_payment,
+    make_merchant,
+    sandbox,
+)
 from paycenter.admin import service as admins
-from paycenter.admin.models import AdminSession, AuditEntry, LoginThrottle, Role
+from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.db import Base, Database, new_id, new_payment_id
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.payments.models import Payment, PaymentStatus, Refund
@@ -44,10 +54,17 @@ class Operator:
     password: str
 
 
-async def new_user(db: Database, clock: Clock, username: str, role: Role) -> Operator:
+async def new_user(db: Database, clock: Clock, username: str, role: Role, *, one_time: bool = False) -> Operator:
+    """An operator as `paycenter admin create-user` makes one. Unless ``one_time``, also past their
+    first login: the printed one-time password already replaced by one of their own."""
     async with db.transaction() as session:
-        _, password = await admins.create_user(session, username=username, role=role, now=clock())
-    return Operator(username, password)
+        user, password = await admins.create_user(session, username=username, role=role, now=clock())
+    if one_time:
+        return Operator(username, password)
+    chosen = f"{username}'s own password"
+    async with db.transaction() as session:
+        await admins.set_password(session, user_id=user.id, password_hash=admins.HASHER.hash(chosen), now=clock())
+    return Operator(username, chosen)
 
 
 @pytest.fixture
@@ -1122,3 +1139,264 @@ async def test_a_crafted_link_cannot_put_words_into_the_notice_bar(client, world
     assert by_testid(shown.text, "notice") == "Готово."
     other = await client.get(redirected_to(r).replace("notice=done", "notice=Done%20by%20us"))
     assert "Done by us" not in other.text  # the signature covers the text
+
+
+# --- one-time passwords and one's own password ------------------------------------------------------
+
+
+async def change_password(
+    client: httpx.AsyncClient, current: str, new: str, again: str | None = None, **form: str
+) -> httpx.Response:
+    """The password form as the browser posts it, with the CSRF token of its own page."""
+    page = await client.get("/admin/password")
+    assert page.status_code == 200, page.text
+    token = CSRF.search(page.text)
+    assert token, page.text
+    data = {
+        "current_password": current,
+        "new_password": new,
+        "new_password_again": new if again is None else again,
+        "csrf_token": token.group(1),
+        **form,
+    }
+    return await client.post("/admin/password", data=data)
+
+
+async def stored_user(db: Database, username: str) -> AdminUser:
+    async with db.reading() as session:
+        return await session.scalar(select(AdminUser).where(AdminUser.username == username))
+
+
+async def test_a_one_time_password_opens_only_the_page_that_replaces_it(client, db, world, clock, browsers):
+    """`paycenter run`, `create-user` and `reset-password` print a one-time password: signed in
+    with it, the operator can do nothing but choose their own (or sign out)."""
+    newcomer = await new_user(db, clock, "newcomer", Role.ADMIN, one_time=True)
+    r = await login(client, newcomer, next="/admin/merchants")
+    assert redirected_to(r) == "/admin/password?next=/admin/merchants"
+    (entry,) = await audit_rows(db, "login")
+    assert entry.details == {"one_time_password": True}
+
+    form = await client.get("/admin/password?next=/admin/merchants")
+    assert form.status_code == 200
+    assert "Вы вошли с одноразовым паролем" in by_testid(form.text, "must-change")
+    assert 'data-testid="password-link"' in form.text and "<nav>" not in form.text
+    token = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+
+    # Every page sends the operator back there, and every action, even with this session's own
+    # CSRF token, changes nothing.
+    for path in [*PAGES, f"/admin/transactions/{world.paid}"]:
+        location = redirected_to(await client.get(path))
+        assert location.startswith("/admin/password?next=") and parse_qs(urlsplit(location).query)["next"] == [path]
+    before = await snapshot(db)
+    for path, data in actions(world):
+        r = await client.post(path, data={**data, "csrf_token": token})
+        assert redirected_to(r) == "/admin/password?next=/admin", path
+    assert await snapshot(db) == before
+
+    # The rules of a new password, each refused with its reason and nothing changed.
+    for new, again, reason in (
+        ("a much longer secret", "a much longer secret!", "Новые пароли не совпадают."),
+        ("short", None, "Новый пароль слишком короткий: нужно не меньше 12 символов."),
+        ("            x", None, "Новый пароль слишком короткий: нужно не меньше 12 символов."),
+        ("NEWCOMER", None, "Новый пароль слишком короткий: нужно не меньше 12 символов."),
+        (newcomer.password, None, "Новый пароль должен отличаться от текущего."),
+        ("x" * 1001, None, "Новый пароль слишком длинный."),
+    ):
+        r = await change_password(client, newcomer.password, new, again)
+        assert r.status_code == 422, (new, r.status_code)
+        assert by_testid(r.text, "password-error") == reason
+    longname = await new_user(db, clock, "a-long-username", Role.VIEWER, one_time=True)
+    other = await browsers()
+    await login(other, longname)
+    r = await change_password(other, longname.password, "A-Long-Username")
+    assert by_testid(r.text, "password-error") == "Пароль не может совпадать с логином."
+    assert (await stored_user(db, "newcomer")).must_change_password is True
+
+    r = await change_password(client, newcomer.password, "correct horse battery staple", next="/admin/merchants")
+    assert redirected_to(r).startswith("/admin/merchants?notice=")
+    assert by_testid((await client.get(redirected_to(r))).text, "notice") == (
+        "Пароль изменён. Другие ваши сеансы завершены."
+    )
+    for path in PAGES:  # the same session goes on, now everywhere
+        assert (await client.get(path)).status_code == 200, path
+    user = await stored_user(db, "newcomer")
+    assert user.must_change_password is False and abs(user.password_set_at - clock()) < timedelta(minutes=1)
+    (entry,) = await audit_rows(db, "password_change")
+    assert (entry.actor, entry.details) == ("newcomer", {"forced": True, "sessions_ended": 0})
+
+    # The one-time password is spent; the chosen one works.
+    await act(client, "/admin/logout")
+    assert (await login(client, newcomer)).status_code == 401
+    r = await login(client, Operator("newcomer", "correct horse battery staple"))
+    assert redirected_to(r) == "/admin"
+
+
+async def test_a_one_time_password_expires(client, db, clock, ctx, browsers):
+    late = await new_user(db, clock, "late", Role.ADMIN, one_time=True)
+    prompt = await new_user(db, clock, "prompt", Role.VIEWER, one_time=True)
+    clock.advance(hours=71, minutes=59)
+    assert redirected_to(await login(client, prompt)).startswith("/admin/password")
+    clock.advance(minutes=1)  # 72 h: the default
+    r = await login(client, late)
+    assert r.status_code == 401
+    assert not [c for c in r.headers.get_list("set-cookie") if c.startswith("pc_admin=")]  # no session
+    assert by_testid(r.text, "login-error") == (
+        "Срок действия одноразового пароля истёк. Попросите администратора выполнить "
+        "`paycenter admin reset-password` для вашего логина."
+    )
+    en = await client.get("/admin/login?lang=en")
+    assert en.status_code == 200
+    r = await login(client, late)
+    assert "This one-time password has expired" in by_testid(r.text, "login-error")
+    entries = [(a.actor, a.details) for a in await audit_rows(db, "login_failed")]
+    assert entries == [("late", {"reason": "one_time_password_expired"})] * 2
+    # A wrong password is still just wrong: the expiry says nothing about a password not given.
+    r = await login(client, late, password="guess")
+    assert "Wrong username or password." in by_testid(r.text, "login-error")
+
+    # A reset issues a fresh one, good for another 72 h from now.
+    async with db.transaction() as session:
+        fresh = await admins.reset_password(session, username="late", now=clock())
+    assert redirected_to(await login(client, Operator("late", fresh))).startswith("/admin/password")
+
+    # The time is a setting.
+    ctx.settings.admin_one_time_password_ttl_seconds = 3600
+    clock.advance(hours=1)
+    assert (await login(await browsers(), Operator("late", fresh))).status_code == 401
+
+
+async def test_operators_change_their_own_password(client, db, admin, viewer, browsers, clock):
+    await signed_in(client, admin)
+    elsewhere = await signed_in(await browsers("10.1.1.1"), admin)  # the same operator, another browser
+    colleague = await signed_in(await browsers("10.1.1.2"), viewer)
+    page = await client.get("/admin")
+    assert 'href="/admin/password"' in page.text
+    form = await client.get("/admin/password")
+    assert 'data-testid="must-change"' not in form.text and "Текущий пароль" in form.text
+
+    # A stale or forged form is refused before anything is checked.
+    before = await snapshot(db)
+    for token in (None, "forged"):
+        data = {"current_password": admin.password, "new_password": "n" * 20, "new_password_again": "n" * 20}
+        r = await client.post("/admin/password", data=data if token is None else {**data, "csrf_token": token})
+        assert r.status_code == 403 and "CSRF" in by_testid(r.text, "forbidden")
+    assert await snapshot(db) == before
+
+    # A wrong current password: refused, recorded, nothing else changes.
+    r = await change_password(client, "not my password", "a brand new passphrase")
+    assert r.status_code == 403
+    assert by_testid(r.text, "password-error") == "Текущий пароль неверен."
+    (failed,) = await audit_rows(db, "password_change_failed")
+    assert (failed.actor, failed.details, failed.ip) == ("boss", {"reason": "wrong_current_password"}, "127.0.0.1")
+    assert (await elsewhere.get("/admin")).status_code == 200
+
+    r = await change_password(client, admin.password, "a brand new passphrase")
+    assert redirected_to(r).startswith("/admin?notice=")
+    # This session goes on; the operator's other one ended; a colleague's is untouched.
+    assert (await client.get("/admin")).status_code == 200
+    assert redirected_to(await elsewhere.get("/admin")).startswith("/admin/login")
+    assert (await colleague.get("/admin")).status_code == 200
+    (entry,) = await audit_rows(db, "password_change")
+    assert (entry.actor, entry.details) == ("boss", {"forced": False, "sessions_ended": 1})
+    assert (await login(await browsers(), admin)).status_code == 401
+    assert redirected_to(await login(await browsers(), admin, password="a brand new passphrase")) == "/admin"
+    async with db.reading() as session:
+        hashes = list(await session.scalars(select(AdminUser.password_hash)))
+    assert all(h.startswith("$argon2id$") for h in hashes) and "a brand new passphrase" not in repr(hashes)
+
+    # A viewer changes theirs too: a password is not an action on the product.
+    r = await change_password(colleague, viewer.password, "the auditor's passphrase")
+    assert redirected_to(r).startswith("/admin?notice=")
+
+
+async def test_guessing_the_current_password_locks_like_a_login(client, db, admin, browsers):
+    """A borrowed session cannot be used to try passwords: five wrong ones lock it like logins."""
+    await signed_in(client, admin)
+    for _ in range(5):
+        assert (await change_password(client, "guess", "a brand new passphrase")).status_code == 403
+    r = await change_password(client, admin.password, "a brand new passphrase")
+    assert r.status_code == 429
+    assert "Попробуйте снова через 15 мин." in by_testid(r.text, "password-error")
+    assert (await login(await browsers("10.2.2.2"), admin)).status_code == 429
+    reasons = [a.details["reason"] for a in await audit_rows(db, "password_change_failed")]
+    assert reasons == ["wrong_current_password"] * 5 + ["locked"]
+
+
+async def test_a_password_changed_meanwhile_is_not_overwritten(db, admin, clock):
+    """A reset (or another session's change) between checking the current password and storing
+    the new one wins: the slower change is refused."""
+    user = await stored_user(db, "boss")
+    verified = user.password_hash
+    async with db.transaction() as session:
+        await admins.reset_password(session, username="boss", now=clock())
+    with pytest.raises(admins.PasswordRefused, match="password_changed_meanwhile"):
+        async with db.transaction() as session:
+            await admins.set_password(
+                session, user_id=user.id, password_hash=admins.HASHER.hash("x" * 20), now=clock(), replaces=verified
+            )
+    after = await stored_user(db, "boss")
+    assert after.must_change_password is True and after.password_hash != verified
+
+
+async def test_the_terminal_check_is_recorded_with_its_result(client, db, world, admin):
+    await signed_in(client, admin)
+    r = await act(client, f"/admin/terminals/{world.terminal}/check")
+    assert flash(r)["notice"] == ["unreachable"]
+    (entry,) = await audit_rows(db, "terminal_check")
+    assert (entry.actor, entry.target, entry.ip) == ("boss", world.terminal, "127.0.0.1")
+    assert entry.details["health"] == "unreachable" and entry.details["error"]
+    terminal = await get_row(db, Terminal, world.terminal)
+    assert (terminal.health, terminal.last_error) == ("unreachable", entry.details["error"])
+    r = await act(client, "/admin/terminals/trm_nope/check")
+    assert "error" in flash(r)
+    assert len(await audit_rows(db, "terminal_check")) == 1
+
+
+@pytest.fixture(params=BACKENDS)
+async def blank_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """A new, empty database on each backend (for migrating step by step)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    server_url = SERVER_URLS[request.param]
+    url = await _fresh_server_database(request.param, server_url)
+    try:
+        yield url
+    finally:
+        await _drop_server_database(server_url, url)
+
+
+async def test_upgrading_makes_every_existing_password_one_time(blank_url: str) -> None:
+    """Before 0009 nobody could choose a password: every stored one was printed by paycenter (the
+    first admin's into the server's log). The upgrade makes them one-time passwords, counted
+    from the upgrade, so nobody is locked out by it but each must choose their own."""
+    import sqlalchemy as sa
+
+    from paycenter.db import UTCDateTime, utcnow
+    from paycenter.migrate import upgrade
+
+    await upgrade(blank_url, "0007")
+    long_ago = datetime(2025, 1, 1, tzinfo=ZoneInfo("UTC"))
+    users = sa.table(
+        "admin_users",
+        *(sa.column(name) for name in ("id", "username", "password_hash", "role", "is_active")),
+        sa.column("created_at", UTCDateTime()),
+    )
+    db = Database(blank_url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                users.insert().values(
+                    id="adm_old", username="admin", password_hash="x", role="admin", is_active=True, created_at=long_ago
+                )
+            )
+        await upgrade(blank_url)
+        async with db.reading() as session:
+            user = await session.get(AdminUser, "adm_old")
+    finally:
+        await db.dispose()
+    assert user is not None and user.must_change_password is True
+    assert abs(user.password_set_at - utcnow()) < timedelta(minutes=5)
+    ttl = timedelta(hours=72)
+    assert not admins.one_time_password_expired(user, ttl=ttl, now=utcnow())
+    assert admins.one_time_password_expired(user, ttl=ttl, now=utcnow() + ttl)

@@ -2,11 +2,13 @@
 
 One server process on a fresh SQLite file serves every test here. Merchants' webhooks go to a
 local endpoint this test controls: it first fails (one try only, so the delivery ends ``failed``
-at once), later answers 200. The operator logs in as the admin ``paycenter run`` printed, finds a
+at once), later answers 200. The operator logs in as the admin ``paycenter run`` printed (choosing
+their own password at that first login, as every operator must), finds a
 payment by its metadata ``order_id``, reads its metadata and webhook log, resends the failed
 delivery, refunds part of the payment and checks the dashboard against the database; a viewer
 (made with ``paycenter admin create-user``) cannot refund, a form without its CSRF token is
-refused, and five wrong passwords lock the login. The lock test runs last: it locks the address.
+refused, an operator changes their own password (ending their other session), and five wrong
+passwords lock the login. The lock test runs last: it locks the address.
 
 Chromium missing: skipped, or a failure when ``PAYCENTER_TEST_REQUIRE`` contains ``chromium``.
 ``PAYCENTER_SCREENSHOTS=1`` rewrites ``docs/screenshots/admin-dashboard.png``,
@@ -63,16 +65,21 @@ def _text(s: str) -> str:
 # --- the server and the merchants' endpoint --------------------------------------------------
 
 
+OS_USER = "ops-browser"  # who runs the `paycenter` commands here, as the audit log names them
+
+
 @dataclass
 class Server:
     base_url: str
     database_url: str
-    admin_password: str
+    admin_password: str  # the one-time password `paycenter run` printed
     demo_token: str
     env: dict[str, str]
     workdir: Path
     sink: Sink
     log: Path
+    # Operators past their first login, and the passwords they chose then.
+    chosen: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +99,8 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         PAYCENTER_WORKER_POLL_INTERVAL="0.1",
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",
+        LOGNAME=OS_USER,
+        SUDO_USER="",
     )
     try:
         async with paycenter_run(workdir, env) as running:
@@ -159,26 +168,45 @@ async def tabs(browser: Any) -> AsyncIterator[Any]:
 
     try:
         yield open_tab
-        # Refused requests (401, 403, 429) are answers, not errors: the panel itself runs no
+        # Refused requests (401, 403, 422, 429) are answers, not errors: the panel itself runs no
         # script that fails, and nothing it loads goes missing.
-        errors = [e for tab in made for e in tab.errors if not re.search(r"status of (401|403|429)\b", e)]
+        errors = [e for tab in made for e in tab.errors if not re.search(r"status of (401|403|422|429)\b", e)]
         assert errors == []
     finally:
         for context in contexts:
             await context.close()
 
 
-async def sign_in(tab: Tab, server: Server, username: str, password: str, *, start: str = "/admin") -> None:
+async def sign_in(tab: Tab, server: Server, username: str, one_time: str, *, start: str = "/admin") -> None:
+    """Sign in and land on ``start``. The first time, with the one-time password: the panel then
+    asks for a password of the operator's own, chosen here and used from then on."""
     from playwright.async_api import expect
 
     page = tab.page
     await page.goto(server.base_url + start)
     await expect(page).to_have_url(re.compile(r"/admin/login\?next="))
     await page.locator("input[name=username]").fill(username)
-    await page.locator("input[name=password]").fill(password)
+    await page.locator("input[name=password]").fill(server.chosen.get(username, one_time))
     await page.get_by_test_id("sign-in").click()
+    if username not in server.chosen:
+        await expect(page).to_have_url(re.compile(r"/admin/password\?next="))
+        await expect(page.get_by_test_id("must-change")).to_be_visible()
+        chosen = f"{username} chose this in the browser"
+        await choose_password(page, one_time, chosen)
+        server.chosen[username] = chosen
+        await expect(page.get_by_test_id("notice")).to_have_text("Пароль изменён. Другие ваши сеансы завершены.")
+        await expect(page).to_have_url(re.compile(re.escape(server.base_url + start) + r"(\?notice=.*)?$"))
+        await page.goto(server.base_url + start)
     await expect(page).to_have_url(server.base_url + start)
     await expect(page.get_by_test_id("me")).to_contain_text(username)
+
+
+async def choose_password(page: Any, current: str, new: str, again: str | None = None) -> None:
+    form = page.get_by_test_id("password-form")
+    await form.locator("input[name=current_password]").fill(current)
+    await form.locator("input[name=new_password]").fill(new)
+    await form.locator("input[name=new_password_again]").fill(new if again is None else again)
+    await page.get_by_test_id("save-password").click()
 
 
 # --- the data: a few merchants' payments ------------------------------------------------------
@@ -573,6 +601,81 @@ async def test_a_form_without_its_csrf_token_is_refused(server, api, day, tabs):
     assert after["refunded_amount"] == before["refunded_amount"]
 
 
+async def test_first_login_forces_a_password_of_ones_own_and_operators_change_it(server, tabs):
+    """A new operator's one-time password opens only the page that replaces it; later they change
+    it themselves (the current one first), which ends their other sessions. The audit page shows
+    it all, with the shell commands that made the user."""
+    from playwright.async_api import expect
+
+    made = await asyncio.create_subprocess_exec(
+        *(str(PAYCENTER), "admin", "create-user", "cashier", "--role", "admin"),
+        cwd=server.workdir,
+        env=server.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(made.communicate(), 30)
+    assert made.returncode == 0, err.decode()
+    found = re.search(r"user cashier \(admin\) created; one-time password: (\S+)", out.decode())
+    assert found, out.decode()
+    one_time = found.group(1)
+    assert "the first login asks the user to choose their own password" in err.decode()
+
+    tab = await tabs()
+    page = tab.page
+    await page.goto(server.base_url + "/admin/transactions")
+    await page.locator("input[name=username]").fill("cashier")
+    await page.locator("input[name=password]").fill(one_time)
+    await page.get_by_test_id("sign-in").click()
+    await expect(page).to_have_url(server.base_url + "/admin/password?next=/admin/transactions")
+    await expect(page.get_by_test_id("must-change")).to_have_text(
+        "Вы вошли с одноразовым паролем. Придумайте свой пароль, чтобы продолжить."
+    )
+    await expect(page.locator("header nav")).to_have_count(0)  # nowhere else to go
+    await page.goto(server.base_url + "/admin/merchants")
+    await expect(page).to_have_url(server.base_url + "/admin/password?next=/admin/merchants")
+    await choose_password(page, one_time, "cashier's first passphrase", "cashier's first passphrasE")
+    await expect(page.get_by_test_id("password-error")).to_have_text("Новые пароли не совпадают.")
+    await choose_password(page, one_time, "cashier's first passphrase")
+    await expect(page.get_by_test_id("notice")).to_have_text("Пароль изменён. Другие ваши сеансы завершены.")
+    await expect(page).to_have_url(re.compile(r"/admin/merchants\?notice="))
+    await expect(page.locator("header nav")).to_be_visible()
+
+    # The one-time password is spent.
+    stale = (await tabs()).page
+    await stale.goto(server.base_url + "/admin/login")
+    await stale.locator("input[name=username]").fill("cashier")
+    await stale.locator("input[name=password]").fill(one_time)
+    await stale.get_by_test_id("sign-in").click()
+    await expect(stale.get_by_test_id("login-error")).to_have_text("Неверный логин или пароль.")
+
+    # Signed in elsewhere too; then a change of their own from the first window.
+    elsewhere = await tabs()
+    server.chosen["cashier"] = "cashier's first passphrase"
+    await sign_in(elsewhere, server, "cashier", one_time)
+    await page.get_by_test_id("password-link").click()
+    await expect(page).to_have_url(server.base_url + "/admin/password")
+    await expect(page.get_by_test_id("must-change")).to_have_count(0)
+    await choose_password(page, "not the password", "cashier's second passphrase")
+    await expect(page.get_by_test_id("password-error")).to_have_text("Текущий пароль неверен.")
+    await choose_password(page, "cashier's first passphrase", "cashier's second passphrase")
+    await expect(page.get_by_test_id("notice")).to_have_text("Пароль изменён. Другие ваши сеансы завершены.")
+    await elsewhere.page.reload()
+    await expect(elsewhere.page).to_have_url(re.compile(r"/admin/login\?next="))  # that session ended
+    await page.get_by_role("link", name="Журнал действий").click()  # this one goes on
+    audit = page.get_by_test_id("audit")
+    rows = audit.locator("tbody tr")
+    for who, action in (
+        ("cashier", "password_change"),
+        ("cashier", "password_change_failed"),
+        (f"cli:{OS_USER}", "admin_user_create"),
+        (f"cli:{OS_USER}", "merchant_create"),  # the demo shop `paycenter run` made
+    ):
+        await expect(rows.filter(has_text=action).filter(has_text=who).first).to_be_visible()
+    await expect(rows.filter(has_text="admin_user_create").filter(has_text="cashier")).to_have_count(1)
+    server.chosen["cashier"] = "cashier's second passphrase"
+
+
 async def test_five_wrong_passwords_lock_the_login(server, tabs):
     """Last: the lock holds the address (127.0.0.1) too, for 15 minutes."""
     from playwright.async_api import expect
@@ -584,7 +687,8 @@ async def test_five_wrong_passwords_lock_the_login(server, tabs):
     for attempt in range(6):
         right = attempt == 5
         await page.locator("input[name=username]").fill("admin")
-        await page.locator("input[name=password]").fill(server.admin_password if right else f"guess-{attempt}")
+        password = server.chosen.get("admin", server.admin_password)
+        await page.locator("input[name=password]").fill(password if right else f"guess-{attempt}")
         async with page.expect_response(lambda r: r.url.endswith("/admin/login")) as answer:
             await page.get_by_test_id("sign-in").click()
         status = (await answer.value).status

@@ -194,3 +194,142 @@ async def test_webhooks_test_sends_a_signed_sample(sqlite_cli: Cli) -> None:
         assert headers["x-webhook-signature"] == hmac.new(b"s3cret", got.body, hashlib.sha256).hexdigest()
     finally:
         await sink.stop()
+
+
+# --- every command that changes something leaves its audit record ---------------------------------
+
+OS_USER = "ops-aigerim"  # the account an operator runs the commands as (getpass reads LOGNAME first)
+
+
+async def audit_log(database_url: str) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    from sqlalchemy import select
+
+    from paycenter.admin.models import AuditEntry
+    from paycenter.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.reading() as session:
+            rows = await session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            return [(a.actor, a.action, a.target, a.details) for a in rows]
+    finally:
+        await db.dispose()
+
+
+async def test_every_changing_command_is_audited_with_the_os_user(cli: Cli) -> None:
+    """Each command that changes state leaves exactly one audit record, written by
+    ``cli:<os user>``, naming what it changed: the log shows who did what, from the shell too."""
+    from paycenter import crypto
+
+    (await cli("migrate")).ok()
+    key = crypto.new_key()
+    env = {"LOGNAME": OS_USER, "USER": OS_USER, "SUDO_USER": "", "PAYCENTER_SECRET_KEYS": key}
+    seen = 0
+
+    async def step(*commands: tuple[str, ...]) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+        """Run commands (at once: they touch different rows); return the records they added."""
+        nonlocal seen
+        runs = await asyncio.gather(*(cli(*args, env_extra=env) for args in commands))
+        for run in runs:
+            run.ok()
+        log = await audit_log(cli.database_url)
+        added, seen = log[seen:], len(log)
+        assert {actor for actor, *_ in added} == {f"cli:{OS_USER}"}, added
+        return sorted(added, key=lambda entry: entry[1])
+
+    made = await step(
+        ("merchant", "create", "Coffee & Co", "--webhook-url", "https://shop.example/hook", "--json"),
+        ("admin", "create-user", "alice", "--role", "admin"),
+        ("terminal", "add", "till-1", "--url", "https://127.0.0.1:9", "--token", "till-token"),
+        ("payment-method", "set", "kaspi_red", "--fee", "2.5", "--payer-covers-fee"),
+    )
+    assert [(action, target) for _, action, target, _ in made] == [
+        ("admin_user_create", "alice"),
+        ("merchant_create", made[1][2]),
+        ("payment_method_set", "kaspi_red"),
+        ("terminal_add", made[3][2]),
+    ]
+    merchant_id, terminal_id = made[1][2], made[3][2]
+    assert merchant_id and merchant_id.startswith("mer_") and terminal_id and terminal_id.startswith("trm_")
+    assert made[0][3] == {"role": "admin"}
+    tokens = (await cli("token", "list", merchant_id, "--json", env_extra=env)).json()
+    assert made[1][3] == {
+        "token_id": tokens[0]["token_id"],
+        "name": "Coffee & Co",
+        "webhook_url": "https://shop.example/hook",
+    }
+    assert made[2][3] == {"fee_bp": [100, 250], "payer_covers_fee": [False, True]}
+    assert made[3][3] == {"name": "till-1"}
+
+    changed = await step(
+        ("token", "create", merchant_id, "--name", "ci", "--json"),
+        ("admin", "reset-password", "alice"),
+        ("admin", "unlock", "alice", "--ip", "10.0.0.7"),
+        ("terminal", "disable", "till-1"),
+    )
+    issued = [t for t in (await cli("token", "list", merchant_id, "--json", env_extra=env)).json() if t["name"] == "ci"]
+    assert [(action, target, details) for _, action, target, details in changed] == [
+        ("admin_password_reset", "alice", {}),
+        ("admin_unlock", "alice", {"address": "10.0.0.7", "cleared": 0}),
+        ("terminal_disable", terminal_id, {"name": "till-1"}),
+        ("token_create", merchant_id, {"token_id": issued[0]["token_id"]}),
+    ]
+
+    checked = await step(
+        ("token", "revoke", issued[0]["token_id"]),
+        ("terminal", "enable", "till-1"),
+        ("cleanup",),
+        ("secrets", "rotate"),
+    )
+    assert [(action, target) for _, action, target, _ in checked] == [
+        ("cleanup_run", None),
+        ("secrets_rotate", None),
+        ("terminal_enable", terminal_id),
+        ("token_revoke", merchant_id),
+    ]
+    assert checked[0][3] == {"removed": 0, "idempotency_keys_removed": 0, "stale_rows_removed": 0}
+    assert checked[1][3]["rows"] >= 2  # the merchant's signing secret and the terminal's token
+    assert checked[3][3] == {"token_id": issued[0]["token_id"]}
+
+    (check,) = await step(("terminal", "check"))  # nothing listens on port 9: unreachable
+    assert check[1:3] == ("terminal_check", terminal_id)
+    assert check[3]["health"] == "unreachable" and check[3]["error"]
+
+    # What reads or only tries changes nothing, and what is refused leaves no record.
+    for args in (
+        ("merchant", "list"),
+        ("token", "list"),
+        ("terminal", "list"),
+        ("payment-method", "list"),
+        ("cleanup", "--dry-run"),
+        ("status",),
+    ):
+        (await cli(*args, env_extra=env)).ok()
+    refused = await asyncio.gather(
+        cli("token", "revoke", "tok_nope", env_extra=env),
+        cli("admin", "reset-password", "nobody", env_extra=env),
+        cli("payment-method", "set", "no_such_method", "--fee", "1", env_extra=env),
+    )
+    assert all(run.rc != 0 and "Traceback" not in run.err for run in refused), refused
+    assert len(await audit_log(cli.database_url)) == seen
+
+
+def test_the_cli_actor_falls_back_to_the_uid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container user with no name still gets recorded, by its uid."""
+    import getpass
+
+    from paycenter.admin import service as admins
+
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("LOGNAME", "ops-aigerim")
+    assert admins.cli_actor() == "cli:ops-aigerim"
+    # Under sudo (deploy/paycenter.sh runs every command as the service's user): who called sudo.
+    monkeypatch.setenv("SUDO_USER", "aigerim")
+    assert admins.cli_actor() == "cli:aigerim"
+    monkeypatch.delenv("SUDO_USER")
+
+    def nameless() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", nameless)
+    assert admins.cli_actor() == f"cli:uid-{os.getuid()}"

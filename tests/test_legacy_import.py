@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from conftest import REQUIRED, SERVER_URLS, row_counts
 from paycenter import crypto
+from paycenter.admin.models import AuditEntry
 from paycenter.db import Database, create_engine
 from paycenter.legacy.importer import (
     BadRow,
@@ -641,9 +642,13 @@ async def test_source_errors_are_reported(legacy_server: str, db: Database) -> N
 # --- the command, end to end ----------------------------------------------------------------
 
 
+OS_USER = "ops-legacy"
+
+
 async def _cli(database_url: str, cwd: Path, *args: str, **env_extra: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env.update(PAYCENTER_DATABASE_URL=database_url, NO_COLOR="1", COLUMNS="200", **env_extra)
+    env.update(LOGNAME=OS_USER, SUDO_USER="")  # who the audit log names
     return await paycenter_cli(*args, cwd=cwd, env=env)
 
 
@@ -684,8 +689,19 @@ async def test_cli_end_to_end(legacy_url: str, tmp_path: Path) -> None:
             # The command used PAYCENTER_SECRET_KEYS: the webhook secret went in encrypted.
             stored = await session.scalar(text("SELECT webhook_secret FROM payments WHERE id = :p"), {"p": T1})
             assert stored.startswith("fernet:") and crypto.Keyring([key]).open(stored) == "secret-one"
+            # Each real import (not the dry run) is recorded once, by the OS user who ran it.
+            log = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
     finally:
         await db.dispose()
+    assert [(a.actor, a.action) for a in log] == [(f"cli:{OS_USER}", "legacy_import")] * 2
+    first, again = (a.details for a in log)
+    assert log[0].target == make_url(legacy_url).render_as_string(hide_password=True)
+    assert (first["merchants"], first["payments"]["imported"], first["skipped"]) == (
+        {"imported": 3, "already_present": 0},
+        11,
+        6,
+    )
+    assert (again["merchants"]["imported"], again["payments"]["already_present"]) == (0, 11)
 
     rc, out, err = await _cli(target, tmp_path, "import-legacy", "mysql://nobody@127.0.0.1:1/none")
     assert rc == 1 and "cannot connect" in err

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto
 from paycenter.config import Settings, get_settings
@@ -61,6 +62,21 @@ def _with_db(fn: Callable[[Database], Awaitable[T]], settings: Settings | None =
         raise typer.Exit(1) from None
 
 
+async def _audit(session: AsyncSession, action: str, target: str | None = None, **details: Any) -> None:
+    """A command's change in the audit log, in the change's own transaction, by ``cli:<os user>``."""
+    from paycenter.admin import service as admins
+
+    await admins.audit(session, actor=admins.cli_actor(), action=action, now=utcnow(), target=target, **details)
+
+
+def _one_time_note() -> str:
+    hours = get_settings().admin_one_time_password_ttl_seconds / 3600
+    return (
+        f"It is good for {hours:g} h (PAYCENTER_ADMIN_ONE_TIME_PASSWORD_TTL_SECONDS), and "
+        "the first login asks the user to choose their own password."
+    )
+
+
 def _migrate(settings: Settings) -> None:
     asyncio.run(upgrade(settings.database_url))
 
@@ -90,9 +106,11 @@ async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | N
         if not await session.scalar(select(func.count()).select_from(Merchant)):
             merchant = await merchants.create_merchant(session, name="Demo shop", now=utcnow())
             issued = await merchants.issue_token(session, merchant_id=merchant.id, name="demo", now=utcnow())
+            await _audit(session, "merchant_create", merchant.id, token_id=issued.token.id, name=merchant.name)
             demo = (merchant, issued.secret)
         if not await admins.any_user(session):
             _, admin_password = await admins.create_user(session, username="admin", role=Role.ADMIN, now=utcnow())
+            await _audit(session, "admin_user_create", "admin", role=str(Role.ADMIN))
     return demo, admin_password
 
 
@@ -143,6 +161,7 @@ def run(
     typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json   Admin: {base}/admin")
     if admin_password:
         typer.echo(f"Created the first admin: user 'admin', one-time password: {admin_password}")
+        typer.echo(_one_time_note())
     if settings.webhook_allowed_networks:
         typer.echo(
             f"Webhooks may reach these private networks: {settings.webhook_allowed_networks} "
@@ -254,6 +273,14 @@ def merchant_create(
                 session, name=name.strip(), webhook_url=webhook_url, now=utcnow()
             )
             issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=utcnow())
+            await _audit(
+                session,
+                "merchant_create",
+                merchant.id,
+                token_id=issued.token.id,
+                name=merchant.name,
+                webhook_url=webhook_url,
+            )
             return merchant, issued.secret
 
     merchant, token = _with_db(go)
@@ -302,7 +329,9 @@ def token_create(
 
     async def go(db: Database) -> merchants.IssuedToken:
         async with db.transaction() as session:
-            return await merchants.issue_token(session, merchant_id=merchant_id, name=name[:100], now=utcnow())
+            issued = await merchants.issue_token(session, merchant_id=merchant_id, name=name[:100], now=utcnow())
+            await _audit(session, "token_create", issued.token.merchant_id, token_id=issued.token.id)
+            return issued
 
     issued = _with_db(go)
     if as_json:
@@ -317,7 +346,8 @@ def token_revoke(token_id: str) -> None:
 
     async def go(db: Database) -> None:
         async with db.transaction() as session:
-            await merchants.revoke_token(session, token_id=token_id, now=utcnow())
+            token = await merchants.revoke_token(session, token_id=token_id, now=utcnow())
+            await _audit(session, "token_revoke", token.merchant_id, token_id=token.id)
 
     _with_db(go)
     typer.echo(f"token {token_id} revoked")
@@ -403,9 +433,11 @@ def terminal_add(
 
     async def go(db: Database) -> Any:
         async with db.transaction() as session:
-            return await terminals.add(
+            terminal = await terminals.add(
                 session, name=name, base_url=url, access_token=token, camera_url=camera_url, now=utcnow()
             )
+            await _audit(session, "terminal_add", terminal.id, name=name)
+            return terminal
 
     terminal = _with_db(go)
     typer.echo(f"terminal {terminal.id} ({terminal.name}) added")
@@ -445,7 +477,8 @@ def _set_terminal(name: str, active: bool) -> None:
 
     async def go(db: Database) -> None:
         async with db.transaction() as session:
-            await terminals.set_active(session, name_or_id=name, active=active)
+            terminal = await terminals.set_active(session, name_or_id=name, active=active)
+            await _audit(session, f"terminal_{'enable' if active else 'disable'}", terminal.id, name=terminal.name)
 
     _with_db(go)
     typer.echo(f"terminal {name} {'enabled' if active else 'disabled'}")
@@ -490,6 +523,7 @@ def terminal_check() -> None:
                     await terminals.record_health(
                         session, terminal_id=terminal.id, health=health, error=error, now=utcnow()
                     )
+                    await _audit(session, "terminal_check", terminal.id, health=health, error=error)
         finally:
             await provider.close()
         return lines
@@ -535,7 +569,7 @@ def method_set(
     active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
 ) -> None:
     """Change a payment method's fee, who pays it, or whether payers see it."""
-    from paycenter.payments.models import PaymentMethod
+    from paycenter.payments import attempts
 
     if fee is not None and not 0 <= fee < 100:
         typer.echo("error: --fee must be at least 0 and below 100 (percent)", err=True)
@@ -543,15 +577,14 @@ def method_set(
 
     async def go(db: Database) -> None:
         async with db.transaction() as session:
-            method = await session.get(PaymentMethod, code, with_for_update=True)
-            if method is None:
-                raise ApiError(f"Unknown payment method {code!r}")
-            if fee is not None:
-                method.fee_bp = round(fee * 100)
-            if payer_covers_fee is not None:
-                method.payer_covers_fee = payer_covers_fee
-            if active is not None:
-                method.is_active = active
+            changes = await attempts.set_method(
+                session,
+                code=code,
+                fee_bp=None if fee is None else round(fee * 100),
+                payer_covers_fee=payer_covers_fee,
+                active=active,
+            )
+            await _audit(session, "payment_method_set", code, **changes)
 
     _with_db(go)
     typer.echo(f"payment method {code} updated")
@@ -572,11 +605,13 @@ def admin_create_user(
 
     async def go(db: Database) -> str:
         async with db.transaction() as session:
-            _, password = await admins.create_user(session, username=name, role=Role(role), now=utcnow())
+            user, password = await admins.create_user(session, username=name, role=Role(role), now=utcnow())
+            await _audit(session, "admin_user_create", user.username, role=role)
             return password
 
     password = _with_db(go)
     typer.echo(f"user {name} ({role}) created; one-time password: {password}")
+    typer.echo(_one_time_note(), err=True)
 
 
 @admin_app.command("reset-password")
@@ -586,9 +621,12 @@ def admin_reset_password(name: str) -> None:
 
     async def go(db: Database) -> str:
         async with db.transaction() as session:
-            return await admins.reset_password(session, username=name)
+            password = await admins.reset_password(session, username=name, now=utcnow())
+            await _audit(session, "admin_password_reset", name)
+            return password
 
     typer.echo(f"new one-time password for {name}: {_with_db(go)}")
+    typer.echo(_one_time_note(), err=True)
 
 
 @admin_app.command("unlock")
@@ -601,7 +639,9 @@ def admin_unlock(
 
     async def go(db: Database) -> int:
         async with db.transaction() as session:
-            return await admins.unlock(session, username=name, ip=ip)
+            cleared = await admins.unlock(session, username=name, ip=ip)
+            await _audit(session, "admin_unlock", name, address=ip, cleared=cleared)
+            return cleared
 
     cleared = _with_db(go)
     typer.echo(f"unlocked {name}" + (f" and {ip}" if ip else "") + ("" if cleared else " (was not locked)"))
@@ -684,13 +724,24 @@ def cleanup(
     settings = get_settings()
 
     async def go(db: Database) -> job.CleanupResult:
-        return await job.run(
+        result = await job.run(
             db,
             now=utcnow(),
             retention=timedelta(seconds=settings.cleanup_retention_seconds),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             dry_run=dry_run,
         )
+        if not dry_run:
+            # The run deletes in batches, each its own transaction: the record follows the last.
+            async with db.transaction() as session:
+                await _audit(
+                    session,
+                    "cleanup_run",
+                    removed=len(result.removed),
+                    idempotency_keys_removed=result.idempotency_keys_removed,
+                    stale_rows_removed=result.stale_rows_removed,
+                )
+        return result
 
     result = _with_db(go, settings)
     verb = "would remove" if dry_run else "removed"
@@ -827,6 +878,9 @@ def secrets_rotate() -> None:
                 if len(rows) < 500:
                     break
                 last = rows[-1][0]
+        # Re-sealed in batches, each its own transaction: the record follows the last.
+        async with db.transaction() as session:
+            await _audit(session, "secrets_rotate", rows=changed)
         return changed
 
     typer.echo(f"re-encrypted {_with_db(go, settings)} row(s) with the first key")

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # /readyz answers 503 when more webhook deliveries than this are overdue.
     ready_max_backlog: int = 10_000
 
+    # --- admin panel ---
+    # How long a one-time password (printed for a new operator or by reset-password) lets its
+    # operator log in to choose their own; after that only `paycenter admin reset-password` helps.
+    admin_one_time_password_ttl_seconds: int = Field(default=72 * 3600, ge=60, le=30 * 24 * 3600)
+
     # --- daily cleanup of unpaid expired and cancelled payments ---
     cleanup_schedule: str = "0 3 * * *"  # cron, in cleanup_timezone
     cleanup_timezone: str = "Asia/Almaty"

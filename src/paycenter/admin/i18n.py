@@ -23,6 +23,48 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Слишком много неудачных попыток входа. Попробуйте снова через {minutes} мин.",
         "Too many failed logins. Try again in {minutes} min.",
     ),
+    "one_time_password_expired": (
+        "Срок действия одноразового пароля истёк. Попросите администратора выполнить "
+        "`paycenter admin reset-password` для вашего логина.",
+        "This one-time password has expired. Ask an administrator to run "
+        "`paycenter admin reset-password` for your username.",
+    ),
+    "change_password": ("Сменить пароль", "Change password"),
+    "must_change_password": (
+        "Вы вошли с одноразовым паролем. Придумайте свой пароль, чтобы продолжить.",
+        "You signed in with a one-time password. Choose your own password to continue.",
+    ),
+    "current_password": ("Текущий пароль", "Current password"),
+    "current_password_one_time": ("Одноразовый пароль", "One-time password"),
+    "new_password": ("Новый пароль", "New password"),
+    "new_password_again": ("Новый пароль ещё раз", "New password again"),
+    "password_rule": (
+        "не короче {min} символов, не совпадает с логином и текущим паролем",
+        "at least {min} characters, not your username or current password",
+    ),
+    "password_mismatch": ("Новые пароли не совпадают.", "The new passwords do not match."),
+    "password_too_short": (
+        "Новый пароль слишком короткий: нужно не меньше {min} символов.",
+        "The new password is too short: at least {min} characters.",
+    ),
+    "password_too_long": ("Новый пароль слишком длинный.", "The new password is too long."),
+    "password_same_as_current": (
+        "Новый пароль должен отличаться от текущего.",
+        "The new password must differ from the current one.",
+    ),
+    "password_is_username": (
+        "Пароль не может совпадать с логином.",
+        "The password cannot be your username.",
+    ),
+    "password_changed_meanwhile": (
+        "Пароль только что изменили в другом месте. Войдите снова.",
+        "The password was changed elsewhere just now. Please sign in again.",
+    ),
+    "wrong_current_password": ("Текущий пароль неверен.", "The current password is wrong."),
+    "password_changed": (
+        "Пароль изменён. Другие ваши сеансы завершены.",
+        "Password changed. Your other sessions have been ended.",
+    ),
     "dashboard": ("Сводка", "Dashboard"),
     "transactions": ("Транзакции", "Transactions"),
     "webhooks": ("Вебхуки", "Webhooks"),

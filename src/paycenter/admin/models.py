@@ -27,6 +27,10 @@ class AdminUser(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set while the password is a one-time one that paycenter printed (new user, reset): the
+    # operator must choose their own before anything else, and it expires unchosen.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AdminSession(Base):
@@ -55,7 +59,8 @@ class LoginThrottle(Base):
 
 
 class AuditEntry(Base):
-    """Who did what: refunds, cancels, resends, token and secret changes, logins."""
+    """Who did what: refunds, cancels, resends, token and secret changes, logins, password changes;
+    an operator's username, or ``cli:<os user>`` for a ``paycenter`` command."""
 
     __tablename__ = "audit_log"
 

@@ -27,6 +27,8 @@ from paycenter.admin.web import (
     Forbidden,
     LoginRequired,
     Operator,
+    PasswordChangeRequired,
+    SignedIn,
     back,
     checked_form,
     client_ip,
@@ -63,12 +65,18 @@ def install(app: FastAPI) -> None:
         # Quoted whole: a deep link's own query ("?status=paid&merchant=...") must survive.
         return RedirectResponse(f"/admin/login?next={quote(exc.next_url, safe='/')}", status_code=303)
 
+    @app.exception_handler(PasswordChangeRequired)
+    async def _password(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse(f"/admin/password?next={quote(exc.next_url, safe='/')}", status_code=303)
+
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
         return render(request, "forbidden.html", {"reason": exc.message}, status_code=403)
 
 
-async def _record(session: AsyncSession, request: Request, operator: Operator, action: str, **entry: Any) -> None:
+async def _record(
+    session: AsyncSession, request: Request, operator: service.Operator, action: str, **entry: Any
+) -> None:
     """An operator's action in the audit log, in the action's own transaction."""
     await service.audit(session, actor=operator.username, action=action, ip=client_ip(request), **entry)
 
@@ -118,17 +126,28 @@ async def login(request: Request, ctx: Context) -> Response:
         return _login_form(request, {"next": next_url, "message": "login_form_expired"}, status_code=403)
     ip = client_ip(request)
     now = ctx.now()
+    ttl = timedelta(seconds=ctx.settings.admin_one_time_password_ttl_seconds)
     try:
-        result = await service.authenticate(ctx.db, username=username, password=password, ip=ip, now=now)
+        result = await service.authenticate(
+            ctx.db, username=username, password=password, ip=ip, now=now, one_time_ttl=ttl
+        )
     except service.LoginLocked as exc:
         context = {"next": next_url, "message": "login_locked", "minutes": exc.minutes}
         return _login_form(request, context, status_code=429)
+    except service.OneTimePasswordExpired as exc:
+        async with ctx.db.transaction() as session:
+            await service.audit(session, actor=username, action="login_failed", now=now, ip=ip, reason=exc.code)
+        return _login_form(request, {"next": next_url, "message": exc.code}, status_code=401)
+    one_time = result is not None and result.user.must_change_password
     async with ctx.db.transaction() as session:
         action = "login" if result else "login_failed"
-        await service.audit(session, actor=username or "?", action=action, now=now, ip=ip)
+        details = {"one_time_password": True} if one_time else {}
+        await service.audit(session, actor=username or "?", action=action, now=now, ip=ip, **details)
     if result is None:
         return _login_form(request, {"next": next_url, "message": "wrong_login"}, status_code=401)
-    response = RedirectResponse(next_url, status_code=303)
+    # A one-time password opens only the page where the operator chooses their own.
+    target = f"/admin/password?next={quote(next_url, safe='/')}" if one_time else next_url
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
     response.set_cookie(
         COOKIE,
@@ -143,7 +162,7 @@ async def login(request: Request, ctx: Context) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, ctx: Context, operator: Operator) -> Response:
+async def logout(request: Request, ctx: Context, operator: SignedIn) -> Response:
     await checked_form(request, operator, act=False)
     async with ctx.db.transaction() as session:
         await service.logout(session, session_id=operator.session_id)
@@ -151,6 +170,43 @@ async def logout(request: Request, ctx: Context, operator: Operator) -> Response
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(COOKIE, path="/admin")
     return response
+
+
+# --- one's own password ----------------------------------------------------------------------
+
+
+def _password_form(
+    request: Request, operator: service.Operator, next_url: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    context = {"next": next_url, "min_length": service.MIN_PASSWORD, **context}
+    return render(request, "password.html", context, operator=operator, status_code=status_code)
+
+
+@router.get("/password", response_class=HTMLResponse)
+async def password_page(request: Request, operator: SignedIn) -> HTMLResponse:
+    return _password_form(request, operator, _safe_next(request.query_params.get("next")))
+
+
+@router.post("/password")
+async def password_change(request: Request, ctx: Context, operator: SignedIn) -> Response:
+    """The operator's own new password, given the current one (the one-time one at first login).
+    Their other sessions end; this one stays."""
+    form = await checked_form(request, operator, act=False)
+    next_url = _safe_next(form.get("next"))
+    try:
+        await service.change_password(
+            ctx.db,
+            operator,
+            current=form.get("current_password", ""),
+            new=form.get("new_password", ""),
+            again=form.get("new_password_again", ""),
+            ip=client_ip(request),
+            now=ctx.now(),
+        )
+    except service.PasswordRefused as exc:
+        context = {"message": exc.reason, "minutes": exc.minutes}
+        return _password_form(request, operator, next_url, status_code=exc.status_code, **context)
+    return back(request, next_url, notice=translator(language(request))("password_changed"))
 
 
 # --- dashboard ---------------------------------------------------------------------------------
@@ -612,8 +668,11 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
         return back(request, "/admin/terminals", error=state)
     now = ctx.now()
     if state == "check":
-        async with ctx.db.reading() as session:
-            terminal = await terminals.get(session, terminal_id)
+        try:
+            async with ctx.db.reading() as session:
+                terminal = await terminals.get(session, terminal_id)
+        except ApiError as exc:
+            return back(request, "/admin/terminals", error=exc.message)
         provider = KaspiPosProvider(ctx.settings)
         try:
             await provider.device_info(terminals.ref(terminal))
@@ -624,6 +683,9 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
             await provider.close()
         async with ctx.db.transaction() as session:
             await terminals.record_health(session, terminal_id=terminal.id, health=health, error=error, now=now)
+            await _record(
+                session, request, operator, "terminal_check", target=terminal.id, now=now, health=health, error=error
+            )
         return back(request, "/admin/terminals", notice=health)
     try:
         async with ctx.db.transaction() as session:

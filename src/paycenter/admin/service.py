@@ -1,6 +1,8 @@
 """Admin users, sessions, login throttling and the audit log. The only code that changes them.
 
-- Passwords are argon2id hashes (pwdlib). A new user gets a random one-time password.
+- Passwords are argon2id hashes (pwdlib). A new user (or a reset) gets a random one-time password,
+  which only lets its operator choose their own, and which expires unused.
+- Operators change their own password with the current one; that ends their other sessions.
 - A session cookie carries 256 random bits; the table keeps only its SHA-256, so a database
   leak yields no usable session. Sessions end after an idle timeout and an absolute lifetime.
 - Each session has its own CSRF token, which every form must send back.
@@ -10,7 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +38,9 @@ LOCK_FOR = timedelta(minutes=15)
 FAILURE_WINDOW = timedelta(minutes=15)
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_SESSION = timedelta(hours=12)
+ONE_TIME_PASSWORD_TTL = timedelta(hours=72)  # the setting's default
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1000  # a login checks no more than this many characters
 
 
 class LoginLocked(ApiError):
@@ -42,6 +49,23 @@ class LoginLocked(ApiError):
 
     def __init__(self, minutes: int) -> None:
         super().__init__(f"Too many failed logins. Try again in {minutes} min.")
+        self.minutes = minutes
+
+
+class OneTimePasswordExpired(ApiError):
+    status_code = 401
+    code = "one_time_password_expired"
+
+    def __init__(self) -> None:
+        super().__init__("This one-time password has expired: ask for `paycenter admin reset-password`.")
+
+
+class PasswordRefused(ApiError):
+    """A password change refused; ``reason`` is the panel's text key for why."""
+
+    def __init__(self, reason: str, *, status_code: int, minutes: int | None = None) -> None:
+        super().__init__(reason, code=reason, status_code=status_code)
+        self.reason = reason
         self.minutes = minutes
 
 
@@ -68,21 +92,80 @@ async def create_user(session: AsyncSession, *, username: str, role: Role, now: 
         role=str(role),
         is_active=True,
         created_at=now,
+        must_change_password=True,
+        password_set_at=now,
     )
     session.add(user)
     await session.flush()
     return user, password
 
 
-async def reset_password(session: AsyncSession, *, username: str) -> str:
+async def reset_password(session: AsyncSession, *, username: str, now: datetime) -> str:
+    """A new one-time password for a user (shown once); their sessions end."""
     user = await session.scalar(select(AdminUser).where(AdminUser.username == username).with_for_update())
     if user is None:
         raise ApiError(f"No user {username!r}", code="not_found", status_code=404)
     password = new_password()
     user.password_hash = HASHER.hash(password)
+    user.must_change_password = True
+    user.password_set_at = now
     await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
     await unlock(session, username=username)  # a new password is no use behind the old lock
     return password
+
+
+# --- choosing one's own password ---------------------------------------------------------------
+
+
+def password_problem(*, username: str, current: str, new: str, again: str) -> str | None:
+    """Why a chosen password is refused (a text key of the panel), or None if it will do."""
+    if new != again:
+        return "password_mismatch"
+    if len(new.strip()) < MIN_PASSWORD:
+        return "password_too_short"
+    if len(new) > MAX_PASSWORD:
+        return "password_too_long"
+    if new == current:
+        return "password_same_as_current"
+    if new.strip().casefold() == username.strip().casefold():
+        return "password_is_username"
+    return None
+
+
+async def hash_password(password: str) -> str:
+    # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
+    return await asyncio.to_thread(HASHER.hash, password)
+
+
+async def set_password(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    password_hash: str,
+    now: datetime,
+    replaces: str | None = None,
+    keep_session: str | None = None,
+) -> int:
+    """The operator's own password from now on; their sessions but ``keep_session`` end (whoever
+    else knew the old password is out). ``replaces``: the hash just verified, so a change made
+    meanwhile by another session or a reset is not silently overwritten. Returns sessions ended."""
+    condition = [AdminUser.id == user_id]
+    if replaces is not None:
+        condition.append(AdminUser.password_hash == replaces)
+    changed = await session.execute(
+        update(AdminUser)
+        .where(*condition)
+        .values(password_hash=password_hash, must_change_password=False, password_set_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise PasswordRefused("password_changed_meanwhile", status_code=409)
+    ended = await session.execute(
+        delete(AdminSession)
+        .where(AdminSession.user_id == user_id, AdminSession.id != (keep_session or ""))
+        .execution_options(synchronize_session=False)
+    )
+    return ended.rowcount or 0  # type: ignore[attr-defined]
 
 
 async def unlock(session: AsyncSession, *, username: str | None = None, ip: str | None = None) -> int:
@@ -157,8 +240,8 @@ class Login:
     token: str  # for the cookie; never stored
 
 
-async def authenticate(db: Database, *, username: str, password: str, ip: str | None, now: datetime) -> Login | None:
-    """Check a password and open a session; None for wrong credentials (counted towards a lock).
+async def _check(db: Database, *, username: str, password: str, ip: str | None, now: datetime) -> AdminUser | None:
+    """The active user whose password this is, else None (counted towards a lock).
 
     Raises LoginLocked while the username or the address is locked. The attempt is counted as a
     failure before the password is checked, and cleared if it was right: guesses sent in parallel
@@ -172,10 +255,9 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
     async with db.reading() as session:
         user = await session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
     # argon2 takes ~0.1 s of CPU by design: off the event loop, so other requests go on.
-    ok = await asyncio.to_thread(HASHER.verify, password[:1000], user.password_hash if user else _DUMMY_HASH)
+    ok = await asyncio.to_thread(HASHER.verify, password[:MAX_PASSWORD], user.password_hash if user else _DUMMY_HASH)
     if not ok or user is None or not user.is_active:
         return None
-    token = secrets.token_urlsafe(32)
     async with db.transaction() as session:
         await session.execute(
             update(LoginThrottle)
@@ -183,6 +265,34 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
             .values(failures=0, locked_until=None)
             .execution_options(synchronize_session=False)
         )
+    return user
+
+
+def one_time_password_expired(user: AdminUser, *, ttl: timedelta, now: datetime) -> bool:
+    return user.must_change_password and (user.password_set_at or user.created_at) + ttl <= now
+
+
+async def authenticate(
+    db: Database,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    now: datetime,
+    one_time_ttl: timedelta = ONE_TIME_PASSWORD_TTL,
+) -> Login | None:
+    """Check a password and open a session; None for wrong credentials (counted towards a lock).
+
+    Raises LoginLocked while the username or the address is locked, and OneTimePasswordExpired
+    for a right one-time password past its time (it stays counted as a failure: it opens nothing).
+    """
+    user = await _check(db, username=username, password=password, ip=ip, now=now)
+    if user is None:
+        return None
+    if one_time_password_expired(user, ttl=one_time_ttl, now=now):
+        raise OneTimePasswordExpired()
+    token = secrets.token_urlsafe(32)
+    async with db.transaction() as session:
         await session.execute(
             update(AdminUser)
             .where(AdminUser.id == user.id)
@@ -203,6 +313,61 @@ async def authenticate(db: Database, *, username: str, password: str, ip: str | 
     return Login(user, token)
 
 
+async def check_current_password(
+    db: Database, operator: Operator, *, password: str, ip: str | None, now: datetime
+) -> str | None:
+    """The stored hash if ``password`` is the operator's current one, else None. Throttled like a
+    login (and counted with it): a borrowed session cannot be used to guess the password."""
+    user = await _check(db, username=operator.username, password=password, ip=ip, now=now)
+    return user.password_hash if user is not None and user.id == operator.user_id else None
+
+
+async def change_password(
+    db: Database, operator: Operator, *, current: str, new: str, again: str, ip: str | None, now: datetime
+) -> int:
+    """The operator's own new password, given the current one (at first login, the one-time one).
+    Their other sessions end, the one making the change stays; the change, or a refusal for a
+    wrong current password, is audited. Raises PasswordRefused. Returns the sessions ended."""
+    problem = password_problem(username=operator.username, current=current, new=new, again=again)
+    if problem:
+        raise PasswordRefused(problem, status_code=422)
+
+    async def refuse(reason: str) -> None:
+        async with db.transaction() as session:
+            await audit(
+                session, actor=operator.username, action="password_change_failed", now=now, ip=ip, reason=reason
+            )
+
+    try:
+        verified = await check_current_password(db, operator, password=current, ip=ip, now=now)
+    except LoginLocked as exc:
+        await refuse("locked")
+        raise PasswordRefused("login_locked", status_code=429, minutes=exc.minutes) from None
+    if verified is None:
+        await refuse("wrong_current_password")
+        raise PasswordRefused("wrong_current_password", status_code=403)
+    password_hash = await hash_password(new)
+    async with db.transaction() as session:
+        ended = await set_password(
+            session,
+            user_id=operator.user_id,
+            password_hash=password_hash,
+            now=now,
+            replaces=verified,
+            keep_session=operator.session_id,
+        )
+        await audit(
+            session,
+            actor=operator.username,
+            action="password_change",
+            now=now,
+            ip=ip,
+            forced=operator.must_change_password,
+            sessions_ended=ended,
+        )
+    return ended
+
+
 @dataclass(frozen=True)
 class Operator:
     user_id: str
@@ -210,6 +375,7 @@ class Operator:
     role: str
     session_id: str
     csrf_token: str
+    must_change_password: bool = False
 
     @property
     def can_act(self) -> bool:
@@ -231,7 +397,7 @@ async def resume(session: AsyncSession, *, token: str, now: datetime) -> Operato
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    return Operator(user.id, user.username, user.role, row.id, row.csrf_token)
+    return Operator(user.id, user.username, user.role, row.id, row.csrf_token, user.must_change_password)
 
 
 async def logout(session: AsyncSession, *, session_id: str) -> None:
@@ -259,6 +425,20 @@ def csrf_ok(operator: Operator, submitted: str | None) -> bool:
 
 
 # --- audit -----------------------------------------------------------------------------------
+
+
+def cli_actor() -> str:
+    """The audit log's actor for a ``paycenter`` command: ``cli:`` and the OS account that ran it.
+
+    Under sudo that is the account that called sudo: the command itself runs as the service's
+    user (deploy/paycenter.sh), which would name every operator alike."""
+    user = os.environ.get("SUDO_USER", "").strip()
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry: a bare container uid
+            user = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"[:100]
 
 
 async def audit(

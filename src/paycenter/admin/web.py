@@ -29,6 +29,13 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
+class PasswordChangeRequired(Exception):
+    """The operator signed in with a one-time password: nothing but choosing their own until then."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
 class Forbidden(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
@@ -38,17 +45,33 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def current_operator(request: Request, ctx: Context) -> service.Operator:
+def _here(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+async def signed_in_operator(request: Request, ctx: Context) -> service.Operator:
+    """The operator of this browser's session, even one who must still replace a one-time password."""
     token = request.cookies.get(COOKIE)
     if token:
         async with ctx.db.transaction() as session:
             operator = await service.resume(session, token=token, now=ctx.now())
         if operator is not None:
             return operator
-    raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    raise LoginRequired(_here(request))
+
+
+async def current_operator(request: Request, ctx: Context) -> service.Operator:
+    """The operator, for every page and action: one still holding a one-time password is sent to
+    choose their own first (a page to come back to afterwards; an action is not replayed)."""
+    operator = await signed_in_operator(request, ctx)
+    if operator.must_change_password:
+        raise PasswordChangeRequired(_here(request) if request.method == "GET" else "/admin")
+    return operator
 
 
 Operator = Annotated[service.Operator, Depends(current_operator)]
+# Only the password page and logout take this one.
+SignedIn = Annotated[service.Operator, Depends(signed_in_operator)]
 
 
 async def checked_form(request: Request, operator: service.Operator, *, act: bool = True) -> dict[str, str]:

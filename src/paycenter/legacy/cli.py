@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 
 from paycenter import crypto
+from paycenter.admin import service as admins
 from paycenter.config import get_settings
-from paycenter.db import Database
+from paycenter.db import Database, utcnow
 from paycenter.legacy.importer import LegacyImportError, Options, import_legacy
 from paycenter.migrate import upgrade
+
+
+def _counts(value: Any) -> Any:
+    """An import's summary for its audit record: the lists of rows it names become their counts."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        return {key: _counts(item) for key, item in value.items()}
+    return value
 
 
 async def _has_schema(db: Database) -> bool:
@@ -72,6 +82,17 @@ def register(app: typer.Typer) -> None:
                     typer.echo("error: the target database has no paycenter schema; run `paycenter migrate`", err=True)
                     return 1
                 report = await import_legacy(source_url, db, options=options)
+                if not dry_run:
+                    # The import commits in batches: its record follows the last one.
+                    async with db.transaction() as session:
+                        await admins.audit(
+                            session,
+                            actor=admins.cli_actor(),
+                            action="legacy_import",
+                            now=utcnow(),
+                            target=make_url(source_url).render_as_string(hide_password=True)[:100],
+                            **_counts(report.as_dict()),
+                        )
             except LegacyImportError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 return 1
