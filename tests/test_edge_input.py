@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -380,6 +381,17 @@ async def test_admin_forms_refuse_nul(client, db, merchant, operator, path, form
     assert {k: v for k, v in after.items() if k != "admin_sessions"} == {
         k: v for k, v in before.items() if k != "admin_sessions"
     }
+
+
+async def test_admin_login_with_nul_in_the_username(client, db, operator):
+    before = await row_counts(db)
+    page = await client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    form = {"username": "bo\x00ss", "password": "x", "csrf_token": token.group(1)}
+    r = await client.post("/admin/login", data=form)
+    assert r.status_code == 422, r.text[:300]
+    assert await row_counts(db) == before
 
 
 async def test_api_query_parameters_with_nul(client, db, merchant):

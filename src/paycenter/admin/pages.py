@@ -124,6 +124,9 @@ async def login(request: Request, ctx: Context) -> Response:
     if not expected or not hmac.compare_digest(expected, str(form.get("csrf_token") or "")):
         # Not counted as a failed login: the password was not even looked at.
         return _login_form(request, {"next": next_url, "message": "login_form_expired"}, status_code=403)
+    if storable.text_problem(username):
+        # No such user can exist, and PostgreSQL would refuse the lookup (and the audit entry).
+        return _login_form(request, {"next": next_url, "message": "wrong_login"}, status_code=422)
     ip = client_ip(request)
     now = ctx.now()
     try:
