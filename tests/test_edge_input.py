@@ -196,6 +196,9 @@ INIT_REFUSALS: list[Any] = [
     pytest.param(body_with(customer_name="\udc80"), "customer_name", id="surrogate-customer-name"),
     pytest.param(body_with(webhook_secret=SURROGATE), "webhook_secret", id="surrogate-webhook-secret"),
     pytest.param(body_with(metadata={"x": "a\x00b"}), "metadata", id="nul-in-metadata"),
+    # The surrogate as raw bytes (CESU-8), not as an escape: Python's JSON parser decodes bodies
+    # with "surrogatepass", so it arrives the same.
+    pytest.param(b'{"amount": 500, "description": "\xed\xa0\x80"}', "description", id="surrogate-as-raw-bytes"),
     pytest.param(body_with(surplus=SURROGATE), "body", id="surrogate-in-an-ignored-field"),
     pytest.param(body_with(metadata={"x": nested(10)}), "metadata", id="metadata-11-levels"),
     # 249 levels within the 500-character value limit: the admin page's tree hit RecursionError.
@@ -216,6 +219,11 @@ async def test_init_refuses_what_storage_or_pages_cannot_take(client, db, mercha
     init on PostgreSQL), and nothing written."""
     response = await refused(db, post_json(client, merchant, INIT, body), 422, "validation_error", field)
     json.dumps(response, ensure_ascii=False).encode()  # the refusal itself encodes
+
+
+async def test_body_that_is_not_utf8_is_malformed(client, db, merchant):
+    body = b'{"amount": 500, "description": "\xff\xfe"}'
+    await refused(db, post_json(client, merchant, INIT, body), 400, "malformed_json")
 
 
 async def test_metadata_depth_limit_is_inclusive_and_documented(client, db, merchant, operator):
