@@ -5,13 +5,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from decimal import Decimal
+import re
+from decimal import Context, Decimal, Inexact, Rounded, localcontext
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paycenter.money import MoneyError, normalize_currency, to_major_number, to_major_str, to_minor
+from paycenter.money import (
+    AMOUNT_MAX_LENGTH,
+    AMOUNT_PATTERN,
+    ExactFloat,
+    MoneyError,
+    exponent,
+    normalize_currency,
+    to_decimal,
+    to_major_number,
+    to_major_str,
+    to_minor,
+    typed,
+)
 from paycenter.webhooks.wire import php_json
 
 
@@ -97,3 +110,127 @@ def test_php_json_matches_php_json_encode():
 def test_php_json_refuses_nan():
     with pytest.raises(ValueError):
         php_json({"a": float("nan")})
+
+
+# --- the parser every way in uses (issue 11) --------------------------------------------------
+# Whatever it is given, to_minor answers a positive integer that is exactly the amount written, or
+# a MoneyError: never zero, never a rounded value, never another exception (decimal.Overflow was
+# a 500 at four edges).
+
+EDGE_SPACE = " \t\r\n"
+OTHER_DIGITS = st.characters(categories=["Nd", "Nl", "No"]).filter(lambda c: not c.isascii())
+CURRENCIES = st.sampled_from(["KZT", "JPY", "KWD", "CLF"])
+
+
+def exactly(text: str, currency: str) -> Decimal:
+    """The amount ``text`` says, in minor units, computed without any rounding."""
+    with localcontext(Context(prec=200, Emax=10**6, Emin=-(10**6), traps=[Inexact, Rounded])):
+        return Decimal(text).scaleb(exponent(currency))
+
+
+@given(st.one_of(st.text(max_size=45), st.from_regex(AMOUNT_PATTERN, fullmatch=True)), CURRENCIES)
+def test_any_text_is_an_exact_amount_or_a_money_error(text, currency):
+    try:
+        minor = to_minor(text, currency)
+    except MoneyError:
+        return
+    cleaned = text.strip(EDGE_SPACE)
+    assert minor > 0
+    assert re.fullmatch(AMOUNT_PATTERN, cleaned, re.ASCII) and len(cleaned) <= AMOUNT_MAX_LENGTH
+    assert exactly(cleaned, currency) == minor
+
+
+@given(
+    st.integers(min_value=0, max_value=10**25),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.sampled_from(["e", "E", "e+", "E-"]),
+    CURRENCIES,
+)
+def test_huge_and_tiny_exponents_never_round_overflow_or_reach_zero(mantissa, shift, mark, currency):
+    text = f"{mantissa}{mark}{shift}"
+    try:
+        minor = to_minor(text, currency)
+    except MoneyError:
+        return
+    assert minor > 0
+    assert abs(shift) < 100  # anything accepted has a sane magnitude, so computing it exactly is cheap
+    assert exactly(text, currency) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1e-1000000000", "too small"),
+        ("1e999999", "too large"),
+        ("1e99999999999999999999999999999999999", "too large"),  # beyond what Decimal() itself takes
+        ("0e999999999999999999999", "greater than zero"),
+        ("0.000000000000000000000000000001", "decimal places"),
+        ("1_000", "ASCII digits"),
+        ("sNaN", "finite"),
+    ],
+)
+def test_exponents_and_grammar_have_clear_messages(text, message):
+    with pytest.raises(MoneyError, match=message):
+        to_minor(text, "KZT")
+
+
+@given(
+    st.from_regex(r"[0-9]{0,5}(\.[0-9]{0,2})?", fullmatch=True),
+    st.text(OTHER_DIGITS, min_size=1, max_size=4),
+    st.from_regex(r"[0-9]{0,3}", fullmatch=True),
+)
+def test_digits_of_other_scripts_are_refused(before, digits, after):
+    """Decimal() takes any Unicode decimal digit ("٥٠٠", "５００"), str.isdigit() even more."""
+    for text in (before + digits + after, digits, " " + digits + " "):
+        with pytest.raises(MoneyError):
+            to_decimal(text)
+
+
+@given(st.floats(), CURRENCIES)
+def test_floats_are_read_through_their_shortest_repr(value, currency):
+    try:
+        minor = to_minor(value, currency)
+    except MoneyError:
+        return
+    assert exactly(repr(value), currency) == minor
+
+
+def outcome(value: object, currency: str) -> int | str:
+    try:
+        return to_minor(value, currency)
+    except MoneyError as exc:
+        return str(exc)
+
+
+@given(st.decimals(places=6, min_value="-1e9", max_value="1e9").map(str), CURRENCIES)
+def test_json_numbers_keep_their_text(text, currency):
+    """A JSON number as the API's parser hands it over (an ExactFloat) means what its text says."""
+    number = json.loads(text, parse_float=ExactFloat)
+    assert isinstance(number, ExactFloat) and number.text == text
+    assert outcome(number, currency) == outcome(text, currency)
+
+
+def test_exact_float_refuses_what_the_float_rounded():
+    assert to_minor(500.000000000000000001, "KZT") == 50000  # a plain float already lost the digits
+    with pytest.raises(MoneyError, match="decimal places"):
+        to_minor(ExactFloat("500.000000000000000001"), "KZT")
+    with pytest.raises(MoneyError, match="too large"):
+        to_minor(ExactFloat("1e999999"), "KZT")  # float("1e999999") is inf
+
+
+@given(st.decimals(min_value="0.01", max_value="99999999", places=2))
+def test_forms_take_what_people_type(value):
+    plain = f"{value:.2f}"
+    whole, fraction = plain.split(".")
+    grouped = f"{int(whole):,}".replace(",", "\u202f") + "," + fraction
+    assert typed(grouped) == typed(plain) == typed(f" {plain} ") == value
+    assert typed("") is None and typed("  ") is None
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True))
+def test_decimals_given_in_code_follow_the_same_rules(value):
+    try:
+        minor = to_minor(value, "KWD")
+    except MoneyError:
+        return
+    assert value.is_finite() and minor == exactly(str(value), "KWD")

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Response, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
 from paycenter.context import AppContext
 from paycenter.errors import Unauthorized
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
+from paycenter.money import ExactFloat
+
+
+class ExactJsonRequest(Request):
+    """A request whose JSON numbers with a fraction or exponent keep their text (``ExactFloat``),
+    so an amount is parsed from what the merchant wrote, not from the float nearest to it."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=ExactFloat)
+        return self._json
+
+
+class ExactJsonRoute(APIRoute):
+    """The API's routes: bodies parsed by ``ExactJsonRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handler(ExactJsonRequest(request.scope, request.receive))
+
+        return exact
 
 
 async def get_context(request: Request) -> AppContext:

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paycenter.storable import clean_text
+
 log = logging.getLogger("paycenter.errors")
 
 
@@ -109,10 +111,12 @@ def envelope(data: Any = None, message: str = "OK") -> dict[str, Any]:
 
 
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    # Messages may quote what was sent (a key, a field name): cleaned, so that quoting a lone
+    # surrogate cannot make the refusal itself fail to encode.
     error: dict[str, Any] = {"code": code}
     if fields:
-        error["fields"] = fields
-    return {"success": False, "message": message, "error": error}
+        error["fields"] = [{k: clean_text(str(v)) for k, v in f.items()} for f in fields]
+    return {"success": False, "message": clean_text(message), "error": error}
 
 
 def error_response(exc: ApiError) -> JSONResponse:

@@ -1,14 +1,36 @@
 """Money at the edges: major-unit decimals in, integer minor units inside, decimal strings out.
 
-Floats never hold money here. A JSON number arrives as a Python float only because the JSON
-parser made it one; ``repr`` gives back the shortest text that round-trips, which is what the
-merchant wrote, and we parse that text as a Decimal.
+Every way in (the API, the payment page, the admin's forms and filters) parses amounts here and
+nowhere else. The text is checked against a strict grammar before ``Decimal`` sees it, because
+``Decimal`` alone takes far more than money: ``"1_000"``, digits of any script (``"٥٠٠"``,
+``"５００"``), ``"NaN"``, and exponents that its default context then rounds to zero
+(``"1e-1000000000"``) or overflows on (``"1e999999"``). Arithmetic runs in an explicit context
+that traps every rounding, so a value the checks let through can never be silently changed.
+
+Floats never hold money here. A JSON number keeps the text the merchant sent (``ExactFloat``,
+see ``paycenter.deps.ExactJsonRoute``); a plain float, from code that parsed JSON itself, is
+read through its shortest ``repr``.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import (
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Subnormal,
+    Underflow,
+    localcontext,
+)
 from functools import lru_cache
+from math import isfinite
 from typing import Any
 
 from iso4217 import Currency
@@ -16,9 +38,45 @@ from iso4217 import Currency
 # Whatever the configured maximum, an amount must fit a signed 64-bit column with room to sum.
 ABSOLUTE_MAX_MINOR = 2**62
 
+# An amount's text: ASCII digits only, an optional sign, at most one decimal point, an optional
+# exponent; no spaces, underscores or other scripts' digits inside. The JSON number grammar,
+# a little wider as the old PHP system was ("+5", "05", ".5", "5.").
+AMOUNT_PATTERN = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"  # for OpenAPI
+AMOUNT_MAX_LENGTH = 40
+_AMOUNT = re.compile(r"[+-]?(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))?(?:[eE](?P<exp>[+-]?[0-9]+))?\Z", re.ASCII)
+_EDGE_SPACE = " \t\r\n"
+# Beyond these magnitudes no currency's amount can be valid: refused before any arithmetic, so a
+# huge exponent never reaches an operation that would overflow or round it to zero.
+_MAX_ADJUSTED = 30
+_MIN_ADJUSTED = -30
+
+# Room for every amount the checks above let through (at most 40 digits, magnitudes within
+# 10**±30, scaled by at most 10**4) with no rounding: should one ever round, overflow or
+# underflow all the same, the trap raises instead of changing the amount.
+MONEY_CONTEXT = Context(
+    prec=60,
+    Emax=99,
+    Emin=-99,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Underflow, Subnormal, Inexact, Rounded, Clamped],
+)
+
 
 class MoneyError(ValueError):
     """An amount or currency the API cannot accept; the message is shown to the merchant."""
+
+
+class ExactFloat(float):
+    """A JSON number as a float (what the rest of the JSON parser's consumers expect) that still
+    knows the text it was parsed from, so an amount is read exactly as the merchant wrote it:
+    ``500.000000000000000001`` is refused, not rounded by the float to 500."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> ExactFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
 
 
 @lru_cache(maxsize=512)
@@ -41,27 +99,56 @@ def normalize_currency(value: Any) -> str:
     return code
 
 
-def to_decimal(value: Any) -> Decimal:
-    """A JSON number or numeric string as an exact Decimal; anything else is refused."""
+def _text_of(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         raise MoneyError("amount must be a number")
+    if isinstance(value, ExactFloat):
+        return value.text
     if isinstance(value, float):
-        text = repr(value)
-    elif isinstance(value, int | Decimal):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
+        if not isfinite(value):
+            raise MoneyError("amount must be a finite number")
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 128:  # str() of a huge int is slow, and it is no amount anyway
+            raise MoneyError("amount is too large")
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise MoneyError("amount must be a finite number")
+        return str(value)
+    if isinstance(value, str):
+        return value.strip(_EDGE_SPACE)
+    raise MoneyError("amount must be a number")
+
+
+def to_decimal(value: Any) -> Decimal:
+    """A JSON number or numeric string as an exact Decimal; anything else is a MoneyError.
+
+    Only sign, magnitude and grammar are checked here; ``to_minor`` applies the currency."""
+    text = _text_of(value)
+    if len(text) > AMOUNT_MAX_LENGTH:
+        raise MoneyError(f"amount must be a number of at most {AMOUNT_MAX_LENGTH} characters")
+    match = _AMOUNT.match(text)
+    if match is None or not (match.group("whole") or match.group("fraction")):  # "٥٠٠", "1_000", "."
+        if text.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+            raise MoneyError("amount must be a finite number")
+        raise MoneyError("amount must be a number such as 500 or 500.50 (ASCII digits, a dot for decimals)")
+    whole, fraction = match.group("whole"), match.group("fraction") or ""
+    significant = (whole + fraction).lstrip("0")
+    if not significant:
+        return Decimal(0)  # "0e999999999" is zero, not an exponent for a later operation to trip on
+    # The power of ten of the first significant digit, from the text: Decimal() itself raises
+    # InvalidOperation on exponents past about 10**18, and its operations round or overflow.
+    shift = int(match.group("exp") or 0)
+    if whole.lstrip("0"):
+        magnitude = shift + len(whole.lstrip("0")) - 1
     else:
-        raise MoneyError("amount must be a number")
-    if len(text) > 40:
-        raise MoneyError("amount must be a number")
-    try:
-        dec = Decimal(text)
-    except InvalidOperation:
-        raise MoneyError("amount must be a number") from None
-    if not dec.is_finite():
-        raise MoneyError("amount must be a finite number")
-    return dec
+        magnitude = shift - (len(fraction) - len(fraction.lstrip("0"))) - 1
+    if magnitude > _MAX_ADJUSTED:
+        raise MoneyError("amount is too large")
+    if magnitude < _MIN_ADJUSTED:
+        raise MoneyError("amount is too small: it has more decimal places than any currency")
+    return Decimal(text)  # exact: the constructor never rounds, whatever the context
 
 
 def to_minor(value: Any, currency: str, *, max_major: Decimal | None = None) -> int:
@@ -72,16 +159,33 @@ def to_minor(value: Any, currency: str, *, max_major: Decimal | None = None) -> 
         raise MoneyError("amount must be greater than zero")
     if max_major is not None and dec > max_major:
         raise MoneyError(f"amount must not exceed {format_major(max_major, exp)} {currency}")
-    scaled = dec.scaleb(exp)
-    if scaled != scaled.to_integral_value():
-        raise MoneyError(
-            f"amount has more decimal places than {currency} allows ({exp})"
-            if exp
-            else f"amount must be a whole number for {currency}"
-        )
+    try:
+        with localcontext(MONEY_CONTEXT):
+            scaled = dec.scaleb(exp)
+            if scaled != scaled.to_integral_value():
+                raise MoneyError(
+                    f"amount has more decimal places than {currency} allows ({exp})"
+                    if exp
+                    else f"amount must be a whole number for {currency}"
+                )
+    except DecimalException:  # a trap fired: the value is outside what the checks expect
+        raise MoneyError("amount is out of range") from None
     if scaled > ABSOLUTE_MAX_MINOR:
         raise MoneyError("amount is too large")
     return int(scaled)
+
+
+def typed(text: str | None) -> Decimal | None:
+    """An amount as a person types it into a form ("1 000,50"): spaces that group digits go, a
+    decimal comma becomes a dot, then the same grammar as the API. Blank is None."""
+    if text is None:
+        return None
+    cleaned = text.strip()
+    for space in (" ", "\u00a0", "\u202f", "\u2009"):  # the pages group digits with these
+        cleaned = cleaned.replace(space, "")
+    if not cleaned:
+        return None
+    return to_decimal(cleaned.replace(",", "."))
 
 
 def format_major(value: Decimal, exp: int) -> str:

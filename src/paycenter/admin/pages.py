@@ -14,16 +14,18 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import storable
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
 from paycenter.admin.models import AuditEntry
 from paycenter.admin.web import (
     COOKIE,
+    BadInput,
     Forbidden,
     LoginRequired,
     Operator,
@@ -31,6 +33,7 @@ from paycenter.admin.web import (
     SignedIn,
     back,
     checked_form,
+    clean_path,
     client_ip,
     language,
     render,
@@ -40,7 +43,7 @@ from paycenter.errors import ApiError
 from paycenter.jobs import heartbeats
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import ApiToken, Merchant
-from paycenter.money import to_major_str
+from paycenter.money import MoneyError, to_major_str, typed
 from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments
@@ -54,7 +57,7 @@ from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.models import Delivery
 from paycenter.webhooks.ssrf import check_webhook_url
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(clean_path)])
 
 
 def install(app: FastAPI) -> None:
@@ -72,6 +75,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
         return render(request, "forbidden.html", {"reason": exc.message}, status_code=403)
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(request: Request, exc: BadInput) -> Response:
+        return render(
+            request, "bad_input.html", {"reason": exc.message, "code": exc.status_code}, status_code=exc.status_code
+        )
 
 
 async def _record(
@@ -124,6 +133,9 @@ async def login(request: Request, ctx: Context) -> Response:
     if not expected or not hmac.compare_digest(expected, str(form.get("csrf_token") or "")):
         # Not counted as a failed login: the password was not even looked at.
         return _login_form(request, {"next": next_url, "message": "login_form_expired"}, status_code=403)
+    if storable.text_problem(username):
+        # No such user can exist, and PostgreSQL would refuse the lookup (and the audit entry).
+        return _login_form(request, {"next": next_url, "message": "wrong_login"}, status_code=422)
     ip = client_ip(request)
     now = ctx.now()
     ttl = timedelta(seconds=ctx.settings.admin_one_time_password_ttl_seconds)
@@ -255,6 +267,21 @@ async def transactions(request: Request, ctx: Context, operator: Operator) -> HT
             names = dict((await session.execute(select(Merchant.id, Merchant.name))).all())
     except ApiError as exc:
         problem, names = exc.message, {}
+    return _transactions_page(request, ctx, operator, filters, rows, next_cursor, names, problem)
+
+
+def _transactions_page(
+    request: Request,
+    ctx: Context,
+    operator: service.Operator,
+    filters: queries.Filters,
+    rows: list[Any],
+    next_cursor: str | None,
+    names: dict[str, str],
+    problem: str | None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
     return render(
         request,
         "transactions.html",
@@ -268,12 +295,17 @@ async def transactions(request: Request, ctx: Context, operator: Operator) -> HT
             "providers": ctx.providers.names(),
         },
         operator=operator,
+        status_code=status_code,
     )
 
 
 @router.get("/transactions.csv")
 async def transactions_csv(request: Request, ctx: Context, operator: Operator) -> Response:
     filters = queries.Filters.of(request.query_params)
+    try:
+        filters.statement()  # checks every filter now: once the 200 is sent, an error can only cut the file
+    except ApiError as exc:
+        return _transactions_page(request, ctx, operator, filters, [], None, {}, exc.message, status_code=422)
 
     async def lines() -> AsyncIterator[str]:
         out = io.StringIO()
@@ -348,8 +380,8 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "attempts": [
                 {
                     "a": a,
-                    "request_headers": json.loads(a.request_headers or "{}"),
-                    "response_headers": json.loads(a.response_headers or "null") or {},
+                    "request_headers": storable.loads(a.request_headers) or {},
+                    "response_headers": storable.loads(a.response_headers) or {},
                     "request_body": _pretty(a.request_body),
                     "response_body": _pretty(a.response_body),
                 }
@@ -358,6 +390,9 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         }
         for d, attempts in logs
     ]
+    # Rows stored before the API refused NaN, lone surrogates and deep nesting (or imported) are
+    # shown sanitized and depth-bounded: the metadata tree recurses in the template.
+    metadata = storable.sanitized(payment.metadata_) or {}
     return render(
         request,
         "transaction.html",
@@ -366,28 +401,40 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "merchant": merchant,
             "h": history,
             "deliveries": deliveries,
-            "metadata_json": json.dumps(payment.metadata_ or {}, ensure_ascii=False, indent=2),
-            "events": [(e, json.loads(e.body)) for e in history["events"]],
+            "metadata": metadata,
+            "metadata_json": json.dumps(metadata, ensure_ascii=False, indent=2),
+            "events": [(e, _dict(storable.loads(e.body))) for e in history["events"]],
         },
         operator=operator,
     )
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _pretty(body: str | None) -> str:
-    """A JSON body indented and with its \\u escapes decoded, so people can read it; else as sent."""
+    """A JSON body indented and with its \\u escapes decoded, so people can read it; else as sent
+    (and as sent, too, when decoding it would show what no page can encode or nest too deep)."""
     if not body:
         return ""
     try:
-        return json.dumps(json.loads(body), ensure_ascii=False, indent=2)
-    except ValueError:
-        return body
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return storable.clean_text(body)
+    if storable.problem(parsed) is not None:
+        return storable.clean_text(body)
+    return json.dumps(parsed, ensure_ascii=False, indent=2)
 
 
 @router.post("/transactions/{payment_id}/refund")
 async def refund(payment_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
     form = await checked_form(request, operator)
     url = f"/admin/transactions/{payment_id}"
-    amount = form.get("amount", "").strip().replace(",", ".") or None
+    try:
+        amount = typed(form.get("amount"))
+    except MoneyError as exc:
+        return back(request, url, error=str(exc))
     reason = form.get("reason", "")[:500] or f"refund by {operator.username}"
     now = ctx.now()
     try:

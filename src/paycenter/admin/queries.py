@@ -11,15 +11,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import pagination
+from paycenter import pagination, storable
 from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
-from paycenter.money import MoneyError, to_minor
+from paycenter.money import MoneyError, to_minor, typed
 from paycenter.payments.models import Payment, PaymentStatus
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 
 ALMATY = ZoneInfo("Asia/Almaty")
 SUCCESS = (PaymentStatus.PAID, PaymentStatus.REFUNDED)
+# The days the transaction filters take.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 
 @dataclass
@@ -110,8 +113,16 @@ class Filters:
         return {k: v for k, v in self.__dict__.items() if v}
 
     def statement(self) -> Select[tuple[Payment]]:
+        """The filtered query. Every filter is checked here, before any query runs: a bad one is
+        an Unprocessable with the reason to show, never an error from the database."""
+        for name, value in self.__dict__.items():
+            found = storable.text_problem(value)
+            if found:
+                raise Unprocessable(f"{name} {found}")
         stmt = select(Payment)
         if self.status:
+            if self.status not in set(PaymentStatus):
+                raise Unprocessable(f"status {self.status!r} is not one of {', '.join(PaymentStatus)}")
             stmt = stmt.where(Payment.status == self.status)
         if self.merchant:
             stmt = stmt.where(Payment.merchant_id == self.merchant)
@@ -123,15 +134,18 @@ class Filters:
                     day = date.fromisoformat(value)
                 except ValueError:
                     raise Unprocessable(f"date {value!r} must be YYYY-MM-DD") from None
+                if not FIRST_DAY <= day <= LAST_DAY:
+                    # Beyond these the day's edge in UTC leaves Python's range or the database's.
+                    raise Unprocessable(f"date {value!r} must be between {FIRST_DAY} and {LAST_DAY}")
                 edge = datetime.combine(day + timedelta(days=1 if op == "to" else 0), datetime.min.time(), ALMATY)
                 stmt = stmt.where(Payment.created_at >= edge if op == "from" else Payment.created_at < edge)
         for value, op in ((self.min_amount, "min"), (self.max_amount, "max")):
             if value:
                 try:
                     # Compared in KZT minor units: amounts are per currency, and KZT is the norm here.
-                    minor = to_minor(value.replace(",", "."), "KZT")
-                except MoneyError:
-                    raise Unprocessable(f"amount {value!r} is not a number") from None
+                    minor = to_minor(typed(value), "KZT")
+                except MoneyError as exc:
+                    raise Unprocessable(f"amount {value!r}: {exc}") from None
                 stmt = stmt.where(Payment.amount >= minor if op == "min" else Payment.amount <= minor)
         if self.q:
             text = self.q
@@ -165,8 +179,13 @@ async def deliveries(
 ) -> tuple[list[Delivery], str | None]:
     stmt = select(Delivery)
     if status:
+        if status not in set(DeliveryStatus):
+            raise Unprocessable(f"status {status!r} is not one of {', '.join(DeliveryStatus)}")
         stmt = stmt.where(Delivery.status == status)
     if merchant:
+        found = storable.text_problem(merchant)
+        if found:
+            raise Unprocessable(f"merchant {found}")
         stmt = stmt.where(Delivery.merchant_id == merchant)
     rows, next_cursor = await pagination.page(
         session,

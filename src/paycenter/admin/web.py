@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from paycenter import storable
 from paycenter.admin import service
 from paycenter.admin.i18n import LANGUAGES, translator
 from paycenter.admin.queries import ALMATY
@@ -39,6 +40,23 @@ class PasswordChangeRequired(Exception):
 class Forbidden(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
+
+
+class BadInput(Exception):
+    """A URL or form the panel cannot take (a NUL character PostgreSQL would refuse, a lone
+    surrogate no page can encode): answered with its reason, before any query runs."""
+
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        self.message = message
+        self.status_code = status_code
+
+
+async def clean_path(request: Request) -> None:
+    """Ids in an admin path ("%00" decodes to NUL) are looked up as they are: only text the
+    database takes. (Query parameters are filters, checked by the page that shows their error.)"""
+    found = storable.text_problem(request.url.path)
+    if found:
+        raise BadInput(f"path {found}", status_code=400)
 
 
 def client_ip(request: Request) -> str | None:
@@ -82,7 +100,12 @@ async def checked_form(request: Request, operator: service.Operator, *, act: boo
         raise Forbidden("csrf")
     if act and not operator.can_act:
         raise Forbidden("viewer")
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    for name, value in fields.items():
+        found = storable.text_problem(name) or storable.text_problem(value)
+        if found:
+            raise BadInput(f"{storable.clean_text(name)[:40]} {found}")
+    return fields
 
 
 def language(request: Request) -> str:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import NullPool
 
+from paycenter import storable
 from paycenter.db import Base, Database, create_engine, is_payment_id, utcnow
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token, new_signing_secret
@@ -282,11 +283,12 @@ def parse_time(value: object, tz: ZoneInfo) -> datetime | None:
 
 
 def _text(value: object) -> str | None:
+    # NUL becomes U+FFFD: PostgreSQL refuses it in text, and the API refuses it in new payments.
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+        return storable.clean_text(value.decode("utf-8", "replace"))
+    return storable.clean_text(str(value))
 
 
 def _clip(value: object, length: int) -> str | None:
@@ -308,20 +310,30 @@ def _flag(value: object, default: bool) -> bool:
 def parse_metadata(value: object) -> tuple[dict[str, Any], str | None]:
     """The old metadata JSON text as an object, with a warning when it was not one.
 
-    Empty text, ``null`` and PHP's empty array ``[]`` are "no metadata": ``{}``.
+    Empty text, ``null`` and PHP's empty array ``[]`` are "no metadata": ``{}``. What the API
+    would refuse today (NaN, lone surrogates, NUL, nesting past ``storable.MAX_DEPTH``) is
+    sanitized as ``storable.sanitized`` does, with a warning: every backend must store it and every
+    page show it.
     """
     raw = (_text(value) or "").strip()
     if not raw:
         return {}, None
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"legacy_metadata": raw}, "metadata is not JSON; kept as text under legacy_metadata"
     if parsed is None or parsed == []:
         return {}, None
-    if isinstance(parsed, dict):
-        return parsed, None
-    return {"legacy_metadata": parsed}, "metadata is not a JSON object; kept under legacy_metadata"
+    metadata, warning = (
+        (parsed, None)
+        if isinstance(parsed, dict)
+        else ({"legacy_metadata": parsed}, "metadata is not a JSON object; kept under legacy_metadata")
+    )
+    found = storable.problem(metadata)
+    if found is None:
+        return metadata, warning
+    fixed = f"metadata {found}: sanitized (U+FFFD for bad text, null for NaN, deeper levels as JSON text)"
+    return storable.sanitized(metadata), "; ".join(filter(None, [warning, fixed]))
 
 
 def metadata_key(metadata: dict[str, Any], key: str) -> str | None:
@@ -887,7 +899,7 @@ def _event_body(payload: str | None, event_type: str, payment_id: str) -> str:
     try:
         if isinstance(json.loads(raw), dict):
             return raw
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     return php_json({"event": event_type, "transaction_id": payment_id, "legacy_request_payload": raw})
 

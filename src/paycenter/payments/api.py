@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.context import AppContext
-from paycenter.deps import Context, CurrentMerchant, public_base_url
+from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, public_base_url
 from paycenter.errors import envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
@@ -34,7 +34,9 @@ from paycenter.payments.schemas import (
 )
 from paycenter.ratelimit import PublicRateLimit
 
-router = APIRouter(prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)])
+router = APIRouter(
+    prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
+)
 
 IdempotencyKey = Annotated[
     str | None,

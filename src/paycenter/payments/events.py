@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import storable
 from paycenter.db import new_id
 from paycenter.money import to_major_number
 from paycenter.payments.models import Event, EventType, Payment
@@ -45,7 +46,8 @@ def webhook_body(
         "created_at": iso(payment.created_at),
         "paid_at": iso(payment.paid_at),
         # The old system sent PHP's empty array for no metadata; merchants' code expects it.
-        "metadata": payment.metadata_ or [],
+        # Sanitized: a row stored before the API refused NaN must not make every event unsendable.
+        "metadata": storable.sanitized(payment.metadata_) or [],
         "timestamp": int(now.timestamp()),
     }
     body.update(extras)

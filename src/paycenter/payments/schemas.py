@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from paycenter import money
+from paycenter import money, storable
 from paycenter.webhooks import ssrf
 
 LANGUAGES = ("ru", "en", "kk")
@@ -32,10 +32,21 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError(str(exc)) from None
 
 
+def _amount_schema(schema: dict[str, Any]) -> None:
+    # A string amount follows the parser's grammar: ASCII digits, a dot, an optional exponent.
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") == "string":
+            branch.update(pattern=money.AMOUNT_PATTERN, maxLength=money.AMOUNT_MAX_LENGTH)
+
+
 AmountIn = Annotated[
     Decimal,
     BeforeValidator(_decimal),
-    Field(description="Amount in major units of the currency, e.g. 500 or 500.50 for KZT."),
+    Field(
+        description="Amount in major units of the currency, e.g. 500 or 500.50 for KZT: a JSON number or "
+        "a string of ASCII digits with a dot for decimals (no spaces, underscores or other digits).",
+        json_schema_extra=_amount_schema,
+    ),
 ]
 
 
@@ -68,31 +79,32 @@ def _clean_text(value: str | None) -> str | None:
     return value or None
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether a NUL character hides in a string, or in any key or value of nested JSON."""
-    stack = [value]
-    while stack:  # a loop, not recursion: metadata may nest as deep as the JSON parser allowed
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 class RequestBody(BaseModel):
-    """A request body. No text in it may hold a NUL character: PostgreSQL cannot store one, and the
-    API answers alike on every backend (a 422 here, not a 500 on PostgreSQL and a 201 elsewhere)."""
+    """A request body. Everything in it must be storable on every backend and renderable by every
+    answer and page (``paycenter.storable``): no NUL characters (PostgreSQL cannot store them), no
+    lone surrogates (no UTF-8 encoder takes them), finite numbers only (Python's JSON parser takes
+    NaN, Infinity and 1e999), nesting at most ``storable.MAX_DEPTH`` deep. Refused here with a 422
+    naming the field, the same on every backend, before anything is written; fields a body ignores
+    are held to the same rule, so no such value passes by any name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignored_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in cls.model_fields:
+                    continue  # checked by _storable below, under its own name
+                found = storable.problem(key) or storable.problem(value)
+                if found:
+                    raise ValueError(f"field {storable.clean_text(str(key))[:40]!r} {found}")
+        return data
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
-        if _has_nul(value):
-            raise ValueError(f"{info.field_name} must not contain NUL characters")
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        found = storable.problem(value)
+        if found:
+            raise ValueError(f"{info.field_name} {found}")
         return value
 
 
@@ -125,7 +137,9 @@ class PaymentInit(RequestBody):
     metadata: dict[str, Any] | list[Any] | None = Field(
         default=None,
         description="Free JSON object (order_id, user_id, ...): ≤ 50 keys, keys ≤ 40 characters, "
-        "values ≤ 500 characters. An empty array counts as no metadata.",
+        f"values ≤ 500 characters, objects and arrays nested at most {storable.MAX_DEPTH} levels deep "
+        "(the metadata object itself is the first), finite numbers only, no NUL characters. "
+        "An empty array counts as no metadata.",
     )
     customer_phone: str | None = Field(default=None, max_length=32)
     customer_email: str | None = Field(default=None, max_length=254)

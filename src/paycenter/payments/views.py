@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paycenter import storable
 from paycenter.money import to_major_str
 from paycenter.payments.models import Attempt, Event, Operation, Payment, Refund
 from paycenter.timefmt import iso
@@ -51,7 +52,8 @@ def detail(payment: Payment, base_url: str) -> dict[str, Any]:
         "actual_amount_received": to_major_str(payment.received_amount, cur),
         "fee_amount": to_major_str(payment.fee_amount, cur),
         "refundable_amount": to_major_str(payment.refundable_amount, cur),
-        "metadata": payment.metadata_ or {},
+        # Sanitized: a row stored before the edges refused NaN and lone surrogates must still read.
+        "metadata": storable.sanitized(payment.metadata_) or {},
         "customer_phone": payment.customer_phone,
         "customer_email": payment.customer_email,
         "customer_name": payment.customer_name,

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.errors import Conflict, Unprocessable
-from paycenter.money import MoneyError, to_minor
+from paycenter.money import MoneyError, to_minor, typed
 from paycenter.payments import service
 from paycenter.payments.models import PAYABLE, AttemptStatus, PaymentStatus
 from paycenter.providers.base import (
@@ -93,15 +93,13 @@ async def payer_action(
     if payment.status not in PAYABLE:
         raise Conflict(f"Payment is {payment.status} and can no longer be paid")
     remaining = payment.remaining_amount
-    if amount is None or (isinstance(amount, str) and not amount.strip()):
-        minor = remaining
-    else:
-        try:
-            minor = to_minor(str(amount).replace(",", ".").replace(" ", ""), payment.currency)
-        except MoneyError as exc:
-            raise Unprocessable(str(exc), code="invalid_amount") from None
-        if minor > remaining:
-            raise Unprocessable("Amount exceeds what remains to be paid", code="invalid_amount")
+    try:
+        wanted = typed(amount) if isinstance(amount, str) else amount
+        minor = remaining if wanted is None else to_minor(wanted, payment.currency)
+    except MoneyError as exc:
+        raise Unprocessable(str(exc), code="invalid_amount") from None
+    if minor > remaining:
+        raise Unprocessable("Amount exceeds what remains to be paid", code="invalid_amount")
     attempt = await service.open_attempt(session, payment, amount=minor, now=now)
     if action is PayerAction.PAY:
         await service.record_operation(

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 
-from paycenter import pagination
-from paycenter.deps import Context, CurrentMerchant
+from paycenter import pagination, storable
+from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
 from paycenter.observability import transaction_from_path
@@ -23,7 +23,9 @@ from paycenter.timefmt import iso
 from paycenter.webhooks import service
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
 
-router = APIRouter(prefix="/api", tags=["webhooks"], dependencies=[Depends(transaction_from_path)])
+router = APIRouter(
+    prefix="/api", tags=["webhooks"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
+)
 
 
 class AttemptLog(BaseModel):
@@ -251,7 +253,7 @@ async def list_events(
             "transaction_id": e.payment_id,
             "sequence": e.sequence,
             "created_at": iso(e.created_at),
-            "data": json.loads(e.body),
+            "data": storable.loads(e.body) or {},
             "deliveries": deliveries[e.id],
         }
         for e in rows
