@@ -728,6 +728,12 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     typer.echo(f"webhook deliveries: {report.deliveries_pending} pending, {report.deliveries_due} due now{oldest}")
     typer.echo(f"live payment attempts: {report.live_attempts}")
     typer.echo(f"last cleanup: {json.dumps(report.last_cleanup) if report.last_cleanup else 'never'}")
+    typer.echo(f"quarantined rows: {report.quarantined_total or 'none'}")
+    for mark in report.quarantined:
+        typer.echo(f"  {mark['loop']} {mark['row_id']} since {mark['since']}: {mark['reason']}")
+    if report.quarantined_total:
+        more = report.quarantined_total - len(report.quarantined)
+        typer.echo((f"  ... and {more} more; " if more > 0 else "  ") + "`paycenter quarantine retry` after a fix")
 
 
 @app.command("check-active-payments")
@@ -830,10 +836,12 @@ def secrets_rotate() -> None:
 def _register_extensions() -> None:
     """Commands that live beside their domain."""
     from paycenter import configcheck
+    from paycenter.jobs import cli as jobs_cli
     from paycenter.legacy import cli as legacy_cli
 
     legacy_cli.register(app)
     configcheck.register(app)
+    jobs_cli.register(app)
 
 
 _register_extensions()

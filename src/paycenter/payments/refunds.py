@@ -284,6 +284,13 @@ async def unsend_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> No
             await terminals.free(session, terminal_id=leg.terminal_id, holder=leg.id)
 
 
+async def follow_now(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
+    """A leg let out of quarantine: the poller takes it up on its next cycle."""
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    if leg is not None and leg.status == RefundStatus.PENDING:
+        leg.next_poll_at = now
+
+
 async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:
     leg = await session.get(RefundLeg, leg_id, with_for_update=True)
     if leg is not None and leg.status == RefundStatus.PENDING:
