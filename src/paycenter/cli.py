@@ -352,7 +352,9 @@ def token_list(
 @webhooks_app.command("test")
 def webhooks_test(
     url: str,
-    event: Annotated[str, typer.Option(help="paid, partially_paid, cancelled, refunded or expired")] = "paid",
+    event: Annotated[
+        str, typer.Option(help="paid, partially_paid, cancelled, refunded, expired or refund_failed")
+    ] = "paid",
     secret: Annotated[str | None, typer.Option(help="webhook_secret for X-Webhook-Signature")] = None,
     signing_secret: Annotated[str | None, typer.Option(help="whsec_ secret for webhook-signature")] = None,
 ) -> None:

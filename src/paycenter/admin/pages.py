@@ -365,7 +365,13 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
             )
     except ApiError as exc:
         return back(request, url, error=exc.message)
-    await refunds.send(ctx.db, ctx.providers, refund_id=made.id, clock=ctx.clock)
+    await refunds.send(
+        ctx.db,
+        ctx.providers,
+        refund_id=made.id,
+        clock=ctx.clock,
+        retry_for=timedelta(seconds=ctx.settings.refund_retry_for_seconds),
+    )
     return back(request, url, notice="done")
 
 
