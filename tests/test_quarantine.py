@@ -101,12 +101,12 @@ async def cycles(read: Any, n: int, *, timeout: float = 10) -> None:
         seen.add(read())
 
 
-async def cli(database_url: str, tmp_path: Path, *args: str) -> str:
+async def cli(database_url: str, tmp_path: Path, *args: str, rc: int = 0) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
     env.update(PAYCENTER_DATABASE_URL=database_url, NO_COLOR="1", COLUMNS="200")
-    rc, out, err = await paycenter_cli(*args, cwd=tmp_path, env=env, timeout=60)
-    assert rc == 0, f"paycenter {' '.join(args)}: exit {rc}\n{out}\n{err}"
-    return out
+    code, out, err = await paycenter_cli(*args, cwd=tmp_path, env=env, timeout=60)
+    assert code == rc, f"paycenter {' '.join(args)}: exit {code}\n{out}\n{err}"
+    return out + err
 
 
 @asynccontextmanager
@@ -614,5 +614,10 @@ async def test_quarantine_list_and_retry_all_from_the_cli(database_url, db, clie
     assert "2" in out
     assert await marks(db) == []
     assert await expire_due(db, now=clock()) == 2
-    # Nothing to retry is said plainly, and is not an error.
+    # Nothing to retry is said plainly, and is not an error; a row that is not there is.
     assert "nothing" in (await cli(database_url, tmp_path, "quarantine", "retry", "--all")).lower()
+    assert "not quarantined" in await cli(database_url, tmp_path, "quarantine", "retry", pids[0], rc=1)
+    assert "ROW_ID or --all" in await cli(database_url, tmp_path, "quarantine", "retry", rc=2)
+    async with db.reading() as session:
+        actors = list(await session.scalars(select(AuditEntry.actor).where(AuditEntry.action == "quarantine_retry")))
+    assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)

@@ -16,7 +16,17 @@ from paycenter.payments import attempts, refunds
 from paycenter.quarantine import Loop, QuarantinedRow
 from paycenter.webhooks import service as webhooks
 
-LOOPS = [loop.value for loop in Loop]
+
+def as_dict(mark: QuarantinedRow) -> dict[str, object]:
+    return {
+        "loop": mark.loop,
+        "row_id": mark.row_id,
+        "payment_id": mark.payment_id,
+        "reason": mark.reason,
+        "failures": mark.failures,
+        "since": mark.since.isoformat(),
+        "last_failed_at": mark.last_failed_at.isoformat(),
+    }
 
 
 async def listed(session: AsyncSession, *, loop: str | None = None, limit: int = 500) -> list[QuarantinedRow]:

@@ -247,8 +247,8 @@ def internal_failure(job: Job, exc: BaseException, *, started_at: datetime, head
 def _storable(value: str | None) -> str | None:
     """What an endpoint answered, as text every backend stores: PostgreSQL refuses NUL in text, so
     a hostile endpoint answering NUL bytes would otherwise make its try unrecordable."""
-    if value is None:
-        return None
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value  # nearly always, and cheap to tell
     return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
