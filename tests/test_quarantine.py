@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from standardwebhooks import Webhook
 
@@ -32,7 +34,7 @@ from conftest import MerchantCreds, create_payment, make_merchant, sandbox
 from paycenter import quarantine
 from paycenter.admin.models import AuditEntry, Role
 from paycenter.context import AppContext
-from paycenter.db import Database
+from paycenter.db import Database, new_payment_id
 from paycenter.observability import LOOP_ROW_FAILURES
 from paycenter.payments import cleanup
 from paycenter.payments.expirer import expire_due
@@ -621,3 +623,58 @@ async def test_quarantine_list_and_retry_all_from_the_cli(database_url, db, clie
     async with db.reading() as session:
         actors = list(await session.scalars(select(AuditEntry.actor).where(AuditEntry.action == "quarantine_retry")))
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
+
+
+# --- the mechanism, for any poison pattern ---------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    due=st.integers(min_value=1, max_value=24),
+    poisoned=st.sets(st.integers(min_value=0, max_value=23), max_size=6),
+    chunk=st.integers(min_value=1, max_value=10),
+)
+async def test_one_pass_expires_every_healthy_row_and_marks_exactly_the_poisoned(
+    db, merchant, clock, due, poisoned, chunk
+):
+    """Whatever the poisons' number and places and the chunk size: one pass of the expirer
+    expires every healthy due payment, quarantines exactly the poisoned ones, and the next pass
+    has nothing left to do."""
+    async with db.transaction() as session:
+        for table in ("quarantine", "webhook_deliveries", "events", "payments"):
+            await session.execute(text(f"DELETE FROM {table}"))
+    now = clock()
+    ids = []
+    async with db.transaction() as session:
+        for i in range(due):
+            payment = Payment(
+                id=new_payment_id(),
+                merchant_id=merchant.merchant_id,
+                amount=100,
+                currency="KZT",
+                description="",
+                metadata_={},
+                provider="sandbox",
+                status="pending",
+                paid_amount=0,
+                fee_amount=0,
+                received_amount=0,
+                credited_amount=0,
+                paid_late=False,
+                refunded_amount=0,
+                last_sequence=0,
+                expires_at=now - timedelta(seconds=1 + i),
+                created_at=now - timedelta(hours=1),
+                updated_at=now,
+            )
+            session.add(payment)
+            ids.append(payment.id)
+    bad = {ids[i] for i in poisoned if i < due}
+    for pid in bad:
+        await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=pid)
+    assert await expire_due(db, now=now, chunk=chunk) == due - len(bad)
+    assert {m.row_id for m in await marks(db, Loop.EXPIRER)} == bad
+    assert await expire_due(db, now=now, chunk=chunk) == 0
+    async with db.reading() as session:
+        pending = set(await session.scalars(select(Payment.id).where(Payment.status == "pending")))
+    assert pending == bad
