@@ -236,6 +236,8 @@ def actions(w: World) -> list[tuple[str, dict[str, str]]]:
         ("/admin/terminals", {"name": "till-2", "base_url": "https://10.0.0.2:8080", "access_token": "x"}),
         (f"/admin/terminals/{w.terminal}/disable", {}),
         (f"/admin/terminals/{w.terminal}/check", {}),
+        ("/admin/quarantine/retry", {"loop": "expirer", "row_id": w.pending}),
+        ("/admin/quarantine/retry", {"all": "1"}),
     ]
 
 
@@ -248,6 +250,7 @@ PAGES = [
     "/admin/merchants",
     "/admin/terminals",
     "/admin/audit",
+    "/admin/quarantine",
 ]
 
 

@@ -145,6 +145,9 @@ async def _database_gauges(ctx: AppContext) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from paycenter.payments.models import Payment
+    from paycenter.quarantine import Loop
+
+    loops = [loop.value for loop in Loop]
 
     async with ctx.db.reading() as session:
         by_status = dict((await session.execute(select(Payment.status, func.count()).group_by(Payment.status))).all())
@@ -163,5 +166,9 @@ async def _database_gauges(ctx: AppContext) -> dict[str, Any]:
         "paycenter_workers_alive": (
             "Worker processes seen in the last 20 s",
             {(): sum(w["alive"] for w in report.workers)},
+        ),
+        "paycenter_quarantined_rows": (
+            "Rows a background loop set aside until an operator retries them",
+            {(("loop", loop),): report.quarantined_by_loop.get(loop, 0) for loop in loops},
         ),
     }

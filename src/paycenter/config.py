@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     poller_late_window: float = 900.0
     poller_late_every: float = 5.0
 
+    # A refund the provider answers "not done, try again" (Kaspi -99000006, -999) is sent again,
+    # with a growing pause, for this long after it was requested; then it fails and the merchant
+    # gets `refund_failed`. One whose answer never came is never sent again blindly: the provider
+    # is asked first what became of it.
+    refund_retry_for: str = "30m"
+
     # Requests a minute per API token, and per client address on public endpoints (payment page,
     # public payment reads); shared by all processes through the database. 0: no limit.
     rate_limit_token_per_minute: int = 6000
@@ -136,6 +142,16 @@ class Settings(BaseSettings):
     @property
     def cleanup_retention_seconds(self) -> float:
         return parse_duration(self.cleanup_retention)
+
+    @property
+    def refund_retry_for_seconds(self) -> float:
+        return parse_duration(self.refund_retry_for)
+
+    @field_validator("refund_retry_for")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
     @field_validator("cleanup_schedule")
     @classmethod

@@ -7,6 +7,7 @@ from paycenter.leadership import Lease
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentMethod, Refund, RefundLeg
 from paycenter.providers.models import Terminal
+from paycenter.quarantine import QuarantinedRow
 from paycenter.ratelimit import RateCounter
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 
@@ -27,6 +28,7 @@ __all__ = [
     "Operation",
     "Payment",
     "PaymentMethod",
+    "QuarantinedRow",
     "RateCounter",
     "Refund",
     "RefundLeg",

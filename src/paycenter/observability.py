@@ -49,6 +49,9 @@ PROVIDER_CALLS = Histogram(
     "paycenter_provider_call_seconds", "Calls to payment providers", ["provider", "call"], buckets=LATENCY_BUCKETS
 )
 PROVIDER_ERRORS = Counter("paycenter_provider_errors_total", "Failed provider calls", ["provider", "call"])
+LOOP_ROW_FAILURES = Counter(
+    "paycenter_loop_row_failures_total", "Rows a background loop failed on and quarantined", ["loop"]
+)
 
 
 def bind_transaction(payment_id: str | None) -> None:

@@ -168,6 +168,23 @@ TEXTS: dict[str, tuple[str, str]] = {
     "forbidden_viewer": ("У вашей роли нет прав на это действие.", "Your role may not do this."),
     "done": ("Готово.", "Done."),
     "resent_count": ("Отправлено снова: {count}.", "Resent: {count}."),
+    "quarantine": ("Карантин", "Quarantine"),
+    "quarantine_note": (
+        "Строки, которые фоновый цикл не смог обработать и отложил, чтобы продолжить работу с остальными. "
+        "Устраните причину и повторите: строка вернётся в свой цикл.",
+        "Rows a background loop could not process and set aside, so it went on with the others. "
+        "Fix the cause, then retry: the row goes back to its loop.",
+    ),
+    "quarantined_rows": ("Строк в карантине: {count}", "Quarantined rows: {count}"),
+    "loop": ("Цикл", "Loop"),
+    "row": ("Строка", "Row"),
+    "since": ("С", "Since"),
+    "failures": ("Сбоев", "Failures"),
+    "retry": ("Повторить", "Retry"),
+    "retry_all": ("Повторить все", "Retry all"),
+    "nothing_quarantined": ("В карантине ничего нет.", "Nothing is quarantined."),
+    "retried_count": ("Возвращено в циклы: {count}.", "Back in their loops: {count}."),
+    "not_quarantined": ("Эта строка не в карантине.", "This row is not quarantined."),
 }
 
 

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
-from paycenter import storable
+from paycenter import quarantine, storable
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
 from paycenter.admin.models import AuditEntry
@@ -40,7 +41,7 @@ from paycenter.admin.web import (
 )
 from paycenter.deps import Context
 from paycenter.errors import ApiError
-from paycenter.jobs import heartbeats
+from paycenter.jobs import heartbeats, retries
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.money import MoneyError, to_major_str, typed
@@ -366,13 +367,23 @@ def _cell(text: str) -> str:
 async def transaction(payment_id: str, request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
     async with ctx.db.reading() as session:
         try:
-            payment = await payments.get(session, payment_id.strip().upper())
+            # Secrets are not shown, and not read: the page of a payment whose stored secret (or
+            # its merchant's) no key decrypts is where an operator looks into it.
+            payment = await payments.get(session, payment_id.strip().upper(), with_secret=False)
         except ApiError:
             return render(request, "not_found.html", {}, operator=operator, status_code=404)
         history = await payment_queries.history(session, payment.id)
         logs = await webhooks.deliveries_of(session, payment.id)
-        merchant = await session.get(Merchant, payment.merchant_id)
+        merchant = await session.get(
+            Merchant,
+            payment.merchant_id,
+            options=[
+                defer(Merchant.signing_secret, raiseload=True),
+                defer(Merchant.previous_signing_secret, raiseload=True),
+            ],
+        )
         types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
+        marks = await quarantine.rows(session, payment_id=payment.id)
     deliveries = [
         {
             "delivery": d,
@@ -404,6 +415,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "metadata": metadata,
             "metadata_json": json.dumps(metadata, ensure_ascii=False, indent=2),
             "events": [(e, _dict(storable.loads(e.body))) for e in history["events"]],
+            "quarantined": marks,
         },
         operator=operator,
     )
@@ -456,7 +468,13 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
             )
     except ApiError as exc:
         return back(request, url, error=exc.message)
-    await refunds.send(ctx.db, ctx.providers, refund_id=made.id, clock=ctx.clock)
+    await refunds.send(
+        ctx.db,
+        ctx.providers,
+        refund_id=made.id,
+        clock=ctx.clock,
+        retry_for=timedelta(seconds=ctx.settings.refund_retry_for_seconds),
+    )
     return back(request, url, notice="done")
 
 
@@ -741,6 +759,50 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
     except ApiError as exc:
         return back(request, "/admin/terminals", error=exc.message)
     return back(request, "/admin/terminals", notice="done")
+
+
+# --- quarantine ---------------------------------------------------------------------------------
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+async def quarantine_page(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    async with ctx.db.reading() as session:
+        rows = await retries.listed(session)
+    return render(request, "quarantine.html", {"rows": rows}, operator=operator)
+
+
+@router.post("/quarantine/retry")
+async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -> Response:
+    form = await checked_form(request, operator)
+    url = _safe_next(form.get("next")) if form.get("next") else "/admin/quarantine"
+    every = form.get("all") == "1"
+    loop, row_id = form.get("loop", "")[:32], form.get("row_id", "")[:64]
+    if not every and not (loop and row_id):
+        return back(request, url, error="loop, row_id")
+    now = ctx.now()
+    async with ctx.db.transaction() as session:
+        done = await retries.retry_many(
+            session,
+            now=now,
+            retries=len(ctx.settings.retry_schedule),
+            loop=None if every else loop,
+            row_id=None if every else row_id,
+        )
+        for mark in done:
+            await _record(
+                session,
+                request,
+                operator,
+                "quarantine_retry",
+                target=mark.row_id,
+                now=now,
+                loop=mark.loop,
+                reason=mark.reason,
+            )
+    t = translator(language(request))
+    if not done:
+        return back(request, url, error=t("not_quarantined"))
+    return back(request, url, notice=t("retried_count", count=len(done)))
 
 
 # --- audit log ---------------------------------------------------------------------------------

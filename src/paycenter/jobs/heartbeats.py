@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from paycenter import leadership
+from paycenter import leadership, quarantine
 from paycenter.db import Database
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.payments.models import Attempt, AttemptStatus
@@ -63,6 +63,13 @@ class Health:
     oldest_due_seconds: float | None
     live_attempts: int
     last_cleanup: dict[str, Any] | None
+    # Rows the loops set aside: how many per loop, and the oldest few (loop, row, reason, since).
+    quarantined_by_loop: dict[str, int] = field(default_factory=dict)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined_by_loop.values())
 
 
 async def health(db: Database, *, now: datetime) -> Health:
@@ -98,6 +105,18 @@ async def health(db: Database, *, now: datetime) -> Health:
             select(func.count()).select_from(Attempt).where(Attempt.status == AttemptStatus.LIVE)
         )
         last = await session.scalar(select(CleanupRun).order_by(CleanupRun.started_at.desc()).limit(1))
+        quarantined_by_loop = await quarantine.counts(session)
+        quarantined = [
+            {
+                "loop": m.loop,
+                "row_id": m.row_id,
+                "payment_id": m.payment_id,
+                "reason": m.reason,
+                "failures": m.failures,
+                "since": m.since.isoformat(),
+            }
+            for m in (await quarantine.rows(session, limit=20) if quarantined_by_loop else [])
+        ]
     leases = [
         {
             "name": lease.name,
@@ -126,4 +145,6 @@ async def health(db: Database, *, now: datetime) -> Health:
             "waiting_for_webhooks": last.waiting_for_webhooks,
             "kept_with_money": last.kept_with_money,
         },
+        quarantined_by_loop=quarantined_by_loop,
+        quarantined=quarantined,
     )

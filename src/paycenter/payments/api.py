@@ -181,7 +181,8 @@ async def refund_payment(
 ) -> JSONResponse:
     """Send money back to the payer. Without `amount`, everything not yet refunded is refunded.
     Several partial refunds are allowed; together they never exceed what was paid. Sends the
-    `refunded` webhook when the provider confirms."""
+    `refunded` webhook when the provider confirms, and `refund_failed` when money could not be
+    returned (after retries while the provider answers "try again")."""
     body = body or RefundRequest()
     now = ctx.now()
     base_url = public_base_url(ctx, request)
@@ -196,7 +197,13 @@ async def refund_payment(
     _status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
     refund_id = data["refund_id"]
     if not replayed:
-        await refunds.send(ctx.db, ctx.providers, refund_id=refund_id, clock=ctx.clock)
+        await refunds.send(
+            ctx.db,
+            ctx.providers,
+            refund_id=refund_id,
+            clock=ctx.clock,
+            retry_for=timedelta(seconds=ctx.settings.refund_retry_for_seconds),
+        )
     async with ctx.db.reading() as session:
         payment = await service.get(session, pid)
         refund = await refunds.get(session, refund_id)

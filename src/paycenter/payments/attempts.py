@@ -38,6 +38,7 @@ from paycenter.providers.base import (
     PollState,
     ProviderError,
     Started,
+    TerminalRef,
 )
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
@@ -306,14 +307,14 @@ async def trouble(
     return False
 
 
-def ref(attempt: Attempt, currency: str, terminal: Terminal | None) -> AttemptRef:
+def ref(attempt: Attempt, currency: str, terminal: Terminal | TerminalRef | None) -> AttemptRef:
     assert attempt.provider_ref is not None
     return AttemptRef(
         attempt_id=attempt.id,
         provider_ref=attempt.provider_ref,
         amount=attempt.amount,
         currency=currency,
-        terminal=terminals.ref(terminal) if terminal else None,
+        terminal=terminals.ref(terminal) if isinstance(terminal, Terminal) else terminal,
         last_status=attempt.provider_status,
         confirm_timeout=float(attempt.confirm_timeout) if attempt.confirm_timeout else None,
     )

@@ -24,7 +24,7 @@ from croniter import croniter
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import leadership, ratelimit
+from paycenter import leadership, quarantine, ratelimit
 from paycenter.admin import service as admin_service
 from paycenter.config import Settings
 from paycenter.db import Database
@@ -39,6 +39,7 @@ from paycenter.payments.models import (
     Refund,
     RefundLeg,
 )
+from paycenter.quarantine import Loop
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
 
 log = logging.getLogger("paycenter.cleanup")
@@ -69,6 +70,7 @@ def _removable(cutoff: datetime) -> list[object]:
         Payment.paid_amount == 0,
         _closed_at() < cutoff,
         ~_webhook_pending(),  # type: ignore[operator]
+        quarantine.not_quarantined(Loop.CLEANUP, Payment.id),
     ]
 
 
@@ -111,9 +113,18 @@ async def run(
     if dry_run:
         result.removed = candidates
     else:
-        for start in range(0, len(candidates), batch):
-            async with db.transaction() as session:
-                result.removed += await _delete(session, candidates[start : start + batch], cutoff)
+        # A batch per transaction; a payment that cannot be deleted (something else still
+        # points at it) is quarantined, and the rest of its batch still goes.
+        removed = await quarantine.in_batches(
+            db,
+            loop=Loop.CLEANUP,
+            items=candidates,
+            size=batch,
+            handle=lambda session, ids: _delete(session, ids, cutoff),
+            ids=lambda pid: (pid, pid),
+            now=now,
+        )
+        result.removed = [pid for done in removed for pid in done]
         async with db.transaction() as session:
             gone = await session.execute(
                 delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_ttl)

@@ -1,7 +1,9 @@
 """The expirer loop: payments past ``expires_at`` become ``expired`` within a second.
 
 Safe to run in several workers at once: each payment is expired under its row lock and only if
-still payable, so a second worker finds nothing left to do.
+still payable, so a second worker finds nothing left to do. Payments are expired in chunks, a
+transaction each; a payment that cannot be expired (its row holds what no encoder or key can
+read) is quarantined alone, and every other payment of its chunk still expires in that pass.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import quarantine
 from paycenter.db import Database
 from paycenter.payments import service
 from paycenter.payments.models import PAYABLE, Payment
+from paycenter.quarantine import Loop
 
 log = logging.getLogger("paycenter.expirer")
 
@@ -27,18 +32,27 @@ async def expire_due(db: Database, *, now: datetime, limit: int = 500, chunk: in
         ids = list(
             await session.scalars(
                 select(Payment.id)
-                .where(Payment.status.in_(PAYABLE), Payment.expires_at <= now)
+                .where(
+                    Payment.status.in_(PAYABLE),
+                    Payment.expires_at <= now,
+                    quarantine.not_quarantined(Loop.EXPIRER, Payment.id),
+                )
                 .order_by(Payment.expires_at)
                 .limit(limit)
             )
         )
-    expired = 0
-    for start in range(0, len(ids), chunk):
-        async with db.transaction() as session:
-            for payment_id in ids[start : start + chunk]:
-                payment = await service.lock(session, payment_id)
-                expired += await service.expire_if_due(session, payment, now=now)
-    return expired
+
+    async def expire(session: AsyncSession, payment_ids: list[str]) -> int:
+        count = 0
+        for payment_id in payment_ids:
+            payment = await service.lock(session, payment_id)
+            count += await service.expire_if_due(session, payment, now=now)
+        return count
+
+    done = await quarantine.in_batches(
+        db, loop=Loop.EXPIRER, items=ids, size=chunk, handle=expire, ids=lambda pid: (pid, pid), now=now
+    )
+    return sum(done)
 
 
 class Expirer:

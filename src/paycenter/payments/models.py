@@ -71,6 +71,8 @@ class EventType(enum.StrEnum):
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
     EXPIRED = "expired"
+    # A refund ended with money not returned (all of it, or some legs): refund_id, failed_amount, error.
+    REFUND_FAILED = "refund_failed"
 
 
 class Payment(Base):

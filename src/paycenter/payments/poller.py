@@ -12,6 +12,9 @@ Each cycle also:
 - closes tries whose start never completed (a crash between the two transactions);
 - sends refund legs that wait for their terminal, and follows the ones the provider accepted;
 - keeps watching tries it closed for a while: money paid to them late is still counted.
+
+Each attempt, terminal and refund leg is its own job: whatever one of them raises (a row no key
+decrypts, a bug) quarantines that row alone, and the cycle goes on with every other.
 """
 
 from __future__ import annotations
@@ -26,16 +29,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from paycenter import leadership
+from paycenter import leadership, quarantine
 from paycenter.config import Settings
 from paycenter.db import Database
 from paycenter.observability import POLL_CYCLE, PROVIDER_CALLS, PROVIDER_ERRORS
 from paycenter.payments import attempts, refunds
-from paycenter.payments.models import Attempt, AttemptStatus, Payment, RefundLeg, RefundStatus
+from paycenter.payments.models import Attempt, AttemptStatus, Payment, Refund, RefundLeg, RefundStatus
 from paycenter.providers import terminals
 from paycenter.providers.base import AttemptRef, PollState, Provider, ProviderError, TerminalRef
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
+from paycenter.quarantine import Loop
 
 log = logging.getLogger("paycenter.poller")
 LEASE = "poller"
@@ -75,6 +79,7 @@ class Poller:
         self.stale_start = timedelta(seconds=2 * settings.kaspi_timeout + 10)
         self.late_window = timedelta(seconds=settings.poller_late_window)
         self.late_every = timedelta(seconds=settings.poller_late_every)
+        self.refund_retry_for = timedelta(seconds=settings.refund_retry_for_seconds)
         self.pull = {p.name: p for p in providers.pull()}
         self._limits = {name: asyncio.Semaphore(p.max_in_flight) for name, p in self.pull.items()}
         self.cycles = 0
@@ -111,75 +116,113 @@ class Poller:
         async with self.db.reading() as session:
             live = (
                 await session.execute(
-                    select(Attempt, Payment.currency, Payment.provider, Terminal)
+                    select(Attempt, Payment.currency, Payment.provider)
                     .join(Payment, Payment.id == Attempt.payment_id)
-                    .outerjoin(Terminal, Terminal.id == Attempt.terminal_id)
-                    .where(Attempt.status == AttemptStatus.LIVE, Attempt.provider.in_(names))
+                    .where(
+                        Attempt.status == AttemptStatus.LIVE,
+                        Attempt.provider.in_(names),
+                        quarantine.not_quarantined(Loop.POLLER, Attempt.id),
+                    )
                 )
             ).all()
             closed = (
                 await session.execute(
-                    select(Attempt, Payment.currency, Payment.provider, Terminal)
+                    select(Attempt, Payment.currency, Payment.provider)
                     .join(Payment, Payment.id == Attempt.payment_id)
-                    .outerjoin(Terminal, Terminal.id == Attempt.terminal_id)
                     .where(
                         Attempt.status.in_(WATCH_AFTER_CLOSE),
                         Attempt.provider.in_(names),
                         Attempt.provider_ref.is_not(None),
                         Attempt.finished_at >= now - self.late_window,
                         or_(Attempt.next_poll_at.is_(None), Attempt.next_poll_at <= now),
+                        quarantine.not_quarantined(Loop.POLLER, Attempt.id),
                     )
                 )
             ).all()
             orphaned = (
                 await session.execute(
-                    select(Terminal, Attempt, Payment.currency, Payment.provider)
+                    select(Terminal.id, Attempt, Payment.currency, Payment.provider)
                     .join(Attempt, Attempt.id == Terminal.busy_with)
                     .join(Payment, Payment.id == Attempt.payment_id)
-                    .where(Attempt.status != AttemptStatus.LIVE)
+                    .where(Attempt.status != AttemptStatus.LIVE, quarantine.not_quarantined(Loop.POLLER, Terminal.id))
                 )
             ).all()
-            legs = list(
-                await session.scalars(
-                    select(RefundLeg.id)
+            legs = (
+                await session.execute(
+                    select(RefundLeg.id, Refund.payment_id)
+                    .join(Refund, Refund.id == RefundLeg.refund_id)
                     .where(
                         RefundLeg.status == RefundStatus.PENDING,
                         or_(RefundLeg.next_poll_at.is_(None), RefundLeg.next_poll_at <= now),
+                        quarantine.not_quarantined(Loop.REFUNDS, RefundLeg.id),
                     )
                     .limit(500)
                 )
-            )
+            ).all()
+            # Tokens are decrypted terminal by terminal: read with the attempts, one unreadable
+            # token failed the whole cycle for every payment.
+            wanted = {a.terminal_id for a, _, _ in [*live, *closed] if a.terminal_id}
+            pool = await terminals.refs(session, wanted | {terminal_id for terminal_id, *_ in orphaned})
         report.live = len(live)
         jobs: list[Awaitable[None]] = []
-        for attempt, currency, provider_name, terminal in live:
-            provider = self.pull.get(provider_name)
-            if provider is None:
-                continue
-            if attempt.provider_ref is None:
-                if attempt.created_at < now - self.stale_start:
-                    jobs.append(self._abandon_start(provider, attempt, terminal, report))
-                continue
-            ref = attempts.ref(attempt, currency, terminal)
-            if attempt.expires_at is not None and attempt.expires_at <= now:
-                jobs.append(self._expire(provider, ref, report))
-            elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
-                jobs.append(self._poll(provider, ref, report))
-        for attempt, currency, provider_name, terminal in closed:
+        for attempt, currency, provider_name in live:
             provider = self.pull.get(provider_name)
             if provider is not None:
-                jobs.append(self._watch_closed(provider, attempts.ref(attempt, currency, terminal), report))
-        for terminal, attempt, currency, provider_name in orphaned:
+                work = self._follow_live(provider, attempt, currency, pool, report, now)
+                jobs.append(self._isolated(Loop.POLLER, attempt.id, attempt.payment_id, work, report))
+        for attempt, currency, provider_name in closed:
             provider = self.pull.get(provider_name)
             if provider is not None:
-                jobs.append(self._release_terminal(provider, terminal, attempt, currency))
-        for leg_id in legs:
+                work = self._watch_closed(provider, attempt, currency, pool, report)
+                jobs.append(self._isolated(Loop.POLLER, attempt.id, attempt.payment_id, work, report))
+        for terminal_id, attempt, currency, provider_name in orphaned:
+            provider = self.pull.get(provider_name)
+            if provider is not None:
+                work = self._release_terminal(provider, terminal_id, pool, attempt, currency)
+                jobs.append(self._isolated(Loop.POLLER, terminal_id, attempt.payment_id, work, report))
+        for leg_id, payment_id in legs:
             report.refund_legs += 1
-            jobs.append(self._follow_leg(leg_id))
+            jobs.append(self._isolated(Loop.REFUNDS, leg_id, payment_id, self._follow_leg(leg_id), report))
         if jobs:
             await asyncio.gather(*jobs)
         report.seconds = time.monotonic() - began
         POLL_CYCLE.observe(report.seconds)
         return report
+
+    async def _isolated(
+        self, loop: Loop, row_id: str, payment_id: str | None, work: Awaitable[None], report: CycleReport
+    ) -> None:
+        """One row's work: whatever it raises is that row's failure, never the cycle's."""
+        try:
+            await work
+        except Exception as exc:
+            report.errors += 1
+            if quarantine.is_transient(exc):
+                log.warning("%s: row %s failed (%s); trying again next cycle", loop.value, row_id, exc)
+                return
+            await quarantine.isolate(
+                self.db, loop=loop, row_id=row_id, exc=exc, now=self.clock(), payment_id=payment_id
+            )
+
+    async def _follow_live(
+        self,
+        provider: Provider,
+        attempt: Attempt,
+        currency: str,
+        pool: dict[str, TerminalRef | Exception],
+        report: CycleReport,
+        now: datetime,
+    ) -> None:
+        terminal = _terminal(pool, attempt.terminal_id)
+        if attempt.provider_ref is None:
+            if attempt.created_at < now - self.stale_start:
+                await self._abandon_start(provider, attempt, terminal, report)
+            return
+        ref = attempts.ref(attempt, currency, terminal)
+        if attempt.expires_at is not None and attempt.expires_at <= now:
+            await self._expire(provider, ref, report)
+        elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
+            await self._poll(provider, ref, report)
 
     async def _poll(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
         async with self._limits[provider.name]:
@@ -208,8 +251,16 @@ class Poller:
             ended = await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
         report.ended += ended
 
-    async def _watch_closed(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:
+    async def _watch_closed(
+        self,
+        provider: Provider,
+        attempt: Attempt,
+        currency: str,
+        pool: dict[str, TerminalRef | Exception],
+        report: CycleReport,
+    ) -> None:
         """A try we closed may still be paid at the provider (a QR until its own deadline)."""
+        ref = attempts.ref(attempt, currency, _terminal(pool, attempt.terminal_id))
         async with self._limits[provider.name]:
             try:
                 result = await provider.poll(ref)
@@ -255,10 +306,10 @@ class Poller:
         report.ended += closed is not None
 
     async def _abandon_start(
-        self, provider: Provider, attempt: Attempt, terminal: Terminal | None, report: CycleReport
+        self, provider: Provider, attempt: Attempt, terminal: TerminalRef | None, report: CycleReport
     ) -> None:
         if terminal is not None:
-            await self._clear_terminal(provider, terminals.ref(terminal))
+            await self._clear_terminal(provider, terminal)
         async with self.db.transaction() as session:
             closed = await attempts.close_by_id(
                 session,
@@ -275,24 +326,49 @@ class Poller:
             with contextlib.suppress(ProviderError):
                 await clear(terminal)
 
-    async def _release_terminal(self, provider: Provider, terminal: Terminal, attempt: Attempt, currency: str) -> None:
+    async def _release_terminal(
+        self,
+        provider: Provider,
+        terminal_id: str,
+        pool: dict[str, TerminalRef | Exception],
+        attempt: Attempt,
+        currency: str,
+    ) -> None:
         """The attempt holding this terminal ended elsewhere: cancel its operation, then free it."""
+        terminal = _terminal(pool, terminal_id)
+        assert terminal is not None
         if attempt.provider_ref:
             await attempts.cancel_at_provider(self.providers, provider.name, attempts.ref(attempt, currency, terminal))
         else:
-            await self._clear_terminal(provider, terminals.ref(terminal))
+            await self._clear_terminal(provider, terminal)
         async with self.db.transaction() as session:
-            await terminals.free(session, terminal_id=terminal.id, holder=attempt.id)
+            await terminals.free(session, terminal_id=terminal_id, holder=attempt.id)
 
     async def _follow_leg(self, leg_id: str) -> None:
-        try:
-            async with self.db.reading() as session:
-                sent = await session.scalar(select(RefundLeg.sent_at).where(RefundLeg.id == leg_id))
-            if sent is None:
-                await refunds.send_leg(self.db, self.providers, leg_id=leg_id, clock=self.clock)
-            else:
-                await refunds.poll_leg(
-                    self.db, self.providers, leg_id=leg_id, clock=self.clock, answer_grace=self.stale_start
-                )
-        except Exception:
-            log.exception("following refund leg %s failed", leg_id)
+        async with self.db.reading() as session:
+            sent = await session.scalar(select(RefundLeg.sent_at).where(RefundLeg.id == leg_id))
+        if sent is None:
+            await refunds.send_leg(
+                self.db, self.providers, leg_id=leg_id, clock=self.clock, retry_for=self.refund_retry_for
+            )
+        else:
+            await refunds.poll_leg(
+                self.db,
+                self.providers,
+                leg_id=leg_id,
+                clock=self.clock,
+                answer_grace=self.stale_start,
+                retry_for=self.refund_retry_for,
+            )
+
+
+def _terminal(pool: dict[str, TerminalRef | Exception], terminal_id: str | None) -> TerminalRef | None:
+    """The attempt's terminal; raises what made it unreadable (the row's failure, not the cycle's)."""
+    if terminal_id is None:
+        return None
+    found = pool.get(terminal_id)
+    if isinstance(found, Exception):
+        raise found
+    if found is None:
+        raise LookupError(f"terminal {terminal_id} not found")
+    return found

@@ -8,10 +8,20 @@ keeps concurrent refunds from ever returning more than was paid.
 A leg is marked ``sent_at`` in its own transaction before the provider is called. A leg that was
 sent but whose answer never came (a crash, a timeout) may have moved money, so it is never sent
 again blindly: the poller asks the provider what happened (``resync``).
+
+A leg the provider answers "not done, try again" (``NotSent``: Kaspi's -99000006, a busy
+terminal), or that ``resync`` finds was never done, is sent again with a growing pause, for
+``retry_for`` after the refund was requested; then it fails. A refund that ends with money not
+returned (all of it, or some legs) tells the merchant with a ``refund_failed`` event, in the
+transaction that settles it.
+
+A leg whose handling raises anything else (a bug, a row no key decrypts) is quarantined: the
+other legs and refunds go on, and an operator retries it once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import quarantine
 from paycenter.db import Database, new_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
@@ -36,11 +47,14 @@ from paycenter.payments.models import (
 from paycenter.providers import terminals
 from paycenter.providers.base import NotSent, ProviderError, RefundLegRef, RefundOutcome
 from paycenter.providers.models import Terminal
+from paycenter.quarantine import Loop
 
 if TYPE_CHECKING:
     from paycenter.providers.registry import Providers
 
+log = logging.getLogger("paycenter.refunds")
 LIVE_LEG = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+DEFAULT_RETRY_FOR = timedelta(minutes=30)  # settings.refund_retry_for
 
 
 async def _available_by_operation(session: AsyncSession, payment_id: str) -> list[tuple[Operation, int]]:
@@ -210,48 +224,93 @@ async def _settle(session: AsyncSession, payment: Payment, refund_id: str, *, no
         refund.status = RefundStatus.FAILED
     else:
         refund.status = RefundStatus.PARTIALLY_SUCCEEDED
-    errors = [leg.error for leg in legs if leg.error]
+    errors = [leg.error for leg in legs if leg.error and leg.status == RefundStatus.FAILED]
     refund.error = "; ".join(errors)[:500] if errors else None
-    if refunded == 0:
-        return
-    payment.refunded_amount += refunded
-    payment.updated_at = now
-    previous = payment.status
-    if payment.refunded_amount >= payment.paid_amount:
-        service.touch(payment, PaymentStatus.REFUNDED, now)
-    await events.emit(
-        session,
-        payment,
-        EventType.REFUNDED,
-        previous_status=previous,
-        now=now,
-        extras={
-            "refund_id": refund.id,
-            "refund_amount": to_major_number(refunded, payment.currency),
-            "refunded_amount": to_major_number(payment.refunded_amount, payment.currency),
-            "reason": refund.reason,
-            "full_refund": payment.refunded_amount >= payment.paid_amount,
-        },
-    )
+    cur = payment.currency
+    if refunded:
+        payment.refunded_amount += refunded
+        payment.updated_at = now
+        previous = payment.status
+        if payment.refunded_amount >= payment.paid_amount:
+            service.touch(payment, PaymentStatus.REFUNDED, now)
+        await events.emit(
+            session,
+            payment,
+            EventType.REFUNDED,
+            previous_status=previous,
+            now=now,
+            extras={
+                "refund_id": refund.id,
+                "refund_amount": to_major_number(refunded, cur),
+                "refunded_amount": to_major_number(payment.refunded_amount, cur),
+                "reason": refund.reason,
+                "full_refund": payment.refunded_amount >= payment.paid_amount,
+            },
+        )
+    if refunded < refund.amount:
+        # What did not go back, in an event of its own (after `refunded` for the part that did):
+        # the merchant must not be left believing money went back that did not.
+        await events.emit(
+            session,
+            payment,
+            EventType.REFUND_FAILED,
+            previous_status=payment.status,
+            now=now,
+            extras={
+                "refund_id": refund.id,
+                "refund_amount": to_major_number(refund.amount, cur),
+                "failed_amount": to_major_number(refund.amount - refunded, cur),
+                "refunded_amount": to_major_number(payment.refunded_amount, cur),
+                "reason": refund.reason,
+                "error": refund.error or "refused by the provider",
+                "partial": refunded > 0,
+            },
+        )
 
 
-async def send(db: Database, providers: Providers, *, refund_id: str, clock: Callable[[], datetime]) -> None:
-    """Send every unsent leg of a refund, each outside any transaction, and record the answers."""
+async def send(
+    db: Database,
+    providers: Providers,
+    *,
+    refund_id: str,
+    clock: Callable[[], datetime],
+    retry_for: timedelta = DEFAULT_RETRY_FOR,
+) -> None:
+    """Send every unsent leg of a refund, each outside any transaction, and record the answers.
+    A leg that fails in a way no answer explains is quarantined; the others still go."""
     async with db.reading() as session:
-        leg_ids = list(
-            await session.scalars(
-                select(RefundLeg.id).where(
+        legs = (
+            await session.execute(
+                select(RefundLeg.id, Refund.payment_id)
+                .join(Refund, Refund.id == RefundLeg.refund_id)
+                .where(
                     RefundLeg.refund_id == refund_id,
                     RefundLeg.status == RefundStatus.PENDING,
                     RefundLeg.sent_at.is_(None),
+                    quarantine.not_quarantined(Loop.REFUNDS, RefundLeg.id),
                 )
             )
-        )
-    for leg_id in leg_ids:
-        await send_leg(db, providers, leg_id=leg_id, clock=clock)
+        ).all()
+    for leg_id, payment_id in legs:
+        try:
+            await send_leg(db, providers, leg_id=leg_id, clock=clock, retry_for=retry_for)
+        except Exception as exc:
+            if quarantine.is_transient(exc):
+                log.warning("sending refund leg %s failed (%s); the poller sends it later", leg_id, exc)
+                continue
+            await quarantine.isolate(db, loop=Loop.REFUNDS, row_id=leg_id, exc=exc, now=clock(), payment_id=payment_id)
 
 
-async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Callable[[], datetime]) -> None:
+async def send_leg(
+    db: Database,
+    providers: Providers,
+    *,
+    leg_id: str,
+    clock: Callable[[], datetime],
+    retry_for: timedelta = DEFAULT_RETRY_FOR,
+) -> None:
+    """Send one leg. Anything but a provider's answer is raised, with the leg left sent: it may
+    have gone out, so after a fix it is resynced, not sent again blindly."""
     async with db.transaction() as session:
         begun = await begin_leg(session, leg_id=leg_id, now=clock())
     if begun is None:
@@ -259,9 +318,9 @@ async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Ca
     provider_name, ref = begun
     try:
         outcome = await providers.get(provider_name).refund(ref)
-    except NotSent:
+    except NotSent as exc:
         async with db.transaction() as session:
-            await unsend_leg(session, leg_id=leg_id, now=clock())
+            await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
         return
     except ProviderError as exc:
         if exc.retryable:
@@ -274,14 +333,40 @@ async def send_leg(db: Database, providers: Providers, *, leg_id: str, clock: Ca
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
 
 
-async def unsend_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
-    """The provider refused before doing anything: the leg waits to be sent again."""
+def _pause(waited: timedelta) -> timedelta:
+    """Half the time the leg has waited so far, from 5 s to 5 min: tries thin out geometrically
+    (about twenty in half an hour) with no counter to keep."""
+    return timedelta(seconds=min(max(5.0, waited.total_seconds() / 2), 300.0))
+
+
+async def unsend_leg(
+    session: AsyncSession, *, leg_id: str, error: str, now: datetime, retry_for: timedelta = DEFAULT_RETRY_FOR
+) -> None:
+    """The provider did not do it (it said so, or it has no record of it): the leg waits to be
+    sent again, unless it has been refused for ``retry_for`` since the refund was asked: then
+    it fails."""
+    created = await session.scalar(select(RefundLeg.created_at).where(RefundLeg.id == leg_id))
+    if created is None:
+        return
+    if now - created >= retry_for:
+        minutes = round(retry_for.total_seconds() / 60)
+        outcome = RefundOutcome(succeeded=False, error=f"{error} (still not done after {minutes} min of retries)")
+        await record_leg(session, leg_id=leg_id, outcome=outcome, now=now)  # locks the payment first
+        return
     leg = await session.get(RefundLeg, leg_id, with_for_update=True)
     if leg is not None and leg.status == RefundStatus.PENDING and leg.provider_ref is None:
         leg.sent_at = None
-        leg.next_poll_at = now + timedelta(seconds=5)
+        leg.error = error[:500]
+        leg.next_poll_at = now + _pause(now - created)
         if leg.terminal_id:
             await terminals.free(session, terminal_id=leg.terminal_id, holder=leg.id)
+
+
+async def follow_now(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
+    """A leg let out of quarantine: the poller takes it up on its next cycle."""
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    if leg is not None and leg.status == RefundStatus.PENDING:
+        leg.next_poll_at = now
 
 
 async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:
@@ -298,6 +383,7 @@ async def poll_leg(
     leg_id: str,
     clock: Callable[[], datetime],
     answer_grace: timedelta = timedelta(seconds=30),
+    retry_for: timedelta = DEFAULT_RETRY_FOR,
 ) -> None:
     """Follow a leg the provider accepted but has not settled (a terminal refund the customer
     confirms in the app), or find out what became of one whose answer never came."""
@@ -319,6 +405,10 @@ async def poll_leg(
             outcome = await provider.poll_refund(ref)
         else:
             outcome = await resync(provider, ref, db=db, operation_id=leg.operation_id, leg_id=leg.id)
+    except NotSent as exc:
+        async with db.transaction() as session:
+            await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
+        return
     except ProviderError as exc:
         async with db.transaction() as session:
             await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
@@ -349,4 +439,5 @@ async def resync(provider: Any, ref: RefundLegRef, *, db: Database, operation_id
     went_back = total - available - int(others or 0)
     if went_back >= ref.amount:
         return RefundOutcome(succeeded=True, provider_ref="resynced")
-    return RefundOutcome(succeeded=False, error="the provider has no record of this refund; it can be requested again")
+    # Asked, not guessed: the money did not go back, so sending it again cannot send it twice.
+    raise NotSent("the provider has no record of this refund", code="not_found")

@@ -21,6 +21,7 @@ from paycenter.crypto import reveal
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
+    NotSent,
     PollResult,
     PollState,
     ProviderError,
@@ -53,6 +54,15 @@ ERRORS = {
 }
 # Worth asking again: Kaspi is busy or the refund hit a transient error.
 RETRYABLE = {-999, -99000006}
+
+
+def _answered(exc: ProviderError) -> int | None:
+    """The StatusCode Kaspi answered with, if the error is an answer (not a network failure)."""
+    try:
+        return int(exc.code) if exc.code is not None else None
+    except ValueError:
+        return None  # e.g. "http_502": no answer from Kaspi itself
+
 
 PRODUCT_TYPES = {"gold": "kaspi_gold", "red": "kaspi_red", "loan": "kaspi_credit", "credit": "kaspi_credit"}
 
@@ -285,8 +295,11 @@ class KaspiQrProvider:
         try:
             data = await self.client.call("POST", "payment/return", body=body)
         except ProviderError as exc:
+            if _answered(exc) in RETRYABLE:
+                # Kaspi answered, and its answer is "not done, try again": safe to send again.
+                raise NotSent(exc.message, code=exc.code) from None
             if exc.retryable:
-                raise
+                raise  # no answer (network, HTTP 5xx): the refund may have happened
             return RefundOutcome(succeeded=False, error=exc.message)
         return RefundOutcome(succeeded=True, provider_ref=str((data or {}).get("ReturnOperationId", "")) or None)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import crypto
 from paycenter.db import new_id
 from paycenter.errors import Conflict, NotFound
 from paycenter.providers.base import TerminalRef
@@ -26,6 +27,29 @@ def ref(terminal: Terminal) -> TerminalRef:
         access_token=terminal.access_token,
         camera_url=terminal.camera_url,
     )
+
+
+async def refs(session: AsyncSession, ids: set[str]) -> dict[str, TerminalRef | Exception]:
+    """Terminals by id, each token decrypted on its own: one terminal whose stored token no key
+    decrypts must not keep the poller from every other (its entry is the error instead)."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(
+            Terminal.id,
+            Terminal.name,
+            Terminal.base_url,
+            type_coerce(Terminal.access_token, String()),  # as stored: decrypted below, row by row
+            Terminal.camera_url,
+        ).where(Terminal.id.in_(ids))
+    )
+    found: dict[str, TerminalRef | Exception] = {}
+    for terminal_id, name, base_url, token, camera_url in rows:
+        try:
+            found[terminal_id] = TerminalRef(terminal_id, name, base_url, crypto.keyring().open(token), camera_url)
+        except Exception as exc:
+            found[terminal_id] = exc
+    return found
 
 
 async def add(

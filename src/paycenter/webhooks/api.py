@@ -37,7 +37,9 @@ class AttemptLog(BaseModel):
     response_status: int | None
     response_headers: dict[str, str] | None
     response_body: str | None = Field(description="First 16 KiB of the answer.")
-    error_class: str | None = Field(description="dns, connect, tls, timeout, http_status or blocked.")
+    error_class: str | None = Field(
+        description="dns, connect, tls, timeout, http_status, blocked, or internal (paycenter could not make the try)."
+    )
     error: str | None
     next_attempt_at: str | None
 

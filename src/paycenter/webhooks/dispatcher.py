@@ -7,6 +7,11 @@ Three cooperating tasks:
 - each claimed delivery is sent in its own task, outside any database transaction;
 - the recorder writes finished tries in batches (one transaction per batch) and renews the
   leases of deliveries still in flight, so a slow endpoint never loses its claim to another worker.
+
+No delivery can stop the others: one that cannot be signed or sent is recorded as an internal
+failure and quarantined; a batch of tries that cannot be written is written again one try per
+transaction, and a try that cannot be written even alone is recorded without what the endpoint
+answered, and quarantined.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paycenter import quarantine
 from paycenter.db import Database
 from paycenter.observability import DELIVERY_ATTEMPTS, EVENT_TO_DELIVERY, bind_transaction
+from paycenter.quarantine import Loop
 from paycenter.webhooks import service, signing
-from paycenter.webhooks.sender import Sender
+from paycenter.webhooks.sender import Sender, SendResult
 
 log = logging.getLogger("paycenter.webhooks")
 
@@ -141,19 +150,32 @@ class Dispatcher:
 
     async def _deliver(self, job: service.Job) -> None:
         bind_transaction(job.payment_id)
-        body = job.body.encode()
-        headers = signing.headers(
-            event_type=job.event_type,
-            event_id=job.event_id,
-            body=body,
-            timestamp=int(self.clock().timestamp()),
-            webhook_secret=job.webhook_secret,
-            signing_secrets=job.signing_secrets,
-        )
         started = self.clock()
+        headers: dict[str, str] = {}
+        try:
+            if job.problem:
+                raise UnsendableDelivery(job.problem)
+            body = job.body.encode()
+            headers = signing.headers(
+                event_type=job.event_type,
+                event_id=job.event_id,
+                body=body,
+                timestamp=int(started.timestamp()),
+                webhook_secret=job.webhook_secret,
+                signing_secrets=job.signing_secrets,
+            )
+        except Exception as exc:
+            # Raised here, it would leave the delivery in flight with no try, its lease renewed forever.
+            quarantine.noted(Loop.DISPATCHER, job.delivery_id, exc, job.payment_id)
+            self._done.append(service.internal_failure(job, exc, started_at=started, headers=headers))
+            return
         self._sending += 1
         try:
             result = await self.sender.send(job.url, headers, body)
+        except Exception as exc:  # the sender turns every failure into a result; this is a bug
+            quarantine.noted(Loop.DISPATCHER, job.delivery_id, exc, job.payment_id)
+            self._done.append(service.internal_failure(job, exc, started_at=started, headers=headers))
+            return
         finally:
             self._sending -= 1
             if self._sending == self.max_in_flight // 2:
@@ -181,18 +203,53 @@ class Dispatcher:
         if not self._done:
             return
         batch, self._done = self._done, []
-        try:
-            async with self.db.transaction() as session:
-                await service.record(
-                    session,
-                    batch,
-                    owner=self.owner,
-                    now=self.clock(),
-                    schedule=self.schedule,
-                    max_retry_after=self.max_retry_after,
+        now = self.clock()
+
+        async def write(session: AsyncSession, outcomes: list[service.Outcome]) -> None:
+            await service.record(
+                session,
+                outcomes,
+                owner=self.owner,
+                now=now,
+                schedule=self.schedule,
+                max_retry_after=self.max_retry_after,
+            )
+
+        async def unrecordable(outcome: service.Outcome, exc: Exception) -> None:
+            # Write the try without what the endpoint answered (the likely culprit), and set
+            # the delivery aside; if even that fails, at least the mark.
+            failure = RecordingFailed(f"this try ({_summary(outcome.result)}) could not be recorded: {exc}")
+            bare = service.internal_failure(
+                outcome.job, failure, started_at=outcome.result.started_at, headers=outcome.request_headers
+            )
+            try:
+                async with self.db.transaction() as session:
+                    await write(session, [bare])
+                quarantine.noted(Loop.DISPATCHER, outcome.job.delivery_id, exc, outcome.job.payment_id)
+            except Exception as again:
+                await quarantine.isolate(
+                    self.db,
+                    loop=Loop.DISPATCHER,
+                    row_id=outcome.job.delivery_id,
+                    exc=again,
+                    now=now,
+                    payment_id=outcome.job.payment_id,
                 )
+
+        try:
+            await quarantine.in_batches(
+                self.db,
+                loop=Loop.DISPATCHER,
+                items=batch,
+                size=len(batch),
+                handle=write,
+                ids=lambda o: (o.job.delivery_id, o.job.payment_id),
+                now=now,
+                poisoned=unrecordable,
+            )
         except Exception:
-            # Not recorded: the leases lapse and the deliveries are tried again (at least once).
+            # The database failed, not a row: the leases lapse and the deliveries are tried again
+            # (at least once).
             log.exception("recording %d webhook attempts failed", len(batch))
         for outcome in batch:
             self._in_flight.pop(outcome.job.delivery_id, None)
@@ -206,6 +263,20 @@ class Dispatcher:
             else:
                 DELIVERY_ATTEMPTS.labels(outcome.result.error_class or "failed").inc()
         self._wake.set()  # room freed: claim more
+
+
+class UnsendableDelivery(Exception):
+    """A delivery whose request cannot be made from what is stored (e.g. unreadable secrets)."""
+
+
+class RecordingFailed(Exception):
+    pass
+
+
+def _summary(result: SendResult) -> str:
+    if result.status is not None:
+        return f"HTTP {result.status}"
+    return str(result.error_class or "no answer")
 
 
 async def listen_postgres(url: str, channel: str, callback: Callable[[], None], stop: asyncio.Event) -> None:

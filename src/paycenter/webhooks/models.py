@@ -24,6 +24,9 @@ class ErrorClass(enum.StrEnum):
     TIMEOUT = "timeout"
     HTTP_STATUS = "http_status"
     BLOCKED = "blocked"
+    # Our side could not make or record the try (its secrets unreadable, a bug): not sent, and
+    # the delivery waits in quarantine for an operator.
+    INTERNAL = "internal"
 
 
 class Delivery(Base):

@@ -18,7 +18,7 @@ EVENT_TYPES = [e.value for e in EventType]
 
 def sample_body(event_type: str, now: datetime) -> tuple[str, str]:
     """(event id, body) of a 500 KZT sample payment that just had ``event_type``."""
-    paid = event_type in ("paid", "refunded")
+    paid = event_type in ("paid", "refunded", "refund_failed")
     payment = Payment(
         id=new_payment_id(),
         merchant_id="sample",
@@ -26,7 +26,9 @@ def sample_body(event_type: str, now: datetime) -> tuple[str, str]:
         currency="KZT",
         description="Test webhook from paycenter",
         metadata_={"order_id": "TEST-001"},
-        status={"paid": "paid", "partially_paid": "partially_paid", "refunded": "refunded"}.get(event_type, event_type),
+        status={"partially_paid": "partially_paid", "refunded": "refunded"}.get(
+            event_type, "paid" if paid else event_type
+        ),
         paid_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),
         received_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),
         credited_amount=50000 if paid else (20000 if event_type == "partially_paid" else 0),

@@ -4,6 +4,11 @@ A delivery row is written in the same transaction as the event it carries, so an
 exist without its deliveries (nor the reverse). Workers claim due rows with a lease; when a worker
 dies its lease lapses and another worker picks the rows up, so every event is delivered at least
 once, and a duplicate carries the same event id.
+
+A delivery that cannot be sent through no fault of its endpoint (its merchant's signing secret
+cannot be decrypted or is malformed, ...) gets an attempt of error class ``internal`` and is
+quarantined: still pending, but with no next try, until an operator retries it (or the merchant
+resends it). Its retries are kept for when the cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import String, bindparam, insert, select, text, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import crypto, quarantine
 from paycenter.db import new_id
 from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
 from paycenter.payments.models import Event, Payment
-from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
+from paycenter.quarantine import Loop
+from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass
 from paycenter.webhooks.sender import SendResult
 
 # Name of the PostgreSQL channel (and of the in-process signal) that says "deliveries are due".
@@ -73,6 +80,18 @@ class Job:
     signing_secrets: list[str]
     payment_id: str
     event_created_at: datetime
+    # Why this delivery cannot be sent as it is (recorded as an internal failure, not sent).
+    problem: str | None = None
+
+
+def _as_stored(column: Any) -> Any:
+    """A secret column read as stored, to be decrypted row by row: decrypted in the statement,
+    one merchant's unreadable secret would fail the whole claim, and every merchant's webhooks."""
+    return type_coerce(column, String())
+
+
+def _open(value: str | None) -> str | None:
+    return None if value is None else crypto.keyring().open(value)
 
 
 async def claim(
@@ -131,9 +150,9 @@ async def claim(
             Event.body,
             Event.created_at,
             Delivery.payment_id,
-            Payment.webhook_secret,
-            Merchant.signing_secret,
-            Merchant.previous_signing_secret,
+            _as_stored(Payment.webhook_secret),
+            _as_stored(Merchant.signing_secret),
+            _as_stored(Merchant.previous_signing_secret),
             Merchant.previous_secret_expires_at,
         )
         .join(Event, Event.id == Delivery.event_id)
@@ -148,7 +167,17 @@ async def claim(
     jobs = []
     for row in rows:
         did, url, count, max_attempts, eid, etype, body, created, pid, secret, signing, previous, until = row
-        secrets = [signing]
+        problem = None
+        try:
+            secret, signing, previous = _open(secret), _open(signing), _open(previous)
+        except Exception as exc:
+            secret, signing, previous, problem = (
+                None,
+                None,
+                None,
+                f"cannot read its secrets: {quarantine.describe(exc)}",
+            )
+        secrets = [signing] if signing else []
         if previous and until and until > now:
             secrets.append(previous)
         jobs.append(
@@ -164,6 +193,7 @@ async def claim(
                 secrets,
                 pid,
                 created,
+                problem,
             )
         )
     return jobs
@@ -202,6 +232,24 @@ class Outcome:
     job: Job
     request_headers: dict[str, str]
     result: SendResult
+    # Failed on our side, not the endpoint's: no next try until an operator retries it.
+    quarantine: bool = False
+
+
+def internal_failure(job: Job, exc: BaseException, *, started_at: datetime, headers: dict[str, str]) -> Outcome:
+    """The outcome of a try that could not be made (or recorded) because of our own data or code."""
+    result = SendResult(
+        started_at=started_at, duration_ms=0, error_class=ErrorClass.INTERNAL, error=quarantine.describe(exc)
+    )
+    return Outcome(job, headers, result, quarantine=True)
+
+
+def _storable(value: str | None) -> str | None:
+    """What an endpoint answered, as text every backend stores: PostgreSQL refuses NUL in text, so
+    a hostile endpoint answering NUL bytes would otherwise make its try unrecordable."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value  # nearly always, and cheap to tell
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 async def record(
@@ -216,13 +264,16 @@ async def record(
     """Write a batch of tries in two statements: every attempt row, then every delivery's state.
 
     One transaction per batch, not per delivery: the bookkeeping must keep up with aiohttp.
+    A quarantined outcome stays pending with no next try, and its mark is written here too.
     """
     attempts: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     for outcome in outcomes:
         job, result = outcome.job, outcome.result
         next_at: datetime | None = None
-        if result.ok:
+        if outcome.quarantine:
+            status = DeliveryStatus.PENDING
+        elif result.ok:
             status = DeliveryStatus.SUCCEEDED
         elif job.number >= job.max_attempts:
             status = DeliveryStatus.FAILED
@@ -242,9 +293,9 @@ async def record(
                 "response_headers": json.dumps(result.response_headers)
                 if result.response_headers is not None
                 else None,
-                "response_body": result.response_body,
+                "response_body": _storable(result.response_body),
                 "error_class": result.error_class,
-                "error": result.error,
+                "error": _storable(result.error),
                 "next_attempt_at": next_at,
             }
         )
@@ -258,7 +309,7 @@ async def record(
                 "next_attempt_at": next_at,
                 "last_status_code": result.status,
                 "last_error_class": result.error_class,
-                "last_error": result.error,
+                "last_error": _storable(result.error),
                 "delivered_at": now if result.ok else None,
                 "updated_at": now,
             }
@@ -289,6 +340,16 @@ async def record(
         ),
         changes,
     )
+    for outcome in outcomes:
+        if outcome.quarantine:
+            await quarantine.mark(
+                session,
+                loop=Loop.DISPATCHER,
+                row_id=outcome.job.delivery_id,
+                reason=outcome.result.error or "internal error",
+                now=now,
+                payment_id=outcome.job.payment_id,
+            )
 
 
 # --- merchant and operator actions ----------------------------------------------------------
@@ -302,8 +363,19 @@ async def resend(
     if delivery is None or (merchant_id is not None and delivery.merchant_id != merchant_id):
         raise NotFound("Webhook delivery not found")
     _reschedule(delivery, retries=retries, now=now)
+    await quarantine.release(session, loop=Loop.DISPATCHER, row_id=delivery.id)
     _signal(session)
     return delivery
+
+
+async def requeue(session: AsyncSession, *, delivery_id: str, retries: int, now: datetime) -> bool:
+    """A delivery let out of quarantine: tried now, with a fresh round of retries."""
+    delivery = await session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return False
+    _reschedule(delivery, retries=retries, now=now)
+    _signal(session)
+    return True
 
 
 def _reschedule(delivery: Delivery, *, retries: int, now: datetime) -> None:

@@ -1,7 +1,7 @@
 """operator passwords: one-time passwords must be replaced, and expire
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02 09:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import paycenter.db
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
