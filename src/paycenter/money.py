@@ -192,9 +192,20 @@ def format_major(value: Decimal, exp: int) -> str:
     return f"{value:.{exp}f}"
 
 
+def shown_exponent(currency: str) -> int:
+    """The exponent to show a stored amount with. A row that names a currency no code knows (a
+    hand edit, a bad import) is shown with ISO 4217's common two digits rather than breaking a
+    read or a page for everyone; webhook bodies (``to_major_number``) stay strict, so its events
+    are set aside by their loop instead of telling a merchant a guessed amount."""
+    try:
+        return exponent(currency)
+    except MoneyError:
+        return 2
+
+
 def to_major_str(minor: int, currency: str) -> str:
     """Minor units as the decimal string the API returns: 50000 KZT -> "500.00"."""
-    exp = exponent(currency)
+    exp = shown_exponent(currency)
     return format_major(Decimal(minor).scaleb(-exp), exp)
 
 

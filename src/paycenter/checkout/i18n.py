@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from paycenter.money import exponent
+from paycenter.money import shown_exponent
 
 LANGUAGES = ("ru", "en", "kk")
 DEFAULT = "ru"
@@ -166,7 +166,7 @@ SYMBOLS = {"KZT": "₸", "RUB": "₽", "USD": "$", "EUR": "€", "KGS": "сом"
 
 def format_number(minor: int, currency: str, lang: str, *, grouping: bool = True) -> str:
     """1500000 KZT -> "15 000,00" in Russian and Kazakh, "15,000.00" in English."""
-    exp = exponent(currency)
+    exp = shown_exponent(currency)
     value = Decimal(minor).scaleb(-exp)
     text = f"{value:{',' if grouping else ''}.{exp}f}"
     if lang != "en":
