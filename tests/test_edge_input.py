@@ -24,12 +24,11 @@ from sqlalchemy.engine import make_url
 
 from conftest import REQUIRED, SERVER_URLS, Clock, MerchantCreds, create_payment, row_counts, sandbox
 from paycenter import storable
-from paycenter.admin import service as admins
 from paycenter.admin.models import Role
 from paycenter.db import Database, create_engine, new_id
 from paycenter.legacy.importer import Options, import_legacy, parse_metadata
 from paycenter.payments.models import Event, Operation, Payment, Refund
-from test_admin import Operator, act, flash, signed_in
+from test_admin import act, flash, new_user, signed_in
 from test_bad_input import INIT, assert_error, post_json, refused, seed, snapshot
 from test_legacy_import import FIXTURES, NOW, sql_statements
 
@@ -66,11 +65,10 @@ async def no_5xx_reads(client: httpx.AsyncClient, creds: MerchantCreds, pid: str
 @pytest.fixture
 async def operator(db: Database, clock: Clock, app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A second browser, signed in to the admin panel as an admin."""
-    async with db.transaction() as session:
-        _, password = await admins.create_user(session, username="boss", role=Role.ADMIN, now=clock())
+    boss = await new_user(db, clock, "boss", Role.ADMIN)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pay.test") as browser:
-        yield await signed_in(browser, Operator("boss", password))
+        yield await signed_in(browser, boss)
 
 
 # --- defect 3: amounts ---------------------------------------------------------------------------

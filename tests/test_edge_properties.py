@@ -41,13 +41,12 @@ from standardwebhooks import Webhook
 
 from conftest import Clock, MerchantCreds, row_counts
 from paycenter import storable
-from paycenter.admin import service as admins
 from paycenter.admin.models import Role
 from paycenter.db import Database
 from paycenter.merchants.models import Merchant
 from paycenter.payments.models import Event, Payment
 from paycenter.webhooks import signing
-from test_admin import Operator, csrf_of, signed_in
+from test_admin import csrf_of, new_user, signed_in
 
 MAX_EXAMPLES = int(os.environ.get("PAYCENTER_EDGE_EXAMPLES", "100"))
 SEED = int(os.environ.get("PAYCENTER_EDGE_SEED", "20251"))
@@ -267,10 +266,9 @@ async def reads_answer(client: httpx.AsyncClient, creds: MerchantCreds, payment_
 
 @pytest.fixture
 async def admin_browser(db: Database, clock: Clock, app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with db.transaction() as session:
-        _, password = await admins.create_user(session, username="boss", role=Role.ADMIN, now=clock())
+    boss = await new_user(db, clock, "boss", Role.ADMIN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pay.test") as browser:
-        yield await signed_in(browser, Operator("boss", password))
+        yield await signed_in(browser, boss)
 
 
 # --- the property --------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ async def test_recorder_writes_the_others_when_one_try_cannot_be_recorded(client
     written (here: its delivery was deleted while it was on the wire) no longer loses the whole
     batch, which would have sent every other webhook of the batch again."""
     for i in range(4):
-        pid = (await create_payment(client, merchant, webhook_url="http://127.0.0.1:9/never"))["transaction_id"]
+        pid = (await create_payment(client, merchant, webhook_url="https://shop.example/never"))["transaction_id"]
         await sandbox(client, pid, checkout_id=f"r{i}")
     now = clock()
     dispatcher = Dispatcher(db, Sender(allowed_networks=[]), owner="recorder-test", clock=clock, schedule=[60.0])
