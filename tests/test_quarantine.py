@@ -680,3 +680,17 @@ async def test_one_pass_expires_every_healthy_row_and_marks_exactly_the_poisoned
     async with db.reading() as session:
         pending = set(await session.scalars(select(Payment.id).where(Payment.status == "pending")))
     assert pending == bad
+
+
+async def test_one_merchants_unreadable_secret_leaves_the_merchant_list_readable(
+    client, db, merchant, other_merchant, clock
+):
+    """The merchants page lists every merchant; one whose stored signing secret no key decrypts is
+    shown as such, and the others as before (it was a 500 for every operator)."""
+    await plant(db, f"UPDATE merchants SET signing_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=merchant.merchant_id)
+    await signed_in(client, await new_user(db, clock, "boss", Role.ADMIN))
+    r = await client.get("/admin/merchants")
+    assert r.status_code == 200, r.text[:300]
+    assert merchant.merchant_id in r.text and other_merchant.merchant_id in r.text
+    assert r.text.count('data-testid="secret-unreadable"') == 1
+    assert "whsec_" in r.text  # the other merchant's secret, as its first characters

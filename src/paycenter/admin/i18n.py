@@ -145,6 +145,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "revoked": ("отозван", "revoked"),
     "shown_once": ("Показан один раз — сохраните его сейчас:", "Shown once — save it now:"),
     "signing_secret": ("Секрет подписи (whsec)", "Signing secret (whsec)"),
+    "secret_unreadable": (
+        "не расшифровывается ни одним ключом PAYCENTER_SECRET_KEYS",
+        "no key in PAYCENTER_SECRET_KEYS decrypts it",
+    ),
     "add_terminal": ("Добавить терминал", "Add terminal"),
     "token": ("Токен", "Token"),
     "camera_url": ("URL камеры (необязательно)", "Camera URL (optional)"),

@@ -578,13 +578,16 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
 async def merchant_list(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
     async with ctx.db.reading() as session:
         rows = await merchants.list_merchants(session)
+        hints = await merchants.signing_secret_hints(session)
         tokens: dict[str, list[ApiToken]] = {}
         for token in await merchants.list_tokens(session):
             tokens.setdefault(token.merchant_id, []).append(token)
     shown = request.cookies.get("pc_admin_shown")  # a token or secret to show once, then forget
     if shown:
         shown = unquote(shown)
-    response = render(request, "merchants.html", {"rows": rows, "tokens": tokens, "shown": shown}, operator=operator)
+    response = render(
+        request, "merchants.html", {"rows": rows, "hints": hints, "tokens": tokens, "shown": shown}, operator=operator
+    )
     if shown:
         response.delete_cookie("pc_admin_shown", path="/admin/merchants")
     return response

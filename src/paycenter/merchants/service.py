@@ -8,9 +8,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
+from paycenter import crypto
 from paycenter.db import new_id
 from paycenter.errors import NotFound
 from paycenter.merchants.models import ApiToken, Merchant
@@ -116,7 +118,32 @@ async def set_webhook_url(session: AsyncSession, *, merchant_id: str, url: str |
 
 
 async def list_merchants(session: AsyncSession) -> list[Merchant]:
-    return list(await session.scalars(select(Merchant).order_by(Merchant.created_at)))
+    """Every merchant, without its signing secrets (not read, not decrypted: accessing them raises).
+    A list must show every merchant whatever became of one's stored secret."""
+    return list(
+        await session.scalars(
+            select(Merchant)
+            .options(
+                defer(Merchant.signing_secret, raiseload=True),
+                defer(Merchant.previous_signing_secret, raiseload=True),
+            )
+            .order_by(Merchant.created_at)
+        )
+    )
+
+
+async def signing_secret_hints(session: AsyncSession, *, length: int = 12) -> dict[str, str | None]:
+    """The first characters of each merchant's signing secret, to tell secrets apart on screen;
+    None where no configured key decrypts it (decrypted row by row, so one such merchant is shown
+    as such instead of failing the whole list)."""
+    hints: dict[str, str | None] = {}
+    rows = await session.execute(select(Merchant.id, type_coerce(Merchant.signing_secret, String())))
+    for merchant_id, stored in rows:
+        try:
+            hints[merchant_id] = crypto.keyring().open(stored)[:length]
+        except crypto.SecretsError:
+            hints[merchant_id] = None
+    return hints
 
 
 # Built once: it runs on every API request, and building the statement cost more than its
