@@ -131,19 +131,19 @@ INIT_CASES: list[Any] = [
     ),
     pytest.param(seed(metadata={"k" * 41: "v"}), 422, "validation_error", "metadata", id="metadata-key-41"),
     pytest.param(seed(metadata={"note": "x" * 501}), 422, "validation_error", "metadata", id="metadata-value-501"),
+    # The same limits at every level, as the document states them (components Metadata*).
     pytest.param(
-        seed(metadata={"note": {"inner": "x" * 500}}),
+        seed(metadata={"note": {"inner": "x" * 501}}),
         422,
         "validation_error",
         "metadata",
-        id="metadata-nested-object-value",
+        id="metadata-nested-text-501",
     ),
     pytest.param(
-        seed(metadata={"note": ["x" * 250, "y" * 250]}),
-        422,
-        "validation_error",
-        "metadata",
-        id="metadata-nested-list-value",
+        seed(metadata={"note": [list(range(51))]}), 422, "validation_error", "metadata", id="metadata-nested-51-items"
+    ),
+    pytest.param(
+        seed(metadata={"note": {"k" * 41: 1}}), 422, "validation_error", "metadata", id="metadata-nested-key-41"
     ),
     # webhook_url not http(s), or too long
     pytest.param(seed(webhook_url="ftp://example.com/hook"), 422, "validation_error", "webhook_url", id="webhook-ftp"),
@@ -436,12 +436,14 @@ async def test_refund_without_refundable_money_is_409(client, db, merchant, stat
     assert await snapshot(client, merchant, pid) == before
 
 
-async def test_refund_above_refundable_is_422(client, db, merchant):
+async def test_refund_above_refundable_is_409(client, db, merchant):
+    """What is left to refund is the payment's state, which the request's schema cannot know: a
+    conflict with the payment (409), not a malformed request (422)."""
     pid = (await create_payment(client, merchant))["transaction_id"]
     await sandbox(client, pid)
     url = f"/api/payment/{pid}/refund"
     body = await refused(
-        db, post_json(client, merchant, url, {"amount": 500.01}), 422, "amount_exceeds_refundable", "amount"
+        db, post_json(client, merchant, url, {"amount": 500.01}), 409, "amount_exceeds_refundable", "amount"
     )
     assert "500.00" in body["message"]
 
@@ -450,7 +452,7 @@ async def test_refund_above_refundable_is_422(client, db, merchant):
     before = await snapshot(client, merchant, pid)
     assert before["refundable_amount"] == "300.00"
     body = await refused(
-        db, post_json(client, merchant, url, {"amount": 300.01}), 422, "amount_exceeds_refundable", "amount"
+        db, post_json(client, merchant, url, {"amount": 300.01}), 409, "amount_exceeds_refundable", "amount"
     )
     assert "300.00" in body["message"]
     assert await snapshot(client, merchant, pid) == before
@@ -461,8 +463,10 @@ async def test_refund_above_refundable_is_422(client, db, merchant):
     [
         pytest.param({"amount": -1}, id="negative"),
         pytest.param({"amount": 0}, id="zero"),
-        pytest.param({"amount": 1.001}, id="3-decimals"),
-        pytest.param({"amount": "1.001"}, id="3-decimals-string"),
+        pytest.param({"amount": 1.00001}, id="5-decimals: no currency has them"),
+        pytest.param({"amount": "1.00001"}, id="5-decimals-string"),
+        pytest.param({"amount": "1e2"}, id="exponent-string"),
+        pytest.param({"amount": 100000001}, id="above-the-maximum"),
         pytest.param({"amount": "abc"}, id="abc"),
         pytest.param({"amount": True}, id="bool"),
         pytest.param({"amount": []}, id="list"),
@@ -481,11 +485,25 @@ async def test_refund_bad_amount_is_422(client, db, merchant, body):
 
 
 async def test_refund_decimals_follow_the_currency(client, db, merchant):
+    """Finer than the payment's currency: a conflict with that payment (409), since the schema
+    takes any currency's decimals; finer than every currency is a 422 (above)."""
     pid = (await create_payment(client, merchant, amount=1000, currency="JPY"))["transaction_id"]
     await sandbox(client, pid)
     url = f"/api/payment/{pid}/refund"
-    body = await refused(db, post_json(client, merchant, url, {"amount": 0.5}), 422, "validation_error", "amount")
-    assert "JPY" in body["message"]
+    for amount in (0.5, "0.5"):
+        body = await refused(
+            db, post_json(client, merchant, url, {"amount": amount}), 409, "amount_not_in_currency", "amount"
+        )
+        assert "JPY" in body["message"]
+    kzt = (await create_payment(client, merchant))["transaction_id"]
+    await sandbox(client, kzt)
+    await refused(
+        db,
+        post_json(client, merchant, f"/api/payment/{kzt}/refund", {"amount": "1.001"}),
+        409,
+        "amount_not_in_currency",
+        "amount",
+    )
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,9 @@ async def test_late_payment_after_expiry_is_counted_and_kept(client, db, merchan
     data = r.json()["data"]
     assert (data["status"], data["paid_amount"], data["paid_late"]) == ("expired", "500.00", True)
     async with db.reading() as session:
-        bodies = [json.loads(b) for b in await session.scalars(select(Event.body).where(Event.payment_id == pid))]
+        # Ordered: without ORDER BY, PostgreSQL returns rows in whatever order it finds them.
+        query = select(Event.body).where(Event.payment_id == pid).order_by(Event.sequence)
+        bodies = [json.loads(b) for b in await session.scalars(query)]
     assert [(b["event"], b.get("paid_late")) for b in bodies] == [("expired", None), ("paid", True)]
     # Reported twice, counted once.
     async with db.transaction() as session:

@@ -3,13 +3,13 @@
 Asserted for every answer: no 5xx, the status code is documented for the operation, the content
 type is the documented one, the body validates against the documented schema (envelopes, amounts
 as strings, ...), documented headers are present, an operation that declares the API token
-really refuses requests without one or with a wrong one, and an undeclared method gets 405.
-
-Not asserted, on purpose: schemathesis's ``positive_data_acceptance`` and
-``negative_data_rejection``. The schema cannot say everything the API checks (an amount within
-the currency's decimals and the configured maximum, an opaque pagination cursor) and the API
-keeps the old system's leniency (``currency: null`` means KZT), so those two checks would only
-report the contract's known limits.
+really refuses requests without one or with a wrong one, an undeclared method gets 405, and the
+two checks that hold the document to the truth (``paycenter.contract``): every request the
+schema allows is taken (``positive_data_acceptance``: no 400/422), and every request it forbids
+is refused (``negative_data_rejection``). 413 counts as an answer both ways: a body's size limit
+is the one rule JSON Schema cannot state (the document gives it in words), and the test lowers
+it so that the fuzzer meets it. 409 is a documented answer for what only a payment's state
+decides (a refund larger than what is left, finer than the payment's currency).
 
 How it runs
 -----------
@@ -38,14 +38,15 @@ How it runs
   schemathesis generates, and the ``ignored_auth`` check probes each secured operation without
   a token and with a wrong one.
 * Dictionaries feed schemathesis values that random text almost never produces and that broke
-  the API: NUL characters (PostgreSQL refuses them in text), datetimes at the edge of Python's
-  range (converting them to UTC overflowed), cursors made of such values.
+  the API: datetimes at the edge of Python's range (converting them to UTC overflowed; they are
+  valid RFC 3339, so they are clamped, not refused), cursors at the edges of the ordering. (No
+  dictionaries for amounts or currencies: a value put in after generation can break the body's
+  per-currency rule, and the positive check would blame the server for the fuzzer's mix.)
 * The body limit is lowered to 1 KiB here so the fuzzer also meets the 413 answer.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import zlib
@@ -73,33 +74,20 @@ BODY_LIMIT = 1024
 REAL = [f"real-payment-{i}" for i in range(6)]
 
 
-def _cursor(created: str, payment_id: str) -> str:
-    raw = json.dumps([created, payment_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 EDGE_DATETIMES = [
     "0001-01-01T00:00:00+01:00",  # before datetime.min once in UTC
     "9999-12-31T23:59:59-01:00",  # after datetime.max once in UTC
     "0001-01-01T00:00:00Z",
     "9999-12-31T23:59:59.999999Z",
     "1970-01-01T00:00:00Z",
+    "2016-12-31T23:59:60Z",  # a leap second
 ]
-NUL_TEXT = ["\x00", "A\x00B", "TEST-001\x00"]
-EDGE_CURSORS = [_cursor(EDGE_DATETIMES[0], "A" * 32), _cursor(EDGE_DATETIMES[1], "A" * 32)] + [
-    _cursor("2024-01-01T00:00:00+00:00", text) for text in NUL_TEXT
-]
-# Optional text fields of the init body; each is sometimes one with a NUL character.
-INIT_TEXT_FIELDS = [
-    "description",
-    "webhook_secret",
-    "customer_phone",
-    "customer_email",
-    "customer_name",
-    "success_url",
-    "fail_url",
-    "provider",
-]
+# Every text of the cursor's pattern is a position: the first, the last, past the last.
+EDGE_CURSORS = ["0.A", "999999999999999999.ZZZZ", "253402300799999999.0123456789ABCDEF0123456789ABCDEF"]
+# Statuses the server answers with when a request was taken or is refused for a reason the
+# schema cannot state: the body's size (413).
+TAKEN = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 CONFIG = schemathesis.Config.from_dict(
     {
@@ -110,22 +98,17 @@ CONFIG = schemathesis.Config.from_dict(
             "database": "none",
         },
         "dictionaries": {
-            "nul-text": {"values": NUL_TEXT},
             "edge-datetimes": {"values": EDGE_DATETIMES},
             "edge-cursors": {"values": EDGE_CURSORS},
-            # Valid amounts and currencies get more bodies past validation, to the database.
-            "amounts": {"values": [500, "500.00", 0.01, 1, "1000.5", 99999999]},
-            "currencies": {"values": ["KZT", "kzt", "USD", "JPY", "BHD"]},
         },
         "parameters": {
             "query.created_from": {"dictionary": "edge-datetimes", "probability": 0.2},
             "query.created_to": {"dictionary": "edge-datetimes", "probability": 0.2},
-            "query.order_id": {"dictionary": "nul-text", "probability": 0.2},
             "query.cursor": {"dictionary": "edge-cursors", "probability": 0.2},
-            "body.amount": {"dictionary": "amounts", "probability": 0.5},
-            "body.currency": {"dictionary": "currencies", "probability": 0.5},
-            "body.reason": {"dictionary": "nul-text", "probability": 0.1},
-            **{f"body.{name}": {"dictionary": "nul-text", "probability": 0.02} for name in INIT_TEXT_FIELDS},
+        },
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": TAKEN},
+            "negative_data_rejection": {"expected-statuses": REFUSED},
         },
         "phases": {
             # Stateful runs need schemathesis's engine (its CLI); these are per-operation tests.
@@ -161,6 +144,8 @@ CHECKS = [
     schemathesis.checks.response_headers_conformance,
     schemathesis.checks.ignored_auth,
     schemathesis.checks.unsupported_method,
+    schemathesis.checks.positive_data_acceptance,
+    schemathesis.checks.negative_data_rejection,
 ]
 
 

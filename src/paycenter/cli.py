@@ -257,7 +257,7 @@ def merchant_create(
     """Create a merchant and print its first API token (shown only once)."""
     try:
         webhook_url = check_webhook_url(
-            check_http_url(webhook_url, field="--webhook-url", max_length=500),
+            check_http_url(webhook_url.strip() if webhook_url else None, field="--webhook-url", max_length=500),
             parse_networks(get_settings().webhook_allowed_networks),
             field="--webhook-url",
         )

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # Largest amount a payment may ask for, in major units of its currency.
+    # Largest amount a payment may ask for, in major units of its currency: a whole number, so
+    # the API's document can state it exactly for every currency (paycenter.docs.contract).
     max_amount: Decimal = Decimal("100000000")
     default_expires_in: int = Field(default=3600, ge=10, le=30 * 24 * 3600)
     # Bodies of merchant API requests above this are refused with 413 before they are parsed.
@@ -130,6 +131,13 @@ class Settings(BaseSettings):
     @property
     def retry_schedule(self) -> list[float]:
         return [parse_duration(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
+
+    @field_validator("max_amount")
+    @classmethod
+    def _whole_max_amount(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 1 or value != value.to_integral_value() or value > 10**15:
+            raise ValueError("PAYCENTER_MAX_AMOUNT must be a whole number from 1 to 10**15")
+        return value
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -23,7 +23,10 @@ class ExactJsonRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=ExactFloat)
+            parsed = json.loads(await self.body(), parse_float=ExactFloat)
+            # A bare number as the whole body is no amount: a plain float, which validation then
+            # refuses as a body (pydantic reads a float subclass's attributes like a model's).
+            self._json = float(parsed) if isinstance(parsed, ExactFloat) else parsed
         return self._json
 
 

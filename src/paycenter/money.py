@@ -215,3 +215,90 @@ def to_major_number(minor: int, currency: str) -> int | Decimal:
     if value == value.to_integral_value():
         return int(value)
     return value.normalize()
+
+
+# --- the API's amounts, as the OpenAPI document states them --------------------------------
+#
+# The merchant API is stricter than the forms: a string amount is plain decimal notation
+# ("500", "500.50"; no sign, exponent, spaces or leading zeros), and the document says per
+# currency exactly which amounts are taken (``amount_schema``), so a client that validates
+# against it never sends one we refuse, and we never take one it would call invalid.
+
+_API_STRING = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\Z", re.ASCII)
+# ISO 4217's largest minor unit (CLF, UYW): no amount of any currency has more decimals.
+MAX_EXPONENT = 4
+FINEST_CURRENCY = "CLF"  # one with MAX_EXPONENT digits: an amount no currency can take is none of these
+
+
+def _positive_upto(bound: str) -> str:
+    """A regex (no anchors) for the decimal integers 1..bound, no leading zeros."""
+    if bound == "0":
+        return "(?!)"  # nothing
+    n = len(bound)
+    parts = []
+    if n > 1:  # every number with fewer digits
+        parts.append(f"[1-9][0-9]{{0,{n - 2}}}")
+    for i, digit in enumerate(bound):
+        low = "1" if i == 0 else "0"
+        if digit > low:
+            top = chr(ord(digit) - 1)
+            parts.append(f"{bound[:i]}[{low}-{top}][0-9]{{{n - i - 1}}}")
+    parts.append(bound)
+    return "|".join(parts)
+
+
+def amount_string_pattern(exp: int, max_major: int) -> str:
+    """The strings ``api_minor`` takes for a currency with ``exp`` minor digits: plain decimal
+    notation, greater than zero, at most ``max_major``, no more significant decimals than ``exp``
+    (trailing zeros may follow)."""
+    zeros = "(?:\\.0+)?"
+    fraction = f"(?:\\.[0-9]{{1,{exp}}}0*)?" if exp else zeros
+    branches = [f"(?:{_positive_upto(str(max_major - 1))}){fraction}", f"{max_major}{zeros}"]
+    if exp:  # below one: "0.5", "0.05"
+        small = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{exp - 1 - k}}}" for k in range(exp))
+        branches.append(f"0\\.(?:{small})0*")
+    return "^(?:" + "|".join(branches) + ")$"
+
+
+def amount_schema(exp: int, max_major: int) -> dict[str, Any]:
+    """JSON Schema of an amount in a currency with ``exp`` minor digits, as ``api_minor`` takes it."""
+    return {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": max_major, "multipleOf": _step(exp)},
+            {"type": "string", "pattern": amount_string_pattern(exp, max_major), "maxLength": AMOUNT_MAX_LENGTH},
+        ]
+    }
+
+
+def _step(exp: int) -> int | float:
+    return 1 if exp == 0 else float(Decimal(1).scaleb(-exp))
+
+
+@lru_cache(maxsize=1)
+def currencies_by_exponent() -> dict[int, list[str]]:
+    """Every ISO 4217 code that can take payments, by its number of minor digits."""
+    groups: dict[int, list[str]] = {}
+    for cur in Currency:
+        if cur.exponent is not None and len(cur.code) == 3:
+            groups.setdefault(int(cur.exponent), []).append(cur.code)
+    return {exp: sorted(codes) for exp, codes in sorted(groups.items())}
+
+
+def api_currency(value: Any) -> str:
+    """A currency as the API takes it: an ISO 4217 code in capitals or in small letters
+    (``null`` means KZT, as in the old system); the document lists them all."""
+    if value is None:
+        return "KZT"
+    if not isinstance(value, str) or not (value.isupper() or value.islower()) or len(value) != 3:
+        raise MoneyError("currency must be a three-letter ISO 4217 code such as KZT")
+    code = value.upper()
+    exponent(code)
+    return code
+
+
+def api_minor(value: Any, currency: str, *, max_major: Decimal | None = None) -> int:
+    """An amount as the merchant API takes it: a JSON number, or a string of plain decimal
+    notation; then ``to_minor``'s checks."""
+    if isinstance(value, str) and not _API_STRING.match(value):
+        raise MoneyError('amount must be a number or a string such as "500" or "500.50" (digits and one dot)')
+    return to_minor(value, currency, max_major=max_major)

@@ -603,13 +603,19 @@ def _show_once(url: str, value: str) -> Response:
     return response
 
 
+def _typed_url(text: str | None) -> str | None:
+    """A URL as an operator types or pastes it: the spaces around it are not part of it."""
+    return (text or "").strip() or None
+
+
 @router.post("/merchants")
 async def merchant_create(request: Request, ctx: Context, operator: Operator) -> Response:
     form = await checked_form(request, operator)
     name = form.get("name", "").strip()[:200]
     try:
         url = check_webhook_url(
-            check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500), ctx.webhook_networks
+            check_http_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
+            ctx.webhook_networks,
         )
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))
@@ -630,7 +636,8 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
     form = await checked_form(request, operator)
     try:
         url = check_webhook_url(
-            check_http_url(form.get("webhook_url") or None, field="webhook_url", max_length=500), ctx.webhook_networks
+            check_http_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
+            ctx.webhook_networks,
         )
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))

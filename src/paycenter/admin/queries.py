@@ -169,7 +169,6 @@ async def transactions(
         id_col=Payment.id,
         limit=limit,
         cursor=cursor,
-        valid_id=is_payment_id,
     )
     return list(rows), next_cursor
 
@@ -194,6 +193,5 @@ async def deliveries(
         id_col=Delivery.id,
         limit=limit,
         cursor=cursor,
-        valid_id=lambda v: v.startswith("whd_") and len(v) <= 40,
     )
     return list(rows), next_cursor

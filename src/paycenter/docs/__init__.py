@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from paycenter.docs import pages, samples
+from paycenter.docs import contract, pages, samples
 
 GUIDE_LINK = "/docs/webhooks"
 
@@ -46,6 +46,13 @@ def document(app: FastAPI, build: Any) -> dict[str, Any]:
                 tag["description"] = (
                     tag.get("description", "").rstrip() + f" How to receive them: [the webhook guide]({GUIDE_LINK})."
                 )
+        policy = app.state.ctx.init_policy
+        contract.refine(
+            spec,
+            max_amount=policy.max_amount,
+            providers=policy.providers,
+            webhook_ip_literals=bool(policy.webhook_networks),
+        )
         samples.add_code_samples(spec)
         app.openapi_schema = spec
     return app.openapi_schema

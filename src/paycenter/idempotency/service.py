@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import contract
 from paycenter.db import Database
 from paycenter.errors import ApiError, Conflict, Unprocessable
 from paycenter.idempotency.models import IdempotencyKey
@@ -38,9 +39,10 @@ class Replay:
 
 
 def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    # The published pattern itself (paycenter.contract), so the document and this check agree.
+    if contract.IDEMPOTENCY_KEY.fullmatch(key) is None:
         raise Unprocessable(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (inner spaces allowed)",
             fields=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
 

@@ -10,12 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter import contract, pagination
 from paycenter.context import AppContext
+from paycenter.contract import TEXT_PATTERN, DateTime
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, public_base_url
-from paycenter.errors import envelope, error_responses
+from paycenter.errors import Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
-from paycenter.money import to_major_str
+from paycenter.money import FINEST_CURRENCY, MoneyError, api_minor, to_major_str
 from paycenter.observability import bind_transaction, transaction_from_path
 from paycenter.payments import queries, refunds, service, views
 from paycenter.payments.models import PaymentStatus
@@ -46,7 +48,11 @@ IdempotencyKey = Annotated[
         "Retrying with the same key and body returns the first answer instead of acting twice; "
         "the same key with another body is refused with 409.",
         # Documented only: idempotency.run checks the key itself, with its own clear message (422).
-        json_schema_extra={"minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": idempotency.MAX_KEY_LENGTH,
+            "pattern": contract.IDEMPOTENCY_KEY_PATTERN,
+        },
     ),
 ]
 
@@ -184,6 +190,11 @@ async def refund_payment(
     `refunded` webhook when the provider confirms, and `refund_failed` when money could not be
     returned (after retries while the provider answers "try again")."""
     body = body or RefundRequest()
+    if body.amount is not None:
+        try:  # the deployment's maximum, as the document states it
+            api_minor(body.amount, FINEST_CURRENCY, max_major=ctx.settings.max_amount)
+        except MoneyError as exc:
+            raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
     now = ctx.now()
     base_url = public_base_url(ctx, request)
     pid = _payment_id(payment_id)
@@ -227,21 +238,26 @@ async def list_transactions(
     merchant: CurrentMerchant,
     ctx: Context,
     request: Request,
-    status: Annotated[str | None, Query(description="One status or several, comma-separated.")] = None,
-    created_from: Annotated[
-        datetime | None, Query(description="Created at or after (RFC 3339; UTC if no zone).")
+    status: Annotated[
+        str | None,
+        Query(pattern=queries.STATUSES_PATTERN, description="One status or several, comma-separated; empty: all."),
     ] = None,
-    created_to: Annotated[datetime | None, Query(description="Created before.")] = None,
-    order_id: Annotated[str | None, Query(max_length=500, description="metadata.order_id equals")] = None,
+    created_from: Annotated[DateTime | None, Query(description="Created at or after (RFC 3339).")] = None,
+    created_to: Annotated[DateTime | None, Query(description="Created before (RFC 3339).")] = None,
+    order_id: Annotated[
+        str | None, Query(max_length=500, pattern=TEXT_PATTERN, description="metadata.order_id equals")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
     flt = queries.TransactionFilter(
         merchant_id=merchant.id,
         statuses=queries.parse_statuses(status),
-        created_from=queries.as_utc(created_from, "created_from"),
-        created_to=queries.as_utc(created_to, "created_to"),
-        order_id=queries.text_filter(order_id, "order_id"),
+        created_from=created_from,
+        created_to=created_to,
+        order_id=order_id,
     )
     async with ctx.db.reading() as session:
         rows, next_cursor = await queries.list_payments(session, flt, limit=limit, cursor=cursor)
@@ -283,14 +299,10 @@ async def get_transaction(payment_id: str, merchant: CurrentMerchant, ctx: Conte
 async def get_statistics(
     merchant: CurrentMerchant,
     ctx: Context,
-    created_from: Annotated[datetime | None, Query()] = None,
-    created_to: Annotated[datetime | None, Query()] = None,
+    created_from: Annotated[DateTime | None, Query(description="Created at or after (RFC 3339).")] = None,
+    created_to: Annotated[DateTime | None, Query(description="Created before (RFC 3339).")] = None,
 ) -> dict[str, Any]:
-    flt = queries.TransactionFilter(
-        merchant_id=merchant.id,
-        created_from=queries.as_utc(created_from, "created_from"),
-        created_to=queries.as_utc(created_to, "created_to"),
-    )
+    flt = queries.TransactionFilter(merchant_id=merchant.id, created_from=created_from, created_to=created_to)
     async with ctx.db.reading() as session:
         by_status, currencies = await queries.statistics(session, flt)
     total = sum(by_status.values())

@@ -4,51 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import pagination
-from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentStatus, Refund
+
+_STATUS = "(?:" + "|".join(s.value for s in PaymentStatus) + ")"
+# Exactly what parse_statuses takes, for the document (paycenter.contract).
+STATUSES_PATTERN = f"^(?:{_STATUS}(?:,{_STATUS})*)?$"
 
 
 def parse_statuses(value: str | None) -> list[str] | None:
     if not value:
         return None
-    statuses = [s.strip() for s in value.split(",") if s.strip()]
+    statuses = value.split(",")
     known = {s.value for s in PaymentStatus}
     bad = [s for s in statuses if s not in known]
     if bad:
         message = f"unknown status {bad[0]!r}; use {', '.join(sorted(known))}"
         raise Unprocessable(message, fields=[{"field": "status", "message": message}])
     return statuses
-
-
-def as_utc(value: datetime | None, field: str) -> datetime | None:
-    """A filter's datetime in UTC (naive means UTC). Near ``datetime.min``/``max`` the shift to
-    UTC leaves Python's range (``0001-01-01T00:00+01:00``): bad input, a 422, not a 500."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        message = f"{field} is out of range"
-        raise Unprocessable(message, fields=[{"field": field, "message": message}]) from None
-
-
-def text_filter(value: str | None, field: str) -> str | None:
-    """A free-text filter. Stored text never holds NUL (PostgreSQL cannot), so refuse it up front
-    rather than let PostgreSQL fail the query while SQLite and MariaDB answer."""
-    if value is not None and "\x00" in value:
-        message = f"{field} must not contain NUL characters"
-        raise Unprocessable(message, fields=[{"field": field, "message": message}])
-    return value
 
 
 @dataclass(frozen=True)
@@ -82,7 +62,6 @@ async def list_payments(
         id_col=Payment.id,
         limit=limit,
         cursor=cursor,
-        valid_id=is_payment_id,
     )
 
 

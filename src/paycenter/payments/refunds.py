@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import quarantine
 from paycenter.db import Database, new_id
-from paycenter.errors import Conflict, NotFound, Unprocessable
+from paycenter.errors import Conflict, NotFound
 from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
 from paycenter.payments import events, service
 from paycenter.payments.models import (
@@ -93,18 +93,20 @@ async def request(
     if amount is None:
         minor = available
     else:
+        # The body was checked against the document already; what is left depends on this
+        # payment (its currency, what is still refundable): a conflict with it, not bad input.
         try:
             minor = to_minor(amount, payment.currency)
         except MoneyError as exc:
-            raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+            raise Conflict(
+                str(exc), code="amount_not_in_currency", fields=[{"field": "amount", "message": str(exc)}]
+            ) from None
         if minor > available:
             message = (
                 f"Refund amount exceeds the refundable sum of "
                 f"{to_major_str(available, payment.currency)} {payment.currency}"
             )
-            raise Unprocessable(
-                message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}]
-            )
+            raise Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
     refund = Refund(
         id=new_id("rfd"),
         payment_id=payment.id,

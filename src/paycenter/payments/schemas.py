@@ -7,14 +7,11 @@ here so that a bad request never reaches the database.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
-from paycenter import money, storable
+from paycenter import contract, money, storable
 from paycenter.webhooks import ssrf
 
 LANGUAGES = ("ru", "en", "kk")
@@ -25,51 +22,29 @@ METADATA_MAX_VALUE_LENGTH = 500
 T = TypeVar("T")
 
 
-def _decimal(value: Any) -> Decimal:
-    try:
-        return money.to_decimal(value)
-    except money.MoneyError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _amount_schema(schema: dict[str, Any]) -> None:
-    # A string amount follows the parser's grammar: ASCII digits, a dot, an optional exponent.
-    for branch in schema.get("anyOf", []):
-        if branch.get("type") == "string":
-            branch.update(pattern=money.AMOUNT_PATTERN, maxLength=money.AMOUNT_MAX_LENGTH)
+def _amount(value: Any) -> Any:
+    # The type only; the amount itself is read exactly (money.api_minor) against the currency,
+    # which the body may name after it.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("amount must be a number or a string of digits")
+    return value
 
 
 AmountIn = Annotated[
-    Decimal,
-    BeforeValidator(_decimal),
+    Any,  # kept as parsed: a JSON number is an ExactFloat that knows its text (money.ExactFloat)
+    BeforeValidator(_amount),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}]}),  # completed by docs.contract
     Field(
-        description="Amount in major units of the currency, e.g. 500 or 500.50 for KZT: a JSON number or "
-        "a string of ASCII digits with a dot for decimals (no spaces, underscores or other digits).",
-        json_schema_extra=_amount_schema,
+        description="Amount in major units of the currency, e.g. 500 or 500.50 for KZT: a JSON number, or a "
+        'string in plain decimal notation ("500.50": ASCII digits and one dot, no sign, exponent or spaces). '
+        "At most the currency's minor digits (KZT 2, JPY 0, KWD 3) and at most PAYCENTER_MAX_AMOUNT; "
+        "the document lists the exact rule per currency.",
     ),
 ]
 
 
 def check_http_url(value: str | None, *, field: str, max_length: int) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if len(value) > max_length:
-        raise ValueError(f"{field} must be at most {max_length} characters")
-    if any(ch.isspace() for ch in value):
-        raise ValueError(f"{field} must not contain spaces")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError(f"{field} is not a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{field} must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise ValueError(f"{field} must include a host")
-    return value
+    return contract.check_url(value, field=field, max_length=max_length)
 
 
 def _clean_text(value: str | None) -> str | None:
@@ -84,20 +59,8 @@ class RequestBody(BaseModel):
     answer and page (``paycenter.storable``): no NUL characters (PostgreSQL cannot store them), no
     lone surrogates (no UTF-8 encoder takes them), finite numbers only (Python's JSON parser takes
     NaN, Infinity and 1e999), nesting at most ``storable.MAX_DEPTH`` deep. Refused here with a 422
-    naming the field, the same on every backend, before anything is written; fields a body ignores
-    are held to the same rule, so no such value passes by any name."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _ignored_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if key in cls.model_fields:
-                    continue  # checked by _storable below, under its own name
-                found = storable.problem(key) or storable.problem(value)
-                if found:
-                    raise ValueError(f"field {storable.clean_text(str(key))[:40]!r} {found}")
-        return data
+    naming the field, the same on every backend, before anything is written. Fields a body does
+    not know are ignored, unread and unstored, as the old system did."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -108,8 +71,61 @@ class RequestBody(BaseModel):
         return value
 
 
+def _metadata_rules(value: Any, depth: int = 0) -> None:
+    """The metadata limits at every level, as the document states them (``metadata_schema``)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            if len(item) > METADATA_MAX_VALUE_LENGTH:
+                raise ValueError(f"metadata texts must be at most {METADATA_MAX_VALUE_LENGTH} characters")
+        elif isinstance(item, dict):
+            if len(item) > METADATA_MAX_KEYS:
+                raise ValueError(f"metadata objects must have at most {METADATA_MAX_KEYS} keys")
+            for key, inner in item.items():
+                if len(key) > METADATA_MAX_KEY_LENGTH:
+                    raise ValueError(f"metadata key {key[:20]!r}… is longer than {METADATA_MAX_KEY_LENGTH} characters")
+                stack.append((inner, level + 1))
+        elif isinstance(item, list):
+            if len(item) > METADATA_MAX_KEYS:
+                raise ValueError(f"metadata arrays must have at most {METADATA_MAX_KEYS} items")
+            stack.extend((inner, level + 1) for inner in item)
+
+
+def metadata_schemas() -> dict[str, dict[str, Any]]:
+    """Components for metadata. One recursive schema for every value inside it, its keywords each
+    about one JSON type (no ``anyOf``), so that generators and validators walk it without
+    multiplying branches. The depth limit is stated in words only: JSON Schema has no keyword for
+    it, and spelling it as one schema per level makes generators build every level's worst case
+    (schemathesis ran out of 20 GB doing so)."""
+    key = {"maxLength": METADATA_MAX_KEY_LENGTH, "pattern": contract.TEXT_PATTERN}
+    inner = {"$ref": "#/components/schemas/MetadataValue"}
+    containers = {"maxProperties": METADATA_MAX_KEYS, "propertyNames": key, "additionalProperties": inner}
+    return {
+        "MetadataValue": {
+            "type": ["string", "number", "boolean", "null", "array", "object"],
+            "maxLength": METADATA_MAX_VALUE_LENGTH,
+            "pattern": contract.TEXT_PATTERN,
+            "maxItems": METADATA_MAX_KEYS,
+            "items": inner,
+            **containers,
+        },
+        "Metadata": {
+            "anyOf": [{"type": "object", **containers}, {"type": "array", "maxItems": 0}, {"type": "null"}],
+            "description": "Free JSON object (order_id, user_id, ...): at every level at most "
+            f"{METADATA_MAX_KEYS} keys or items, keys of at most {METADATA_MAX_KEY_LENGTH} characters, texts "
+            f"of at most {METADATA_MAX_VALUE_LENGTH}; objects and arrays nested at most {storable.MAX_DEPTH} "
+            "levels deep (the metadata object itself is the first; JSON Schema cannot state a depth); "
+            "finite numbers only; no NUL characters. An empty array counts as no metadata.",
+        },
+    }
+
+
 class PaymentInit(RequestBody):
-    """Body of ``POST /api/payment/init``. Unknown fields are ignored, as the old system did."""
+    """Body of ``POST /api/payment/init``. Unknown fields are ignored, as the old system did.
+
+    Its document is completed by ``paycenter.docs.contract``: the amount's rule per currency,
+    the providers and webhook hosts this deployment takes, metadata's levels."""
 
     model_config = ConfigDict(
         extra="ignore",
@@ -127,40 +143,48 @@ class PaymentInit(RequestBody):
         },
     )
 
+    # The currency before the amount: the amount's check reads it (``_amount_in_currency``).
+    currency: str | None = Field(
+        default="KZT", description="ISO 4217 code, in capitals or in small letters; KZT when omitted or null."
+    )
     amount: AmountIn
-    currency: str = Field(default="KZT", description="ISO 4217 code; KZT when omitted.")
-    description: str = Field(default="", max_length=1000)
-    webhook_url: str | None = Field(default=None, description="http(s) URL, at most 500 characters.")
+    description: str | None = Field(default="", max_length=1000, description="null is the same as empty.")
+    webhook_url: str | None = Field(default=None, max_length=500, description="http(s) URL, at most 500 characters.")
     webhook_secret: str | None = Field(
         default=None, max_length=64, description="Key of X-Webhook-Signature (HMAC-SHA256), ≤ 64 characters."
     )
-    metadata: dict[str, Any] | list[Any] | None = Field(
-        default=None,
-        description="Free JSON object (order_id, user_id, ...): ≤ 50 keys, keys ≤ 40 characters, "
-        f"values ≤ 500 characters, objects and arrays nested at most {storable.MAX_DEPTH} levels deep "
-        "(the metadata object itself is the first), finite numbers only, no NUL characters. "
-        "An empty array counts as no metadata.",
-    )
+    metadata: dict[str, Any] | list[Any] | None = Field(default=None)
     customer_phone: str | None = Field(default=None, max_length=32)
     customer_email: str | None = Field(default=None, max_length=254)
     customer_name: str | None = Field(default=None, max_length=200)
-    expires_in: int | None = Field(
-        default=None, ge=10, le=30 * 24 * 3600, description="Seconds until the payment expires; 1 hour by default."
+    expires_in: Annotated[int, Field(ge=10, le=30 * 24 * 3600), BeforeValidator(contract.json_int)] | None = Field(
+        default=None, description="Seconds until the payment expires; 1 hour by default."
     )
-    success_url: str | None = Field(default=None, description="Where the payer returns after paying.")
-    fail_url: str | None = Field(default=None, description="Where the payer returns when the payment fails.")
+    success_url: str | None = Field(default=None, max_length=2000, description="Where the payer returns after paying.")
+    fail_url: str | None = Field(
+        default=None, max_length=2000, description="Where the payer returns when the payment fails."
+    )
     provider: str | None = Field(default=None, description="Payment provider; the merchant's default if omitted.")
     language: Literal["ru", "en", "kk"] | None = Field(default=None, description="Language of the payment page.")
 
     @field_validator("currency", mode="before")
     @classmethod
     def _currency(cls, value: Any) -> str:
-        if value is None:
-            return "KZT"
         try:
-            return money.normalize_currency(value)
+            return money.api_currency(value)
         except money.MoneyError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_in_currency(cls, value: Any, info: ValidationInfo) -> Any:
+        currency = info.data.get("currency")
+        if currency is not None:  # else the currency's own error says what is wrong
+            try:
+                money.api_minor(value, currency)  # the maximum is the deployment's: see service
+            except money.MoneyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("webhook_url")
     @classmethod
@@ -172,15 +196,20 @@ class PaymentInit(RequestBody):
     def _return_url(cls, value: str | None) -> str | None:
         return check_http_url(value, field="return URL", max_length=2000)
 
-    @field_validator("description", mode="before")
+    @field_validator("description", mode="after")
     @classmethod
-    def _description(cls, value: Any) -> Any:
-        return "" if value is None else value
+    def _description(cls, value: str | None) -> str:
+        return value or ""
 
-    @field_validator("webhook_secret", "customer_phone", "customer_email", "customer_name", "provider")
+    @field_validator("webhook_secret", "customer_phone", "customer_email", "customer_name")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return _clean_text(value)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str | None) -> str | None:
+        return value or None  # "" is none; the service checks the name against this deployment's list
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -199,22 +228,29 @@ class PaymentInit(RequestBody):
             if value:
                 raise ValueError("metadata must be a JSON object")
             return None
-        if len(value) > METADATA_MAX_KEYS:
-            raise ValueError(f"metadata must have at most {METADATA_MAX_KEYS} keys")
-        for key, item in value.items():
-            if len(key) > METADATA_MAX_KEY_LENGTH:
-                raise ValueError(f"metadata key {key[:20]!r}… is longer than {METADATA_MAX_KEY_LENGTH} characters")
-            text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
-            if len(text) > METADATA_MAX_VALUE_LENGTH:
-                raise ValueError(f"metadata value of {key!r} is longer than {METADATA_MAX_VALUE_LENGTH} characters")
+        _metadata_rules(value)
         return value or None
 
 
 class RefundRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
-    amount: AmountIn | None = Field(default=None, description="Major units; the whole refundable sum if omitted.")
+    amount: AmountIn | None = Field(
+        default=None,
+        description="Major units; the whole refundable sum if omitted. Finer than the payment's currency, or "
+        "more than is left to refund, is a 409.",
+    )
     reason: str = Field(default="", max_length=500)
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_text(cls, value: Any) -> Any:
+        if value is not None:
+            try:  # the grammar and bounds here; the payment's currency when it is locked (409)
+                money.api_minor(value, money.FINEST_CURRENCY)
+            except money.MoneyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class CancelRequest(RequestBody):

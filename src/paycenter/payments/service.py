@@ -18,7 +18,7 @@ from sqlalchemy.orm import defer
 from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
-from paycenter.money import MoneyError, to_minor
+from paycenter.money import MoneyError, api_minor
 from paycenter.payments import events
 from paycenter.payments.models import (
     PAYABLE,
@@ -57,7 +57,7 @@ async def create_payment(
     session: AsyncSession, *, merchant: Merchant, data: PaymentInit, policy: InitPolicy, now: datetime
 ) -> Payment:
     try:
-        amount = to_minor(data.amount, data.currency, max_major=policy.max_amount)
+        amount = api_minor(data.amount, data.currency or "KZT", max_major=policy.max_amount)
     except MoneyError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
     try:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import exists, select
 
 from paycenter import pagination, storable
+from paycenter.contract import TEXT_PATTERN, DateTime, json_int
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
 from paycenter.observability import transaction_from_path
-from paycenter.payments import queries
 from paycenter.payments import service as payments
 from paycenter.payments.models import Event, EventType
 from paycenter.payments.schemas import Envelope, RequestBody
@@ -85,8 +85,8 @@ class EventPage(BaseModel):
 
 
 class RecoverRequest(RequestBody):
-    since: datetime = Field(description="Resend failed deliveries created at or after this time.")
-    until: datetime | None = Field(default=None, description="... and before this time.")
+    since: DateTime = Field(description="Resend failed deliveries created at or after this time (RFC 3339).")
+    until: DateTime | None = Field(default=None, description="... and before this time.")
 
 
 class RecoverResult(BaseModel):
@@ -94,8 +94,8 @@ class RecoverResult(BaseModel):
 
 
 class RotateRequest(RequestBody):
-    grace_period: int | None = Field(
-        default=None, ge=0, le=30 * 24 * 3600, description="Seconds the old secret keeps signing (24 h by default)."
+    grace_period: Annotated[int, Field(ge=0, le=30 * 24 * 3600), BeforeValidator(json_int)] | None = Field(
+        default=None, description="Seconds the old secret keeps signing (24 h by default)."
     )
 
 
@@ -188,9 +188,7 @@ async def resend_delivery(delivery_id: str, merchant: CurrentMerchant, ctx: Cont
 )
 async def recover_deliveries(body: RecoverRequest, merchant: CurrentMerchant, ctx: Context) -> dict[str, Any]:
     """After an outage on your side: every delivery that gave up since `since` is tried again."""
-    since = queries.as_utc(body.since, "since")
-    until = queries.as_utc(body.until, "until")
-    assert since is not None
+    since, until = body.since, body.until  # aware UTC (contract.DateTime)
     async with ctx.db.transaction() as session:
         count = await service.recover(
             session,
@@ -203,10 +201,6 @@ async def recover_deliveries(body: RecoverRequest, merchant: CurrentMerchant, ct
     return envelope({"resent": count}, f"{count} deliveries queued")
 
 
-def _event_id(value: str) -> bool:
-    return value.startswith("evt_") and len(value) <= 40
-
-
 @router.get(
     "/events",
     response_model=Envelope[EventPage],
@@ -217,28 +211,31 @@ async def list_events(
     merchant: CurrentMerchant,
     ctx: Context,
     type: Annotated[EventType | None, Query(description="Only events of this type.")] = None,
-    transaction_id: Annotated[str | None, Query(max_length=64, description="Only this payment's events.")] = None,
+    transaction_id: Annotated[
+        str | None, Query(max_length=64, pattern=TEXT_PATTERN, description="Only this payment's events.")
+    ] = None,
     delivery_status: Annotated[
         DeliveryStatus | None, Query(description="Only events with a delivery in this state (e.g. failed).")
     ] = None,
-    created_from: Annotated[datetime | None, Query()] = None,
+    created_from: Annotated[DateTime | None, Query(description="Created at or after (RFC 3339).")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
     """The events feed: pull what you missed, whatever happened to its webhooks."""
     stmt = select(Event).where(Event.merchant_id == merchant.id)
     if type is not None:
         stmt = stmt.where(Event.type == type)
     if transaction_id is not None:
-        stmt = stmt.where(Event.payment_id == queries.text_filter(transaction_id, "transaction_id").strip().upper())
+        stmt = stmt.where(Event.payment_id == transaction_id.strip().upper())
     if delivery_status is not None:
         stmt = stmt.where(exists().where(Delivery.event_id == Event.id, Delivery.status == delivery_status))
-    since = queries.as_utc(created_from, "created_from")
-    if since is not None:
-        stmt = stmt.where(Event.created_at >= since)
+    if created_from is not None:
+        stmt = stmt.where(Event.created_at >= created_from)
     async with ctx.db.reading() as session:
         rows, next_cursor = await pagination.page(
-            session, stmt, created_col=Event.created_at, id_col=Event.id, limit=limit, cursor=cursor, valid_id=_event_id
+            session, stmt, created_col=Event.created_at, id_col=Event.id, limit=limit, cursor=cursor
         )
         deliveries: dict[str, list[dict[str, Any]]] = {e.id: [] for e in rows}
         if rows:

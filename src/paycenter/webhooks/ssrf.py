@@ -185,7 +185,15 @@ def check_webhook_url(url: str | None, allowed: list[Network], *, field: str = "
         host = check_url(url, allowed).raw_host or ""
     except BlockedAddress as exc:
         raise ValueError(f"{field} is refused: {exc} (webhooks may not reach private networks)") from None
-    if _notation_ip(host) is None and not _HOST_NAME.fullmatch(host):
+    ip = literal_ip(host)
+    if ip is not None and not any(ip in network for network in allowed):
+        # A public address too: the published contract takes host names only (the document's
+        # pattern cannot tell public from private in every notation), and a deployment that
+        # delivers to an address lists it in PAYCENTER_WEBHOOK_ALLOWED_NETWORKS.
+        raise ValueError(
+            f"{field} must name its host: an IP address ({ip}) is taken only inside PAYCENTER_WEBHOOK_ALLOWED_NETWORKS"
+        )
+    if ip is None and not _HOST_NAME.fullmatch(host):
         # e.g. percent-escapes, or what IDNA made of a bracketed host it could not map: no
         # resolver can find such a host, so no webhook could ever be delivered to it.
         raise ValueError(f"{field} has no usable host: {host!r} is neither a host name nor an IP address")
