@@ -71,7 +71,7 @@ class RequestBody(BaseModel):
         return value
 
 
-def _metadata_rules(value: Any, depth: int = 0) -> None:
+def _metadata_rules(value: Any) -> None:
     """The metadata limits at every level, as the document states them (``metadata_schema``)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
@@ -80,45 +80,51 @@ def _metadata_rules(value: Any, depth: int = 0) -> None:
             if len(item) > METADATA_MAX_VALUE_LENGTH:
                 raise ValueError(f"metadata texts must be at most {METADATA_MAX_VALUE_LENGTH} characters")
         elif isinstance(item, dict):
-            if len(item) > METADATA_MAX_KEYS:
-                raise ValueError(f"metadata objects must have at most {METADATA_MAX_KEYS} keys")
+            if level == 0 and len(item) > METADATA_MAX_KEYS:
+                raise ValueError(f"metadata must have at most {METADATA_MAX_KEYS} keys")
             for key, inner in item.items():
                 if len(key) > METADATA_MAX_KEY_LENGTH:
                     raise ValueError(f"metadata key {key[:20]!r}… is longer than {METADATA_MAX_KEY_LENGTH} characters")
                 stack.append((inner, level + 1))
         elif isinstance(item, list):
-            if len(item) > METADATA_MAX_KEYS:
-                raise ValueError(f"metadata arrays must have at most {METADATA_MAX_KEYS} items")
             stack.extend((inner, level + 1) for inner in item)
 
 
 def metadata_schemas() -> dict[str, dict[str, Any]]:
-    """Components for metadata. One recursive schema for every value inside it, its keywords each
-    about one JSON type (no ``anyOf``), so that generators and validators walk it without
-    multiplying branches. The depth limit is stated in words only: JSON Schema has no keyword for
-    it, and spelling it as one schema per level makes generators build every level's worst case
-    (schemathesis ran out of 20 GB doing so)."""
+    """Components for metadata, one per nesting level: JSON Schema has no depth keyword, so level
+    n's objects and arrays hold level n+1's values and the level past the deepest holds scalars.
+    Each level is one schema whose keywords each concern one JSON type (no ``anyOf``), and counts
+    are limited at the top only (the body's size bounds the rest): with a count limit at every
+    level, a generator's negative case for it builds every level's largest value, and
+    schemathesis ran out of 20 GB doing so."""
     key = {"maxLength": METADATA_MAX_KEY_LENGTH, "pattern": contract.TEXT_PATTERN}
-    inner = {"$ref": "#/components/schemas/MetadataValue"}
-    containers = {"maxProperties": METADATA_MAX_KEYS, "propertyNames": key, "additionalProperties": inner}
-    return {
-        "MetadataValue": {
-            "type": ["string", "number", "boolean", "null", "array", "object"],
+    out: dict[str, dict[str, Any]] = {}
+    for level in range(storable.MAX_DEPTH + 1, 1, -1):  # level 1 is the metadata object itself
+        value: dict[str, Any] = {
+            "type": ["string", "number", "boolean", "null"],
             "maxLength": METADATA_MAX_VALUE_LENGTH,
             "pattern": contract.TEXT_PATTERN,
-            "maxItems": METADATA_MAX_KEYS,
-            "items": inner,
-            **containers,
-        },
-        "Metadata": {
-            "anyOf": [{"type": "object", **containers}, {"type": "array", "maxItems": 0}, {"type": "null"}],
-            "description": "Free JSON object (order_id, user_id, ...): at every level at most "
-            f"{METADATA_MAX_KEYS} keys or items, keys of at most {METADATA_MAX_KEY_LENGTH} characters, texts "
-            f"of at most {METADATA_MAX_VALUE_LENGTH}; objects and arrays nested at most {storable.MAX_DEPTH} "
-            "levels deep (the metadata object itself is the first; JSON Schema cannot state a depth); "
-            "finite numbers only; no NUL characters. An empty array counts as no metadata.",
-        },
+        }
+        if level <= storable.MAX_DEPTH:
+            inner = {"$ref": f"#/components/schemas/MetadataValue{level + 1}"}
+            value["type"] += ["array", "object"]
+            value |= {"items": inner, "propertyNames": key, "additionalProperties": inner}
+        out[f"MetadataValue{level}"] = value
+    top = {
+        "type": "object",
+        "maxProperties": METADATA_MAX_KEYS,
+        "propertyNames": key,
+        "additionalProperties": {"$ref": "#/components/schemas/MetadataValue2"},
     }
+    out["Metadata"] = {
+        "anyOf": [top, {"type": "array", "maxItems": 0}, {"type": "null"}],
+        "description": f"Free JSON object (order_id, user_id, ...): at most {METADATA_MAX_KEYS} keys; keys "
+        f"of at most {METADATA_MAX_KEY_LENGTH} characters and texts of at most {METADATA_MAX_VALUE_LENGTH} "
+        f"at every level; objects and arrays nested at most {storable.MAX_DEPTH} levels deep (the metadata "
+        "object itself is the first); finite numbers only; no NUL characters. An empty array counts as "
+        "no metadata.",
+    }
+    return out
 
 
 class PaymentInit(RequestBody):
