@@ -175,3 +175,90 @@ def test_idempotency_keys_the_document_allows_are_exactly_those_the_server_takes
 def test_integers_are_json_integers(value):
     assert not _takes(contract.json_int, value)
     assert contract.json_int(60.0) == 60 and contract.json_int(60) == 60
+
+
+# --- through the API, on every backend: the served document predicts every answer ----------------
+
+# The issue's examples (issue 11, defect 7) and more of their classes: lax types, nulls, numbers
+# in other notations and scripts, per-currency decimals, edges of every bound.
+INIT_BODIES: list[Any] = [
+    {"amount": 500, "description": None},
+    {"amount": "1_000"},
+    {"amount": "٥٠٠"},
+    {"amount": "５００"},
+    {"amount": "1e3"},
+    {"amount": " 500"},
+    {"amount": "+500"},
+    {"amount": "0500"},
+    {"amount": True},
+    {"amount": "500.5", "currency": "JPY"},
+    {"amount": 500.5, "currency": "jpy"},
+    {"amount": "500.123", "currency": "KWD"},
+    {"amount": "500.1234", "currency": "KWD"},
+    {"amount": "500.50", "currency": "Kzt"},
+    {"amount": 500, "currency": " KZT"},
+    {"amount": 500, "currency": None},
+    {"amount": 100000000},
+    {"amount": 100000000.01},
+    {"amount": "100000000.00"},
+    {"amount": 0.01},
+    {"amount": 0.001},
+    {"amount": 500, "expires_in": "60"},
+    {"amount": 500, "expires_in": 60.0},
+    {"amount": 500, "expires_in": False},
+    {"amount": 500, "expires_in": 9},
+    {"amount": 500, "provider": ""},
+    {"amount": 500, "provider": " sandbox"},
+    {"amount": 500, "provider": "nope"},
+    {"amount": 500, "webhook_url": ""},
+    {"amount": 500, "webhook_url": "https://shop.example/hook"},
+    {"amount": 500, "webhook_url": "https://shop.example/hook\n"},
+    {"amount": 500, "webhook_url": "http://8.8.8.8/hook"},
+    {"amount": 500, "webhook_url": "http://１２７.０.０.１/hook"},
+    {"amount": 500, "success_url": "https://203.0.113.5:8443/ok"},
+    {"amount": 500, "success_url": "https://shop.example:99999/"},
+    {"amount": 500, "metadata": []},
+    {"amount": 500, "metadata": [1]},
+    {"amount": 500, "metadata": {"k" * 41: 1}},
+    {"amount": 500, "metadata": {"a": {"b": "x" * 501}}},
+    {"amount": 500, "metadata": {"a": "x\u0000"}},
+    {"amount": 500, "language": "de"},
+    {"amount": 500, "customer_name": "x" * 201},
+    {"amount": 500, "unknown": {"deep": [None, "\u0000"]}},
+]
+
+
+@pytest.fixture
+async def document(client) -> dict[str, Any]:
+    return (await client.get("/openapi.json")).json()
+
+
+def _body_valid(document: dict[str, Any], name: str, body: Any) -> bool:
+    root = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return _valid(root, body)
+
+
+@pytest.mark.parametrize("body", INIT_BODIES, ids=[json.dumps(b, ensure_ascii=False)[:60] for b in INIT_BODIES])
+async def test_init_answers_as_the_served_document_predicts(client, merchant, document, body):
+    response = await client.post("/api/payment/init", json=body, headers=merchant.headers)
+    assert response.status_code in (201, 422), response.text
+    assert (response.status_code == 201) == _body_valid(document, "PaymentInit", body), response.text
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "body"),
+    [
+        ("/api/webhook-secret/rotate", "RotateRequest", {"grace_period": False}),
+        ("/api/webhook-secret/rotate", "RotateRequest", {"grace_period": "60"}),
+        ("/api/webhook-secret/rotate", "RotateRequest", {"grace_period": 60.0}),
+        ("/api/webhook-secret/rotate", "RotateRequest", {"grace_period": None}),
+        ("/api/webhooks/recover", "RecoverRequest", {"since": 0}),
+        ("/api/webhooks/recover", "RecoverRequest", {"since": "2024-01-01T00:00:00"}),
+        ("/api/webhooks/recover", "RecoverRequest", {"since": "2024-01-01T00:00:00Z", "until": "0.5"}),
+        ("/api/webhooks/recover", "RecoverRequest", {"since": "0001-01-01T00:00:00+01:00"}),
+    ],
+)
+async def test_webhook_bodies_answer_as_the_served_document_predicts(client, merchant, document, url, name, body):
+    response = await client.post(url, json=body, headers=merchant.headers)
+    assert response.status_code in (200, 422), response.text
+    assert (response.status_code == 200) == _body_valid(document, name, body), response.text
