@@ -27,6 +27,7 @@ from paycenter.payments.models import Attempt, PaymentMethod
 from paycenter.providers import terminals
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
+from paycenter.quarantine import Loop, QuarantinedRow
 from paycenter.simulators import kaspi_pos, kaspi_qr
 from paycenter.worker import Worker
 from sink import Sink, eventually, wait_until
@@ -269,6 +270,52 @@ async def test_pos_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
     k.pos.confirm_refund(name)
     body = await k.wait_event(pid, "refunded", count=2)
     assert (body["refunded_amount"], body["status"]) == (500, "refunded")
+
+
+@pytest.mark.parametrize("cheque", ["1500 ₸", "1 500 ₸", "1\u00a0500,00 ₸", "1500.00 KZT"])
+async def test_pos_success_amount_is_read_from_the_cheque_in_every_shape(kaspi: Kaspi, merchant, cheque):
+    """A finished terminal operation states its amount only in the cheque's text (no data.amount:
+    shared/reference/kaspi.md §B). Issue 12: `"1500 ₸"` crashed the poll with InvalidOperation and
+    the paid attempt was closed as failed after 300 s."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos", amount=1500)
+    await k.start(pid)
+    k.pos.confirm(await terminal_of(k, await k.live(pid)), cheque_amount=cheque)
+    body = await k.wait_event(pid, "paid")
+    assert (body["paid_amount"], body["status"]) == (1500, "paid")
+
+
+async def _quarantine_reason(db: Database, attempt_id: str) -> str | None:
+    async with db.reading() as session:
+        return await session.scalar(
+            select(QuarantinedRow.reason).where(
+                QuarantinedRow.loop == Loop.POLLER.value, QuarantinedRow.row_id == attempt_id
+            )
+        )
+
+
+async def test_pos_success_whose_amount_cannot_be_read_waits_for_an_operator(kaspi: Kaspi, merchant, clock):
+    """Money was taken but the cheque's amount cannot be read: the attempt is set aside for an
+    operator (quarantine, shown by `paycenter status` and the admin), never closed as failed and
+    never credited with a guessed sum; the poller goes on with every other payment."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos", amount=500)
+    await k.start(pid)
+    attempt = await k.live(pid)
+    k.pos.confirm(await terminal_of(k, attempt), cheque_amount="сумма: см. чек")
+    await eventually(lambda: _quarantine_reason(k.db, attempt.id), timeout=5, what="the attempt to be set aside")
+    assert "cannot be read" in (await _quarantine_reason(k.db, attempt.id) or "")
+
+    clock.advance(seconds=400)  # past the attempt's deadline and the poller's give-up time
+    other = await new_payment(k, merchant, "kaspi_pos", amount=700)
+    await k.start(other)
+    k.pos.confirm(await terminal_of(k, await k.live(other)))
+    await k.wait_event(other, "paid")
+
+    assert await _status_of(k.db, attempt.id, "live")  # neither failed nor expired
+    payment = await k.payment(pid)
+    assert (payment["status"], payment["paid_amount"]) == ("processing", "0.00")  # its try is still open
+    assert await k.webhooks(pid, "paid") == []
 
 
 async def test_pos_payer_cancels_at_the_terminal(kaspi: Kaspi, merchant):

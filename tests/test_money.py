@@ -9,7 +9,7 @@ import re
 from decimal import Context, Decimal, Inexact, Rounded, localcontext
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from paycenter.money import (
@@ -19,6 +19,7 @@ from paycenter.money import (
     MoneyError,
     exponent,
     normalize_currency,
+    reported_minor,
     to_decimal,
     to_major_number,
     to_major_str,
@@ -234,3 +235,36 @@ def test_decimals_given_in_code_follow_the_same_rules(value):
     except MoneyError:
         return
     assert value.is_finite() and minor == exactly(str(value), "KWD")
+
+
+# --- amounts providers report (money.reported_minor) -----------------------------------------
+
+GROUP = st.sampled_from(["", " ", "\u00a0", "\u202f"])
+MARK = st.sampled_from(["", " ₸", "₸", " KZT", " тг"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(minor=st.integers(0, 10**13), group=GROUP, mark=MARK, comma=st.booleans(), negative=st.booleans())
+def test_reported_amounts_are_read_exactly_in_every_shape_a_cheque_prints(minor, group, mark, comma, negative):
+    whole, cents = divmod(minor, 100)
+    digits = f"{whole:,}".replace(",", group)
+    text = digits + ((("," if comma else ".") + f"{cents:02d}") if cents or comma else "") + mark
+    if negative:
+        text = "- " + text
+    assert reported_minor(text) == (-minor if negative else minor), text
+    assert reported_minor(Decimal(minor).scaleb(-2)) == minor
+    assert reported_minor(json.loads(json.dumps(minor / 100 if cents else whole), parse_float=ExactFloat)) == minor
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=20) | st.floats() | st.none() | st.booleans() | st.lists(st.integers(), max_size=2))
+@example(value="1500.555 ₸")
+@example(value="٥٠٠ ₸")
+@example(value="NaN")
+@example(value="1e999999")
+def test_a_reported_amount_is_read_exactly_or_not_at_all(value):
+    """Never an exception, never a rounded or guessed amount: an int of minor units or None."""
+    got = reported_minor(value)
+    assert got is None or isinstance(got, int)
+    if isinstance(value, str) and got is not None:
+        assert any(ch.isdigit() for ch in value)

@@ -111,9 +111,9 @@ async def test_payment_waits_then_succeeds_when_the_payer_confirms(pos: Pos) -> 
     data = await pos.status("T1", pid)
     assert data["status"] == "success"
     assert data["subStatus"] == kp.SUB_QR_SUCCESS
-    assert data["amount"] == 1500
+    assert "amount" not in data  # finished: the amount is in the cheque only (kaspi.md §B, S)
     assert data["transactionId"].isdigit() and data["transactionId"] == confirmed["transactionId"]
-    assert data["chequeInfo"]["amount"] == 1500
+    assert data["chequeInfo"]["amount"] == "1500 ₸"
     assert data["chequeInfo"]["method"] == "qr"
     assert data["chequeInfo"]["status"] == "success"
     assert data["chequeInfo"]["orderNumber"]
@@ -159,8 +159,8 @@ async def test_payer_pays_a_different_sum(pos: Pos) -> None:
     await pos.control("T1", "confirm", amount=1000, method="kaspi_gold")
     data = await pos.status("T1", pid)
     assert data["status"] == "success"
-    assert data["amount"] == 1000
-    assert data["chequeInfo"]["amount"] == 1000
+    assert "amount" not in data
+    assert data["chequeInfo"]["amount"] == "1000 ₸"
     op = (await pos.state("T1"))["operations"][0]
     assert op["amount"] == 1500 and op["paidAmount"] == 1000
 
@@ -316,9 +316,9 @@ async def test_partial_refunds_confirmed_by_the_customer(pos: Pos) -> None:
 
     await pos.control("T1", "refund/confirm")
     data = await pos.status("T1", rid)
-    assert data["status"] == "success" and data["amount"] == 600
+    assert data["status"] == "success" and "amount" not in data
     assert data["transactionId"] and data["transactionId"] != txn
-    assert data["chequeInfo"]["amount"] == 600 and data["chequeInfo"]["method"] == "qr"
+    assert data["chequeInfo"]["amount"] == "- 600 ₸" and data["chequeInfo"]["method"] == "qr"
     state = await pos.state("T1")
     assert state["busy"] is False
     assert state["operations"][0]["refundedAmount"] == 600 and state["operations"][0]["refundableAmount"] == 400
@@ -506,3 +506,25 @@ async def test_many_terminals_polled_in_parallel() -> None:
     assert sim.status_calls == len(names)
     assert all(count == 1 for count in sim.status_calls_by_terminal.values())
     assert elapsed < 5, f"1,000 status calls took {elapsed:.2f} s"  # generous: about 0.3 s here
+
+
+async def test_our_client_reads_a_busy_terminal_as_not_sent(pos: Pos) -> None:
+    """107, "previous operation not finished" (every independent client; kaspi.md §B): nothing was
+    done, so the payer is offered another terminal. Issue 12: we knew only our own -2, and a busy
+    terminal became a provider error."""
+    from paycenter.config import Settings
+    from paycenter.providers.base import AttemptStart, NotSent, TerminalRef
+    from paycenter.providers.kaspi_pos import KaspiPosProvider
+
+    await pos.pay("T1", 500)
+    provider = KaspiPosProvider(Settings(database_url="sqlite://", _env_file=None))  # type: ignore[call-arg]
+    terminal = TerminalRef(id="trm_1", name="T1", base_url=f"{pos.base}/terminals/T1", access_token=TOKEN["T1"])
+    start = AttemptStart(
+        attempt_id="att_1", payment_id="P" * 32, amount=80000, currency="KZT", description="", terminal=terminal
+    )
+    try:
+        with pytest.raises(NotSent) as refused:
+            await provider.start(start)
+    finally:
+        await provider.close()
+    assert refused.value.code == "busy" and "busy" in refused.value.message

@@ -302,3 +302,53 @@ def api_minor(value: Any, currency: str, *, max_major: Decimal | None = None) ->
     if isinstance(value, str) and not _API_STRING.match(value):
         raise MoneyError('amount must be a number or a string such as "500" or "500.50" (digits and one dot)')
     return to_minor(value, currency, max_major=max_major)
+
+
+# --- amounts a provider reports ------------------------------------------------------------
+#
+# What a bank or terminal says it took comes in its own shapes: a JSON number, a numeric string,
+# or a cheque's text such as "1500 ₸", "1 500,50 ₸" or "- 500 ₸" (Kaspi Smart POS puts the amount
+# only there: shared/reference/kaspi.md §B). Read exactly, or not at all: None means "could not
+# be read", and the caller decides what an unread amount means; it is never guessed.
+
+_CURRENCY_MARKS = ("₸", "〒", "тенге", "тг.", "тг", "KZT", "kzt")
+_GROUP_SPACES = (" ", "\u00a0", "\u202f", "\u2009", "\u2007")
+_MINUS = ("-", "−", "–")
+_REPORTED = re.compile(r"[0-9]+(?:[.,][0-9]+)?\Z", re.ASCII)
+
+
+def reported_minor(value: Any, currency: str = "KZT") -> int | None:
+    """A provider's reported amount (major units) in minor units, signed; None if unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float | Decimal):
+        if not isfinite(value):
+            return None
+        text = (
+            value.text if isinstance(value, ExactFloat) else (repr(value) if isinstance(value, float) else str(value))
+        )
+    elif isinstance(value, str):
+        text = value.strip()
+        for mark in _CURRENCY_MARKS:
+            text = text.replace(mark, "")
+        for space in _GROUP_SPACES:
+            text = text.replace(space, "")
+        if text.count(",") and text.count("."):  # "1,500.50": the last mark is the decimal one
+            group = "," if text.rfind(",") < text.rfind(".") else "."
+            text = text.replace(group, "")
+    else:
+        return None
+    negative = text[:1] in _MINUS
+    if negative:
+        text = text[1:]
+    text = text.replace(",", ".")
+    if not _REPORTED.match(text) or len(text) > AMOUNT_MAX_LENGTH:
+        if "e" not in text.lower():
+            return None
+    try:
+        minor = to_minor(text, currency) if Decimal(text) != 0 else 0
+    except (MoneyError, DecimalException, ValueError):
+        return None
+    return -minor if negative else minor

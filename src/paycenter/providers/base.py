@@ -31,6 +31,13 @@ class NotSent(ProviderError):
     """The provider refused before acting (e.g. the terminal is busy): safe to send again later."""
 
 
+class UnreadableSuccess(Exception):
+    """The provider says the money was taken but not how much in a form we can read. Not a
+    ProviderError, so no loop treats it as trouble to retry or give up on: the poller sets the
+    attempt aside (quarantine, with this message and an alert) for an operator, and it is never
+    closed as failed nor credited with a guessed amount (shared/reference/kaspi.md §B)."""
+
+
 @dataclass(frozen=True)
 class TerminalRef:
     id: str

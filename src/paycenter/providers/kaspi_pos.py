@@ -8,12 +8,12 @@ screen; where a camera service reads it (as the old system did), the payment pag
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, ClassVar
 
 import aiohttp
 
 from paycenter.config import Settings
+from paycenter.money import reported_minor
 from paycenter.providers.base import (
     METHOD_ALIASES,
     AttemptRef,
@@ -26,6 +26,7 @@ from paycenter.providers.base import (
     RefundOutcome,
     Started,
     TerminalRef,
+    UnreadableSuccess,
 )
 
 # --- protocol ---------------------------------------------------------------------------------
@@ -41,7 +42,9 @@ PRODUCT_TYPES = {
     "kredit": "kaspi_credit",
 }
 QR_SCAN_TIMEOUT_MS = 10_000
-BUSY_CODES = ("-2",)  # "another operation is in progress": nothing was done
+# "Previous operation not finished": nothing was done, try another terminal (107: every
+# independent client and the terminal simulator S, shared/reference/kaspi.md §B).
+BUSY_CODES = ("107",)
 
 
 def method_of(product_type: Any, loan_term: Any, cheque_method: Any = None) -> str | None:
@@ -64,12 +67,6 @@ def whole_tenge(minor: int) -> int:
     if minor % 100:
         raise ProviderError("Kaspi terminals take whole tenge", retryable=False)
     return minor // 100
-
-
-def minor_of(amount: Any) -> int | None:
-    if amount in (None, ""):
-        return None
-    return int((Decimal(str(amount)) * 100).to_integral_value())
 
 
 # --- provider ---------------------------------------------------------------------------------
@@ -166,15 +163,23 @@ class KaspiPosProvider:
         if state is PollState.SUCCEEDED:
             cheque = data.get("chequeInfo") or {}
             extra = data.get("addInfo") or {}
-            amount = minor_of(data.get("amount")) or minor_of(cheque.get("amount"))
+            # The amount may come as data.amount (a number) or only in the cheque's text
+            # ("1500 ₸"; shared/reference/kaspi.md §B, from the terminal simulator S).
+            reported = data.get("amount") if data.get("amount") not in (None, "") else cheque.get("amount")
+            amount = reported_minor(reported)
             txn = data.get("transactionId")
             if not txn:
                 return PollResult(state=PollState.UNKNOWN, raw_status=raw, error="success without a transactionId")
+            if amount is None or amount <= 0:
+                raise UnreadableSuccess(
+                    f"terminal {attempt.terminal.name if attempt.terminal else '?'} reports payment {txn} as "
+                    f"successful with an amount that cannot be read ({reported!r}); check the cheque"
+                )
             return PollResult(
                 state=state,
                 raw_status=raw,
                 provider_txn_id=str(txn),
-                amount=amount if amount is not None else attempt.amount,
+                amount=amount,
                 payment_method=method_of(extra.get("ProductType"), extra.get("LoanTerm"), cheque.get("method")),
             )
         if state is PollState.FAILED:

@@ -18,6 +18,7 @@ import aiohttp
 
 from paycenter.config import Settings
 from paycenter.crypto import reveal
+from paycenter.money import reported_minor
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
@@ -99,9 +100,8 @@ def tenge(minor: int) -> int | float:
 
 
 def minor_of(amount: Any) -> int | None:
-    if amount is None:
-        return None
-    return int((Decimal(str(amount)) * 100).to_integral_value())
+    """An amount the QR API reports (a JSON number of tenge), or None if it cannot be read."""
+    return reported_minor(amount)
 
 
 # --- client -----------------------------------------------------------------------------------

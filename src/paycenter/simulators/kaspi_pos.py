@@ -21,7 +21,8 @@ Behaviour, per terminal (one operation at a time, like the device):
 Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 nothing to act on):
     GET  /_sim/terminals                      list; POST /_sim/terminals {"name", "token"} adds one
     GET  /_sim/terminals/{T}                  {busy, mode, processId, status, amount, operations, refunds, ...}
-    POST /_sim/terminals/{T}/confirm          {"amount"?: int tenge, "method"?: "kaspi_gold" | ...}
+    POST /_sim/terminals/{T}/confirm          {"amount"?: int tenge, "method"?: "kaspi_gold" | ...,
+                                              "chequeAmount"?: str (the cheque's text instead of "<sum> ₸")}
     POST /_sim/terminals/{T}/fail             {"subStatus"?: str}   (default QrTransactionFailure)
     POST /_sim/terminals/{T}/payer-cancel
     POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown"}
@@ -79,7 +80,7 @@ D_PROCESS_ID = "processId"
 # data fields of /v2/status and /v2/actualize (also D_PROCESS_ID).
 D_STATUS = "status"
 D_SUB_STATUS = "subStatus"
-D_AMOUNT = "amount"  # int tenge: the requested sum while in progress, the sum actually paid on success
+D_AMOUNT = "amount"  # int tenge: the requested sum while in progress; absent once finished (see chequeInfo)
 D_TRANSACTION_ID = "transactionId"  # null until success
 D_CHEQUE_INFO = "chequeInfo"  # null until success
 CHEQUE_AMOUNT = "amount"
@@ -125,9 +126,12 @@ PAYMENT_METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "k
 DEFAULT_PAYMENT_METHOD = "kaspi_gold"
 
 # Errors: (statusCode, HTTP status). Business errors come with HTTP 200; a bad token with HTTP 401.
-ERR_INVALID_PARAMETER = (-1, 200)
-ERR_TERMINAL_BUSY = (-2, 200)
-ERR_PROCESS_NOT_FOUND = (-3, 200)
+# The codes independent clients handle (shared/reference/kaspi.md §B, "Error codes" [2+]): 101
+# process not found, 107 previous operation not finished (busy), 999 missing or invalid
+# parameter. The negative codes below are this simulator's own, for cases no source names yet.
+ERR_INVALID_PARAMETER = (999, 200)
+ERR_TERMINAL_BUSY = (107, 200)
+ERR_PROCESS_NOT_FOUND = (101, 200)
 ERR_OPERATION_FINISHED = (-4, 200)  # /v2/cancel of an operation that already ended
 ERR_TRANSACTION_NOT_FOUND = (-5, 200)
 ERR_REFUND_EXCEEDS = (-6, 200)
@@ -193,6 +197,7 @@ class Operation:
     paid_amount: int | None = None
     method: str | None = None  # payment: legacy method code; refund: "qr" | "card"
     cheque_method: str | None = None
+    cheque_amount: str | None = None  # printed instead of "<sum> ₸" (control confirm)
     order_number: str | None = None
     qr_data: str | None = None
     refund_of: Operation | None = None  # refund: the purchase it returns money for
@@ -230,8 +235,12 @@ class Operation:
         amount = self.paid_amount if ok and self.paid_amount is not None else self.amount
         cheque = add = None
         if ok:
+            # The amount of a finished operation is only in the cheque, as text with the tenge
+            # sign, refunds with a minus: "1500 ₸", "- 500 ₸"; there is no data.amount (the
+            # terminal simulator S, tested on a device: shared/reference/kaspi.md §B).
+            sign = "- " if self.kind == "refund" else ""
             cheque = {
-                CHEQUE_AMOUNT: amount,
+                CHEQUE_AMOUNT: self.cheque_amount or f"{sign}{amount} ₸",
                 CHEQUE_METHOD: self.cheque_method,
                 CHEQUE_ORDER_NUMBER: self.order_number,
                 CHEQUE_STATUS: CHEQUE_STATUS_SUCCESS,
@@ -239,7 +248,7 @@ class Operation:
             if self.kind == "payment" and self.method in PAYMENT_METHODS:
                 product, term = PAYMENT_METHODS[self.method]
                 add = {ADD_PRODUCT_TYPE: product, ADD_LOAN_TERM: term}
-        return {
+        wire = {
             D_PROCESS_ID: self.process_id,
             D_STATUS: self.status,
             D_SUB_STATUS: self.sub_status,
@@ -248,6 +257,9 @@ class Operation:
             D_CHEQUE_INFO: cheque,
             D_ADD_INFO: add,
         }
+        if ok:
+            del wire[D_AMOUNT]
+        return wire
 
     def snapshot(self) -> dict[str, Any]:
         """The simulator's own view (controls): real state, not what the terminal currently answers."""
@@ -524,8 +536,16 @@ class Simulator:
     def terminal(self, name: str) -> dict[str, Any]:
         return self.get(name).snapshot()
 
-    def confirm(self, name: str, amount: int | None = None, method: str = DEFAULT_PAYMENT_METHOD) -> dict[str, Any]:
-        """The payer pays the current payment (optionally a different sum) with `method`."""
+    def confirm(
+        self,
+        name: str,
+        amount: int | None = None,
+        method: str = DEFAULT_PAYMENT_METHOD,
+        cheque_amount: str | None = None,
+    ) -> dict[str, Any]:
+        """The payer pays the current payment (optionally a different sum) with `method`.
+        ``cheque_amount``: the cheque's amount text instead of "<sum> ₸", for the other shapes a
+        terminal's firmware may print (grouped digits, decimals, text nobody can read)."""
         method = PAYMENT_METHOD_ALIASES.get(method, method)
         if method not in PAYMENT_METHODS:
             raise BadArgument(f"unknown method {method!r}; one of {', '.join(PAYMENT_METHODS)}")
@@ -537,6 +557,7 @@ class Simulator:
         op.cheque_method = CHEQUE_METHOD_QR
         op.transaction_id = self._transaction_id()
         op.order_number = self._order_number()
+        op.cheque_amount = cheque_amount
         term.purchases[op.transaction_id] = op
         self._finish(term, op, STATUS_SUCCESS, SUB_QR_SUCCESS)
         return op.snapshot()
@@ -706,7 +727,13 @@ def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True) 
         return {"ok": True}
 
     def confirm(name: str, data: dict[str, Any]) -> dict[str, Any]:
-        return sim.confirm(name, amount=data.get("amount"), method=data.get("method") or DEFAULT_PAYMENT_METHOD)
+        cheque = data.get("chequeAmount")
+        return sim.confirm(
+            name,
+            amount=data.get("amount"),
+            method=data.get("method") or DEFAULT_PAYMENT_METHOD,
+            cheque_amount=cheque if isinstance(cheque, str) else None,
+        )
 
     def fail(name: str, data: dict[str, Any]) -> dict[str, Any]:
         sub_status = data.get("subStatus")
