@@ -162,6 +162,9 @@ async def test_qr_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
     returned = sum(float(p["Returned"]) for p in k.qr.payments())
     assert returned == 500  # the money really went back at Kaspi, across both QR payments
 
+    stats = k.qr.stats()  # our client sent a fresh X-Request-ID with every request
+    assert (stats["RequestIdsMissing"], stats["RequestIdsRepeated"]) == (0, 0) and sum(stats["Calls"].values()) > 5
+
 
 async def test_qr_payer_cancels_then_pays(kaspi: Kaspi, merchant):
     k = kaspi

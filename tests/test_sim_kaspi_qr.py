@@ -4,6 +4,7 @@ and the controls tests and benchmarks drive it with."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -73,11 +74,35 @@ class Kaspi:
         return answer["Data"]
 
 
+async def _request_id(request: httpx.Request) -> None:
+    # Every request to Kaspi carries its own X-Request-ID (kaspi-qr-api.md §2); a test that means
+    # to leave it out sends the header empty.
+    if "X-Request-ID" not in request.headers:
+        request.headers["X-Request-ID"] = uuid.uuid4().hex
+    elif not request.headers["X-Request-ID"]:
+        del request.headers["X-Request-ID"]
+
+
 @asynccontextmanager
 async def running(**kwargs: Any) -> AsyncIterator[tuple[Simulator, httpx.AsyncClient]]:
     app = create_app(**kwargs)
-    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    hooks = {"request": [_request_id]}
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10, event_hooks=hooks) as http:
         yield app.state.sim, http
+
+
+async def test_every_request_needs_its_own_request_id() -> None:
+    async with running() as (sim, http):
+        token = sim.register_device()
+        body = {"DeviceToken": token, "Amount": 100, "ExternalId": "x"}
+        r = await http.post("/r2/v01/qr/create", json=body, headers={"X-Request-ID": ""})
+        assert r.status_code == 200 and r.json()["StatusCode"] != 0 and "X-Request-ID" in r.json()["Message"]
+        assert sim.payments() == [] and sim.stats()["RequestIdsMissing"] == 1
+        ok((await http.post("/r2/v01/qr/create", json=body)).json())
+        repeated = {"X-Request-ID": "0" * 32}
+        for _ in range(2):
+            await http.get("/r2/v01/partner/tradepoints", headers=repeated)
+        assert sim.stats()["RequestIdsRepeated"] == 1
 
 
 def ok(answer: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ document. Kaspi never calls back and has no "expired" status: we expire a try ou
 from __future__ import annotations
 
 import ssl
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -141,7 +142,9 @@ class KaspiQrClient:
         return f"{self.base}/{self.scheme}/{version}/{path}"
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        # A new X-Request-ID for every HTTP request, 32 hex digits as in the document's example
+        # (shared/reference/kaspi-qr-api.md §2).
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "X-Request-ID": uuid.uuid4().hex}
         if self.scheme == "r1":
             headers["Api-Key"] = self.api_key
         return headers

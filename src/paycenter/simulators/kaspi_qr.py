@@ -67,6 +67,7 @@ BIN_SCHEMES = frozenset({SCHEME_ENHANCED})
 REFUND_SCHEMES_ALL = SCHEMES
 REFUND_SCHEMES_STRICT = frozenset({SCHEME_STANDARD, SCHEME_ENHANCED})
 
+REQUEST_ID_HEADER = b"x-request-id"  # required on every request (kaspi-qr-api.md §2)
 API_KEY_HEADER = b"api-key"  # "Api-Key"; HTTP header names are case-insensitive (ASGI gives them lower-case)
 VERSION_1 = "v01"
 VERSION_2 = "v02"  # only payment/status has a v02
@@ -366,6 +367,9 @@ class Simulator:
         self.status_calls = 0
         self.status_calls_by_payment: Counter[int | str] = Counter()
         self.calls: Counter[str] = Counter()  # per operation, every scheme
+        self.request_ids: set[bytes] = set()
+        self.request_ids_missing = 0
+        self.request_ids_repeated = 0
         self.injected: dict[str, _Injected] = {}
         self._call_waiters: set[asyncio.Event] = set()
 
@@ -523,6 +527,8 @@ class Simulator:
             "StatusCalls": self.status_calls,
             "StatusCallsByPayment": {str(k): v for k, v in self.status_calls_by_payment.items()},
             "Calls": dict(self.calls),
+            "RequestIdsMissing": self.request_ids_missing,
+            "RequestIdsRepeated": self.request_ids_repeated,
             "Payments": len(self.payments_by_id),
             "Mode": self.mode,
             "PaymentModes": {str(k): v for k, v in self.payment_modes.items()},
@@ -790,8 +796,12 @@ async def _read_json(request: Request) -> dict | None:
 
 
 def _api_key(scope: dict) -> bytes | None:
+    return _header(scope, API_KEY_HEADER)
+
+
+def _header(scope: dict, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
-        if name == API_KEY_HEADER:
+        if name == wanted:
             return value
     return None
 
@@ -826,6 +836,15 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         if method != expected_method:
             return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
     sim.calls[operation] += 1
+
+    # Every request carries its own X-Request-ID, a GUID the client generates (document §2).
+    request_id = _header(scope, REQUEST_ID_HEADER)
+    if not request_id:
+        sim.request_ids_missing += 1
+        return _envelope(ERR_BAD_REQUEST, message="X-Request-ID header is required on every request")
+    if request_id in sim.request_ids:
+        sim.request_ids_repeated += 1
+    sim.request_ids.add(request_id)
 
     if scheme in API_KEY_SCHEMES and _api_key(scope) != sim.api_key.encode():
         return _envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
