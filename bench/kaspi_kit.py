@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -53,7 +54,7 @@ async def register_device(sim_url: str) -> str:
         session.post(
             f"{sim_url}/r1/v01/device/register",
             json={"DeviceId": "bench", "TradePointId": 1},
-            headers={"Api-Key": API_KEY},
+            headers={"Api-Key": API_KEY, "X-Request-ID": uuid.uuid4().hex},
         ) as r,
     ):
         return str((await r.json())["Data"]["DeviceToken"])
