@@ -24,6 +24,7 @@ from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
 from paycenter.payments.models import Attempt, PaymentMethod
+from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
@@ -232,6 +233,33 @@ async def test_fee_paid_by_the_payer_nets_the_full_amount(kaspi: Kaspi, merchant
             await session.execute(
                 update(PaymentMethod).where(PaymentMethod.code == "kaspi_credit").values(payer_covers_fee=False)
             )
+
+
+async def test_qr_loan_with_a_term_is_an_instalment_not_a_credit(kaspi: Kaspi, merchant):
+    """`Loan` covers both (kaspi-qr-api.md §3): a term without an offer name is an instalment."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr", amount=1200)
+    await k.start(pid, method="kaspi_installment_12")
+    k.qr.confirm(qr_id(await k.live(pid)), product="Loan", loan_term=12)
+    body = await k.wait_event(pid, "paid")
+    assert body["payment_method"] == "kaspi_installment_12"
+
+
+@pytest.mark.parametrize(
+    ("term", "offer", "method"),
+    [
+        (12, None, "kaspi_installment_12"),
+        (24, None, "kaspi_installment_24"),
+        (24, "Рассрочка 0-0-24", "kaspi_installment_24"),
+        (12, "Кредит на покупки", "kaspi_credit"),
+        (None, None, "kaspi_credit"),
+    ],
+)
+def test_a_loan_is_told_apart_by_its_offer_then_its_term(term, offer, method):
+    from paycenter.providers.kaspi_qr import method_of
+
+    assert method_of("Loan", term, offer) == method
+    assert kaspi_pos_provider.method_of("Loan", term, None, offer) == method
 
 
 # --- Kaspi Smart POS ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from paycenter.providers.base import (
     TerminalRef,
     UnreadableSuccess,
 )
+from paycenter.providers.kaspi_qr import loan_method
 
 # --- protocol ---------------------------------------------------------------------------------
 
@@ -38,7 +39,6 @@ PRODUCT_TYPES = {
     "gold": "kaspi_gold",
     "red": "kaspi_red",
     "credit": "kaspi_credit",
-    "loan": "kaspi_credit",
     "kredit": "kaspi_credit",
 }
 QR_SCAN_TIMEOUT_MS = 10_000
@@ -47,12 +47,14 @@ QR_SCAN_TIMEOUT_MS = 10_000
 BUSY_CODES = ("107",)
 
 
-def method_of(product_type: Any, loan_term: Any, cheque_method: Any = None) -> str | None:
+def method_of(product_type: Any, loan_term: Any, cheque_method: Any = None, loan_offer: Any = None) -> str | None:
     kind = str(product_type or cheque_method or "").strip().lower()
     if not kind:
         return None
     if kind.startswith("kaspi_"):
         return METHOD_ALIASES.get(kind, kind)
+    if kind == "loan":
+        return loan_method(loan_term, loan_offer)
     if "install" in kind or "rassroch" in kind:
         return "kaspi_installment_24" if str(loan_term) == "24" else "kaspi_installment_12"
     return PRODUCT_TYPES.get(kind, f"kaspi_{kind}")
@@ -180,7 +182,9 @@ class KaspiPosProvider:
                 raw_status=raw,
                 provider_txn_id=str(txn),
                 amount=amount,
-                payment_method=method_of(extra.get("ProductType"), extra.get("LoanTerm"), cheque.get("method")),
+                payment_method=method_of(
+                    extra.get("ProductType"), extra.get("LoanTerm"), cheque.get("method"), extra.get("LoanOfferName")
+                ),
             )
         if state is PollState.FAILED:
             sub = str(data.get("subStatus") or "")

@@ -8,6 +8,7 @@ document. Kaspi never calls back and has no "expired" status: we expire a try ou
 
 from __future__ import annotations
 
+import logging
 import ssl
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from paycenter.providers.base import (
     Started,
 )
 
+log = logging.getLogger(__name__)
+
 # --- protocol ---------------------------------------------------------------------------------
 
 STATUS = {
@@ -39,6 +42,10 @@ STATUS = {
     "Wait": PollState.ACTIVE,
     "Processed": PollState.SUCCEEDED,
     "Error": PollState.FAILED,
+    # Seen in production, not in the document (kaspi-qr-api.md §4 [field]): a link opened but not
+    # yet paid is still pending; a cancelled remote invoice is final and unpaid.
+    "RemotePaymentCreated": PollState.WAITING,
+    "RemotePaymentCanceled": PollState.FAILED,
 }
 
 ERRORS = {
@@ -66,17 +73,32 @@ def _answered(exc: ProviderError) -> int | None:
         return None  # e.g. "http_502": no answer from Kaspi itself
 
 
-PRODUCT_TYPES = {"gold": "kaspi_gold", "red": "kaspi_red", "loan": "kaspi_credit", "credit": "kaspi_credit"}
+PRODUCT_TYPES = {"gold": "kaspi_gold", "red": "kaspi_red", "credit": "kaspi_credit"}
 
 
-def method_of(product_type: str | None, loan_term: Any) -> str | None:
-    """Kaspi's ProductType (and LoanTerm) as our payment method code."""
+def method_of(product_type: str | None, loan_term: Any, loan_offer: Any = None) -> str | None:
+    """Kaspi's ProductType (with LoanTerm and LoanOfferName) as our payment method code.
+
+    ``Loan`` covers both instalments and credit (kaspi-qr-api.md §3): the offer's name says which
+    when it is there; otherwise a loan with a term is an instalment, never a credit by default."""
     if not product_type:
         return None
     kind = product_type.strip().lower()
+    if kind == "loan":
+        return loan_method(loan_term, loan_offer)
     if "install" in kind or "rassroch" in kind:
         return "kaspi_installment_24" if str(loan_term) == "24" else "kaspi_installment_12"
     return PRODUCT_TYPES.get(kind, f"kaspi_{kind}")
+
+
+def loan_method(loan_term: Any, loan_offer: Any = None) -> str:
+    """A ``Loan`` as instalment or credit: by the offer's name, else a term means an instalment."""
+    offer = str(loan_offer or "").lower()
+    if "кредит" in offer or "credit" in offer:
+        return "kaspi_credit"
+    if loan_term or "рассроч" in offer or "install" in offer:
+        return "kaspi_installment_24" if str(loan_term) == "24" else "kaspi_installment_12"
+    return "kaspi_credit"
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -269,7 +291,12 @@ class KaspiQrProvider:
     async def poll(self, attempt: AttemptRef) -> PollResult:
         data = await self.client.call("GET", f"payment/status/{attempt.provider_ref}", version="v02")
         raw = str((data or {}).get("Status", ""))
-        state = STATUS.get(raw, PollState.UNKNOWN)
+        state = STATUS.get(raw)
+        if state is None:
+            # Any other value: still in progress, never paid and never failed by default
+            # (kaspi-qr-api.md §4); the QR's own deadline still ends the try.
+            log.warning("Kaspi QR %s: unknown status %r, read as in progress", attempt.provider_ref, raw)
+            return PollResult(state=PollState.WAITING, raw_status=raw)
         if state is PollState.SUCCEEDED:
             amount = minor_of(data.get("Amount"))
             return PollResult(
@@ -277,7 +304,7 @@ class KaspiQrProvider:
                 raw_status=raw,
                 provider_txn_id=str(data.get("TransactionId") or f"qr-{attempt.provider_ref}"),
                 amount=amount if amount is not None else attempt.amount,
-                payment_method=method_of(data.get("ProductType"), data.get("LoanTerm")),
+                payment_method=method_of(data.get("ProductType"), data.get("LoanTerm"), data.get("LoanOfferName")),
             )
         if state is PollState.ACTIVE and attempt.last_status != raw and attempt.confirm_timeout:
             # Just scanned: from now on the payer has the confirmation timeout to confirm.
@@ -294,7 +321,9 @@ class KaspiQrProvider:
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
         if not leg.attempt_ref:
             return RefundOutcome(succeeded=False, error="no Kaspi payment id for this operation")
-        body = {"DeviceToken": self.device_token, "QrPaymentId": leg.attempt_ref, "Amount": tenge(leg.amount)}
+        # QrPaymentId is an Int64 (kaspi-qr-api.md §2): a JSON number, not the string we store.
+        payment_id: int | str = int(leg.attempt_ref) if leg.attempt_ref.isdigit() else leg.attempt_ref
+        body = {"DeviceToken": self.device_token, "QrPaymentId": payment_id, "Amount": tenge(leg.amount)}
         try:
             data = await self.client.call("POST", "payment/return", body=body)
         except ProviderError as exc:
