@@ -47,6 +47,7 @@ class Pos:
     async def pay(self, terminal: str, amount: int) -> str:
         data = await self.ok(terminal, "/v2/payment", amount=amount)
         assert isinstance(data["processId"], str) and data["processId"]
+        assert data["status"] == "wait"  # kaspi.md §B: an independent client refuses a start without it
         return data["processId"]
 
     async def status(self, terminal: str, process_id: str) -> dict:

@@ -448,7 +448,8 @@ class Simulator:
         op.qr_data = QR_URL_TEMPLATE.format(token=secrets.token_hex(12))
         self._start(term, op)
         term.qr_shown.set()
-        return {D_PROCESS_ID: op.process_id}
+        # {processId, status: "wait"}: kaspi.md §B [2+]; client N rejects a start without status.
+        return {D_PROCESS_ID: op.process_id, D_STATUS: op.status}
 
     def api_status(self, term: Terminal, process_id: str | None) -> dict[str, Any]:
         op = self._op(term, process_id)
@@ -507,7 +508,7 @@ class Simulator:
         op.refund_of = purchase
         purchase.reserved += amount
         self._start(term, op)
-        return {D_PROCESS_ID: op.process_id}
+        return {D_PROCESS_ID: op.process_id, D_STATUS: op.status}  # as /v2/payment (kaspi.md §B)
 
     def api_deviceinfo(self, term: Terminal, token: str | None) -> dict[str, Any]:
         self._check_token(term, token)
