@@ -52,6 +52,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         "PAYCENTER_WEBHOOK_LEASE_SECONDS": "3",
         "PAYCENTER_WORKER_POLL_INTERVAL": "0.2",
+        "PAYCENTER_KASPI_QR_STATUS_INTERVAL": "1",  # the crash is under test here, not Kaspi's pace
         "PAYCENTER_LOG_LEVEL": "warning",
     }
     return env

@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ async def kaspi(db: Database, database_url: str, merchant: MerchantCreds, clock:
             webhook_allowed_networks="127.0.0.0/8",
             worker_poll_interval=0.05,
             poller_interval=0.1,
+            # Faster than the document's 5 s so that flows finish quickly; the 5 s rule itself:
+            # test_qr_status_is_asked_no_faster_than_the_documents_interval.
+            kaspi_qr_status_interval=0.1,
             poller_give_up_after=30,
         )
         ctx = AppContext(settings=settings, db=db, providers=Providers(settings, clock), clock=clock)
@@ -233,6 +237,30 @@ async def test_fee_paid_by_the_payer_nets_the_full_amount(kaspi: Kaspi, merchant
             await session.execute(
                 update(PaymentMethod).where(PaymentMethod.code == "kaspi_credit").values(payer_covers_fee=False)
             )
+
+
+async def test_qr_status_is_asked_no_faster_than_the_documents_interval(kaspi: Kaspi, merchant, clock):
+    """kaspi-qr-api.md §4: poll each purchase every StatusPollingInterval seconds (5), not
+    faster. Issue 12: we polled every second. Counted by the simulator; time is the app's clock."""
+    k = kaspi
+    provider = k.ctx.providers.get("kaspi_qr")
+    provider.poll_every = timedelta(seconds=5)  # the default; the fixture lowers it for speed
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    qr = qr_id(await k.live(pid))
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(1, payment_id=qr)
+    poller = k.worker.poller
+    seen = poller.cycles
+    await wait_until(lambda: poller.cycles >= seen + 10, timeout=10, what="ten more poller cycles")
+    assert k.qr.stats()["StatusCallsByPayment"][str(qr)] == 1  # the same second: not asked again
+
+    clock.advance(seconds=5)
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(2, payment_id=qr)
+    k.qr.confirm(qr)
+    clock.advance(seconds=5)
+    await k.wait_event(pid, "paid")
 
 
 async def test_qr_loan_with_a_term_is_an_instalment_not_a_credit(kaspi: Kaspi, merchant):

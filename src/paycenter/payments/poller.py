@@ -83,6 +83,9 @@ class Poller:
         self.pull = {p.name: p for p in providers.pull()}
         self._limits = {name: asyncio.Semaphore(p.max_in_flight) for name, p in self.pull.items()}
         self.cycles = 0
+        # When each live attempt was last asked (this process leads the poller alone), so a
+        # provider's least interval between polls (Provider.poll_every) holds.
+        self._polled_at: dict[str, datetime] = {}
         self.last_report: CycleReport | None = None
         self.last_cycle_at = 0.0
 
@@ -164,6 +167,8 @@ class Poller:
             wanted = {a.terminal_id for a, _, _ in [*live, *closed] if a.terminal_id}
             pool = await terminals.refs(session, wanted | {terminal_id for terminal_id, *_ in orphaned})
         report.live = len(live)
+        live_ids = {attempt.id for attempt, _, _ in live}
+        self._polled_at = {key: at for key, at in self._polled_at.items() if key in live_ids}
         jobs: list[Awaitable[None]] = []
         for attempt, currency, provider_name in live:
             provider = self.pull.get(provider_name)
@@ -222,6 +227,10 @@ class Poller:
         if attempt.expires_at is not None and attempt.expires_at <= now:
             await self._expire(provider, ref, report)
         elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
+            last = self._polled_at.get(attempt.id)
+            if last is not None and now - last < provider.poll_every:
+                return  # asked recently enough: the provider's own interval
+            self._polled_at[attempt.id] = now
             await self._poll(provider, ref, report)
 
     async def _poll(self, provider: Provider, ref: AttemptRef, report: CycleReport) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
 # The old system's names for Kaspi payment methods, still sent by merchants and forms.
@@ -132,6 +132,8 @@ class Provider(Protocol):
     max_in_flight: ClassVar[int]
     # Currencies it can charge in; None: any.
     currencies: ClassVar[tuple[str, ...] | None]
+    # Least time between two status polls of one attempt (0: every poller cycle).
+    poll_every: timedelta
 
     async def start(self, request: AttemptStart) -> Started: ...
 

@@ -8,6 +8,7 @@ screen; where a camera service reads it (as the old system did), the payment pag
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import aiohttp
@@ -80,6 +81,7 @@ class KaspiPosProvider:
     needs_terminal: ClassVar[bool] = True
     max_in_flight: ClassVar[int] = 200
     currencies: ClassVar[tuple[str, ...] | None] = ("KZT",)
+    poll_every = timedelta(0)  # a device on the shop's network: every poller cycle (1 s)
 
     def __init__(self, settings: Settings) -> None:
         self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))

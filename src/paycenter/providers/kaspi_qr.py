@@ -254,6 +254,9 @@ class KaspiQrProvider:
         self.device_token = settings.kaspi_qr_device_token
         self.mode = settings.kaspi_qr_mode
         self.clock = clock or (lambda: datetime.now(UTC))
+        # The document: poll payment/status every StatusPollingInterval seconds, "not faster"
+        # (kaspi-qr-api.md §4; 5 in every example). An operator may lower it at their own risk.
+        self.poll_every = timedelta(seconds=settings.kaspi_qr_status_interval)
 
     async def start(self, request: AttemptStart) -> Started:
         if not self.device_token:

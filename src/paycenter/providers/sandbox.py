@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ class SandboxProvider:
     needs_terminal: ClassVar[bool] = False
     max_in_flight: ClassVar[int] = 1
     currencies: ClassVar[tuple[str, ...] | None] = None
+    poll_every = timedelta(0)  # not polled: the payer's page reports
 
     async def start(self, request: AttemptStart) -> Started:
         raise ProviderError("sandbox attempts are started by the payment page", retryable=False)
