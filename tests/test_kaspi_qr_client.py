@@ -1,4 +1,5 @@
-"""The kaspi_qr client against the simulator on both schemes: r1 (Api-Key) and r3 (BIN in every call)."""
+"""The kaspi_qr client against the simulator on both schemes: r1 (Api-Key) and r3 (the BIN in every
+POST body and in the trade points' path, none in its other GETs: kaspi-qr-api.md §3)."""
 
 from __future__ import annotations
 

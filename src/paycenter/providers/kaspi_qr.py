@@ -177,10 +177,8 @@ class KaspiQrClient:
         return body
 
     def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        params = dict(params or {})
-        if self.scheme == "r3":
-            params["OrganizationBin"] = self.bin
-        return params
+        # No BIN in r3's GETs: only its trade points take it, as a path segment (kaspi-qr-api.md §3).
+        return dict(params or {})
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -235,7 +233,8 @@ class KaspiQrClient:
 
     # The calls an operator makes once, from the CLI.
     async def trade_points(self) -> list[dict[str, Any]]:
-        return list(await self.call("GET", "partner/tradepoints") or [])
+        path = f"partner/tradepoints/{self.bin}" if self.scheme == "r3" else "partner/tradepoints"
+        return list(await self.call("GET", path) or [])
 
     async def register_device(self, device_id: str, trade_point_id: int) -> str:
         data = await self.call("POST", "device/register", body={"DeviceId": device_id, "TradePointId": trade_point_id})

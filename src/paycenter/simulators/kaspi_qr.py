@@ -7,7 +7,7 @@ PROTOCOL section right below and can be corrected there once the real document i
 Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"StatusCode", "Message", "Data"}``):
 
     GET  /{scheme}/v01/partner/tradepoints                      -> [{TradePointId, TradePointName}]
-    GET  /r3/v01/partner/tradepoints/{OrganizationBin}          (variant seen in one integration)
+    GET  /r3/v01/partner/tradepoints/{OrganizationBin}          (r3's only form; no BIN on r3's other GETs)
     POST /{scheme}/v01/device/register {DeviceId, TradePointId} -> {DeviceToken}
     POST /{scheme}/v01/device/delete {DeviceToken}              -> null (not in kaspi.md; seen in integrations)
     POST /{scheme}/v01/qr/create {DeviceToken, Amount, ExternalId}
@@ -855,11 +855,18 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         if parsed is None:
             return _envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
         body = parsed
+    # r3 (kaspi-qr-api.md §3): the BIN goes in every POST body and, of the GETs, only in the trade
+    # points' path (partner/tradepoints/{organizationBin}); payment/status, payment/details and
+    # health/ping carry none, and the r1/r2 query form of trade points is not r3's.
     if scheme in BIN_SCHEMES and operation not in BIN_EXEMPT_OPS:
-        if method == "GET":
-            given = path_bin if path_bin is not None else query.get(F_BIN)
-        else:
+        if method == "POST":
             given = body.get(F_BIN)
+        elif operation == OP_TRADEPOINTS:
+            if path_bin is None:
+                return _not_found()
+            given = path_bin
+        else:
+            given = sim.organization_bin
         if given is None or str(given) != sim.organization_bin:
             return _envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
 
