@@ -401,6 +401,31 @@ async def test_pos_unknown_status_is_resynced(kaspi: Kaspi, merchant):
     await k.wait_event(pid, "paid")
 
 
+async def test_pos_unknown_outcome_is_actualized_10_s_apart_then_goes_to_an_operator(kaspi: Kaspi, merchant, clock):
+    """kaspi.md §B: /v2/actualize only for an unknown status and at least 10 s apart (issue 12: we
+    called it every second); after 180 s of unknown, manual review: quarantined, not failed."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    name = await terminal_of(k, attempt)
+    k.pos.set_mode(name, "stuck")  # unknown, and actualize cannot re-sync either
+    await wait_until(lambda: k.pos.terminal(name)["actualizeCalls"] == 1, timeout=5, what="the first actualize")
+
+    polls = k.pos.terminal(name)["statusCalls"]
+    clock.advance(seconds=5)  # past the poller's backoff, within the 10 s
+    await wait_until(lambda: k.pos.terminal(name)["statusCalls"] > polls, timeout=5, what="another status call")
+    assert k.pos.terminal(name)["actualizeCalls"] == 1
+    clock.advance(seconds=6)
+    await wait_until(lambda: k.pos.terminal(name)["actualizeCalls"] == 2, timeout=5, what="the second actualize")
+
+    clock.advance(seconds=170)  # 181 s without an outcome
+    await eventually(lambda: _quarantine_reason(k.db, attempt.id), timeout=5, what="the attempt to be set aside")
+    assert "not known the outcome" in (await _quarantine_reason(k.db, attempt.id) or "")
+    assert await _status_of(k.db, attempt.id, "live")
+    assert k.pos.terminal(name)["actualizeCalls"] == 2
+
+
 async def test_twenty_payers_race_for_three_terminals(kaspi: Kaspi, merchant):
     k = kaspi
     pids = [await new_payment(k, merchant, "kaspi_pos", amount=100 + i) for i in range(20)]

@@ -529,3 +529,16 @@ async def test_our_client_reads_a_busy_terminal_as_not_sent(pos: Pos) -> None:
     finally:
         await provider.close()
     assert refused.value.code == "busy" and "busy" in refused.value.message
+
+
+async def test_actualize_answers_only_for_an_unknown_status(pos: Pos) -> None:
+    """S answers 103 to /v2/actualize of a known status (kaspi.md §B)."""
+    pid = await pos.pay("T1", 500)
+    _, body = await pos.error("T1", "/v2/actualize", processId=pid)
+    assert body["statusCode"] == kp.ERR_CANNOT_ACTUALIZE[0] == 103
+    await pos.control("T1", "mode", mode="unknown")
+    assert (await pos.status("T1", pid))["status"] == "unknown"
+    assert (await pos.ok("T1", "/v2/actualize", processId=pid))["status"] == "wait"
+    await pos.control("T1", "mode", mode="stuck")
+    assert (await pos.ok("T1", "/v2/actualize", processId=pid))["status"] == "unknown"
+    assert (await pos.ok("T1", "/v2/actualize", processId=pid))["status"] == "unknown"

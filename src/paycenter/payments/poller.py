@@ -36,7 +36,7 @@ from paycenter.observability import POLL_CYCLE, PROVIDER_CALLS, PROVIDER_ERRORS
 from paycenter.payments import attempts, refunds
 from paycenter.payments.models import Attempt, AttemptStatus, Payment, Refund, RefundLeg, RefundStatus
 from paycenter.providers import terminals
-from paycenter.providers.base import AttemptRef, PollState, Provider, ProviderError, TerminalRef, UnreadableSuccess
+from paycenter.providers.base import AttemptRef, NeedsOperator, PollState, Provider, ProviderError, TerminalRef
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
 from paycenter.quarantine import Loop
@@ -243,8 +243,8 @@ class Poller:
                 report.errors += 1
                 await self._trouble(ref.attempt_id, exc.message, report)
                 return
-            except UnreadableSuccess:
-                raise  # paid, amount unread: quarantined for an operator by _isolated, never failed
+            except NeedsOperator:
+                raise  # quarantined for an operator by _isolated: never failed, never guessed
             except Exception as exc:  # a bug or an odd answer must not stop the other polls
                 log.exception("polling attempt %s failed", ref.attempt_id)
                 report.errors += 1

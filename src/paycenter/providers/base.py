@@ -31,11 +31,21 @@ class NotSent(ProviderError):
     """The provider refused before acting (e.g. the terminal is busy): safe to send again later."""
 
 
-class UnreadableSuccess(Exception):
-    """The provider says the money was taken but not how much in a form we can read. Not a
-    ProviderError, so no loop treats it as trouble to retry or give up on: the poller sets the
-    attempt aside (quarantine, with this message and an alert) for an operator, and it is never
-    closed as failed nor credited with a guessed amount (shared/reference/kaspi.md §B)."""
+class NeedsOperator(Exception):
+    """Only a person can tell what happened to the money. Not a ProviderError, so no loop treats it
+    as trouble to retry or give up on: the poller sets the attempt aside (quarantine, with this
+    message and an alert) for an operator; it is never closed as failed, nor credited with a guess."""
+
+
+class UnreadableSuccess(NeedsOperator):
+    """The provider says the money was taken but not how much in a form we can read
+    (shared/reference/kaspi.md §B: "a success whose amount cannot be parsed stays a success
+    needing an operator, never a failure")."""
+
+
+class UnknownOutcome(NeedsOperator):
+    """The provider has not known the outcome for too long (kaspi.md §B: an independent client
+    hands a terminal operation to manual review after 180 s of ``unknown``)."""
 
 
 @dataclass(frozen=True)

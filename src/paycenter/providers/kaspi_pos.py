@@ -8,7 +8,8 @@ screen; where a camera service reads it (as the old system did), the payment pag
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import aiohttp
@@ -27,6 +28,7 @@ from paycenter.providers.base import (
     RefundOutcome,
     Started,
     TerminalRef,
+    UnknownOutcome,
     UnreadableSuccess,
 )
 from paycenter.providers.kaspi_qr import loan_method
@@ -83,7 +85,16 @@ class KaspiPosProvider:
     currencies: ClassVar[tuple[str, ...] | None] = ("KZT",)
     poll_every = timedelta(0)  # a device on the shop's network: every poller cycle (1 s)
 
-    def __init__(self, settings: Settings) -> None:
+    # /v2/actualize: only for an unknown status, at least this far apart; an operation unknown for
+    # longer than UNKNOWN_FOR goes to an operator (kaspi.md §B: S answers 103 otherwise; N waits
+    # 10 s between calls and hands the operation to manual review after 180 s).
+    ACTUALIZE_EVERY = timedelta(seconds=10)
+    UNKNOWN_FOR = timedelta(seconds=180)
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
+        # processId -> (first unknown, last actualize); one poller leads at a time.
+        self._unknown: dict[str, tuple[datetime, datetime | None]] = {}
         self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
         self.verify_tls = settings.kaspi_pos_verify_tls
         self.refund_method = settings.kaspi_pos_refund_method
@@ -155,10 +166,26 @@ class KaspiPosProvider:
         assert attempt.terminal is not None
         data = await self.call(attempt.terminal, "status", {"processId": attempt.provider_ref})
         result = self._result(data, attempt)
-        if result.state is PollState.UNKNOWN:
-            # The terminal lost track: ask it to re-sync, and believe what it says then.
-            data = await self.call(attempt.terminal, "actualize", {"processId": attempt.provider_ref})
-            result = self._result(data, attempt)
+        ref = str(attempt.provider_ref)
+        if result.state is not PollState.UNKNOWN:
+            self._unknown.pop(ref, None)
+            return result
+        now = self.clock()
+        since, actualized = self._unknown.get(ref, (now, None))
+        if now - since >= self.UNKNOWN_FOR:
+            raise UnknownOutcome(
+                f"terminal {attempt.terminal.name} has not known the outcome of operation {ref} for "
+                f"{int((now - since).total_seconds())} s: check the terminal and its cheques"
+            )
+        if actualized is not None and now - actualized < self.ACTUALIZE_EVERY:
+            self._unknown[ref] = (since, actualized)
+            return result
+        # The terminal lost track: ask it to re-sync, and believe what it says then.
+        self._unknown[ref] = (since, now)
+        data = await self.call(attempt.terminal, "actualize", {"processId": attempt.provider_ref})
+        result = self._result(data, attempt)
+        if result.state is not PollState.UNKNOWN:
+            self._unknown.pop(ref, None)
         return result
 
     def _result(self, data: dict[str, Any], attempt: AttemptRef) -> PollResult:

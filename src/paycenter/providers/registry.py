@@ -20,7 +20,7 @@ def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -
     if name == KaspiQrProvider.name:
         return KaspiQrProvider(settings, clock=clock)
     if name == KaspiPosProvider.name:
-        return KaspiPosProvider(settings)
+        return KaspiPosProvider(settings, clock=clock)
     raise ValueError(f"unknown provider {name!r} in PAYCENTER_ENABLED_PROVIDERS (known: {', '.join(KNOWN)})")
 
 

@@ -25,7 +25,7 @@ Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 not
                                               "chequeAmount"?: str (the cheque's text instead of "<sum> ₸")}
     POST /_sim/terminals/{T}/fail             {"subStatus"?: str}   (default QrTransactionFailure)
     POST /_sim/terminals/{T}/payer-cancel
-    POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown"}
+    POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown" | "stuck"}
     POST /_sim/terminals/{T}/refund/confirm   POST /_sim/terminals/{T}/refund/fail
     POST /_sim/reset                          GET /_sim/stats -> {statusCalls, statusCallsByTerminal}
 The Python methods on ``Simulator`` must be called on the event loop that serves the app.
@@ -160,7 +160,9 @@ DEVICE_APP_VERSION = "2.17.0"
 MODE_NORMAL = "normal"
 MODE_SILENT = "silent"
 MODE_UNKNOWN = "unknown"
-MODES = (MODE_NORMAL, MODE_SILENT, MODE_UNKNOWN)
+MODE_STUCK = "stuck"  # as unknown, and /v2/actualize cannot re-sync either (answers unknown again)
+MODES = (MODE_NORMAL, MODE_SILENT, MODE_UNKNOWN, MODE_STUCK)
+ERR_CANNOT_ACTUALIZE = (103, 200)  # actualize of a status that is not unknown (kaspi.md §B, from S)
 SILENT_MAX_HANG = 30.0  # seconds a call to a silent terminal hangs at most, then it is answered normally
 
 DEFAULT_TERMINALS = {"T1": "token-T1", "T2": "token-T2", "T3": "token-T3"}
@@ -313,6 +315,7 @@ class Terminal:
         self.ops: dict[str, Operation] = {}
         self.purchases: dict[str, Operation] = {}  # transactionId -> successful payment on this terminal
         self.status_calls = 0
+        self.actualize_calls = 0
         self.silent_waiters = 0
         self.camera_waiters = 0
 
@@ -340,6 +343,7 @@ class Terminal:
             "operations": [o.snapshot() for o in ops if o.kind == "payment"],
             "refunds": [o.snapshot() for o in ops if o.kind == "refund"],
             "statusCalls": self.status_calls,
+            "actualizeCalls": self.actualize_calls,
             "silentWaiters": self.silent_waiters,
             "cameraWaiters": self.camera_waiters,
         }
@@ -421,7 +425,7 @@ class Simulator:
         return op
 
     def _start(self, term: Terminal, op: Operation) -> Operation:
-        if term.mode == MODE_UNKNOWN:
+        if term.mode in (MODE_UNKNOWN, MODE_STUCK):
             op.desynced = True
         term.ops[op.process_id] = op
         term.current = op
@@ -459,7 +463,11 @@ class Simulator:
 
     def api_actualize(self, term: Terminal, process_id: str | None) -> dict[str, Any]:
         op = self._op(term, process_id)
-        op.desynced = False
+        term.actualize_calls += 1
+        if not op.desynced:  # "only while status is unknown": S answers 103 otherwise (kaspi.md §B)
+            raise ProtocolError(ERR_CANNOT_ACTUALIZE, f"Process {op.process_id} is not in an unknown status")
+        if term.mode != MODE_STUCK:
+            op.desynced = False
         return op.wire()
 
     def api_cancel(self, term: Terminal, process_id: str | None, token: str | None) -> dict[str, Any]:
@@ -592,7 +600,7 @@ class Simulator:
             term.awake.clear()
         else:
             term.awake.set()
-        if mode == MODE_UNKNOWN and (op := term.last()) is not None:
+        if mode in (MODE_UNKNOWN, MODE_STUCK) and (op := term.last()) is not None:
             op.desynced = True
         return term.snapshot()
 
