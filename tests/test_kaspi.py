@@ -263,6 +263,29 @@ async def test_qr_status_is_asked_no_faster_than_the_documents_interval(kaspi: K
     await k.wait_event(pid, "paid")
 
 
+async def test_qr_statuses_outside_the_document_are_in_progress_never_failed(kaspi: Kaspi, merchant, clock):
+    """kaspi-qr-api.md §4: any other value is in progress, never paid, never failed by default;
+    RemotePaymentCanceled is final and unpaid. Before: an unknown value was trouble, and the
+    attempt was failed after PAYCENTER_POLLER_GIVE_UP_AFTER (30 s here)."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    qr = qr_id(attempt)
+    for status in ("RemotePaymentCreated", "SomethingKaspiAddsOneDay"):
+        k.qr.set_status(qr, status)
+        calls = k.qr.stats()["StatusCallsByPayment"].get(str(qr), 0)
+        async with asyncio.timeout(10):
+            await k.qr.wait_for_status_calls(calls + 2, payment_id=qr)
+        clock.advance(seconds=31)  # past the give-up time, within the QR's life
+        async with asyncio.timeout(10):
+            await k.qr.wait_for_status_calls(calls + 4, payment_id=qr)
+        assert await _status_of(k.db, attempt.id, "live"), status
+    k.qr.set_status(qr, "RemotePaymentCanceled")
+    await eventually(lambda: _status_of(k.db, attempt.id, "failed"), timeout=5, what="a cancelled invoice to end")
+    assert (await k.payment(pid))["paid_amount"] == "0.00"
+
+
 async def test_qr_loan_with_a_term_is_an_instalment_not_a_credit(kaspi: Kaspi, merchant):
     """`Loan` covers both (kaspi-qr-api.md §3): a term without an offer name is an instalment."""
     k = kaspi

@@ -491,6 +491,15 @@ class Simulator:
         p.status = ST_ERROR
         return self.describe(p)
 
+    def set_status(self, payment_id: int | str, status: str) -> None:
+        """Make a purchase report ``status`` as it is, for values outside the document's four
+        (seen in production: ``RemotePaymentCreated``, ``RemotePaymentCanceled``; kaspi-qr-api.md §4)."""
+        pid = _parse_id(payment_id)
+        p = self.payments_by_id.get(pid) if pid is not None else None
+        if p is None:
+            raise SimulatorError(f"no purchase {payment_id}", 404)
+        p.status = status
+
     def set_mode(self, mode: str, payment_id: int | str | None = None) -> None:
         """How status calls answer: "normal"; "silent" (hang until the mode changes, at most ``silent_cap``
         seconds, then -999); "error" (-999 at once). For one payment, or globally: a global change also
