@@ -149,9 +149,6 @@ CAMERA_DEFAULT_TIMEOUT_MS = 10_000
 CAMERA_MAX_TIMEOUT_MS = 30_000
 QR_URL_TEMPLATE = "https://qr.kaspi.kz/{token}"  # the old system turned it into https://pay.kaspi.kz/pay/{token}
 
-DEVICE_MODEL = "Kaspi Smart"
-DEVICE_FIRMWARE = "3.4.1"
-DEVICE_APP_VERSION = "2.17.0"
 
 # ======================================================================================================
 # Simulator
@@ -302,6 +299,9 @@ class Terminal:
         self.name = name
         self.token = token
         self.serial = f"KSP{uuid.uuid5(uuid.NAMESPACE_URL, name).int % 10**10:010d}"
+        number = uuid.uuid5(uuid.NAMESPACE_DNS, name).int
+        self.pos_num = f"{number % 10**6:06d}"
+        self.terminal_id = f"{number // 10**6 % 10**8:08d}"
         self.started_at = time.time()
         self.awake = asyncio.Event()  # set unless the terminal is silent
         self.qr_shown = asyncio.Event()  # set while a payment QR is on the screen
@@ -520,18 +520,9 @@ class Simulator:
 
     def api_deviceinfo(self, term: Terminal, token: str | None) -> dict[str, Any]:
         self._check_token(term, token)
-        return {
-            "serialNumber": term.serial,
-            "model": DEVICE_MODEL,
-            "firmwareVersion": DEVICE_FIRMWARE,
-            "appVersion": DEVICE_APP_VERSION,
-            "terminalName": term.name,
-            "batteryLevel": 100,
-            "charging": True,
-            "network": "wifi",
-            "busy": term.busy,
-            "uptimeSeconds": int(time.time() - term.started_at),
-        }
+        # {posNum, serialNum, terminalId}, all strings, and nothing more (kaspi.md §B [2+]); the
+        # fields this simulator used to add (model, battery, busy, ...) were its own invention.
+        return {"posNum": term.pos_num, "serialNum": term.serial, "terminalId": term.terminal_id}
 
     # -- the payer's side (controls) --------------------------------------------------------------
 
