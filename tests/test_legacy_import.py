@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import undefer
 
 from conftest import REQUIRED, SERVER_URLS, row_counts
 from paycenter import crypto
@@ -159,7 +160,8 @@ async def run_import(legacy_url: str, db: Database, **options: Any) -> ImportRep
 
 async def _payment(db: Database, payment_id: str) -> Payment:
     async with db.reading() as session:
-        payment = await session.get(Payment, payment_id)
+        # The secret is deferred (only the dispatcher reads it): asked for here, to check it.
+        payment = await session.get(Payment, payment_id, options=[undefer(Payment.webhook_secret)])
     assert payment is not None, payment_id
     return payment
 
@@ -537,7 +539,7 @@ async def test_secrets_are_stored_encrypted_when_keys_are_set(
                     {"p": T1},
                 )
             ).one()
-            payment = await session.get(Payment, T1)
+            payment = await session.get(Payment, T1, options=[undefer(Payment.webhook_secret)])
         assert all(value.startswith("fernet:") for value in stored), stored
         assert "secret-one" not in stored[0] and "term-token-1" not in stored[2]
         assert payment is not None and payment.webhook_secret == "secret-one"  # read back through the keyring

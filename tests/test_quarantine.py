@@ -51,6 +51,8 @@ from test_kaspi import Kaspi, kaspi, new_payment, qr_id  # noqa: F401  (kaspi: t
 from test_webhooks import worker_settings
 
 UNDECRYPTABLE = "fernet:gAAAAABnot-a-token-under-any-key"
+# A payment row no loop can act on: its events' amounts need the currency's minor digits.
+POISON_CURRENCY = "UPDATE payments SET currency = 'ZZZ' WHERE id = :id"
 
 
 @pytest.fixture
@@ -168,12 +170,9 @@ EXPIRER_POISONS = {
         "Unknown currency",
         "UPDATE payments SET currency = 'KZT' WHERE id = :id",
     ),
-    "undecryptable_webhook_secret": (
-        None,
-        f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id",
-        "SecretsError",
-        "UPDATE payments SET webhook_secret = 'test_secret_key' WHERE id = :id",
-    ),
+    # (An undecryptable webhook secret is no poison for the expirer any more: the secret is never
+    # loaded with a payment, only read row by row by the dispatcher; see
+    # test_one_payments_unreadable_webhook_secret_leaves_its_merchants_reads_readable.)
 }
 
 
@@ -217,7 +216,7 @@ async def test_expirer_batches_when_all_is_well_and_isolates_one_row_when_not(db
     """Forty payments due together expire in one pass; with a poison among them the other
     thirty-nine still do in that same pass, and the poison is the only row marked."""
     pids = [(await create_payment(client, merchant, expires_in=10))["transaction_id"] for _ in range(40)]
-    await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=pids[17])
+    await plant(db, POISON_CURRENCY, id=pids[17])
     before = failures_counted(Loop.EXPIRER)
     clock.advance(seconds=11)
     assert await expire_due(db, now=clock(), chunk=50) == 39
@@ -355,8 +354,8 @@ POLLER_POISONS = {
     # A terminal whose stored token no key decrypts: the poller's reads used to load every
     # terminal of every live attempt in one statement.
     "terminal_token": "SecretsError",
-    # A payment whose stored webhook secret no key decrypts: counting its money fails.
-    "payment_secret": "SecretsError",
+    # A payment in a currency no code knows: counting its money fails.
+    "payment_currency": "Unknown currency",
 }
 
 
@@ -381,7 +380,7 @@ async def test_poller_goes_on_past_an_attempt_it_cannot_handle(
         bad = await new_payment(k, merchant, "kaspi_qr")
         await k.start(bad)
         attempt = await k.live(bad)
-        await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=bad)
+        await plant(db, POISON_CURRENCY, id=bad)
         k.qr.confirm(qr_id(attempt))  # paid at Kaspi: the poller must count it, and cannot
     good = []
     for _ in range(2):
@@ -409,7 +408,7 @@ async def test_poller_goes_on_past_an_attempt_it_cannot_handle(
         assert (await k.payment(bad))["status"] == "processing"
         await _restore_terminal_token(db, attempt.terminal_id)
     else:
-        await plant(db, "UPDATE payments SET webhook_secret = 'test_secret_key' WHERE id = :id", id=bad)
+        await plant(db, "UPDATE payments SET currency = 'KZT' WHERE id = :id", id=bad)
     await cli(database_url, tmp_path, "quarantine", "retry", "--all")
     if poison == "terminal_token":
         k.pos.confirm(await _terminal_name(db, attempt.terminal_id))
@@ -461,7 +460,7 @@ async def drive(clock: Any, check: Any, *, step: float, timeout: float = 20, wha
         await asyncio.sleep(0.05)  # the poll step: let the loops run at the new time
 
 
-@pytest.mark.parametrize("poison", ["provider_bug", "payment_secret"])
+@pytest.mark.parametrize("poison", ["provider_bug", "payment_currency"])
 async def test_refund_legs_go_on_past_a_leg_that_cannot_be_handled(
     poison,
     kaspi: Kaspi,  # noqa: F811  (the fixture imported above)
@@ -496,8 +495,8 @@ async def test_refund_legs_go_on_past_a_leg_that_cannot_be_handled(
         k.qr.inject_error("payment/return", -99000006, times=1)
         r = await k.client.post(f"/api/payment/{bad}/refund")
         assert r.json()["data"]["refund"]["status"] == "pending", r.text
-        await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=bad)
-        reason = "SecretsError"
+        await plant(db, POISON_CURRENCY, id=bad)
+        reason = "Unknown currency"
     for pid in good:
         r = await k.client.post(f"/api/payment/{pid}/refund", headers=other.headers)
         assert r.json()["data"]["refund"]["status"] == "succeeded", r.text
@@ -529,7 +528,7 @@ async def test_refund_legs_go_on_past_a_leg_that_cannot_be_handled(
     if poison == "provider_bug":
         provider.refund = real_refund  # type: ignore[method-assign]
     else:
-        await plant(db, "UPDATE payments SET webhook_secret = 'test_secret_key' WHERE id = :id", id=bad)
+        await plant(db, "UPDATE payments SET currency = 'KZT' WHERE id = :id", id=bad)
     await cli(database_url, tmp_path, "quarantine", "retry", leg.id)
 
     async def refunded() -> bool:
@@ -601,19 +600,19 @@ async def test_cleanup_goes_on_past_a_payment_it_cannot_delete(
 async def test_quarantine_list_and_retry_all_from_the_cli(database_url, db, client, merchant, clock, tmp_path):
     pids = [(await create_payment(client, merchant, expires_in=10))["transaction_id"] for _ in range(2)]
     for pid in pids:
-        await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=pid)
+        await plant(db, POISON_CURRENCY, id=pid)
     clock.advance(seconds=11)
     assert await expire_due(db, now=clock()) == 0
     listed = json.loads(await cli(database_url, tmp_path, "quarantine", "list", "--json"))
     assert {(m["loop"], m["row_id"]) for m in listed} == {("expirer", pid) for pid in pids}
-    assert all("SecretsError" in m["reason"] and m["since"] for m in listed)
+    assert all("Unknown currency" in m["reason"] and m["since"] for m in listed)
     text_out = await cli(database_url, tmp_path, "quarantine", "list")
     assert all(pid in text_out for pid in pids)
     report = json.loads(await cli(database_url, tmp_path, "status", "--json"))
     assert {(q["loop"], q["row_id"]) for q in report["quarantined"]} == {("expirer", pid) for pid in pids}
     assert report["quarantined_by_loop"] == {"expirer": 2}
     for pid in pids:
-        await plant(db, "UPDATE payments SET webhook_secret = NULL WHERE id = :id", id=pid)
+        await plant(db, "UPDATE payments SET currency = 'KZT' WHERE id = :id", id=pid)
     out = await cli(database_url, tmp_path, "quarantine", "retry", "--all")
     assert "2" in out
     assert await marks(db) == []
@@ -673,7 +672,7 @@ async def test_one_pass_expires_every_healthy_row_and_marks_exactly_the_poisoned
             ids.append(payment.id)
     bad = {ids[i] for i in poisoned if i < due}
     for pid in bad:
-        await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=pid)
+        await plant(db, POISON_CURRENCY, id=pid)
     assert await expire_due(db, now=now, chunk=chunk) == due - len(bad)
     assert {m.row_id for m in await marks(db, Loop.EXPIRER)} == bad
     assert await expire_due(db, now=now, chunk=chunk) == 0
@@ -694,3 +693,23 @@ async def test_one_merchants_unreadable_secret_leaves_the_merchant_list_readable
     assert merchant.merchant_id in r.text and other_merchant.merchant_id in r.text
     assert r.text.count('data-testid="secret-unreadable"') == 1
     assert "whsec_" in r.text  # the other merchant's secret, as its first characters
+
+
+async def test_one_payments_unreadable_webhook_secret_leaves_its_merchants_reads_readable(client, db, merchant):
+    """A payment whose stored webhook secret no key decrypts: the merchant's list, that payment's
+    own reads and the others' answer as before (the secret is never loaded with a payment, only
+    read row by row by the dispatcher, which quarantines that delivery)."""
+    bad = (await create_payment(client, merchant, webhook_secret="s1"))["transaction_id"]
+    good = (await create_payment(client, merchant, webhook_secret="s2"))["transaction_id"]
+    await plant(db, f"UPDATE payments SET webhook_secret = '{UNDECRYPTABLE}' WHERE id = :id", id=bad)
+    listed = await client.get("/api/transactions", headers=merchant.headers)
+    assert listed.status_code == 200, listed.text[:300]
+    assert {p["transaction_id"] for p in listed.json()["data"]["items"]} >= {bad, good}
+    for pid in (bad, good):
+        for path in (f"/api/transaction/{pid}", f"/api/payment/{pid}", f"/api/payment/{pid}/webhooks"):
+            r = await client.get(path, headers=merchant.headers)
+            assert r.status_code == 200, (path, r.text[:300])
+        detail = (await client.get(f"/api/transaction/{pid}", headers=merchant.headers)).json()["data"]
+        assert detail["has_webhook_secret"] is True and "webhook_secret" not in detail
+    r = await client.post(f"/api/payment/{bad}/cancel", json={}, headers=merchant.headers)
+    assert r.status_code == 200, r.text[:300]

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Text, event, insert
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Text, event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, make_url
@@ -189,6 +189,8 @@ def _insert_plan(cls: type) -> tuple[Any, list[tuple[str, str, bool]]]:
         columns = []
         for prop in mapper.column_attrs:
             column = prop.columns[0]
+            if not isinstance(column, Column) or column.table is not mapper.local_table:
+                continue  # a SQL expression (column_property), not a column to write
             defaulted = column.default is not None or column.server_default is not None
             columns.append((prop.key, column.key, defaulted))
         plan = _INSERT_PLANS[cls] = (insert(mapper.local_table), columns)

@@ -21,7 +21,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from paycenter.crypto import EncryptedString
 from paycenter.db import Base, LongText, Money, UTCDateTime, utcnow
@@ -99,7 +99,10 @@ class Payment(Base):
     customer_email: Mapped[str | None] = mapped_column(String(254))
     customer_name: Mapped[str | None] = mapped_column(String(200))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
-    webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(255))  # ≤ 64 chars, encrypted
+    # ≤ 64 chars, encrypted. Never loaded with the payment (deferred, and an error if touched
+    # unloaded): only the dispatcher reads it, row by row, so one payment whose stored secret
+    # cannot be decrypted breaks no read of its merchant's payments (has_webhook_secret below).
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(255), deferred=True, deferred_raiseload=True)
     success_url: Mapped[str | None] = mapped_column(String(2000))
     fail_url: Mapped[str | None] = mapped_column(String(2000))
     language: Mapped[str | None] = mapped_column(String(5))
@@ -130,6 +133,10 @@ class Payment(Base):
     @property
     def refundable_amount(self) -> int:
         return max(self.paid_amount - self.refunded_amount, 0)
+
+
+# Whether the payment has its own webhook secret, from the column as stored (no decryption).
+Payment.has_webhook_secret = column_property(Payment.__table__.c.webhook_secret.is_not(None))  # type: ignore[attr-defined]
 
 
 class Attempt(Base):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
@@ -103,6 +104,7 @@ async def create_payment(
         updated_at=now,
     )
     await insert_new(session, payment)  # one INSERT, without the unit of work's overhead
+    set_committed_value(payment, "has_webhook_secret", payment.__dict__.get("webhook_secret") is not None)
     return payment
 
 
