@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import crypto
+from paycenter import contract, crypto
 from paycenter.config import Settings, get_settings
 from paycenter.db import Database, utcnow
 from paycenter.errors import ApiError
@@ -21,7 +21,6 @@ from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.migrate import upgrade
 from paycenter.observability import configure_logging
-from paycenter.payments.schemas import check_http_url
 from paycenter.quarantine import Loop
 from paycenter.webhooks.ssrf import check_webhook_url, parse_networks
 
@@ -257,7 +256,7 @@ def merchant_create(
     """Create a merchant and print its first API token (shown only once)."""
     try:
         webhook_url = check_webhook_url(
-            check_http_url(webhook_url.strip() if webhook_url else None, field="--webhook-url", max_length=500),
+            contract.check_url(webhook_url.strip() if webhook_url else None, field="--webhook-url", max_length=500),
             parse_networks(get_settings().webhook_allowed_networks),
             field="--webhook-url",
         )
@@ -429,7 +428,7 @@ def terminal_add(
 
     for value, field in ((url, "--url"), (camera_url, "--camera-url")):
         try:
-            check_http_url(value, field=field, max_length=500)
+            contract.check_url(value, field=field, max_length=500)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

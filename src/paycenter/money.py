@@ -314,41 +314,25 @@ def api_minor(value: Any, currency: str, *, max_major: Decimal | None = None) ->
 _CURRENCY_MARKS = ("₸", "〒", "тенге", "тг.", "тг", "KZT", "kzt")
 _GROUP_SPACES = (" ", "\u00a0", "\u202f", "\u2009", "\u2007")
 _MINUS = ("-", "−", "–")
-_REPORTED = re.compile(r"[0-9]+(?:[.,][0-9]+)?\Z", re.ASCII)
 
 
 def reported_minor(value: Any, currency: str = "KZT") -> int | None:
     """A provider's reported amount (major units) in minor units, signed; None if unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, float | Decimal):
-        if not isfinite(value):
-            return None
-        text = (
-            value.text if isinstance(value, ExactFloat) else (repr(value) if isinstance(value, float) else str(value))
-        )
-    elif isinstance(value, str):
-        text = value.strip()
-        for mark in _CURRENCY_MARKS:
-            text = text.replace(mark, "")
-        for space in _GROUP_SPACES:
-            text = text.replace(space, "")
-        if text.count(",") and text.count("."):  # "1,500.50": the last mark is the decimal one
-            group = "," if text.rfind(",") < text.rfind(".") else "."
-            text = text.replace(group, "")
-    else:
-        return None
-    negative = text[:1] in _MINUS
-    if negative:
-        text = text[1:]
-    text = text.replace(",", ".")
-    if not _REPORTED.match(text) or len(text) > AMOUNT_MAX_LENGTH:
-        if "e" not in text.lower():
-            return None
     try:
-        minor = to_minor(text, currency) if Decimal(text) != 0 else 0
-    except (MoneyError, DecimalException, ValueError):
+        if isinstance(value, str):
+            text = value.strip()
+            for mark in (*_CURRENCY_MARKS, *_GROUP_SPACES):
+                text = text.replace(mark, "")
+            if "," in text and "." in text:  # "1,500.50": the last mark is the decimal one
+                text = text.replace("," if text.rfind(",") < text.rfind(".") else ".", "")
+            text = text.replace(",", ".")
+        else:
+            text = _text_of(value)  # the same reading of numbers as every other way in
+        negative = text[:1] in _MINUS
+        magnitude = text[1:] if negative else text
+        if to_decimal(magnitude) == 0:  # the grammar and bounds of every amount
+            return 0
+        minor = to_minor(magnitude, currency)
+    except MoneyError:
         return None
     return -minor if negative else minor

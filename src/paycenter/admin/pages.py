@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from paycenter import quarantine, storable
+from paycenter import contract, quarantine, storable
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
 from paycenter.admin.models import AuditEntry
@@ -49,7 +49,6 @@ from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments
 from paycenter.payments.models import Event, PaymentStatus
-from paycenter.payments.schemas import check_http_url
 from paycenter.providers import terminals
 from paycenter.providers.base import ProviderError
 from paycenter.providers.kaspi_pos import KaspiPosProvider
@@ -369,7 +368,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         try:
             # Secrets are not shown, and not read: the page of a payment whose stored secret (or
             # its merchant's) no key decrypts is where an operator looks into it.
-            payment = await payments.get(session, payment_id.strip().upper(), with_secret=False)
+            payment = await payments.get(session, payment_id.strip().upper())
         except ApiError:
             return render(request, "not_found.html", {}, operator=operator, status_code=404)
         history = await payment_queries.history(session, payment.id)
@@ -614,7 +613,7 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     name = form.get("name", "").strip()[:200]
     try:
         url = check_webhook_url(
-            check_http_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
+            contract.check_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
             ctx.webhook_networks,
         )
     except ValueError as exc:
@@ -636,7 +635,7 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
     form = await checked_form(request, operator)
     try:
         url = check_webhook_url(
-            check_http_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
+            contract.check_url(_typed_url(form.get("webhook_url")), field="webhook_url", max_length=500),
             ctx.webhook_networks,
         )
     except ValueError as exc:
@@ -717,8 +716,8 @@ async def terminal_list(request: Request, ctx: Context, operator: Operator) -> H
 async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Response:
     form = await checked_form(request, operator)
     try:
-        url = check_http_url(form.get("base_url"), field="url", max_length=500)
-        camera = check_http_url(form.get("camera_url") or None, field="camera_url", max_length=500)
+        url = contract.check_url(_typed_url(form.get("base_url")), field="url", max_length=500)
+        camera = contract.check_url(_typed_url(form.get("camera_url")), field="camera_url", max_length=500)
     except ValueError as exc:
         return back(request, "/admin/terminals", error=str(exc))
     name, token = form.get("name", "").strip()[:100], form.get("access_token", "").strip()[:200]

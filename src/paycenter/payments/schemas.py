@@ -43,10 +43,6 @@ AmountIn = Annotated[
 ]
 
 
-def check_http_url(value: str | None, *, field: str, max_length: int) -> str | None:
-    return contract.check_url(value, field=field, max_length=max_length)
-
-
 def _clean_text(value: str | None) -> str | None:
     if value is None:
         return None
@@ -195,12 +191,12 @@ class PaymentInit(RequestBody):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
-        return ssrf.readable_webhook_url(check_http_url(value, field="webhook_url", max_length=500))
+        return ssrf.readable_webhook_url(contract.check_url(value, field="webhook_url", max_length=500))
 
     @field_validator("success_url", "fail_url")
     @classmethod
     def _return_url(cls, value: str | None) -> str | None:
-        return check_http_url(value, field="return URL", max_length=2000)
+        return contract.check_url(value, field="return URL", max_length=2000)
 
     @field_validator("description", mode="after")
     @classmethod

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
@@ -115,12 +114,10 @@ def _check_id(payment_id: str) -> None:
         raise NotFound("Payment not found")
 
 
-async def get(session: AsyncSession, payment_id: str, *, with_secret: bool = True) -> Payment:
-    """``with_secret=False``: the webhook secret is not read (nor decrypted), for pages that show
-    a payment whatever became of its stored secret."""
+async def get(session: AsyncSession, payment_id: str) -> Payment:
+    """The payment, without its webhook secret (never loaded with it: see the model)."""
     _check_id(payment_id)
-    options = [] if with_secret else [defer(Payment.webhook_secret, raiseload=True)]
-    payment = await session.get(Payment, payment_id, options=options)
+    payment = await session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("Payment not found")
     return payment

@@ -122,11 +122,6 @@ def tenge(minor: int) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def minor_of(amount: Any) -> int | None:
-    """An amount the QR API reports (a JSON number of tenge), or None if it cannot be read."""
-    return reported_minor(amount)
-
-
 # --- client -----------------------------------------------------------------------------------
 
 
@@ -300,7 +295,7 @@ class KaspiQrProvider:
             log.warning("Kaspi QR %s: unknown status %r, read as in progress", attempt.provider_ref, raw)
             return PollResult(state=PollState.WAITING, raw_status=raw)
         if state is PollState.SUCCEEDED:
-            amount = minor_of(data.get("Amount"))
+            amount = reported_minor(data.get("Amount"))
             return PollResult(
                 state=state,
                 raw_status=raw,
@@ -345,7 +340,7 @@ class KaspiQrProvider:
         data = await self.client.call(
             "GET", "payment/details", params={"QrPaymentId": qr_payment_id, "DeviceToken": self.device_token}
         )
-        return minor_of(data.get("TotalAmount")) or 0, minor_of(data.get("AvailableReturnAmount")) or 0
+        return reported_minor(data.get("TotalAmount")) or 0, reported_minor(data.get("AvailableReturnAmount")) or 0
 
     async def close(self) -> None:
         await self.client.close()
