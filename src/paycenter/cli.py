@@ -948,7 +948,7 @@ def secrets_rotate() -> None:
     targets = [
         (Payment, Payment.id, [Payment.webhook_secret]),
         (Merchant, Merchant.id, [Merchant.signing_secret, Merchant.previous_signing_secret]),
-        (Terminal, Terminal.id, [Terminal.access_token]),
+        (Terminal, Terminal.id, [Terminal.access_token, Terminal.refresh_token]),
     ]
 
     async def go(db: Database) -> int:

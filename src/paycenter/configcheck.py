@@ -541,6 +541,7 @@ _ENCRYPTED_COLUMNS = (
     ("merchants", "signing_secret", None),
     ("merchants", "previous_signing_secret", None),
     ("terminals", "access_token", None),
+    ("terminals", "refresh_token", None),
     ("payments", "webhook_secret", "created_at"),
 )
 _PAYMENT_SAMPLE = 100

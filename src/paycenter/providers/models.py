@@ -22,6 +22,14 @@ class Terminal(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     base_url: Mapped[str] = mapped_column(String(500))  # scheme://host:port of its local API
     access_token: Mapped[str] = mapped_column(EncryptedString(400))
+    # The token pair from /v2/register, renewed with /v2/revoke under the same client name before
+    # it expires or when the terminal refuses it (kaspi.md §B). No refresh token: a static token.
+    client_name: Mapped[str | None] = mapped_column(String(100))
+    refresh_token: Mapped[str | None] = mapped_column(EncryptedString(400))
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    token_renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Whether it answers /v2/cancel (no independent contract has it): None until it has been tried.
+    cancel_supported: Mapped[bool | None] = mapped_column(Boolean)
     # Where to read the payment QR off its screen (the old system's camera service), if anywhere.
     camera_url: Mapped[str | None] = mapped_column(String(500))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
