@@ -24,6 +24,7 @@ from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
+from paycenter.payments import poller
 from paycenter.payments.models import Attempt, PaymentMethod
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals
@@ -484,6 +485,52 @@ async def _free_terminals(db: Database) -> int:
 
 
 async def test_expired_payment_frees_its_terminal(kaspi: Kaspi, merchant, clock):
+    """A terminal that has /v2/cancel (the old system's firmware): the operation is cancelled on
+    the device before the pool gets the terminal back, and the terminal is remembered as able."""
+    k = kaspi
+    for name in k.pos.terminals:
+        k.pos.set_features(name, True)
+    data = await create_payment(k.client, merchant, provider="kaspi_pos", expires_in=60, webhook_url=k.sink.on("/h"))
+    pid = data["transaction_id"]
+    await k.start(pid)
+    name = await terminal_of(k, await k.live(pid))
+    clock.advance(seconds=61)
+    await k.wait_event(pid, "expired")
+    await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the operation to be cancelled")
+    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="all terminals free")
+    async with k.db.reading() as session:
+        assert await session.scalar(select(Terminal.cancel_supported).where(Terminal.name == name)) is True
+
+
+async def test_a_terminal_without_cancel_is_held_until_its_operation_ends(kaspi: Kaspi, merchant, clock):
+    """Issue 12: /v2/cancel is in no independent contract and S answers 404; our expiry and the
+    payer's cancel depended on it. Now: learnt per terminal, and a terminal whose operation we
+    cannot cancel stays out of the pool until the terminal itself ends the operation."""
+    k = kaspi
+    data = await create_payment(k.client, merchant, provider="kaspi_pos", expires_in=60, webhook_url=k.sink.on("/h"))
+    pid = data["transaction_id"]
+    await k.start(pid)
+    attempt = await k.live(pid)
+    name = await terminal_of(k, attempt)
+    clock.advance(seconds=61)
+    await k.wait_event(pid, "expired")
+
+    async def learnt() -> bool:
+        async with k.db.reading() as session:
+            return await session.scalar(select(Terminal.cancel_supported).where(Terminal.name == name)) is False
+
+    await eventually(learnt, timeout=5, what="the terminal to be known as unable to cancel")
+    polls = k.pos.terminal(name)["statusCalls"]
+    await wait_until(lambda: k.pos.terminal(name)["statusCalls"] > polls + 2, timeout=5, what="more cycles")
+    assert k.pos.terminal(name)["busy"] and await _free_terminals(k.db) == 2  # still showing its QR: held
+
+    k.pos.fail(name)  # the terminal's own timeout (or the payer) ends the operation
+    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="the terminal back in the pool")
+    async with k.db.reading() as session:
+        assert (await session.get(Attempt, attempt.id)).status == "expired"
+
+
+async def test_a_terminal_that_never_ends_its_operation_is_freed_after_the_hold(kaspi: Kaspi, merchant, clock):
     k = kaspi
     data = await create_payment(k.client, merchant, provider="kaspi_pos", expires_in=60, webhook_url=k.sink.on("/h"))
     pid = data["transaction_id"]
@@ -491,9 +538,13 @@ async def test_expired_payment_frees_its_terminal(kaspi: Kaspi, merchant, clock)
     name = await terminal_of(k, await k.live(pid))
     clock.advance(seconds=61)
     await k.wait_event(pid, "expired")
-    # The terminal's operation is cancelled on the device before the pool gets it back.
-    await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the operation to be cancelled")
-    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="all terminals free")
+    polls = k.pos.terminal(name)["statusCalls"]
+    await wait_until(lambda: k.pos.terminal(name)["statusCalls"] > polls + 1, timeout=5, what="more cycles")
+    assert await _free_terminals(k.db) == 2
+    clock.advance(seconds=poller.HOLD_AFTER_END.total_seconds())
+    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="the terminal back in the pool")
+    # A payer sent to it while it still shows the old QR hears "busy" and is offered another.
+    assert k.pos.terminal(name)["busy"]
 
 
 async def _free_terminals_eq(db: Database, n: int) -> bool:

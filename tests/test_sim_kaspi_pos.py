@@ -17,6 +17,7 @@ from paycenter.simulators import kaspi_pos as kp
 from paycenter.simulators.kaspi_pos import Simulator, create_app
 
 TOKEN = {"T1": "token-T1", "T2": "token-T2", "T3": "token-T3"}
+OWN = "the terminal's own token"  # default for `token`: calls carry the terminal's live token
 
 
 @dataclass
@@ -25,19 +26,20 @@ class Pos:
     sim: Simulator
     http: httpx.AsyncClient
 
-    async def call(self, terminal: str, path: str, *, token: str | None = None, **params: Any) -> tuple[int, dict]:
+    async def call(self, terminal: str, path: str, *, token: str | None = OWN, **params: Any) -> tuple[int, dict]:
+        token = TOKEN.get(terminal, f"token-{terminal}") if token is OWN else token
         headers = {"accesstoken": token} if token is not None else {}
         r = await self.http.get(f"/terminals/{terminal}{path}", params=params, headers=headers)
         return r.status_code, r.json()
 
-    async def ok(self, terminal: str, path: str, *, token: str | None = None, **params: Any) -> dict:
+    async def ok(self, terminal: str, path: str, *, token: str | None = OWN, **params: Any) -> dict:
         status, body = await self.call(terminal, path, token=token, **params)
         assert status == 200, body
         assert body["statusCode"] == 0, body
         assert "errorText" not in body
         return body["data"]
 
-    async def error(self, terminal: str, path: str, *, token: str | None = None, **params: Any) -> tuple[int, dict]:
+    async def error(self, terminal: str, path: str, *, token: str | None = OWN, **params: Any) -> tuple[int, dict]:
         status, body = await self.call(terminal, path, token=token, **params)
         assert body["statusCode"] != 0, body
         assert body["data"] is None
@@ -167,6 +169,7 @@ async def test_payer_pays_a_different_sum(pos: Pos) -> None:
 
 
 async def test_busy_terminal_refuses_a_second_payment_and_cancel_frees_it(pos: Pos) -> None:
+    await pos.control("T1", "features", cancel=True)  # the old system's firmware
     pid = await pos.pay("T1", 500)
     _, body = await pos.error("T1", "/v2/payment", amount=800)
     assert body["statusCode"] == kp.ERR_TERMINAL_BUSY[0]
@@ -187,19 +190,26 @@ async def test_busy_terminal_refuses_a_second_payment_and_cancel_frees_it(pos: P
     assert pid2 != pid
 
 
-async def test_cancel_without_process_id_needs_the_access_token(pos: Pos) -> None:
+async def test_cancel_without_process_id_clears_the_terminal(pos: Pos) -> None:
+    await pos.control("T3", "features", cancel=True)
     pid = await pos.pay("T3", 500)
-    for token in (None, "token-T1", ""):
-        status, body = await pos.error("T3", "/v2/cancel", token=token)
-        assert status == 401 and body["statusCode"] == kp.ERR_ACCESS_DENIED[0]
-    assert (await pos.state("T3"))["busy"] is True
-
-    data = await pos.ok("T3", "/v2/cancel", token=TOKEN["T3"])
+    data = await pos.ok("T3", "/v2/cancel")
     assert data["processId"] == pid
     assert (await pos.status("T3", pid))["status"] == "fail"
     assert (await pos.state("T3"))["busy"] is False
     # Clearing an idle terminal is harmless.
-    assert (await pos.ok("T3", "/v2/cancel", token=TOKEN["T3"]))["processId"] is None
+    assert (await pos.ok("T3", "/v2/cancel"))["processId"] is None
+
+
+async def test_a_terminal_without_cancel_answers_404_as_s_does(pos: Pos) -> None:
+    """/v2/cancel is in no independent client's contract and S answers 404 (kaspi.md §B)."""
+    pid = await pos.pay("T1", 500)
+    for params in ({"processId": pid}, {}):
+        status, body = await pos.error("T1", "/v2/cancel", **params)
+        assert (status, body["statusCode"]) == (404, 404)
+    status, body = await pos.error("T1", "/v2/reset")  # S's own control, not a terminal call
+    assert status == 404
+    assert (await pos.status("T1", pid))["status"] == "wait"  # nothing was cancelled
 
 
 async def test_payer_cancels_at_the_terminal(pos: Pos) -> None:
@@ -269,12 +279,15 @@ async def test_unknown_status_until_actualize(pos: Pos) -> None:
 async def test_silent_terminal_hangs_until_it_wakes_up(pos: Pos) -> None:
     pid = await pos.pay("T1", 500)
     pos.sim.set_mode("T1", "silent")
+    auth = {"accesstoken": TOKEN["T1"]}
     with pytest.raises(httpx.ReadTimeout):
-        await pos.http.get("/terminals/T1/v2/status", params={"processId": pid}, timeout=0.3)
+        await pos.http.get("/terminals/T1/v2/status", params={"processId": pid}, headers=auth, timeout=0.3)
     await pos.pay("T2", 100)  # other terminals still answer
     await pos.control("T1", "confirm")  # the payer's side works while the terminal is silent
 
-    pending = asyncio.create_task(pos.http.get("/terminals/T1/v2/status", params={"processId": pid}, timeout=10))
+    pending = asyncio.create_task(
+        pos.http.get("/terminals/T1/v2/status", params={"processId": pid}, headers=auth, timeout=10)
+    )
     await until(lambda: pos.sim.terminals["T1"].silent_waiters >= 1)
     assert not pending.done()
     await pos.control("T1", "mode", mode="normal")
@@ -373,6 +386,7 @@ async def test_refund_errors(pos: Pos) -> None:
 
 
 async def test_cancel_of_a_pending_refund_gives_the_amount_back(pos: Pos) -> None:
+    await pos.control("T2", "features", cancel=True)
     txn = await paid(pos, "T2", 1000)
     rid = (await pos.ok("T2", "/v2/refund", token=TOKEN["T2"], method="qr", amount=1000, transactionId=txn))[
         "processId"
@@ -386,6 +400,7 @@ async def test_cancel_of_a_pending_refund_gives_the_amount_back(pos: Pos) -> Non
 
 
 async def test_camera_sees_the_qr_only_while_a_payment_is_in_progress(pos: Pos) -> None:
+    await pos.control("T1", "features", cancel=True)
     assert (await pos.scan("T1", 50))["success"] is False
 
     pid = await pos.pay("T1", 500)
@@ -426,7 +441,7 @@ async def test_deviceinfo_needs_the_access_token(pos: Pos) -> None:
     assert all(isinstance(value, str) and value for value in data.values())
     await pos.pay("T2", 100)
     assert await pos.ok("T2", "/v2/deviceinfo", token=TOKEN["T2"]) == data
-    status, body = await pos.error("T2", "/v2/deviceinfo")
+    status, body = await pos.error("T2", "/v2/deviceinfo", token=None)
     assert status == 401 and body["statusCode"] == kp.ERR_ACCESS_DENIED[0]
     status, _ = await pos.error("T2", "/v2/deviceinfo", token=TOKEN["T1"])
     assert status == 401
@@ -491,7 +506,7 @@ async def test_many_terminals_polled_in_parallel() -> None:
     async with serve(app) as base, aiohttp.ClientSession(base) as http:
 
         async def get(name: str, path: str, **params: Any) -> dict:
-            async with http.get(f"/terminals/{name}{path}", params=params) as r:
+            async with http.get(f"/terminals/{name}{path}", params=params, headers={"accesstoken": f"tok-{name}"}) as r:
                 body = await r.json()
             assert body["statusCode"] == 0, body
             return body["data"]
@@ -542,3 +557,77 @@ async def test_actualize_answers_only_for_an_unknown_status(pos: Pos) -> None:
     await pos.control("T1", "mode", mode="stuck")
     assert (await pos.ok("T1", "/v2/actualize", processId=pid))["status"] == "unknown"
     assert (await pos.ok("T1", "/v2/actualize", processId=pid))["status"] == "unknown"
+
+
+# -- tokens (kaspi.md §B: /v2/register, /v2/revoke; S with --secure) ---------------------------------
+
+
+CALLS = {
+    "/v2/payment": {"amount": 100},
+    "/v2/status": {"processId": "x"},
+    "/v2/actualize": {"processId": "x"},
+    "/v2/refund": {"method": "qr", "amount": 1, "transactionId": "x"},
+    "/v2/deviceinfo": {},
+    "/v2/revoke": {"name": "paycenter", "refreshToken": "refresh-token-T1"},
+}
+
+
+@pytest.mark.parametrize("path", list(CALLS))
+async def test_every_call_but_register_needs_a_live_token(pos: Pos, path: str) -> None:
+    for token in (None, "", "token-T2", "TOKEN-T1", "token-T1x"):
+        status, body = await pos.error("T1", path, token=token, **CALLS[path])
+        assert (status, body["statusCode"], body["errorText"]) == (401, 401, "Authorization failed")
+    await pos.control("T1", "clock", advance=kp.TOKEN_LIFETIME + 1)  # the built token's day is over
+    status, body = await pos.error("T1", path, **CALLS[path])
+    assert (status, body["statusCode"]) == (401, 401)
+    assert (await pos.state("T1"))["busy"] is False  # nothing was done
+
+
+async def test_register_then_revoke_replaces_the_pair(pos: Pos) -> None:
+    pair = await pos.ok("T2", "/v2/register", token=None, name="shop")
+    assert set(pair) == {"accessToken", "refreshToken", "expirationDate"}
+    # S's format, the terminal's local time without a zone, a day ahead.
+    expires = time.strptime(pair["expirationDate"], "%b %d, %Y %H:%M:%S")
+    assert 23 * 3600 < time.mktime(expires) - time.mktime(time.gmtime()) - kp.TERMINAL_UTC_OFFSET <= 24 * 3600 + 5
+    token, refresh = pair["accessToken"], pair["refreshToken"]
+    assert (await pos.ok("T2", "/v2/deviceinfo", token=token))["serialNum"]
+    assert (await pos.ok("T2", "/v2/deviceinfo"))["serialNum"]  # other clients' tokens live on
+
+    _, body = await pos.error("T2", "/v2/revoke", token=token, name="other", refreshToken=refresh)
+    assert body["statusCode"] == 105
+    _, body = await pos.error("T2", "/v2/revoke", token=token, name="shop", refreshToken="refresh-token-T2")
+    assert body["statusCode"] == 105
+    _, body = await pos.error("T2", "/v2/revoke", token=token, name="shop")
+    assert body["statusCode"] == 999
+    renewed = await pos.ok("T2", "/v2/revoke", token=token, name="shop", refreshToken=refresh)
+    assert renewed["accessToken"] != token and renewed["refreshToken"] != refresh
+    status, _ = await pos.error("T2", "/v2/deviceinfo", token=token)
+    assert status == 401  # the old token died with the revoke
+    assert (await pos.ok("T2", "/v2/deviceinfo", token=renewed["accessToken"]))["serialNum"]
+    # An expired token cannot be renewed either (S checks expiry before every call but register).
+    await pos.control("T2", "clock", advance=kp.TOKEN_LIFETIME)
+    status, _ = await pos.error(
+        "T2", "/v2/revoke", token=renewed["accessToken"], name="shop", refreshToken=renewed["refreshToken"]
+    )
+    assert status == 401
+    state = await pos.state("T2")
+    assert (state["registerCalls"], state["revokeCalls"], state["liveTokens"]) == (1, 5, 0)
+
+
+async def test_register_waits_for_the_person_at_the_terminal(pos: Pos) -> None:
+    await pos.control("T3", "registration", mode="manual")
+    _, body = await pos.error("T3", "/v2/register", token=None)
+    assert body["statusCode"] == 999  # no name
+    waiting = asyncio.create_task(pos.call("T3", "/v2/register", token=None, name="shop"))
+    await until(lambda: pos.sim.terminals["T3"].waiting_registrations != [])
+    assert not waiting.done()
+    await pos.control("T3", "deny")
+    status, body = await asyncio.wait_for(waiting, 5)
+    assert body["statusCode"] == kp.ERR_NOT_APPROVED[0] and body["data"] is None
+
+    waiting = asyncio.create_task(pos.call("T3", "/v2/register", token=None, name="shop"))
+    await until(lambda: pos.sim.terminals["T3"].waiting_registrations != [])
+    await pos.control("T3", "approve")
+    status, body = await asyncio.wait_for(waiting, 5)
+    assert status == 200 and body["data"]["accessToken"]
+    await pos.control("T3", "approve", expect=409)  # nobody waits now

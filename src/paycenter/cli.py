@@ -6,6 +6,7 @@ import asyncio
 import json
 import shlex
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -416,6 +417,15 @@ def webhooks_test(
 # --- Kaspi ------------------------------------------------------------------------------------
 
 
+def _check_terminal_urls(url: str, camera_url: str | None) -> None:
+    for value, field in ((url, "--url"), (camera_url, "--camera-url")):
+        try:
+            contract.check_url(value, field=field, max_length=500)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
 @terminal_app.command("add")
 def terminal_add(
     name: str,
@@ -426,12 +436,7 @@ def terminal_add(
     """Add a terminal to the pool."""
     from paycenter.providers import terminals
 
-    for value, field in ((url, "--url"), (camera_url, "--camera-url")):
-        try:
-            contract.check_url(value, field=field, max_length=500)
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    _check_terminal_urls(url, camera_url)
 
     async def go(db: Database) -> Any:
         async with db.transaction() as session:
@@ -443,6 +448,62 @@ def terminal_add(
 
     terminal = _with_db(go)
     typer.echo(f"terminal {terminal.id} ({terminal.name}) added")
+
+
+@terminal_app.command("register")
+def terminal_register(
+    name: str,
+    url: Annotated[str, typer.Option(help="The terminal's local API, e.g. https://192.168.1.50:8080")],
+    client_name: Annotated[
+        str, typer.Option(help="The name the terminal shows and issues the tokens to (renewal needs the same)")
+    ] = "paycenter",
+    camera_url: Annotated[str | None, typer.Option(help="Camera service URL that reads its screen's QR")] = None,
+) -> None:
+    """Register paycenter with a terminal (/v2/register): approve the request on its screen.
+
+    Adds the terminal to the pool, or gives a terminal of that name a new token pair (after its
+    token expired while paycenter was down, or was refused). paycenter renews the pair itself
+    from then on, before it expires.
+    """
+    from paycenter.providers import terminals
+    from paycenter.providers.base import ProviderError, TerminalRef
+    from paycenter.providers.kaspi_pos import KaspiPosProvider
+
+    _check_terminal_urls(url, camera_url)
+    if not client_name.strip() or len(client_name) > 100:
+        typer.echo("error: --client-name must be 1 to 100 characters", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+
+    async def go(db: Database) -> tuple[Any, bool, dict[str, Any] | str]:
+        provider = KaspiPosProvider(settings, store=terminals.TokenStore(db))
+        unregistered = TerminalRef(id="", name=name, base_url=url.rstrip("/"), access_token="")
+        try:
+            typer.echo(f"Asking {url} to register {client_name!r}: approve the request on the terminal's screen...")
+            registered = await provider.register(unregistered, client_name)
+            async with db.transaction() as session:
+                terminal, added = await terminals.save_registration(
+                    session, name=name, base_url=url, camera_url=camera_url, registered=registered, now=utcnow()
+                )
+                await _audit(session, "terminal_register", terminal.id, name=name, client_name=client_name)
+            try:
+                info: dict[str, Any] | str = await provider.device_info(replace(registered, id=terminal.id))
+            except ProviderError as exc:
+                info = exc.message
+        finally:
+            await provider.close()
+        return terminal, added, info
+
+    try:
+        terminal, added, info = _with_db(go, settings)
+    except ProviderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    expires = terminal.token_expires_at.isoformat() if terminal.token_expires_at else "unknown (renewed when refused)"
+    typer.echo(
+        f"terminal {terminal.id} ({terminal.name}) {'added' if added else 'registered again'}; token expires {expires}"
+    )
+    typer.echo(f"device: {json.dumps(info, ensure_ascii=False) if isinstance(info, dict) else info}")
 
 
 @terminal_app.command("list")
@@ -508,7 +569,7 @@ def terminal_check() -> None:
     settings = get_settings()
 
     async def go(db: Database) -> list[str]:
-        provider = KaspiPosProvider(settings)
+        provider = KaspiPosProvider(settings, store=terminals.TokenStore(db))
         lines = []
         try:
             async with db.reading() as session:

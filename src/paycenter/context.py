@@ -33,6 +33,10 @@ class AppContext:
         )
         return cls(settings=settings, db=db, providers=Providers(settings))
 
+    def __post_init__(self) -> None:
+        if self.db is not None:
+            self.providers.attach(self.db, self.clock)
+
     def now(self) -> datetime:
         return self.clock()
 

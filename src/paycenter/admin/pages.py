@@ -747,7 +747,7 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
                 terminal = await terminals.get(session, terminal_id)
         except ApiError as exc:
             return back(request, "/admin/terminals", error=exc.message)
-        provider = KaspiPosProvider(ctx.settings)
+        provider = KaspiPosProvider(ctx.settings, clock=ctx.clock, store=terminals.TokenStore(ctx.db, ctx.clock))
         try:
             await provider.device_info(terminals.ref(terminal))
             health, error = "ok", None

@@ -171,17 +171,26 @@ async def close(
     *,
     now: datetime,
     error: str | None = None,
+    free_terminal: bool = True,
 ) -> None:
-    """End a live attempt without money: free its terminal, make the payment payable again."""
+    """End a live attempt without money: free its terminal, make the payment payable again.
+    ``free_terminal`` False: its operation may still run on the terminal (it could not be
+    cancelled there), so the attempt keeps holding it until the poller sees the operation end."""
     if attempt.status != AttemptStatus.LIVE:
         return
-    if attempt.terminal_id:
+    if attempt.terminal_id and free_terminal:
         await terminals.free(session, terminal_id=attempt.terminal_id, holder=attempt.id)
     await service.end_attempt(session, attempt, payment, status, now=now, error=error)
 
 
 async def close_by_id(
-    session: AsyncSession, *, attempt_id: str, status: AttemptStatus, now: datetime, error: str | None = None
+    session: AsyncSession,
+    *,
+    attempt_id: str,
+    status: AttemptStatus,
+    now: datetime,
+    error: str | None = None,
+    free_terminal: bool = True,
 ) -> Attempt | None:
     payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
     if payment_id is None:
@@ -190,7 +199,7 @@ async def close_by_id(
     attempt = await session.get(Attempt, attempt_id, populate_existing=True)
     assert attempt is not None
     was_live = attempt.status == AttemptStatus.LIVE
-    await close(session, attempt, payment, status, now=now, error=error)
+    await close(session, attempt, payment, status, now=now, error=error, free_terminal=free_terminal)
     return attempt if was_live else None
 
 
@@ -358,11 +367,13 @@ def ref_of_started(begun: Begun, started: Started) -> AttemptRef:
     )
 
 
-async def cancel_at_provider(providers: Providers, provider_name: str, attempt: AttemptRef) -> None:
+async def cancel_at_provider(providers: Providers, provider_name: str, attempt: AttemptRef) -> bool:
+    """Best effort: the provider's own deadline ends the try anyway. True if it was cancelled."""
     try:
         await providers.get(provider_name).cancel(attempt)
     except ProviderError:
-        pass  # best effort: the provider's own deadline ends it anyway
+        return False
+    return True
 
 
 async def payer_cancel(
@@ -376,9 +387,15 @@ async def payer_cancel(
         payment = await session.get(Payment, payment_id)
         assert payment is not None
         terminal = await session.get(Terminal, attempt.terminal_id) if attempt.terminal_id else None
-    if attempt.provider_ref:
-        await cancel_at_provider(providers, payment.provider, ref(attempt, payment.currency, terminal))
+    cancelled = attempt.provider_ref is None or await cancel_at_provider(
+        providers, payment.provider, ref(attempt, payment.currency, terminal)
+    )
     async with db.transaction() as session:
         return await close_by_id(
-            session, attempt_id=attempt.id, status=AttemptStatus.CANCELLED, now=clock(), error="cancelled by the payer"
+            session,
+            attempt_id=attempt.id,
+            status=AttemptStatus.CANCELLED,
+            now=clock(),
+            error="cancelled by the payer",
+            free_terminal=cancelled,  # else held until the terminal ends it (the poller watches)
         )

@@ -11,7 +11,9 @@ Each cycle also:
   cancelled): the operation is cancelled on the terminal first, so it is free for real;
 - closes tries whose start never completed (a crash between the two transactions);
 - sends refund legs that wait for their terminal, and follows the ones the provider accepted;
-- keeps watching tries it closed for a while: money paid to them late is still counted.
+- keeps watching tries it closed for a while: money paid to them late is still counted;
+- every minute, renews the token of each terminal whose token nears its expiry (an idle terminal
+  makes no call that would renew it).
 
 Each attempt, terminal and refund leg is its own job: whatever one of them raises (a row no key
 decrypts, a bug) quarantines that row alone, and the cycle goes on with every other.
@@ -37,12 +39,19 @@ from paycenter.payments import attempts, refunds
 from paycenter.payments.models import Attempt, AttemptStatus, Payment, Refund, RefundLeg, RefundStatus
 from paycenter.providers import terminals
 from paycenter.providers.base import AttemptRef, NeedsOperator, PollState, Provider, ProviderError, TerminalRef
+from paycenter.providers.kaspi_pos import KaspiPosProvider
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
 from paycenter.quarantine import Loop
 
 log = logging.getLogger("paycenter.poller")
 LEASE = "poller"
+# How often terminal tokens are looked at; each is renewed well before it expires (kaspi_pos).
+TOKEN_CHECK_EVERY = timedelta(seconds=60)
+# A terminal whose operation outlived its attempt (it has no /v2/cancel) stays held until the
+# terminal ends the operation, at most this long: the terminal simulator S gives up a waiting
+# operation after 300 s (kaspi.md §B); after that a busy answer (107) still sends payers elsewhere.
+HOLD_AFTER_END = timedelta(seconds=300)
 WATCH_AFTER_CLOSE = (AttemptStatus.EXPIRED, AttemptStatus.CANCELLED, AttemptStatus.FAILED)
 
 
@@ -88,6 +97,7 @@ class Poller:
         self._polled_at: dict[str, datetime] = {}
         self.last_report: CycleReport | None = None
         self.last_cycle_at = 0.0
+        self._tokens_checked_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.pull:
@@ -188,6 +198,7 @@ class Poller:
         for leg_id, payment_id in legs:
             report.refund_legs += 1
             jobs.append(self._isolated(Loop.REFUNDS, leg_id, payment_id, self._follow_leg(leg_id), report))
+        jobs.extend(await self._token_jobs(now))
         if jobs:
             await asyncio.gather(*jobs)
         report.seconds = time.monotonic() - began
@@ -309,10 +320,15 @@ class Poller:
                 await attempts.apply(session, attempt_id=ref.attempt_id, result=result, now=self.clock())
             report.ended += 1
             return
-        await attempts.cancel_at_provider(self.providers, provider.name, ref)
+        cancelled = await attempts.cancel_at_provider(self.providers, provider.name, ref)
         async with self.db.transaction() as session:
             closed = await attempts.close_by_id(
-                session, attempt_id=ref.attempt_id, status=AttemptStatus.EXPIRED, now=self.clock(), error="time ran out"
+                session,
+                attempt_id=ref.attempt_id,
+                status=AttemptStatus.EXPIRED,
+                now=self.clock(),
+                error="time ran out",
+                free_terminal=cancelled,  # else held until the terminal ends it (_release_terminal)
             )
         report.ended += closed is not None
 
@@ -349,11 +365,48 @@ class Poller:
         terminal = _terminal(pool, terminal_id)
         assert terminal is not None
         if attempt.provider_ref:
-            await attempts.cancel_at_provider(self.providers, provider.name, attempts.ref(attempt, currency, terminal))
+            ref = attempts.ref(attempt, currency, terminal)
+            await attempts.cancel_at_provider(self.providers, provider.name, ref)
+            # Money paid to it meanwhile is the late-money watcher's; this only decides the terminal.
+            if not await self._operation_ended(provider, ref, attempt.finished_at):
+                return  # still running on the device: the pool keeps it until it ends
         else:
             await self._clear_terminal(provider, terminal)
         async with self.db.transaction() as session:
             await terminals.free(session, terminal_id=terminal_id, holder=attempt.id)
+
+    async def _token_jobs(self, now: datetime) -> list[Awaitable[None]]:
+        keepers = [p for p in self.pull.values() if isinstance(p, KaspiPosProvider)]
+        if not keepers or (self._tokens_checked_at is not None and now - self._tokens_checked_at < TOKEN_CHECK_EVERY):
+            return []
+        self._tokens_checked_at = now
+        async with self.db.reading() as session:
+            pool = await terminals.refs(session, None)
+        return [self._keep_token(provider, terminal) for provider in keepers for terminal in pool.values()]
+
+    async def _keep_token(self, provider: KaspiPosProvider, terminal: TerminalRef | Exception) -> None:
+        """One terminal's renewal: a failure is that terminal's (its health says why), not the cycle's."""
+        if isinstance(terminal, Exception):
+            return  # unreadable: the attempts that use it report it
+        try:
+            await provider.keep_token(terminal)
+        except ProviderError as exc:
+            log.warning("terminal %s: token renewal failed: %s", terminal.name, exc.message)
+        except Exception:
+            log.exception("terminal %s: token renewal failed", terminal.name)
+
+    async def _operation_ended(self, provider: Provider, ref: AttemptRef, ended_at: datetime | None) -> bool:
+        """Has the terminal ended the operation of an attempt that ended here? A terminal without
+        /v2/cancel keeps showing it until the payer or its own timeout ends it."""
+        if ended_at is not None and self.clock() - ended_at >= HOLD_AFTER_END:
+            return True
+        try:
+            result = await provider.poll(ref)
+        except NeedsOperator:
+            return False
+        except ProviderError as exc:
+            return exc.code == "101"  # "process not found": nothing runs there
+        return result.state in (PollState.SUCCEEDED, PollState.FAILED, PollState.CANCELLED)
 
     async def _follow_leg(self, leg_id: str) -> None:
         async with self.db.reading() as session:

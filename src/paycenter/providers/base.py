@@ -48,6 +48,15 @@ class UnknownOutcome(NeedsOperator):
     hands a terminal operation to manual review after 180 s of ``unknown``)."""
 
 
+class TokenRejected(NotSent):
+    """The terminal refused the access token (HTTP 401/403): nothing was done. Renewed with the
+    refresh token where there is one; otherwise only `paycenter terminal register` helps."""
+
+
+class CancelUnsupported(ProviderError):
+    """The terminal has no ``/v2/cancel`` (no independent contract has it; kaspi.md §B)."""
+
+
 @dataclass(frozen=True)
 class TerminalRef:
     id: str
@@ -55,6 +64,27 @@ class TerminalRef:
     base_url: str
     access_token: str
     camera_url: str | None = None
+    # The /v2/register pair's other half and the client name it was issued to (renewal needs
+    # both), when it expires and when it was issued; None for a static token.
+    client_name: str | None = None
+    refresh_token: str | None = None
+    token_expires_at: datetime | None = None
+    token_renewed_at: datetime | None = None
+    cancel_supported: bool | None = None  # None: not known yet
+
+
+class TerminalStore(Protocol):
+    """Where a terminal provider keeps what it learns about a terminal between calls and processes
+    (renewed tokens, whether it can cancel). Each method is its own short transaction, called
+    after the terminal answered, never around the call."""
+
+    async def current(self, terminal_id: str) -> TerminalRef | None: ...
+
+    async def save_tokens(self, terminal_id: str, *, replaced: str, renewed: TerminalRef) -> bool: ...
+
+    async def note(
+        self, terminal_id: str, *, cancel_supported: bool | None = None, trouble: str | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

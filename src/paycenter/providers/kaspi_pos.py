@@ -8,8 +8,11 @@ screen; where a camera service reads it (as the old system did), the payment pag
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import aiohttp
@@ -20,6 +23,7 @@ from paycenter.providers.base import (
     METHOD_ALIASES,
     AttemptRef,
     AttemptStart,
+    CancelUnsupported,
     NotSent,
     PollResult,
     PollState,
@@ -28,10 +32,14 @@ from paycenter.providers.base import (
     RefundOutcome,
     Started,
     TerminalRef,
+    TerminalStore,
+    TokenRejected,
     UnknownOutcome,
     UnreadableSuccess,
 )
 from paycenter.providers.kaspi_qr import loan_method
+
+log = logging.getLogger("paycenter.kaspi_pos")
 
 # --- protocol ---------------------------------------------------------------------------------
 
@@ -48,6 +56,42 @@ QR_SCAN_TIMEOUT_MS = 10_000
 # "Previous operation not finished": nothing was done, try another terminal (107: every
 # independent client and the terminal simulator S, shared/reference/kaspi.md §B).
 BUSY_CODES = ("107",)
+# A refused token: HTTP 401/403, or the same as the body's statusCode (S sends 401 in both).
+TOKEN_CODES = ("401", "403")
+REVOKE_REFUSED = "105"  # revoke with a name or refresh token the terminal does not know (S; N)
+NO_SUCH_PATH = "404"  # a terminal without the call (S answers 404 to /v2/cancel)
+# expirationDate comes without a zone: "MMM d, yyyy HH:mm:ss" (S, T) or "yyyy-MM-dd HH:mm:ss" (T, N).
+EXPIRY_FORMATS = ("%b %d, %Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+# It is the terminal's local time. Kazakhstan has used UTC+5 and UTC+6; reading it as +06:00,
+# the earlier of the two instants, renews at worst an hour early, never late.
+TERMINAL_ZONE = timezone(timedelta(hours=6))
+REGISTER_TIMEOUT = 180.0  # seconds /v2/register may wait for the person at the terminal to approve
+
+
+def parse_expiry(raw: Any, now: datetime) -> datetime | None:
+    """When a token pair expires, or None if the terminal's date cannot be read or is already
+    past by our clock (then only a refusal tells us to renew)."""
+    text = str(raw or "").strip()
+    for fmt in EXPIRY_FORMATS:
+        try:
+            when = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        when = when.replace(tzinfo=TERMINAL_ZONE).astimezone(UTC)
+        return when if when > now else None
+    return None
+
+
+def renewal_due(terminal: TerminalRef, now: datetime) -> bool:
+    """Renew a quarter of the pair's lifetime before it expires (at least 5 minutes before: an
+    independent client renews 5 minutes before expiry, kaspi.md §B), never in its first half."""
+    if not terminal.refresh_token or terminal.token_expires_at is None or terminal.token_renewed_at is None:
+        return False
+    lifetime = terminal.token_expires_at - terminal.token_renewed_at
+    if lifetime <= timedelta(0):
+        return False
+    margin = min(max(lifetime / 4, timedelta(minutes=5)), lifetime / 2)
+    return now >= terminal.token_expires_at - margin
 
 
 def method_of(product_type: Any, loan_term: Any, cheque_method: Any = None, loan_offer: Any = None) -> str | None:
@@ -91,8 +135,22 @@ class KaspiPosProvider:
     ACTUALIZE_EVERY = timedelta(seconds=10)
     UNKNOWN_FOR = timedelta(seconds=180)
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        store: TerminalStore | None = None,
+    ) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
+        # Where renewed tokens and detected features go; without one, tokens are never renewed.
+        self.store = store
+        # The newest credentials this process has for each terminal (a ref read before a renewal
+        # still carries the dead token), and renewals the store has not taken yet.
+        self._fresh: dict[str, TerminalRef] = {}
+        self._unsaved: dict[str, str] = {}  # terminal id -> the refresh token its renewal replaced
+        self._renewing: dict[str, asyncio.Lock] = {}
+        self._cancels: dict[str, bool] = {}  # terminal id -> whether it has /v2/cancel, once learnt
         # processId -> (first unknown, last actualize); one poller leads at a time.
         self._unknown: dict[str, tuple[datetime, datetime | None]] = {}
         self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
@@ -113,29 +171,154 @@ class KaspiPosProvider:
             self._session = None
 
     async def call(self, terminal: TerminalRef, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """GET ``/v2/<path>``; returns ``data``. A non-zero ``statusCode`` is an error."""
+        """GET ``/v2/<path>`` with the terminal's newest token; returns ``data``. A token near its
+        expiry is renewed first; a refused one is renewed and the call made once more (nothing was
+        done when the terminal refused the token, so repeating it is safe)."""
+        current = self.newest(terminal)
+        await self._save_unsaved(current)
+        if renewal_due(current, self.clock()):
+            try:
+                current = await self.renew(current)
+            except ProviderError as exc:  # the token still works until it expires
+                log.warning("terminal %s: early token renewal failed: %s", terminal.name, exc.message)
+        try:
+            return await self._get(current, path, params)
+        except TokenRejected:
+            if self.store is None:
+                raise
+            current = await self.renew(current, refused=True)
+        return await self._get(current, path, params)
+
+    async def _get(self, terminal: TerminalRef, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
         session = await self.session()
         url = f"{terminal.base_url.rstrip('/')}/v2/{path}"
         try:
             async with session.get(url, params=params, headers={"accesstoken": terminal.access_token}) as resp:
+                http_status = resp.status
                 try:
                     payload = await resp.json(content_type=None)
                 except ValueError:
-                    raise ProviderError(f"terminal {terminal.name} answered HTTP {resp.status} without JSON") from None
+                    payload = None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError(f"terminal {terminal.name} is unreachable: {type(exc).__name__}: {exc}") from exc
+        code = str(payload.get("statusCode")) if isinstance(payload, dict) else None
+        if str(http_status) in TOKEN_CODES or code in TOKEN_CODES:
+            raise TokenRejected(f"terminal {terminal.name} refused its access token", code="token")
         if not isinstance(payload, dict):
-            raise ProviderError(f"terminal {terminal.name} answered something that is not an object")
-        if payload.get("statusCode") not in (0, "0"):
-            message = payload.get("errorText") or payload.get("message") or "no message"
-            if str(payload.get("statusCode")) in BUSY_CODES:
-                raise NotSent(f"terminal {terminal.name} is busy: {message}", code="busy")
+            detail = "without JSON" if payload is None else "something that is not an object"
             raise ProviderError(
-                f"terminal {terminal.name}: {message} (statusCode {payload.get('statusCode')})",
-                code=str(payload.get("statusCode")),
+                f"terminal {terminal.name} answered HTTP {http_status} {detail}",
+                code=NO_SUCH_PATH if http_status == 404 else None,
             )
+        if code != "0":
+            message = payload.get("errorText") or payload.get("message") or "no message"
+            if code in BUSY_CODES:
+                raise NotSent(f"terminal {terminal.name} is busy: {message}", code="busy")
+            raise ProviderError(f"terminal {terminal.name}: {message} (statusCode {code})", code=code)
         data = payload.get("data")
         return data if isinstance(data, dict) else {}
+
+    # --- tokens (kaspi.md §B: /v2/register, /v2/revoke, renewal before expiry and on 401/403) ---
+
+    def newest(self, terminal: TerminalRef) -> TerminalRef:
+        known = self._fresh.get(terminal.id)
+        if known is None or known.access_token == terminal.access_token:
+            return terminal
+        if terminal.token_renewed_at is not None and (
+            known.token_renewed_at is None or terminal.token_renewed_at > known.token_renewed_at
+        ):
+            return terminal  # renewed by another process since
+        return known
+
+    def pair(self, terminal: TerminalRef, data: dict[str, Any], client_name: str) -> TerminalRef:
+        access, refresh = data.get("accessToken"), data.get("refreshToken")
+        if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
+            raise ProviderError(f"terminal {terminal.name} issued no token pair", retryable=False)
+        now = self.clock()
+        return replace(
+            terminal,
+            access_token=access,
+            refresh_token=refresh,
+            client_name=client_name,
+            token_expires_at=parse_expiry(data.get("expirationDate"), now),
+            token_renewed_at=now,
+        )
+
+    async def register(self, terminal: TerminalRef, client_name: str) -> TerminalRef:
+        """``/v2/register``: the terminal asks the person in front of it to approve; the answer
+        is a new token pair (returned, not stored: the caller stores it)."""
+        session = await self.session()
+        url = f"{terminal.base_url.rstrip('/')}/v2/register"
+        try:
+            async with session.get(
+                url, params={"name": client_name}, timeout=aiohttp.ClientTimeout(total=REGISTER_TIMEOUT)
+            ) as resp:
+                payload = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ProviderError(f"terminal {terminal.name} did not register us: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(payload, dict) or str(payload.get("statusCode")) != "0":
+            message = payload.get("errorText") if isinstance(payload, dict) else None
+            raise ProviderError(f"terminal {terminal.name} refused the registration: {message or payload!r}")
+        data = payload.get("data")
+        return self.pair(terminal, data if isinstance(data, dict) else {}, client_name)
+
+    async def renew(self, terminal: TerminalRef, *, refused: bool = False) -> TerminalRef:
+        """``/v2/revoke`` with the refresh token: a new pair, stored for every process. One
+        renewal per terminal at a time here; another process's renewal is found in the store."""
+        lock = self._renewing.setdefault(terminal.id, asyncio.Lock())
+        async with lock:
+            newest = self.newest(terminal)
+            if newest.access_token != terminal.access_token:
+                return newest  # renewed while this call waited for the lock
+            if self.store is not None:
+                stored = await self.store.current(terminal.id)
+                if stored is not None and stored.access_token != terminal.access_token:
+                    self._fresh[terminal.id] = stored
+                    return stored
+            if self.store is None or not terminal.refresh_token or not terminal.client_name:
+                raise TokenRejected(
+                    f"terminal {terminal.name} {'refused' if refused else 'will refuse'} its access token and "
+                    f"paycenter holds no refresh token for it: register it with `paycenter terminal register "
+                    f"{terminal.name} --url {terminal.base_url}`",
+                    code="token",
+                )
+            params = {"name": terminal.client_name, "refreshToken": terminal.refresh_token}
+            try:
+                data = await self._get(terminal, "revoke", params)
+            except ProviderError as exc:
+                if not isinstance(exc, TokenRejected) and exc.code != REVOKE_REFUSED:
+                    raise  # unreachable, busy: try again later
+                trouble = (
+                    f"terminal {terminal.name} refused to renew its token ({exc.message}): register it again "
+                    f"with `paycenter terminal register {terminal.name} --url {terminal.base_url}`"
+                )
+                await self.store.note(terminal.id, trouble=trouble)
+                raise TokenRejected(trouble, code="token") from exc
+            renewed = self.pair(terminal, data, terminal.client_name)
+            # This process uses the new pair from now on, whether or not the store takes it yet.
+            self._fresh[terminal.id] = renewed
+            self._unsaved[terminal.id] = terminal.refresh_token
+            await self._save_unsaved(renewed)
+            log.info("terminal %s: token renewed, expires %s", terminal.name, renewed.token_expires_at)
+            return renewed
+
+    async def _save_unsaved(self, terminal: TerminalRef) -> None:
+        replaced = self._unsaved.get(terminal.id)
+        if replaced is None or self.store is None:
+            return
+        try:
+            await self.store.save_tokens(terminal.id, replaced=replaced, renewed=self._fresh[terminal.id])
+        except Exception:  # the old pair is dead: keep the new one here and store it on the next call
+            log.exception("terminal %s: could not store its renewed token; will try again", terminal.name)
+            return
+        self._unsaved.pop(terminal.id, None)
+
+    async def keep_token(self, terminal: TerminalRef) -> None:
+        """Renew an idle terminal's token before it expires (no call would renew it otherwise)."""
+        current = self.newest(terminal)
+        await self._save_unsaved(current)
+        if renewal_due(current, self.clock()):
+            await self.renew(current)
 
     async def start(self, request: AttemptStart) -> Started:
         terminal = request.terminal
@@ -224,11 +407,37 @@ class KaspiPosProvider:
 
     async def cancel(self, attempt: AttemptRef) -> None:
         assert attempt.terminal is not None
-        await self.call(attempt.terminal, "cancel", {"processId": attempt.provider_ref})
+        await self._cancel(attempt.terminal, {"processId": attempt.provider_ref})
 
     async def clear(self, terminal: TerminalRef) -> None:
-        """Clear whatever operation is stuck on the terminal (``/v2/cancel`` with its token)."""
-        await self.call(terminal, "cancel")
+        """Clear whatever operation is stuck on the terminal (bare ``/v2/cancel``, the old system's)."""
+        await self._cancel(terminal, None)
+
+    async def _cancel(self, terminal: TerminalRef, params: dict[str, Any] | None) -> None:
+        """``/v2/cancel`` where the terminal has it. No independent client knows the call and the
+        terminal simulator S answers 404 (kaspi.md §B): whether a terminal has it is learnt from
+        its first answer and remembered, never assumed."""
+        current = self.newest(terminal)
+        supported = self._cancels.get(terminal.id, current.cancel_supported)
+        if supported is False:
+            raise CancelUnsupported(f"terminal {terminal.name} cannot cancel an operation", retryable=False)
+        try:
+            await self.call(current, "cancel", params)
+        except ProviderError as exc:
+            if exc.code != NO_SUCH_PATH:
+                raise
+            await self._learn_cancel(current, False)
+            raise CancelUnsupported(f"terminal {terminal.name} cannot cancel an operation", retryable=False) from exc
+        if supported is None:
+            await self._learn_cancel(current, True)
+
+    async def _learn_cancel(self, terminal: TerminalRef, supported: bool) -> None:
+        self._cancels[terminal.id] = supported
+        if self.store is not None:
+            try:
+                await self.store.note(terminal.id, cancel_supported=supported)
+            except Exception:
+                log.exception("terminal %s: could not record whether it cancels", terminal.name)
 
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
         if leg.terminal is None:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from paycenter.config import Settings
+from paycenter.db import Database
+from paycenter.providers import terminals
 from paycenter.providers.base import Provider
 from paycenter.providers.kaspi_pos import KaspiPosProvider
 from paycenter.providers.kaspi_qr import KaspiQrProvider
@@ -27,6 +29,12 @@ def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -
 class Providers:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self._providers: dict[str, Provider] = {name: build(name, settings, clock) for name in settings.providers}
+
+    def attach(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
+        """Give terminal providers the pool to keep what they learn (renewed tokens, features)."""
+        for provider in self._providers.values():
+            if isinstance(provider, KaspiPosProvider):
+                provider.store = terminals.TokenStore(db, clock) if clock else terminals.TokenStore(db)
 
     def names(self) -> list[str]:
         return list(self._providers)

@@ -7,13 +7,14 @@ processes; it is freed only by the holder that took it, when its operation has e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto
-from paycenter.db import new_id
+from paycenter.db import Database, new_id, utcnow
 from paycenter.errors import Conflict, NotFound
 from paycenter.providers.base import TerminalRef
 from paycenter.providers.models import Terminal
@@ -26,30 +27,142 @@ def ref(terminal: Terminal) -> TerminalRef:
         base_url=terminal.base_url,
         access_token=terminal.access_token,
         camera_url=terminal.camera_url,
+        client_name=terminal.client_name,
+        refresh_token=terminal.refresh_token,
+        token_expires_at=terminal.token_expires_at,
+        token_renewed_at=terminal.token_renewed_at,
+        cancel_supported=terminal.cancel_supported,
     )
 
 
-async def refs(session: AsyncSession, ids: set[str]) -> dict[str, TerminalRef | Exception]:
-    """Terminals by id, each token decrypted on its own: one terminal whose stored token no key
-    decrypts must not keep the poller from every other (its entry is the error instead)."""
-    if not ids:
+async def refs(session: AsyncSession, ids: set[str] | None) -> dict[str, TerminalRef | Exception]:
+    """Terminals by id (None: every active one), each token decrypted on its own: one terminal whose
+    stored token no key decrypts must not keep the poller from every other (its entry is the error
+    instead)."""
+    if ids is not None and not ids:
         return {}
-    rows = await session.execute(
-        select(
-            Terminal.id,
-            Terminal.name,
-            Terminal.base_url,
-            type_coerce(Terminal.access_token, String()),  # as stored: decrypted below, row by row
-            Terminal.camera_url,
-        ).where(Terminal.id.in_(ids))
+    query = select(
+        Terminal.id,
+        Terminal.name,
+        Terminal.base_url,
+        type_coerce(Terminal.access_token, String()),  # as stored: decrypted below, row by row
+        Terminal.camera_url,
+        Terminal.client_name,
+        type_coerce(Terminal.refresh_token, String()),
+        Terminal.token_expires_at,
+        Terminal.token_renewed_at,
+        Terminal.cancel_supported,
     )
+    query = query.where(Terminal.id.in_(ids)) if ids is not None else query.where(Terminal.is_active.is_(True))
     found: dict[str, TerminalRef | Exception] = {}
-    for terminal_id, name, base_url, token, camera_url in rows:
+    for (
+        terminal_id,
+        name,
+        base_url,
+        token,
+        camera_url,
+        client,
+        refresh,
+        expires,
+        renewed,
+        cancel,
+    ) in await session.execute(query):
         try:
-            found[terminal_id] = TerminalRef(terminal_id, name, base_url, crypto.keyring().open(token), camera_url)
+            keyring = crypto.keyring()
+            found[terminal_id] = TerminalRef(
+                terminal_id,
+                name,
+                base_url,
+                keyring.open(token),
+                camera_url,
+                client_name=client,
+                refresh_token=keyring.open(refresh) if refresh is not None else None,
+                token_expires_at=expires,
+                token_renewed_at=renewed,
+                cancel_supported=cancel,
+            )
         except Exception as exc:
             found[terminal_id] = exc
     return found
+
+
+class TokenStore:
+    """The terminal pool as a provider's ``TerminalStore``: what a terminal provider learns (a
+    renewed token pair, whether /v2/cancel exists) is written here, one short transaction each, so
+    every process sees it."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def current(self, terminal_id: str) -> TerminalRef | None:
+        async with self.db.reading() as session:
+            found = (await refs(session, {terminal_id})).get(terminal_id)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    async def save_tokens(self, terminal_id: str, *, replaced: str, renewed: TerminalRef) -> bool:
+        """Store the pair that replaced ``replaced`` (a refresh token); False if the stored pair is
+        no longer the one replaced (another process renewed it first: the stored one stays)."""
+        async with self.db.transaction() as session:
+            terminal = await session.scalar(select(Terminal).where(Terminal.id == terminal_id).with_for_update())
+            if terminal is None or terminal.refresh_token != replaced:
+                return False
+            terminal.access_token = renewed.access_token
+            terminal.refresh_token = renewed.refresh_token
+            terminal.token_expires_at = renewed.token_expires_at
+            terminal.token_renewed_at = renewed.token_renewed_at
+            if terminal.health == TOKEN_TROUBLE:
+                terminal.health, terminal.last_error = "ok", None
+            return True
+
+    async def note(self, terminal_id: str, *, cancel_supported: bool | None = None, trouble: str | None = None) -> None:
+        values: dict[str, object] = {}
+        if cancel_supported is not None:
+            values["cancel_supported"] = cancel_supported
+        if trouble is not None:
+            values |= {"health": TOKEN_TROUBLE, "last_error": trouble[:500], "last_checked_at": self.clock()}
+        if values:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(Terminal)
+                    .where(Terminal.id == terminal_id)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+
+
+TOKEN_TROUBLE = "token_rejected"  # Terminal.health: only registering it again helps
+
+
+async def save_registration(
+    session: AsyncSession,
+    *,
+    name: str,
+    base_url: str,
+    camera_url: str | None,
+    registered: TerminalRef,
+    now: datetime,
+) -> tuple[Terminal, bool]:
+    """A terminal's new /v2/register pair: a new terminal, or new tokens for the one of that name
+    (its pending operations stay; its old token is dead anyway). True if it was added."""
+    terminal = await session.scalar(select(Terminal).where(Terminal.name == name).with_for_update())
+    added = terminal is None
+    if terminal is None:
+        terminal = await add(
+            session, name=name, base_url=base_url, access_token=registered.access_token, camera_url=camera_url, now=now
+        )
+    terminal.base_url = base_url.rstrip("/")
+    if camera_url is not None:
+        terminal.camera_url = camera_url
+    terminal.access_token = registered.access_token
+    terminal.client_name = registered.client_name
+    terminal.refresh_token = registered.refresh_token
+    terminal.token_expires_at = registered.token_expires_at
+    terminal.token_renewed_at = registered.token_renewed_at
+    terminal.health, terminal.last_error, terminal.last_checked_at = "ok", None, now
+    return terminal, added
 
 
 async def add(

@@ -14,12 +14,20 @@ Behaviour, per terminal (one operation at a time, like the device):
 - ``/v2/refund`` starts a refund of a successful payment *made on this terminal*; it is an operation
   too (the terminal is busy) and stays ``wait`` until the customer confirms in the Kaspi app (control
   ``refund/confirm``) or declines (``refund/fail``). Pending refunds count against what is refundable.
+- Tokens, as the terminal simulator S does with its ``--secure`` switch (kaspi.md §B): every call but
+  ``/v2/register`` needs a live ``accesstoken``; ``/v2/register?name=`` issues a pair that lives
+  ``token_lifetime`` (24 h) by the terminal's own clock, ``/v2/revoke?name=&refreshToken=`` (with
+  the current access token) replaces it. A terminal built with a token has it pre-issued, as if
+  registered under the client name ``paycenter``. Registration is approved at once, or, in
+  registration mode ``manual``, only when the person at the terminal approves (control).
+- ``/v2/cancel`` exists only on terminals built with ``cancel=True`` (the old system's firmware);
+  otherwise it answers 404 as S does for any path it does not know.
 - Mode ``silent``: the terminal's /v2 calls hang until the mode changes (at most ``SILENT_MAX_HANG``).
   Mode ``unknown``: the current (or last) operation and every operation started in this mode answer
   ``status: unknown`` on /v2/status until ``/v2/actualize`` is called for it; the real state moves on.
 
 Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 nothing to act on):
-    GET  /_sim/terminals                      list; POST /_sim/terminals {"name", "token"} adds one
+    GET  /_sim/terminals                      list; POST /_sim/terminals {"name", "token", "cancel"?} adds one
     GET  /_sim/terminals/{T}                  {busy, mode, processId, status, amount, operations, refunds, ...}
     POST /_sim/terminals/{T}/confirm          {"amount"?: int tenge, "method"?: "kaspi_gold" | ...,
                                               "chequeAmount"?: str (the cheque's text instead of "<sum> ₸")}
@@ -27,6 +35,10 @@ Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 not
     POST /_sim/terminals/{T}/payer-cancel
     POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown" | "stuck"}
     POST /_sim/terminals/{T}/refund/confirm   POST /_sim/terminals/{T}/refund/fail
+    POST /_sim/terminals/{T}/clock            {"advance": seconds}: the terminal's clock (tokens expire)
+    POST /_sim/terminals/{T}/registration     {"mode": "auto" | "manual"}
+    POST /_sim/terminals/{T}/approve          POST /_sim/terminals/{T}/deny   (a waiting /v2/register)
+    POST /_sim/terminals/{T}/features         {"cancel": bool}
     POST /_sim/reset                          GET /_sim/stats -> {statusCalls, statusCallsByTerminal}
 The Python methods on ``Simulator`` must be called on the event loop that serves the app.
 """
@@ -57,15 +69,30 @@ PATH_ACTUALIZE = "/v2/actualize"
 PATH_CANCEL = "/v2/cancel"
 PATH_REFUND = "/v2/refund"
 PATH_DEVICEINFO = "/v2/deviceinfo"
+PATH_REGISTER = "/v2/register"  # the only call without a token (S; N; kaspi.md §B)
+PATH_REVOKE = "/v2/revoke"
 
 # Query parameters.
 Q_AMOUNT = "amount"  # whole tenge, a positive integer
 Q_PROCESS_ID = "processId"
 Q_METHOD = "method"  # refund: one of REFUND_METHODS
 Q_TRANSACTION_ID = "transactionId"
+Q_NAME = "name"  # register/revoke: the client's name; revoke needs the one it registered with (S: 105)
+Q_REFRESH_TOKEN = "refreshToken"
 
-# Header carrying the terminal's access token (refund, deviceinfo, cancel without processId).
+# Header carrying the access token, on every call but register (S checks it on every other path,
+# revoke included; N sends it on every call but register and revoke; kaspi.md §B).
 H_ACCESS_TOKEN = "accesstoken"
+
+# register/revoke data: {accessToken, refreshToken, expirationDate}; the date is the terminal's
+# local time without a zone, "MMM d, yyyy HH:mm:ss" in S and T, "yyyy-MM-dd HH:mm:ss" in T and N.
+D_ACCESS_TOKEN = "accessToken"
+D_REFRESH_TOKEN = "refreshToken"
+D_EXPIRATION_DATE = "expirationDate"
+EXPIRY_FORMATS = ("%b %d, %Y %H:%M:%S", "%Y-%m-%d %H:%M:%S")
+TOKEN_LIFETIME = 24 * 3600.0  # S: timedelta(hours=24); T assumes about a day
+TERMINAL_UTC_OFFSET = 5 * 3600  # a terminal in Kazakhstan keeps local time (UTC+5 since 2024-03-01)
+REGISTRATION_WAIT = 30.0  # seconds a /v2/register waits for the person at the terminal (manual mode)
 
 # Response envelope: {"statusCode": 0, "data": {...}, "message"?, "errorText"?}.
 # Errors carry a non-zero statusCode, "data": null and the text in both "errorText" and "message"
@@ -136,11 +163,17 @@ ERR_OPERATION_FINISHED = (-4, 200)  # /v2/cancel of an operation that already en
 ERR_TRANSACTION_NOT_FOUND = (-5, 200)
 ERR_REFUND_EXCEEDS = (-6, 200)
 ERR_REFUND_METHOD = (-7, 200)  # refund method differs from the way the purchase was paid
-ERR_ACCESS_DENIED = (-10, 401)
+# A missing, unknown or expired token: S answers HTTP 401 with statusCode 401, "Authorization failed".
+ERR_ACCESS_DENIED = (401, 401)
+ERR_REVOKE_REFUSED = (105, 200)  # revoke with another name or refresh token (S; N handles 105)
+ERR_NOT_APPROVED = (-12, 200)  # simulator only: the person at the terminal declined, or nobody answered
+# Any path the terminal does not have (S: HTTP 404, statusCode 404), /v2/cancel included unless enabled.
+ERR_NO_SUCH_PATH = (404, 404)
+TEXT_NO_SUCH_PATH = "Invalid Url. Please, contact developers"
 ERR_TERMINAL_NOT_FOUND = (-11, 404)  # simulator only: no such terminal name (a real one would not answer)
 
 TEXT_BUSY = "Terminal is busy: another operation is in progress"
-TEXT_ACCESS_DENIED = "Access denied: invalid or missing access token"
+TEXT_ACCESS_DENIED = "Authorization failed"
 
 # The old system's camera service: GET {camera}/scan-qr/{id}?timeout=<ms> -> {"success", "qrData"}.
 CAMERA_PATH = "/camera/scan-qr/{terminal}"
@@ -294,10 +327,25 @@ class Operation:
         return out
 
 
+@dataclass
+class Grant:
+    """A token pair the terminal issued: to whom (the client name) and until when (terminal clock)."""
+
+    name: str
+    refresh_token: str
+    expires_at: float
+
+
+PRE_REGISTERED_NAME = "paycenter"
+
+
 class Terminal:
-    def __init__(self, name: str, token: str) -> None:
+    def __init__(self, name: str, token: str, *, cancel: bool = False) -> None:
         self.name = name
-        self.token = token
+        self.built_token, self.built_cancel = token, cancel
+        self.token_lifetime = TOKEN_LIFETIME
+        self.expiry_format = EXPIRY_FORMATS[0]
+        self.waiting_registrations: list[asyncio.Future[bool]] = []
         self.serial = f"KSP{uuid.uuid5(uuid.NAMESPACE_URL, name).int % 10**10:010d}"
         number = uuid.uuid5(uuid.NAMESPACE_DNS, name).int
         self.pos_num = f"{number % 10**6:06d}"
@@ -307,7 +355,37 @@ class Terminal:
         self.qr_shown = asyncio.Event()  # set while a payment QR is on the screen
         self.reset()
 
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def issue(self, client_name: str) -> dict[str, Any]:
+        access, refresh = uuid.uuid4().hex, uuid.uuid4().hex  # S: uuid4().hex for both
+        expires = self.now() + self.token_lifetime
+        self.grants[access] = Grant(client_name, refresh, expires)
+        local = time.gmtime(expires + TERMINAL_UTC_OFFSET)  # local time, written without a zone
+        return {
+            D_ACCESS_TOKEN: access,
+            D_REFRESH_TOKEN: refresh,
+            D_EXPIRATION_DATE: time.strftime(self.expiry_format, local),
+        }
+
+    def live_grant(self, token: str | None) -> Grant:
+        grant = self.grants.get(token) if token else None
+        if grant is None or grant.expires_at <= self.now():  # S checks the expiry on every call
+            self.rejected_tokens += 1
+            raise ProtocolError(ERR_ACCESS_DENIED, TEXT_ACCESS_DENIED)
+        return grant
+
     def reset(self) -> None:
+        self.cancel_supported = self.built_cancel
+        self.clock_offset = 0.0  # seconds the terminal's clock runs ahead of ours (control "clock")
+        self.registration = "auto"
+        self.register_calls = self.revoke_calls = self.rejected_tokens = 0
+        # Built with a token: as if it had been registered under PRE_REGISTERED_NAME.
+        self.grants: dict[str, Grant] = {}
+        self.grants[self.built_token] = Grant(
+            PRE_REGISTERED_NAME, f"refresh-{self.built_token}", self.now() + self.token_lifetime
+        )
         self.mode = MODE_NORMAL
         self.awake.set()
         self.qr_shown.clear()
@@ -344,6 +422,12 @@ class Terminal:
             "refunds": [o.snapshot() for o in ops if o.kind == "refund"],
             "statusCalls": self.status_calls,
             "actualizeCalls": self.actualize_calls,
+            "cancelSupported": self.cancel_supported,
+            "liveTokens": sum(1 for g in self.grants.values() if g.expires_at > self.now()),
+            "registerCalls": self.register_calls,
+            "revokeCalls": self.revoke_calls,
+            "rejectedTokens": self.rejected_tokens,
+            "waitingRegistrations": len(self.waiting_registrations),
             "silentWaiters": self.silent_waiters,
             "cameraWaiters": self.camera_waiters,
         }
@@ -352,22 +436,22 @@ class Terminal:
 class Simulator:
     """In-memory state of all simulated terminals, and the payer's controls."""
 
-    def __init__(self, terminals: dict[str, str] | None = None) -> None:
+    def __init__(self, terminals: dict[str, str] | None = None, *, cancel: bool = False) -> None:
         self.terminals: dict[str, Terminal] = {}
         self.status_calls = 0
         self._ids: set[str] = set()
         self._order = 0
         for name, token in (DEFAULT_TERMINALS if terminals is None else terminals).items():
-            self.add_terminal(name, token)
+            self.add_terminal(name, token, cancel=cancel)
 
     # -- terminals --------------------------------------------------------------------------------
 
-    def add_terminal(self, name: str, token: str) -> Terminal:
+    def add_terminal(self, name: str, token: str, *, cancel: bool = False) -> Terminal:
         if not _NAME_RE.match(name):
             raise BadArgument(f"bad terminal name {name!r}")
         if name in self.terminals:
             raise SimulatorError(f"terminal {name!r} exists")
-        term = self.terminals[name] = Terminal(name, token)
+        term = self.terminals[name] = Terminal(name, token, cancel=cancel)
         return term
 
     def get(self, name: str) -> Terminal:
@@ -377,7 +461,7 @@ class Simulator:
         return term
 
     def reset(self) -> None:
-        """Forget every operation, mode and counter; keep the terminals."""
+        """Forget every operation, mode, token issued and counter; keep the terminals as built."""
         for term in self.terminals.values():
             term.reset()
         self.status_calls = 0
@@ -403,11 +487,6 @@ class Simulator:
         return f"{self._order:08d}"
 
     # -- the terminal's API -----------------------------------------------------------------------
-
-    @staticmethod
-    def _check_token(term: Terminal, token: str | None) -> None:
-        if not token or not secrets.compare_digest(token.encode(), term.token.encode()):
-            raise ProtocolError(ERR_ACCESS_DENIED, TEXT_ACCESS_DENIED)
 
     @staticmethod
     def _amount(raw: str | None) -> int:
@@ -470,9 +549,10 @@ class Simulator:
             op.desynced = False
         return op.wire()
 
-    def api_cancel(self, term: Terminal, process_id: str | None, token: str | None) -> dict[str, Any]:
-        if not process_id:  # "clear a stuck operation": needs the access token
-            self._check_token(term, token)
+    def api_cancel(self, term: Terminal, process_id: str | None) -> dict[str, Any]:
+        if not term.cancel_supported:  # in no independent contract; S answers 404 (kaspi.md §B)
+            raise ProtocolError(ERR_NO_SUCH_PATH, TEXT_NO_SUCH_PATH)
+        if not process_id:  # the old system's "clear whatever is stuck" (L)
             op = term.current
             if op is not None:
                 self._finish(term, op, STATUS_FAIL, SUB_CANCELLED)
@@ -489,9 +569,7 @@ class Simulator:
         method: str | None,
         amount_raw: str | None,
         transaction_id: str | None,
-        token: str | None,
     ) -> dict[str, Any]:
-        self._check_token(term, token)
         if method not in REFUND_METHODS:
             raise ProtocolError(ERR_INVALID_PARAMETER, f"Invalid {Q_METHOD}: one of {', '.join(REFUND_METHODS)}")
         amount = self._amount(amount_raw)
@@ -518,11 +596,44 @@ class Simulator:
         self._start(term, op)
         return {D_PROCESS_ID: op.process_id, D_STATUS: op.status}  # as /v2/payment (kaspi.md §B)
 
-    def api_deviceinfo(self, term: Terminal, token: str | None) -> dict[str, Any]:
-        self._check_token(term, token)
+    def api_deviceinfo(self, term: Terminal) -> dict[str, Any]:
         # {posNum, serialNum, terminalId}, all strings, and nothing more (kaspi.md §B [2+]); the
         # fields this simulator used to add (model, battery, busy, ...) were its own invention.
         return {"posNum": term.pos_num, "serialNum": term.serial, "terminalId": term.terminal_id}
+
+    async def api_register(self, term: Terminal, name: str | None) -> dict[str, Any]:
+        """A new token pair for client ``name``, once the person at the terminal approves."""
+        term.register_calls += 1
+        if not name:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Missing param: {Q_NAME}")  # S
+        if term.registration == "manual":
+            decided: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            term.waiting_registrations.append(decided)
+            try:
+                approved = await asyncio.wait_for(asyncio.shield(decided), REGISTRATION_WAIT)
+            except TimeoutError:
+                approved = False
+            finally:
+                if decided in term.waiting_registrations:
+                    term.waiting_registrations.remove(decided)
+            if not approved:
+                raise ProtocolError(ERR_NOT_APPROVED, "Registration was not approved on the terminal")
+        return term.issue(name)
+
+    def api_revoke(self, term: Terminal, name: str | None, refresh: str | None, token: str | None) -> dict[str, Any]:
+        """Replace the caller's pair (S's checks, in S's order); the old access token dies."""
+        term.revoke_calls += 1
+        if not name:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Missing param: {Q_NAME}")
+        if not refresh:
+            raise ProtocolError(ERR_INVALID_PARAMETER, f"Param unvalidated: {Q_REFRESH_TOKEN}. It's empty")
+        grant = term.live_grant(token)
+        if grant.name != name:
+            raise ProtocolError(ERR_REVOKE_REFUSED, "Revoke Error. Wrong name")
+        if not secrets.compare_digest(grant.refresh_token.encode(), refresh.encode()):
+            raise ProtocolError(ERR_REVOKE_REFUSED, "Revoke Error. Wrong refresh token")
+        del term.grants[token]  # type: ignore[arg-type]
+        return term.issue(name)
 
     # -- the payer's side (controls) --------------------------------------------------------------
 
@@ -581,6 +692,36 @@ class Simulator:
         term, op = self._current(name, "refund")
         self._finish(term, op, STATUS_FAIL, SUB_QR_FAILURE if op.method == CHEQUE_METHOD_QR else SUB_CARD_FAILURE)
         return op.snapshot()
+
+    def advance_clock(self, name: str, seconds: Any) -> dict[str, Any]:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise BadArgument("advance must be a number of seconds >= 0")
+        term = self.get(name)
+        term.clock_offset += float(seconds)
+        return term.snapshot()
+
+    def set_registration(self, name: str, mode: Any) -> dict[str, Any]:
+        if mode not in ("auto", "manual"):
+            raise BadArgument("mode must be auto or manual")
+        term = self.get(name)
+        term.registration = mode
+        return term.snapshot()
+
+    def decide_registration(self, name: str, approved: bool) -> dict[str, Any]:
+        """The person at the terminal answers the oldest waiting registration request."""
+        term = self.get(name)
+        waiting = [f for f in term.waiting_registrations if not f.done()]
+        if not waiting:
+            raise SimulatorError(f"no registration waits on terminal {name!r}")
+        waiting[0].set_result(approved)
+        return term.snapshot()
+
+    def set_features(self, name: str, cancel: Any) -> dict[str, Any]:
+        if not isinstance(cancel, bool):
+            raise BadArgument("cancel must be true or false")
+        term = self.get(name)
+        term.cancel_supported = cancel
+        return term.snapshot()
 
     def set_mode(self, name: str, mode: str) -> dict[str, Any]:
         if mode not in MODES:
@@ -648,33 +789,41 @@ def _control_error(exc: SimulatorError, status: int = 409) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 
-def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True) -> Starlette:
-    """An ASGI app simulating `terminals` (name -> access token); state at ``app.state.sim``."""
-    sim = Simulator(terminals)
+def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True, cancel: bool = False) -> Starlette:
+    """An ASGI app simulating `terminals` (name -> access token); state at ``app.state.sim``.
+    ``cancel``: the terminals answer /v2/cancel (the old system's firmware; none by default)."""
+    sim = Simulator(terminals, cancel=cancel)
 
-    def v2(handler: Any) -> Any:
-        async def endpoint(request: Request) -> JSONResponse:
-            term = sim.terminals.get(request.path_params["terminal"])
-            if term is None:
-                return _err(ProtocolError(ERR_TERMINAL_NOT_FOUND, "No such terminal"))
-            if term.mode == MODE_SILENT:
-                await sim.wait_awake(term)
-            try:
-                return _ok(handler(term, request.query_params, request.headers.get(H_ACCESS_TOKEN)))
-            except ProtocolError as exc:
-                return _err(exc)
-
-        return endpoint
+    async def v2(request: Request) -> JSONResponse:
+        term = sim.terminals.get(request.path_params["terminal"])
+        if term is None:
+            return _err(ProtocolError(ERR_TERMINAL_NOT_FOUND, "No such terminal"))
+        if term.mode == MODE_SILENT:
+            await sim.wait_awake(term)
+        path = "/v2/" + request.path_params["call"]
+        q, token = request.query_params, request.headers.get(H_ACCESS_TOKEN)
+        try:
+            if path == PATH_REGISTER:
+                return _ok(await sim.api_register(term, q.get(Q_NAME)))
+            if path == PATH_REVOKE:
+                return _ok(sim.api_revoke(term, q.get(Q_NAME), q.get(Q_REFRESH_TOKEN), token))
+            handler = api.get(path)
+            if handler is None:
+                raise ProtocolError(ERR_NO_SUCH_PATH, TEXT_NO_SUCH_PATH)
+            term.live_grant(token)  # every other call needs a live token (S, "--secure")
+            return _ok(handler(term, q))
+        except ProtocolError as exc:
+            return _err(exc)
 
     api = {
-        PATH_PAYMENT: lambda t, q, h: sim.api_payment(t, q.get(Q_AMOUNT)),
-        PATH_STATUS: lambda t, q, h: sim.api_status(t, q.get(Q_PROCESS_ID)),
-        PATH_ACTUALIZE: lambda t, q, h: sim.api_actualize(t, q.get(Q_PROCESS_ID)),
-        PATH_CANCEL: lambda t, q, h: sim.api_cancel(t, q.get(Q_PROCESS_ID), h),
-        PATH_REFUND: lambda t, q, h: sim.api_refund(t, q.get(Q_METHOD), q.get(Q_AMOUNT), q.get(Q_TRANSACTION_ID), h),
-        PATH_DEVICEINFO: lambda t, q, h: sim.api_deviceinfo(t, h),
+        PATH_PAYMENT: lambda t, q: sim.api_payment(t, q.get(Q_AMOUNT)),
+        PATH_STATUS: lambda t, q: sim.api_status(t, q.get(Q_PROCESS_ID)),
+        PATH_ACTUALIZE: lambda t, q: sim.api_actualize(t, q.get(Q_PROCESS_ID)),
+        PATH_CANCEL: lambda t, q: sim.api_cancel(t, q.get(Q_PROCESS_ID)),
+        PATH_REFUND: lambda t, q: sim.api_refund(t, q.get(Q_METHOD), q.get(Q_AMOUNT), q.get(Q_TRANSACTION_ID)),
+        PATH_DEVICEINFO: lambda t, q: sim.api_deviceinfo(t),
     }
-    routes = [Route("/terminals/{terminal}" + path, v2(handler), methods=["GET"]) for path, handler in api.items()]
+    routes = [Route("/terminals/{terminal}/v2/{call:path}", v2, methods=["GET"])]
 
     async def scan_qr(request: Request) -> JSONResponse:
         term = sim.terminals.get(request.path_params["terminal"])
@@ -717,10 +866,10 @@ def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True) 
         return endpoint
 
     def add_terminal(_name: str | None, data: dict[str, Any]) -> dict[str, Any]:
-        name, token = data.get("name"), data.get("token")
-        if not isinstance(name, str) or not isinstance(token, str) or not token:
-            raise BadArgument("body needs name and token (strings)")
-        return sim.add_terminal(name, token).snapshot()
+        name, token, can_cancel = data.get("name"), data.get("token"), data.get("cancel", False)
+        if not isinstance(name, str) or not isinstance(token, str) or not token or not isinstance(can_cancel, bool):
+            raise BadArgument("body needs name and token (strings), and cancel (boolean) if any")
+        return sim.add_terminal(name, token, cancel=can_cancel).snapshot()
 
     def reset(_name: str | None, _data: dict[str, Any]) -> dict[str, Any]:
         sim.reset()
@@ -764,6 +913,17 @@ def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True) 
         Route(t + "/mode", control(set_mode), methods=["POST"]),
         Route(t + "/refund/confirm", control(lambda name, data: sim.confirm_refund(name)), methods=["POST"]),
         Route(t + "/refund/fail", control(lambda name, data: sim.fail_refund(name)), methods=["POST"]),
+        Route(t + "/clock", control(lambda name, data: sim.advance_clock(name, data.get("advance"))), methods=["POST"]),
+        Route(
+            t + "/registration",
+            control(lambda name, data: sim.set_registration(name, data.get("mode"))),
+            methods=["POST"],
+        ),
+        Route(t + "/approve", control(lambda name, data: sim.decide_registration(name, True)), methods=["POST"]),
+        Route(t + "/deny", control(lambda name, data: sim.decide_registration(name, False)), methods=["POST"]),
+        Route(
+            t + "/features", control(lambda name, data: sim.set_features(name, data.get("cancel"))), methods=["POST"]
+        ),
     ]
     app = Starlette(routes=routes)
     app.state.sim = sim
