@@ -333,3 +333,73 @@ def test_the_cli_actor_falls_back_to_the_uid(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(getpass, "getuser", nameless)
     assert admins.cli_actor() == f"cli:uid-{os.getuid()}"
+
+
+async def _stored_terminals(database_url: str, key: str) -> list[tuple[str, str, str | None, str | None, bool]]:
+    """(name, client name, refresh token as stored, as read with ``key``, health ok) of each terminal."""
+    from sqlalchemy import String, select, type_coerce
+
+    from paycenter import crypto
+    from paycenter.db import Database
+    from paycenter.providers.models import Terminal
+
+    db = Database(database_url)
+    crypto.configure(key)
+    try:
+        async with db.reading() as session:
+            raw = dict(
+                (await session.execute(select(Terminal.name, type_coerce(Terminal.refresh_token, String())))).all()
+            )
+            rows = await session.scalars(select(Terminal).order_by(Terminal.name))
+            return [(t.name, t.client_name, raw[t.name], t.refresh_token, t.health == "ok") for t in rows]
+    finally:
+        crypto.configure("")
+        await db.dispose()
+
+
+async def test_terminal_register_walks_the_operator_through_approval(cli: Cli) -> None:
+    """Issue 12: `paycenter terminal register NAME --url URL` asks the terminal for a token pair
+    (/v2/register), which the person at the terminal approves; the pair is stored encrypted."""
+    from asgi_server import serve
+    from paycenter import crypto
+    from paycenter.simulators import kaspi_pos
+
+    (await cli("migrate")).ok()
+    env = {"PAYCENTER_SECRET_KEYS": crypto.new_key()}
+    app = kaspi_pos.create_app()
+    sim = app.state.sim
+    sim.set_registration("T1", "manual")
+    async with serve(app) as base:
+        url = f"{base}/terminals/T1"
+        args = ("terminal", "register", "till-7", "--url", url, "--client-name", "shop")
+
+        async def approved_by_the_person(approve: bool) -> Run:
+            running = asyncio.create_task(cli(*args, env_extra=env))
+            deadline = asyncio.get_running_loop().time() + 30
+            while not sim.terminals["T1"].waiting_registrations:
+                assert not running.done(), (await running).err
+                assert asyncio.get_running_loop().time() < deadline, "the request never reached the terminal"
+                await asyncio.sleep(0.02)
+            sim.decide_registration("T1", approve)
+            return await running
+
+        denied = await approved_by_the_person(False)
+        assert denied.rc == 1 and "refused the registration" in denied.err
+        assert await _stored_terminals(cli.database_url, env["PAYCENTER_SECRET_KEYS"]) == []  # nothing written
+
+        run = (await approved_by_the_person(True)).ok()
+        assert "approve the request on the terminal's screen" in run.out
+        assert "added; token expires 20" in run.out and '"serialNum"' in run.out
+        ((name, client, raw, refresh, healthy),) = await _stored_terminals(
+            cli.database_url, env["PAYCENTER_SECRET_KEYS"]
+        )
+        grant = next(g for g in sim.terminals["T1"].grants.values() if g.name == "shop")
+        assert (name, client, refresh, healthy) == ("till-7", "shop", grant.refresh_token, True)
+        assert raw is not None and raw.startswith("fernet:") and grant.refresh_token not in raw
+
+        sim.set_registration("T1", "auto")  # registering again gives the same terminal a new pair
+        run = (await cli(*args, env_extra=env)).ok()
+        assert "registered again" in run.out
+        ((name, _, _, again, _),) = await _stored_terminals(cli.database_url, env["PAYCENTER_SECRET_KEYS"])
+        assert name == "till-7" and again != refresh
+    assert sim.terminals["T1"].register_calls == 3

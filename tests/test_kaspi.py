@@ -28,6 +28,7 @@ from paycenter.payments import poller
 from paycenter.payments.models import Attempt, PaymentMethod
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals
+from paycenter.providers.base import TerminalRef
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
 from paycenter.quarantine import Loop, QuarantinedRow
@@ -601,3 +602,127 @@ async def test_readyz(kaspi: Kaspi):
     r = await kaspi.client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     assert (await kaspi.client.get("/healthz")).json() == {"status": "ok"}
+
+
+# --- terminal tokens (issue 12: static tokens stopped every terminal after a day) ------------------
+
+
+async def _register(k: Kaspi, name: str, client: str = "paycenter-test") -> TerminalRef:
+    """What `paycenter terminal register` does (its own test: test_cli), in this process."""
+    provider = k.ctx.providers.get("kaspi_pos")
+    async with k.db.reading() as session:
+        row = await terminals.get(session, name)
+    registered = await provider.register(terminals.ref(row), client)
+    async with k.db.transaction() as session:
+        await terminals.save_registration(
+            session, name=name, base_url=row.base_url, camera_url=None, registered=registered, now=k.ctx.now()
+        )
+    return registered
+
+
+async def _only(k: Kaspi, *names: str) -> None:
+    async with k.db.transaction() as session:
+        for row in await terminals.all_terminals(session):
+            row.is_active = row.name in names
+
+
+async def _terminal_row(k: Kaspi, name: str) -> Terminal:
+    async with k.db.reading() as session:
+        return await terminals.get(session, name)
+
+
+async def _pay_on(k: Kaspi, merchant, name: str) -> None:
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid)
+    assert await terminal_of(k, await k.live(pid)) == name
+    k.pos.confirm(name)
+    await k.wait_event(pid, "paid")
+
+
+async def test_pos_token_is_renewed_before_it_expires(kaspi: Kaspi, merchant, clock):
+    k = kaspi
+    first = await _register(k, "T1")
+    await _only(k, "T1")
+    row = await _terminal_row(k, "T1")
+    assert (row.client_name, row.refresh_token) == ("paycenter-test", first.refresh_token)
+    assert row.token_expires_at is not None and timedelta(hours=22) < row.token_expires_at - clock() <= timedelta(
+        hours=24
+    )
+
+    # An idle terminal: nothing calls it, yet its pair is renewed before the day is over.
+    clock.advance(hours=18)
+    k.pos.advance_clock("T1", 18 * 3600)
+    await wait_until(lambda: k.pos.terminal("T1")["revokeCalls"] == 1, timeout=5, what="the renewal")
+
+    async def renewed() -> Terminal | None:
+        found = await _terminal_row(k, "T1")
+        return found if found.access_token != first.access_token else None
+
+    row = await eventually(renewed, timeout=5, what="the renewed pair stored")
+    assert row.refresh_token != first.refresh_token and row.health != terminals.TOKEN_TROUBLE
+    assert row.token_renewed_at is not None and abs(row.token_renewed_at - clock()) < timedelta(minutes=1)
+
+    # Past the first pair's day: payments go on with the renewed one.
+    clock.advance(hours=7)
+    k.pos.advance_clock("T1", 7 * 3600)
+    await _pay_on(k, merchant, "T1")
+    assert k.pos.terminal("T1")["revokeCalls"] == 1 and k.pos.terminal("T1")["rejectedTokens"] == 0
+
+
+async def test_pos_expired_static_token_sends_the_payer_to_another_terminal(kaspi: Kaspi, merchant):
+    """Issue 12's defect: a static token dies after about a day and the terminal with it. Now the
+    payer is sent to a terminal that works, and the operator is told what fixes this one."""
+    k = kaspi
+    await _only(k, "T1", "T2")
+    k.pos.advance_clock("T1", 25 * 3600)  # T1's token has expired; T2's has not
+    await _pay_on(k, merchant, "T2")
+    row = await _terminal_row(k, "T1")
+    assert row.health == terminals.TOKEN_TROUBLE
+    assert "paycenter terminal register T1 --url" in (row.last_error or "")
+    assert row.busy_with is None and k.pos.terminal("T1")["busy"] is False
+
+    await _only(k, "T1")  # the only one left: the payer hears why, nothing is held
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    r = await k.client.post(f"/pay/{pid}/start", data={"method": "kaspi_gold"})
+    assert "error" in r.headers["location"]
+    assert await _free_terminals(k.db) == 3
+
+
+async def test_pos_token_renewed_by_another_process_is_picked_up(kaspi: Kaspi, merchant, clock):
+    k = kaspi
+    await _register(k, "T1")
+    stale = terminals.ref(await _terminal_row(k, "T1"))
+    # Its clock is not moved, so it sees no renewal due: it learns of the renewal by a refusal.
+    elsewhere = kaspi_pos_provider.KaspiPosProvider(k.ctx.settings, store=terminals.TokenStore(k.db))
+    try:
+        assert (await elsewhere.device_info(stale))["serialNum"]
+        clock.advance(hours=18)
+        k.pos.advance_clock("T1", 18 * 3600)
+        await wait_until(lambda: k.pos.terminal("T1")["revokeCalls"] == 1, timeout=5, what="the renewal here")
+        # The other process still holds the old token: refused once, then the stored pair is used.
+        await eventually(lambda: _differs(k, stale), timeout=5, what="the renewed pair stored")
+        assert (await elsewhere.device_info(stale))["serialNum"]
+        assert k.pos.terminal("T1")["revokeCalls"] == 1  # not renewed twice
+        assert k.pos.terminal("T1")["rejectedTokens"] == 1
+    finally:
+        await elsewhere.close()
+
+
+async def _differs(k: Kaspi, stale: TerminalRef) -> bool:
+    return (await _terminal_row(k, stale.name)).access_token != stale.access_token
+
+
+async def test_pos_refused_renewal_marks_the_terminal_for_registration(kaspi: Kaspi, merchant):
+    k = kaspi
+    await _register(k, "T1")
+    provider = k.ctx.providers.get("kaspi_pos")
+    k.pos.advance_clock("T1", 25 * 3600)  # paycenter was down for a day: the pair died unrenewed
+    with pytest.raises(kaspi_pos_provider.TokenRejected) as refused:
+        await provider.device_info(terminals.ref(await _terminal_row(k, "T1")))
+    assert "register it again" in refused.value.message
+    row = await _terminal_row(k, "T1")
+    assert row.health == terminals.TOKEN_TROUBLE and "paycenter terminal register T1" in (row.last_error or "")
+    # Registering again heals it.
+    await _register(k, "T1")
+    assert (await provider.device_info(terminals.ref(await _terminal_row(k, "T1"))))["serialNum"]
+    assert (await _terminal_row(k, "T1")).health == "ok"

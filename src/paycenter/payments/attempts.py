@@ -34,6 +34,7 @@ from paycenter.providers.base import (
     METHOD_ALIASES,
     AttemptRef,
     AttemptStart,
+    NotSent,
     PollResult,
     PollState,
     ProviderError,
@@ -101,7 +102,13 @@ async def live_attempt(session: AsyncSession, payment_id: str) -> Attempt | None
 
 
 async def begin(
-    session: AsyncSession, *, payment_id: str, method_code: str | None, providers: Providers, now: datetime
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    method_code: str | None,
+    providers: Providers,
+    now: datetime,
+    avoid: set[str] | None = None,
 ) -> Begun:
     payment = await service.lock(session, payment_id)
     if await service.expire_if_due(session, payment, now=now):
@@ -123,7 +130,7 @@ async def begin(
     attempt.payer_covers_fee = covers
     terminal = None
     if provider.needs_terminal:
-        terminal = await terminals.allocate(session, holder=attempt.id, now=now)
+        terminal = await terminals.allocate(session, holder=attempt.id, now=now, avoid=avoid)
         if terminal is None:
             raise TerminalsBusy("All terminals are busy right now. Please try again in a minute.")
         attempt.terminal_id = terminal.id
@@ -332,21 +339,37 @@ def ref(attempt: Attempt, currency: str, terminal: Terminal | TerminalRef | None
 async def start(
     db: Database, providers: Providers, *, payment_id: str, method_code: str | None, clock: Callable[[], datetime]
 ) -> Attempt:
-    """The payer starts paying (or pays the rest): the three steps above, end to end."""
-    async with db.transaction() as session:
-        begun = await begin(session, payment_id=payment_id, method_code=method_code, providers=providers, now=clock())
-    provider = providers.get(begun.provider)
-    attempt_id = begun.request.attempt_id
-    try:
-        started = await provider.start(begun.request)
-    except ProviderError as exc:
+    """The payer starts paying (or pays the rest): the three steps above, end to end.
+
+    A terminal that did nothing with the request (busy with an operation of its own: 107; its
+    token refused) is left out and the next free one is tried, up to ``TERMINAL_TRIES``."""
+    refused: set[str] = set()  # terminals that did nothing with this payer's request
+    for tries_left in range(TERMINAL_TRIES - 1, -1, -1):
         async with db.transaction() as session:
-            await close_by_id(
-                session, attempt_id=attempt_id, status=AttemptStatus.FAILED, now=clock(), error=exc.message
+            begun = await begin(
+                session,
+                payment_id=payment_id,
+                method_code=method_code,
+                providers=providers,
+                now=clock(),
+                avoid=refused,
             )
-        raise ApiError(
-            f"The bank did not accept the payment: {exc.message}", code="provider_error", status_code=502
-        ) from None
+        provider = providers.get(begun.provider)
+        attempt_id = begun.request.attempt_id
+        try:
+            started = await provider.start(begun.request)
+            break
+        except ProviderError as exc:
+            terminal = begun.request.terminal
+            async with db.transaction() as session:
+                await close_by_id(
+                    session, attempt_id=attempt_id, status=AttemptStatus.FAILED, now=clock(), error=exc.message
+                )
+            if not (isinstance(exc, NotSent) and terminal is not None and tries_left > 0):
+                raise ApiError(
+                    f"The bank did not accept the payment: {exc.message}", code="provider_error", status_code=502
+                ) from None
+            refused.add(terminal.id)
     async with db.transaction() as session:
         attached = await attach(session, attempt_id=attempt_id, started=started, now=clock())
     if not attached:  # closed while we waited (the payment expired or was cancelled)
@@ -365,6 +388,9 @@ def ref_of_started(begun: Begun, started: Started) -> AttemptRef:
         currency=begun.request.currency,
         terminal=begun.request.terminal,
     )
+
+
+TERMINAL_TRIES = 3
 
 
 async def cancel_at_provider(providers: Providers, provider_name: str, attempt: AttemptRef) -> bool:

@@ -276,12 +276,14 @@ class KaspiPosProvider:
                     self._fresh[terminal.id] = stored
                     return stored
             if self.store is None or not terminal.refresh_token or not terminal.client_name:
-                raise TokenRejected(
+                trouble = (
                     f"terminal {terminal.name} {'refused' if refused else 'will refuse'} its access token and "
                     f"paycenter holds no refresh token for it: register it with `paycenter terminal register "
-                    f"{terminal.name} --url {terminal.base_url}`",
-                    code="token",
+                    f"{terminal.name} --url {terminal.base_url}`"
                 )
+                if self.store is not None and refused:
+                    await self.store.note(terminal.id, trouble=trouble)
+                raise TokenRejected(trouble, code="token")
             params = {"name": terminal.client_name, "refreshToken": terminal.refresh_token}
             try:
                 data = await self._get(terminal, "revoke", params)

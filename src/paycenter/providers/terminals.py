@@ -201,9 +201,12 @@ async def all_terminals(session: AsyncSession) -> list[Terminal]:
     return list(await session.scalars(select(Terminal).order_by(Terminal.name)))
 
 
-async def allocate(session: AsyncSession, *, holder: str, now: datetime) -> Terminal | None:
-    """A free active terminal, now held by ``holder`` (an attempt or refund leg id); None if all
-    are busy. The least recently used goes first, so the pool wears evenly.
+async def allocate(
+    session: AsyncSession, *, holder: str, now: datetime, avoid: set[str] | None = None
+) -> Terminal | None:
+    """A free active terminal, now held by ``holder`` (an attempt or refund leg id), none of
+    ``avoid`` (terminals that just refused this payer); None if all are busy. The least
+    recently used goes first, so the pool wears evenly.
 
     The candidates are read without locks; each is then claimed by a guarded update, which on a
     server database waits for a concurrent claim of the same row and then finds it taken. (A
@@ -213,7 +216,7 @@ async def allocate(session: AsyncSession, *, holder: str, now: datetime) -> Term
     candidates = list(
         await session.scalars(
             select(Terminal.id)
-            .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None))
+            .where(Terminal.is_active.is_(True), Terminal.busy_with.is_(None), Terminal.id.not_in(avoid or set()))
             .order_by(func.coalesce(Terminal.last_used_at, Terminal.created_at), Terminal.name)
         )
     )
