@@ -524,6 +524,9 @@ def terminal_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
             "busy_with": t.busy_with,
             "health": t.health,
             "last_error": t.last_error,
+            "client_name": t.client_name,
+            "token_expires_at": t.token_expires_at.isoformat() if t.token_expires_at else None,
+            "cancel_supported": t.cancel_supported,
         }
         for t in _with_db(go)
     ]
@@ -532,7 +535,10 @@ def terminal_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         return
     for t in rows:
         state = "busy" if t["busy_with"] else ("free" if t["active"] else "disabled")
-        typer.echo(f"{t['id']}  {t['name']}  {t['url']}  {state}  health={t['health'] or '?'}")
+        token = f"token until {t['token_expires_at']}" if t["token_expires_at"] else "static token"
+        typer.echo(f"{t['id']}  {t['name']}  {t['url']}  {state}  health={t['health'] or '?'}  {token}")
+        if t["last_error"]:
+            typer.echo(f"    {t['last_error']}")
 
 
 def _set_terminal(name: str, active: bool) -> None:
