@@ -24,7 +24,7 @@ from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
-from paycenter.payments.models import Attempt, PaymentMethod
+from paycenter.payments.models import Attempt, Operation, PaymentMethod, RefundLeg
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals
 from paycenter.providers.models import Terminal
@@ -74,7 +74,8 @@ class Kaspi:
 
 @pytest.fixture
 async def kaspi(db: Database, database_url: str, merchant: MerchantCreds, clock: Clock) -> AsyncIterator[Kaspi]:
-    qr_app = kaspi_qr.create_app()
+    # Int64 ids past 2^53, where a float drops digits (kaspi-qr-api.md §2: Int64, above 2^32 occur).
+    qr_app = kaspi_qr.create_app(id_floor=2**62)
     pos_app = kaspi_pos.create_app()
     sink = await Sink().start()
     async with serve(qr_app) as qr_url, serve(pos_app) as pos_url:
@@ -169,6 +170,29 @@ async def test_qr_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
 
     stats = k.qr.stats()  # our client sent a fresh X-Request-ID with every request
     assert (stats["RequestIdsMissing"], stats["RequestIdsRepeated"]) == (0, 0) and sum(stats["Calls"].values()) > 5
+
+
+async def test_qr_int64_ids_are_stored_and_sent_back_exactly(kaspi: Kaspi, merchant):
+    """QrPaymentId and ReturnOperationId above 2^62 (Int64, kaspi-qr-api.md §2) survive the client and
+    the database digit for digit, and the refund sends the QrPaymentId back as the number it was."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    (issued,) = k.qr.payments()
+    assert attempt.provider_ref == str(issued["QrPaymentId"]) and issued["QrPaymentId"] > 2**62
+    k.qr.confirm(issued["QrPaymentId"])
+    await k.wait_event(pid, "paid")
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 100})
+    assert r.json()["data"]["refund"]["status"] == "succeeded", r.text
+    (paid,) = k.qr.payments()
+    (returned,) = paid["Returns"]
+    async with k.db.reading() as session:
+        operation = await session.scalar(select(Operation).where(Operation.attempt_id == attempt.id))
+        leg = await session.scalar(select(RefundLeg).where(RefundLeg.operation_id == operation.id))
+    assert operation.provider_txn_id == paid["TransactionId"]
+    assert leg.provider_ref == str(returned["ReturnOperationId"]) and returned["ReturnOperationId"] > 2**62
+    assert (returned["Amount"], paid["Returned"]) == (100, 100)
 
 
 async def test_qr_payer_cancels_then_pays(kaspi: Kaspi, merchant):

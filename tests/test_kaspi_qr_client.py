@@ -21,7 +21,9 @@ def settings(url: str, scheme: str, **extra: str) -> Settings:
 @pytest.mark.parametrize("scheme", ["r1", "r3"])
 @pytest.mark.parametrize("mode", ["qr", "link"])
 async def test_register_pay_and_refund(scheme, mode):
-    app = kaspi_qr.create_app()
+    # Int64 ids past 2^53 (kaspi-qr-api.md §2): a client that read or sent them as floats, strings or
+    # 32-bit integers would lose the purchase (the simulator refuses a string QrPaymentId).
+    app = kaspi_qr.create_app(id_floor=2**62)
     async with serve(app) as url:
         client = KaspiQrClient(settings(url, scheme))
         try:
@@ -35,6 +37,8 @@ async def test_register_pay_and_refund(scheme, mode):
                 AttemptStart(attempt_id="att_1", payment_id="P", amount=50000, currency="KZT", description="x")
             )
             assert started.expires_at is not None and started.confirm_timeout == 65
+            (issued,) = app.state.sim.payments()
+            assert started.provider_ref == str(issued["QrPaymentId"]) and int(started.provider_ref) > 2**62
             assert (started.pay_link or "").startswith("https://pay.kaspi.kz/pay/") == (mode == "link")
             ref = AttemptRef("att_1", started.provider_ref, 50000, "KZT", confirm_timeout=65)
             assert (await provider.poll(ref)).state is PollState.WAITING
@@ -45,7 +49,9 @@ async def test_register_pay_and_refund(scheme, mode):
             paid = await provider.poll(ref)
             assert (paid.state, paid.amount, paid.payment_method) == (PollState.SUCCEEDED, 50000, "kaspi_red")
             leg = RefundLegRef("rfl_1", 20000, "KZT", paid.provider_txn_id or "", started.provider_ref)
-            assert (await provider.refund(leg)).succeeded is True
+            refunded = await provider.refund(leg)
+            (returned,) = app.state.sim.payments()[0]["Returns"]
+            assert refunded.succeeded is True and refunded.provider_ref == str(returned["ReturnOperationId"])
             assert await provider.returned(started.provider_ref) == (50000, 30000)
             too_much = RefundLegRef("rfl_2", 40000, "KZT", paid.provider_txn_id or "", started.provider_ref)
             refused = await provider.refund(too_much)

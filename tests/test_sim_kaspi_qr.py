@@ -279,7 +279,7 @@ async def test_error_codes() -> None:
     async with running(trade_points=[{"TradePointId": 7, "TradePointName": "Kiosk"}]) as (sim, http):
         kaspi = Kaspi(http, "r1")
         error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": 1}), -99000002)
-        error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": "nope"}), -99000002)
+        error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": "nope"}), kaspi_qr.ERR_BAD_REQUEST)
         token = await kaspi.register("d", 7)
 
         for create in ("qr/create", "qr/create-link"):
@@ -320,6 +320,52 @@ async def test_error_codes() -> None:
         for path in ("/r1/v01/payment/nothing", "/r1/v02/qr/create", "/r1/v03/payment/status/1", "/r9/v01/x/y"):
             r = await http.get(path, headers={"Api-Key": API_KEY})
             assert r.status_code == 404 and r.json()["StatusCode"] != 0, path
+
+
+@pytest.mark.parametrize("scheme", ["r1", "r3"])
+async def test_ids_are_int64_numbers_above_2_32_and_a_string_id_is_refused(scheme: str) -> None:
+    """kaspi-qr-api.md §2: QrPaymentId, PaymentId, ReturnOperationId and TradePointId are Int64, sent as
+    JSON numbers, and values above 2^32 occur. Before: ids below 2^32, and "123" taken for 123."""
+    async with running() as (sim, http):
+        kaspi = Kaspi(http, scheme)
+        body = {"DeviceId": "till", "TradePointId": "1"}
+        answer = await kaspi.post("device/register", body)
+        error(answer, kaspi_qr.ERR_BAD_REQUEST)
+        assert "TradePointId" in answer["Message"] and sim.devices == {}
+        token = await kaspi.register("till", 1)
+
+        qr = await kaspi.create(token, amount=1000)
+        link = ok(await kaspi.post("qr/create-link", {"DeviceToken": token, "Amount": 1000, "ExternalId": "l"}))
+        for pid in (qr["QrPaymentId"], link["PaymentId"]):
+            assert type(pid) is int and 2**32 < pid < 2**63
+        pid = qr["QrPaymentId"]
+        sim.confirm(pid)
+
+        for wrong in (str(pid), float(pid), None, True):
+            answer = await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": wrong, "Amount": 100})
+            error(answer, kaspi_qr.ERR_BAD_REQUEST)
+            assert "QrPaymentId" in answer["Message"]
+        assert sim.describe(sim.payment(pid))["Returned"] == 0  # nothing went back for a refused call
+
+        done = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 100}))
+        assert type(done["ReturnOperationId"]) is int and 2**32 < done["ReturnOperationId"] < 2**63
+        assert sim.describe(sim.payment(pid))["Returned"] == 100
+
+
+async def test_ids_above_2_53_keep_every_digit_on_the_wire() -> None:
+    """Int64 ids past 2^53 (where a double drops digits) cross the wire and come back exact."""
+    async with running(id_floor=2**62) as (sim, http):
+        kaspi = Kaspi(http, "r1")
+        token = await kaspi.register()
+        r = await http.post("/r1/v01/qr/create", json={"DeviceToken": token, "Amount": 5}, headers=kaspi._headers())
+        pid = ok(r.json())["QrPaymentId"]
+        assert pid > 2**62 and f'"QrPaymentId":{pid},' in r.text  # a bare number, every digit
+        assert await kaspi.status(pid) == {"Status": "QrTokenCreated"}
+        sim.confirm(pid)
+        ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 5}))
+        assert sim.describe(sim.payment(pid))["Returned"] == 5
+    with pytest.raises(ValueError):
+        Simulator(id_floor=2**63 - 5)  # no Int64 room left above it
 
 
 async def test_pay_a_different_sum_and_installments() -> None:

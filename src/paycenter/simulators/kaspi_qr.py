@@ -21,6 +21,9 @@ Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"Sta
     POST /{scheme}/v01/payment/return {DeviceToken, QrPaymentId, Amount} -> {ReturnOperationId}
     POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> null
 
+Ids (QrPaymentId / PaymentId, ReturnOperationId, TradePointId) are Int64 JSON numbers, issued above 2^32
+as Kaspi's are (kaspi-qr-api.md §2); a body that sends one as a string is refused.
+
 r1 wants header ``Api-Key``; r3 wants ``OrganizationBin`` in every POST body (the test/* emulator calls
 excepted) and as a query parameter on every GET; r2 checks neither (the client certificate is the TLS
 server's business, not this app's).
@@ -107,6 +110,12 @@ ST_PROCESSED = "Processed"  # paid: the only success
 ST_ERROR = "Error"
 FINAL_STATUSES = frozenset({ST_PROCESSED, ST_ERROR})
 
+# Ids: TradePointId, QrPaymentId, PaymentId, QrReturnId and ReturnOperationId are Int64, sent as JSON
+# numbers; "values above 2^32 occur" (kaspi-qr-api.md §2 [field]). Ours start above it, so a client that
+# squeezes them into 32 bits fails here and not in production.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ID_FLOOR = 2**32
+
 PAYMENT_METHODS = ("Gold", "Red", "Loan")  # also the ProductType values of v02 status
 PAYMENT_LINK_PREFIX = "https://pay.kaspi.kz/pay/"
 # Almaty time. Kazakhstan moved to a single zone UTC+5 on 2024-03-01 (older examples show +06:00).
@@ -131,6 +140,9 @@ ERR_NO_CERTIFICATE = -10000
 ERR_BAD_API_KEY = ERR_NO_CERTIFICATE
 ERR_BAD_BIN = ERR_NO_CERTIFICATE
 # Simulator-only codes (not Kaspi's): a malformed request, and a test/payment/* call in the wrong status.
+# kaspi-qr-api.md §6 names no code for malformed input (its -999 means "temporarily unavailable, retry",
+# which would invite a retry of a request that can never succeed), so a malformed request, e.g. an Int64
+# sent as a string, gets ERR_BAD_REQUEST.
 ERR_BAD_REQUEST = -1
 ERR_WRONG_STATUS = -2
 
@@ -307,7 +319,20 @@ def _parse_amount(value: Any) -> Decimal | None:
     return amount if amount > 0 else None
 
 
+def _int64(value: Any) -> int | None:
+    """An Int64 as the document types it in bodies (kaspi-qr-api.md §2): a JSON integer in range, not a
+    string, a float or a bool; else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        return None
+    return value
+
+
+def _not_int64(name: str) -> tuple[int, str]:
+    return ERR_BAD_REQUEST, f"{name} must be an Int64 (a JSON number, kaspi-qr-api.md §2)"
+
+
 def _parse_id(value: Any) -> int | None:
+    """An id from a path, a query string or a control (strings there by nature)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -335,6 +360,7 @@ class Simulator:
         silent_cap: float = 30.0,
         auto_expire: bool = False,
         refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+        id_floor: int = ID_FLOOR,
     ) -> None:
         self.api_key = api_key
         self.organization_bin = organization_bin
@@ -350,11 +376,14 @@ class Simulator:
         # paycenter decides expiry itself and must cope with a payment confirmed after that.
         self.auto_expire = auto_expire
         self.refund_schemes = frozenset(refund_schemes)
-        # Ids keep counting across reset() and start at random points, so that a reset simulator never
-        # hands out an id or TransactionId that an earlier run already stored.
-        self._payment_ids = itertools.count(100_000_000 + secrets.randbelow(800_000_000))
+        # Ids keep counting across reset() and start at random points above ``id_floor``, so that a reset
+        # simulator never hands out an id or TransactionId that an earlier run already stored. Tests pass
+        # a floor above 2^53 to catch an id read as a float (which keeps only 53 bits).
+        if not 0 <= id_floor <= INT64_MAX - 2**40:
+            raise ValueError("id_floor must leave Int64 room above it")
+        self._payment_ids = itertools.count(id_floor + secrets.randbelow(2**31))
         self._transaction_ids = itertools.count(7_000_000_000 + secrets.randbelow(2_000_000_000))
-        self._return_ids = itertools.count(1 + secrets.randbelow(100_000_000))
+        self._return_ids = itertools.count(id_floor + secrets.randbelow(2**31))
         self.devices: dict[str, Device] = {}
         self._reset_state()
         self._mode_event = asyncio.Event()
@@ -624,6 +653,8 @@ class Simulator:
         device_id = body.get(F_DEVICE_ID)
         if not isinstance(device_id, str | int) or isinstance(device_id, bool) or str(device_id) == "":
             return ERR_BAD_REQUEST, None
+        if _int64(body.get(F_TRADE_POINT_ID)) is None:
+            return _not_int64(F_TRADE_POINT_ID)
         if self._trade_point(body.get(F_TRADE_POINT_ID)) is None:
             return ERR_TRADE_POINT_NOT_FOUND, None
         return 0, {F_DEVICE_TOKEN: self.register_device(str(device_id), body.get(F_TRADE_POINT_ID))}
@@ -683,7 +714,10 @@ class Simulator:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
-        p = self._own_payment(device, body.get(F_QR_PAYMENT_ID))
+        payment_id = _int64(body.get(F_QR_PAYMENT_ID))
+        if payment_id is None:
+            return _not_int64(F_QR_PAYMENT_ID)
+        p = self._own_payment(device, payment_id)
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
         amount = _parse_amount(body.get(F_AMOUNT))
@@ -961,6 +995,7 @@ def create_app(
     silent_cap: float = 30.0,
     auto_expire: bool = False,
     refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+    id_floor: int = ID_FLOOR,
 ) -> Starlette:
     """The simulator as a Starlette app; its state is ``app.state.sim`` (a ``Simulator``)."""
     sim = Simulator(
@@ -975,6 +1010,7 @@ def create_app(
         silent_cap=silent_cap,
         auto_expire=auto_expire,
         refund_schemes=refund_schemes,
+        id_floor=id_floor,
     )
 
     async def dispatch(request: Request) -> Response:
