@@ -136,7 +136,7 @@ async def test_happy_path(scheme: str) -> None:
             "QrCodeScanWaitTimeout": 180,
             "PaymentConfirmationTimeout": 65,
         }
-        assert qr["ExpireDate"] == "2025-03-01T12:05:00+05:00"  # T0 + 300 s in Almaty time
+        assert qr["ExpireDate"] == "2025-03-01T12:05:00.000+05:00"  # T0 + 300 s in Almaty time, with milliseconds
         assert datetime.fromisoformat(qr["ExpireDate"]) == T0 + timedelta(seconds=300)
         pid = qr["QrPaymentId"]
 
@@ -320,6 +320,30 @@ async def test_error_codes() -> None:
         for path in ("/r1/v01/payment/nothing", "/r1/v02/qr/create", "/r1/v03/payment/status/1", "/r9/v01/x/y"):
             r = await http.get(path, headers={"Api-Key": API_KEY})
             assert r.status_code == 404 and r.json()["StatusCode"] != 0, path
+
+
+@pytest.mark.parametrize(
+    ("form", "offset", "written"),
+    [
+        # kaspi-qr-api.md §2: milliseconds with a full offset, +05:00 in the field, +06:00 in the document.
+        ("millis", 5, "2025-03-01T12:05:00.123+05:00"),
+        ("millis", 6, "2025-03-01T13:05:00.123+06:00"),
+        ("seconds", 5, "2025-03-01T12:05:00+05:00"),
+        ("hour-offset", 6, "2025-03-01T13:05:00+06"),  # as "2020-01-16T10:30:00+06"
+        ("unpadded", 6, "2025-3-1T13:05:00.123+06:00"),  # as "2021-11-3T11:55:14.166+06:00"
+        ("local-ticks", 6, "2025-03-01T12:05:00.1234560"),  # as "2021-12-08T11:35:48.1566667", Almaty time
+    ],
+)
+async def test_expire_date_in_each_of_kaspis_forms(form: str, offset: int, written: str) -> None:
+    clock = Clock(T0 + timedelta(microseconds=123456))
+    async with running(clock=clock, qr_lifetime=300, time_form=form, time_offset=offset) as (_sim, http):
+        kaspi = Kaspi(http, "r1")
+        token = await kaspi.register()
+        assert (await kaspi.create(token))["ExpireDate"] == written
+        link = ok(await kaspi.post("qr/create-link", {"DeviceToken": token, "Amount": 1, "ExternalId": "l"}))
+        assert link["ExpireDate"] == written
+    with pytest.raises(ValueError):
+        Simulator(time_offset=4)
 
 
 @pytest.mark.parametrize("scheme", ["r1", "r3"])

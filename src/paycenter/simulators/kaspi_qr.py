@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -118,8 +119,19 @@ ID_FLOOR = 2**32
 
 PAYMENT_METHODS = ("Gold", "Red", "Loan")  # also the ProductType values of v02 status
 PAYMENT_LINK_PREFIX = "https://pay.kaspi.kz/pay/"
-# Almaty time. Kazakhstan moved to a single zone UTC+5 on 2024-03-01 (older examples show +06:00).
-KASPI_TZ = timezone(timedelta(hours=5))
+# Dates (kaspi-qr-api.md §2): ISO 8601 in Kazakhstan time, in forms that vary. The document shows
+# "2020-01-16T10:30:00+06" (hour-only offset), "2021-11-3T11:55:14.166+06:00" (unpadded day,
+# milliseconds) and "2021-12-08T11:35:48.1566667" (7 fraction digits, no offset); +05:00 appears in the
+# field, Kazakhstan being UTC+5 since 2024-03-01 (older examples show +06:00). ``time_form`` picks one;
+# ``time_offset`` (hours, 5 or 6) the offset written; the form without an offset is Almaty wall time.
+TIME_FORM_SECONDS = "seconds"  # 2026-12-06T14:05:33+05:00
+TIME_FORM_MILLIS = "millis"  # 2026-12-06T14:05:33.123+05:00
+TIME_FORM_HOUR_OFFSET = "hour-offset"  # 2026-12-06T14:05:33+05
+TIME_FORM_UNPADDED = "unpadded"  # 2026-3-6T14:05:33.123+05:00
+TIME_FORM_LOCAL_TICKS = "local-ticks"  # 2026-12-06T14:05:33.1234560 (Almaty time)
+TIME_FORMS = (TIME_FORM_SECONDS, TIME_FORM_MILLIS, TIME_FORM_HOUR_OFFSET, TIME_FORM_UNPADDED, TIME_FORM_LOCAL_TICKS)
+TIME_OFFSETS = (5, 6)
+ALMATY = ZoneInfo("Asia/Almaty")
 LOAN_TERM_NONE = None  # LoanTerm on v02 when the product is not an installment (real value unknown: null or 0)
 
 MESSAGE_OK = "OK"
@@ -167,9 +179,22 @@ def wire_envelope(code: int, message: str, data: Any) -> dict[str, Any]:
     return {"StatusCode": code, "Message": message, "Data": data}
 
 
-def wire_time(value: datetime) -> str:
-    """ISO 8601 in Almaty time to the second, e.g. ``2025-03-01T12:05:00+05:00``."""
-    return value.astimezone(KASPI_TZ).replace(microsecond=0).isoformat()
+def wire_time(value: datetime, form: str = TIME_FORM_MILLIS, offset: int = 5) -> str:
+    """``value`` as Kaspi writes dates, in one of ``TIME_FORMS`` at UTC+``offset`` hours."""
+    if form == TIME_FORM_LOCAL_TICKS:
+        local = value.astimezone(ALMATY)
+        return f"{local.replace(tzinfo=None).isoformat(timespec='seconds')}.{local.microsecond:06d}0"
+    local = value.astimezone(timezone(timedelta(hours=offset)))
+    zone = f"+{offset:02d}"
+    clock = f"{local:%H:%M:%S}"
+    millis = f".{local.microsecond // 1000:03d}"
+    if form == TIME_FORM_SECONDS:
+        return f"{local:%Y-%m-%d}T{clock}{zone}:00"
+    if form == TIME_FORM_HOUR_OFFSET:
+        return f"{local:%Y-%m-%d}T{clock}{zone}"
+    if form == TIME_FORM_UNPADDED:
+        return f"{local.year:04d}-{local.month}-{local.day}T{clock}{millis}{zone}:00"
+    return f"{local:%Y-%m-%d}T{clock}{millis}{zone}:00"
 
 
 def wire_amount(value: Decimal | None) -> int | float | None:
@@ -197,7 +222,7 @@ def new_device_token() -> str:
 def wire_qr_created(p: Payment, sim: Simulator) -> dict[str, Any]:
     return {
         "QrToken": p.token,
-        "ExpireDate": wire_time(p.expire_at),
+        "ExpireDate": sim.wire_time(p.expire_at),
         "QrPaymentId": p.id,
         "PaymentMethods": list(PAYMENT_METHODS),
         "QrPaymentBehaviorOptions": {
@@ -211,7 +236,7 @@ def wire_qr_created(p: Payment, sim: Simulator) -> dict[str, Any]:
 def wire_link_created(p: Payment, sim: Simulator) -> dict[str, Any]:
     return {
         "PaymentLink": PAYMENT_LINK_PREFIX + p.token,
-        "ExpireDate": wire_time(p.expire_at),
+        "ExpireDate": sim.wire_time(p.expire_at),
         "PaymentId": p.id,
         "PaymentMethods": list(PAYMENT_METHODS),
         "PaymentBehaviorOptions": {
@@ -361,6 +386,8 @@ class Simulator:
         auto_expire: bool = False,
         refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
         id_floor: int = ID_FLOOR,
+        time_form: str = TIME_FORM_MILLIS,
+        time_offset: int = 5,
     ) -> None:
         self.api_key = api_key
         self.organization_bin = organization_bin
@@ -376,6 +403,9 @@ class Simulator:
         # paycenter decides expiry itself and must cope with a payment confirmed after that.
         self.auto_expire = auto_expire
         self.refund_schemes = frozenset(refund_schemes)
+        if time_form not in TIME_FORMS or time_offset not in TIME_OFFSETS:
+            raise ValueError(f"time_form must be one of {TIME_FORMS} and time_offset one of {TIME_OFFSETS}")
+        self.time_form, self.time_offset = time_form, time_offset
         # Ids keep counting across reset() and start at random points above ``id_floor``, so that a reset
         # simulator never hands out an id or TransactionId that an earlier run already stored. Tests pass
         # a floor above 2^53 to catch an id read as a float (which keeps only 53 bits).
@@ -407,6 +437,9 @@ class Simulator:
     def now(self) -> datetime:
         value = self.clock()
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    def wire_time(self, value: datetime) -> str:
+        return wire_time(value, self.time_form, self.time_offset)
 
     # ---- Python API (the /_sim controls call these) -----------------------------------------------
 
@@ -465,7 +498,7 @@ class Simulator:
             "Returned": wire_amount(p.returned),
             "Returns": [dict(r) for r in p.returns],
             "DeviceToken": p.device.token,
-            "ExpireDate": wire_time(p.expire_at),
+            "ExpireDate": self.wire_time(p.expire_at),
             "StatusCalls": self.status_calls_by_payment.get(p.id, 0),
         }
 
@@ -996,6 +1029,8 @@ def create_app(
     auto_expire: bool = False,
     refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
     id_floor: int = ID_FLOOR,
+    time_form: str = TIME_FORM_MILLIS,
+    time_offset: int = 5,
 ) -> Starlette:
     """The simulator as a Starlette app; its state is ``app.state.sim`` (a ``Simulator``)."""
     sim = Simulator(
@@ -1011,6 +1046,8 @@ def create_app(
         auto_expire=auto_expire,
         refund_schemes=refund_schemes,
         id_floor=id_floor,
+        time_form=time_form,
+        time_offset=time_offset,
     )
 
     async def dispatch(request: Request) -> Response:
