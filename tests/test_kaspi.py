@@ -75,7 +75,8 @@ class Kaspi:
 @pytest.fixture
 async def kaspi(db: Database, database_url: str, merchant: MerchantCreds, clock: Clock) -> AsyncIterator[Kaspi]:
     # Int64 ids past 2^53, where a float drops digits (kaspi-qr-api.md §2: Int64, above 2^32 occur).
-    qr_app = kaspi_qr.create_app(id_floor=2**62)
+    # No StatusPollingInterval of its own (0), so QRs are polled at kaspi_qr_status_interval below.
+    qr_app = kaspi_qr.create_app(id_floor=2**62, polling_interval=0)
     pos_app = kaspi_pos.create_app()
     sink = await Sink().start()
     async with serve(qr_app) as qr_url, serve(pos_app) as pos_url:
@@ -285,6 +286,49 @@ async def test_qr_status_is_asked_no_faster_than_the_documents_interval(kaspi: K
     k.qr.confirm(qr)
     clock.advance(seconds=5)
     await k.wait_event(pid, "paid")
+
+
+async def test_each_qr_is_polled_at_the_interval_its_creation_answered(kaspi: Kaspi, merchant, clock):
+    """kaspi-qr-api.md §3, §4: qr/create answers StatusPollingInterval for that QR; poll it at that
+    interval, not faster. Before: every QR at PAYCENTER_KASPI_QR_STATUS_INTERVAL (0.1 s here), whatever
+    Kaspi said. The app's clock moves; the poller's cycles are counted, not slept through."""
+    k = kaspi
+    poller = k.worker.poller
+
+    async def cycles(count: int) -> None:
+        seen = poller.cycles
+        await wait_until(lambda: poller.cycles >= seen + count, timeout=10, what=f"{count} more poller cycles")
+
+    def calls(qr: int) -> int:
+        return k.qr.stats()["StatusCallsByPayment"].get(str(qr), 0)
+
+    k.qr.polling_interval = 30  # this QR's StatusPollingInterval
+    slow_pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(slow_pid)
+    slow = await k.live(slow_pid)
+    k.qr.polling_interval = 0  # the next QR comes without one: the operator's 0.1 s
+    fast_pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(fast_pid)
+    fast = await k.live(fast_pid)
+    assert (slow.poll_interval, fast.poll_interval) == (30, None)  # kept with the attempt, on every backend
+
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(1, payment_id=qr_id(slow))
+    fast_before = calls(qr_id(fast))
+    await cycles(10)
+    clock.advance(seconds=20)  # 20 s of app time (plus the real second the cycles take) < 30 s
+    await cycles(10)
+    assert calls(qr_id(slow)) == 1  # not asked again inside its interval...
+    assert calls(qr_id(fast)) > fast_before + 3  # ... while the other QR is asked cycle after cycle
+
+    clock.advance(seconds=10)  # its 30 s are up
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(2, payment_id=qr_id(slow))
+    await cycles(10)
+    assert calls(qr_id(slow)) == 2
+    k.qr.confirm(qr_id(slow))
+    clock.advance(seconds=30)
+    await k.wait_event(slow_pid, "paid")
 
 
 async def test_qr_statuses_outside_the_document_are_in_progress_never_failed(kaspi: Kaspi, merchant, clock):

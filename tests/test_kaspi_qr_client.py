@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from asgi_server import serve
 from paycenter.config import Settings
 from paycenter.providers.base import AttemptRef, AttemptStart, PollState, ProviderError, RefundLegRef
-from paycenter.providers.kaspi_qr import ALMATY, KaspiQrClient, KaspiQrProvider, parse_time
+from paycenter.providers.kaspi_qr import ALMATY, KaspiQrClient, KaspiQrProvider, parse_time, poll_interval
 from paycenter.simulators import kaspi_qr
 
 
@@ -41,6 +41,7 @@ async def test_register_pay_and_refund(scheme, mode):
                 AttemptStart(attempt_id="att_1", payment_id="P", amount=50000, currency="KZT", description="x")
             )
             assert started.expires_at is not None and started.confirm_timeout == 65
+            assert started.poll_interval == 5  # (Qr)PaymentBehaviorOptions.StatusPollingInterval, this QR's
             (issued,) = app.state.sim.payments()
             assert started.provider_ref == str(issued["QrPaymentId"]) and int(started.provider_ref) > 2**62
             assert (started.pay_link or "").startswith("https://pay.kaspi.kz/pay/") == (mode == "link")
@@ -62,6 +63,16 @@ async def test_register_pay_and_refund(scheme, mode):
             assert refused.succeeded is False and "above the purchase amount" in (refused.error or "")
         finally:
             await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("answered", "seconds"),
+    [(5, 5), (30, 30), (2.5, 3), (0, None), (-5, None), ("5", None), (None, None), (True, None), (10**9, 3600)],
+)
+def test_a_qrs_polling_interval_is_whole_seconds_never_shorter_than_answered(answered, seconds):
+    """kaspi-qr-api.md §4: poll each QR every StatusPollingInterval seconds, "not faster". What is no
+    positive number leaves the operator's interval in force."""
+    assert poll_interval(answered) == seconds
 
 
 async def test_wrong_credentials_are_clear_errors():

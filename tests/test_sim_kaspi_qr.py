@@ -202,7 +202,7 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
             assert len(link["PaymentLink"]) > len("https://pay.kaspi.kz/pay/")
             assert link["PaymentMethods"] == ["Gold", "Red", "Loan"]
             assert link["PaymentBehaviorOptions"] == {
-                "StatusPollingInterval": 1,
+                "StatusPollingInterval": 5,  # the document's value by default (kaspi-qr-api.md §3)
                 "LinkActivationWaitTimeout": 120,
                 "PaymentConfirmationTimeout": 60,
             }

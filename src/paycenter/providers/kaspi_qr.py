@@ -9,6 +9,7 @@ document. Kaspi never calls back and has no "expired" status: we expire a try ou
 from __future__ import annotations
 
 import logging
+import math
 import re
 import ssl
 import uuid
@@ -134,6 +135,17 @@ def parse_time(value: Any) -> datetime | None:
 
 
 ALMATY = ZoneInfo("Asia/Almaty")
+# Longer than any QR lives (scan wait + confirmation: 180 + 65 s in every example, kaspi-qr-api.md §3).
+MAX_POLL_INTERVAL = 3600
+
+
+def poll_interval(value: Any) -> int | None:
+    """StatusPollingInterval as whole seconds, rounded up: poll each QR at it, "not faster"
+    (kaspi-qr-api.md §4). None when missing, not a number or not positive: the operator's
+    PAYCENTER_KASPI_QR_STATUS_INTERVAL applies then."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return min(math.ceil(value), MAX_POLL_INTERVAL)
 
 
 def tenge(minor: int) -> int | float:
@@ -269,7 +281,8 @@ class KaspiQrProvider:
         self.mode = settings.kaspi_qr_mode
         self.clock = clock or (lambda: datetime.now(UTC))
         # The document: poll payment/status every StatusPollingInterval seconds, "not faster"
-        # (kaspi-qr-api.md §4; 5 in every example). An operator may lower it at their own risk.
+        # (kaspi-qr-api.md §4; 5 in every example). Each QR's own value, from its creation, is kept
+        # with its attempt (Started.poll_interval); this is for a QR that came without one.
         self.poll_every = timedelta(seconds=settings.kaspi_qr_status_interval)
 
     async def start(self, request: AttemptStart) -> Started:
@@ -297,6 +310,7 @@ class KaspiQrProvider:
             pay_link=link,
             expires_at=min(deadlines) if deadlines else None,
             confirm_timeout=float(confirm) if confirm else None,
+            poll_interval=poll_interval(options.get("StatusPollingInterval")),
         )
 
     async def call_create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

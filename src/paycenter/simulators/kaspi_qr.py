@@ -377,7 +377,7 @@ class Simulator:
         api_key: str = "test-api-key",
         organization_bin: str = "123456789012",
         trade_points: list[dict] | None = None,
-        polling_interval: int = 1,
+        polling_interval: int = 5,
         scan_wait_timeout: int = 180,
         confirmation_timeout: int = 65,
         qr_lifetime: int = 300,
@@ -392,6 +392,8 @@ class Simulator:
         self.api_key = api_key
         self.organization_bin = organization_bin
         self.trade_points = [dict(tp) for tp in (trade_points if trade_points is not None else DEFAULT_TRADE_POINTS)]
+        # Answered as StatusPollingInterval (5 in every example, kaspi-qr-api.md §3), and the client is to
+        # poll each QR at it. Tests set it small (0: none given) or change it between creations.
         self.polling_interval = polling_interval
         self.scan_wait_timeout = scan_wait_timeout
         self.confirmation_timeout = confirmation_timeout
@@ -1020,7 +1022,7 @@ def create_app(
     api_key: str = "test-api-key",
     organization_bin: str = "123456789012",
     trade_points: list[dict] | None = None,
-    polling_interval: int = 1,
+    polling_interval: int = 5,
     scan_wait_timeout: int = 180,
     confirmation_timeout: int = 65,
     qr_lifetime: int = 300,
