@@ -117,6 +117,16 @@ def error(answer: dict[str, Any], code: int) -> None:
     assert answer["Data"] is None and answer["Message"]
 
 
+def emulated(answer: dict[str, Any], code: int = 0) -> None:
+    """The test host's emulator answers {StatusCode, message}: lower-case, no Data (kaspi-qr-api.md §3)."""
+    assert set(answer) == {"StatusCode", "message"}, answer
+    assert answer["StatusCode"] == code and answer["message"], answer
+
+
+def amounts(details: dict[str, Any]) -> tuple[Any, Any]:
+    return details["TotalAmount"], details["AvailableReturnAmount"]
+
+
 @pytest.mark.parametrize("scheme", ["r1", "r3"])
 async def test_happy_path(scheme: str) -> None:
     clock = Clock()
@@ -165,17 +175,19 @@ async def test_happy_path(scheme: str) -> None:
         assert await kaspi.status(pid) == {"Status": "Processed"}
 
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 1500}
+        assert set(details) == {"QrPaymentId", "TotalAmount", "AvailableReturnAmount", "TransactionDate"}  # §3
+        assert (details["QrPaymentId"], details["TransactionDate"]) == (pid, "2025-03-01T12:00:00.000+05:00")
+        assert amounts(details) == (1500, 1500)
 
         first = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 500}))
         assert isinstance(first["ReturnOperationId"], int)
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 1000}
+        assert amounts(details) == (1500, 1000)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1001}), -99000005)
         rest = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1000}))
         assert rest["ReturnOperationId"] != first["ReturnOperationId"]
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 0}
+        assert amounts(details) == (1500, 0)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000005)
 
         (listed,) = (await http.get("/_sim/payments")).json()
@@ -211,24 +223,24 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
             assert await kaspi.status(pid) == {"Status": "QrTokenCreated"}
 
             # The emulator's body is a bare {qrPaymentId}, on r3 too.
-            ping = {"qrPaymentId": pid}
-            error(await kaspi.post("test/payment/confirm", ping), kaspi_qr.ERR_WRONG_STATUS)  # not scanned yet
+            ping = {"qrPaymentId": str(pid)}  # a string here, unlike everywhere else (kaspi-qr-api.md §3)
+            emulated(await kaspi.post("test/payment/confirm", ping), kaspi_qr.ERR_WRONG_STATUS)  # not scanned yet
             r = await http.post(f"/{scheme}/v01/test/payment/scan", json=ping, headers=kaspi._headers())
-            ok(r.json())
+            emulated(r.json())
             assert await kaspi.status(pid) == {"Status": "Wait"}
-            error(await kaspi.post("test/payment/scan", ping), kaspi_qr.ERR_WRONG_STATUS)
-            ok(await kaspi.post("test/payment/confirm", ping))
+            emulated(await kaspi.post("test/payment/scan", ping), kaspi_qr.ERR_WRONG_STATUS)
+            emulated(await kaspi.post("test/payment/confirm", ping))
             v2 = await kaspi.status(pid, "v02")
             assert (v2["Status"], v2["Amount"], v2["ProductType"]) == ("Processed", 2500, "Gold")
 
             failing = await kaspi.create(token)
-            ok(await kaspi.post("test/payment/scanerror", {"qrPaymentId": failing["QrPaymentId"]}))
+            emulated(await kaspi.post("test/payment/scanerror", {"qrPaymentId": str(failing["QrPaymentId"])}))
             assert await kaspi.status(failing["QrPaymentId"]) == {"Status": "Error"}
 
             failing = await kaspi.create(token)
-            error(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": failing["QrPaymentId"]}), -2)
-            ok(await kaspi.post("test/payment/scan", {"qrPaymentId": failing["QrPaymentId"]}))
-            ok(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": failing["QrPaymentId"]}))
+            emulated(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": str(failing["QrPaymentId"])}), -2)
+            emulated(await kaspi.post("test/payment/scan", {"qrPaymentId": str(failing["QrPaymentId"])}))
+            emulated(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": str(failing["QrPaymentId"])}))
             assert await kaspi.status(failing["QrPaymentId"], "v02") == {
                 "Status": "Error",
                 "TransactionId": None,
@@ -237,7 +249,7 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
                 "Amount": 1000,
                 "StoreName": "Main shop",
             }
-            error(await kaspi.post("test/payment/scan", {"qrPaymentId": 1}), -1601)
+            emulated(await kaspi.post("test/payment/scan", {"qrPaymentId": "1"}), -1601)
         assert len(sim.payments()) == 9
 
 
@@ -401,10 +413,7 @@ async def test_pay_a_different_sum_and_installments() -> None:
         assert r.status_code == 200 and r.json()["PaidAmount"] == 700 and r.json()["Amount"] == 1000
         v2 = await kaspi.status(pid, "v02")
         assert (v2["Status"], v2["Amount"], v2["ProductType"]) == ("Processed", 700, "Red")
-        assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token)) == {
-            "TotalAmount": 700,
-            "AvailableReturnAmount": 700,
-        }
+        assert amounts(ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))) == (700, 700)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 701}), -99000005)
         ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 350.5}))
         assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))["AvailableReturnAmount"] == (

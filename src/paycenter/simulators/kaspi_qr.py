@@ -17,9 +17,10 @@ Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"Sta
     GET  /{scheme}/v01/payment/status/{QrPaymentId}             -> {Status}
     GET  /{scheme}/v02/payment/status/{QrPaymentId}             -> {Status, TransactionId, ProductType, LoanTerm,
                                                                     Amount, StoreName}
-    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {TotalAmount, AvailableReturnAmount}
+    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {QrPaymentId, TotalAmount, AvailableReturnAmount,
+                                                                    TransactionDate}
     POST /{scheme}/v01/payment/return {DeviceToken, QrPaymentId, Amount} -> {ReturnOperationId}
-    POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> null
+    POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> {StatusCode, message}
 
 Ids (QrPaymentId / PaymentId, ReturnOperationId, TradePointId) are Int64 JSON numbers, issued above 2^32
 as Kaspi's are (kaspi-qr-api.md §2); a body that sends one as a string is refused.
@@ -267,10 +268,17 @@ def wire_status_v2(p: Payment) -> dict[str, Any]:
 STATUS_SHAPES: dict[str, Callable[[Payment], dict[str, Any]]] = {VERSION_1: wire_status_v1, VERSION_2: wire_status_v2}
 
 
-def wire_details(p: Payment) -> dict[str, Any]:
+def wire_details(p: Payment, sim: Simulator) -> dict[str, Any]:
+    # kaspi-qr-api.md §3: QrPaymentId, TotalAmount, AvailableReturnAmount, TransactionDate. The document
+    # does not say what an unpaid purchase answers; here its amount asked and its creation time.
     paid = p.status == ST_PROCESSED
     total = p.paid_amount if paid else p.amount
-    return {"TotalAmount": wire_amount(total), "AvailableReturnAmount": wire_amount(p.available_return())}
+    return {
+        "QrPaymentId": p.id,
+        "TotalAmount": wire_amount(total),
+        "AvailableReturnAmount": wire_amount(p.available_return()),
+        "TransactionDate": sim.wire_time(p.paid_at or p.created_at),
+    }
 
 
 def wire_return(operation_id: int) -> dict[str, Any]:
@@ -314,6 +322,7 @@ class Payment:
     expire_at: datetime
     status: str = ST_CREATED
     scanned_at: datetime | None = None
+    paid_at: datetime | None = None
     paid_amount: Decimal | None = None
     product: str | None = None
     loan_term: int | None = None
@@ -541,6 +550,7 @@ class Simulator:
         if p.scanned_at is None:
             p.scanned_at = now
         p.status = ST_PROCESSED
+        p.paid_at = now
         p.paid_amount = paid if paid is not None else p.amount
         p.product = product
         p.loan_term = loan_term
@@ -743,7 +753,7 @@ class Simulator:
         p = self._own_payment(device, query.get(F_QR_PAYMENT_ID))
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
-        return 0, wire_details(p)
+        return 0, wire_details(p, self)
 
     def op_return(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
         device = self._device(body.get(F_DEVICE_TOKEN))
@@ -858,6 +868,12 @@ def _envelope(code: int, data: Any = None, message: str | None = None, status: i
     return _json_response(wire_envelope(code, message, data if code == 0 else None), status)
 
 
+def _emulator_envelope(code: int, data: Any = None, message: str | None = None, status: int = 200) -> Response:
+    if message is None:
+        message = MESSAGE_OK if code == 0 else ERROR_MESSAGES.get(code, "Error")
+    return _json_response({"StatusCode": code, "message": message}, status)
+
+
 def _not_found() -> Response:
     return _envelope(ERR_BAD_REQUEST, message="Not found", status=404)
 
@@ -914,24 +930,26 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         if method != expected_method:
             return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
     sim.calls[operation] += 1
+    # The test host's emulator answers {StatusCode, message}, lower-case m, no Data (kaspi-qr-api.md §2, §3).
+    envelope = _emulator_envelope if operation in TEST_OPS else _envelope
 
     # Every request carries its own X-Request-ID, a GUID the client generates (document §2).
     request_id = _header(scope, REQUEST_ID_HEADER)
     if not request_id:
         sim.request_ids_missing += 1
-        return _envelope(ERR_BAD_REQUEST, message="X-Request-ID header is required on every request")
+        return envelope(ERR_BAD_REQUEST, message="X-Request-ID header is required on every request")
     if request_id in sim.request_ids:
         sim.request_ids_repeated += 1
     sim.request_ids.add(request_id)
 
     if scheme in API_KEY_SCHEMES and _api_key(scope) != sim.api_key.encode():
-        return _envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
+        return envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
     query = _query(scope) if method == "GET" else {}
     body: dict = {}
     if method == "POST":
         parsed = await _read_json(request)
         if parsed is None:
-            return _envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
+            return envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
         body = parsed
     # r3 (kaspi-qr-api.md §3): the BIN goes in every POST body and, of the GETs, only in the trade
     # points' path (partner/tradepoints/{organizationBin}); payment/status, payment/details and
@@ -946,18 +964,18 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         else:
             given = sim.organization_bin
         if given is None or str(given) != sim.organization_bin:
-            return _envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
+            return envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
 
     if status_call:
         code, data = await sim.op_status(version, tail[2])
     else:
         injected = sim._take_injected(operation)
         if injected is not None:
-            return _envelope(injected.code, message=injected.message)
+            return envelope(injected.code, message=injected.message)
         code, data = _OPERATIONS[(method, operation)](sim, scheme, body, query)
     if code != 0 and isinstance(data, str):
-        return _envelope(code, message=data)  # an injected error's message
-    return _envelope(code, data)
+        return envelope(code, message=data)  # an injected error's message
+    return envelope(code, data)
 
 
 # ---- /_sim controls ---------------------------------------------------------------------------------
