@@ -68,7 +68,7 @@ async def lease_owner(db: Database) -> tuple[str | None, float]:
 
 @pytest.mark.parametrize("database_url", SERVERS, indirect=True)
 async def test_two_workers_killed_at_random(db: Database, database_url: str, merchant: MerchantCreds, tmp_path):
-    qr_app = kaspi_qr.create_app()
+    qr_app = kaspi_qr.create_app(polling_interval=1)  # StatusPollingInterval: as worker_env's interval
     sim = qr_app.state.sim
     sink = await Sink().start()
     rng = random.Random(20261128)

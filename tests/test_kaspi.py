@@ -25,7 +25,7 @@ from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
 from paycenter.payments import poller
-from paycenter.payments.models import Attempt, PaymentMethod
+from paycenter.payments.models import Attempt, Operation, PaymentMethod, RefundLeg
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals
 from paycenter.providers.base import TerminalRef
@@ -76,7 +76,9 @@ class Kaspi:
 
 @pytest.fixture
 async def kaspi(db: Database, database_url: str, merchant: MerchantCreds, clock: Clock) -> AsyncIterator[Kaspi]:
-    qr_app = kaspi_qr.create_app()
+    # Int64 ids past 2^53, where a float drops digits (kaspi-qr-api.md §2: Int64, above 2^32 occur).
+    # No StatusPollingInterval of its own (0), so QRs are polled at kaspi_qr_status_interval below.
+    qr_app = kaspi_qr.create_app(id_floor=2**62, polling_interval=0)
     pos_app = kaspi_pos.create_app()
     sink = await Sink().start()
     async with serve(qr_app) as qr_url, serve(pos_app) as pos_url:
@@ -173,6 +175,29 @@ async def test_qr_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
     assert (stats["RequestIdsMissing"], stats["RequestIdsRepeated"]) == (0, 0) and sum(stats["Calls"].values()) > 5
 
 
+async def test_qr_int64_ids_are_stored_and_sent_back_exactly(kaspi: Kaspi, merchant):
+    """QrPaymentId and ReturnOperationId above 2^62 (Int64, kaspi-qr-api.md §2) survive the client and
+    the database digit for digit, and the refund sends the QrPaymentId back as the number it was."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    (issued,) = k.qr.payments()
+    assert attempt.provider_ref == str(issued["QrPaymentId"]) and issued["QrPaymentId"] > 2**62
+    k.qr.confirm(issued["QrPaymentId"])
+    await k.wait_event(pid, "paid")
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 100})
+    assert r.json()["data"]["refund"]["status"] == "succeeded", r.text
+    (paid,) = k.qr.payments()
+    (returned,) = paid["Returns"]
+    async with k.db.reading() as session:
+        operation = await session.scalar(select(Operation).where(Operation.attempt_id == attempt.id))
+        leg = await session.scalar(select(RefundLeg).where(RefundLeg.operation_id == operation.id))
+    assert operation.provider_txn_id == paid["TransactionId"]
+    assert leg.provider_ref == str(returned["ReturnOperationId"]) and returned["ReturnOperationId"] > 2**62
+    assert (returned["Amount"], paid["Returned"]) == (100, 100)
+
+
 async def test_qr_payer_cancels_then_pays(kaspi: Kaspi, merchant):
     k = kaspi
     pid = await new_payment(k, merchant, "kaspi_qr")
@@ -263,6 +288,49 @@ async def test_qr_status_is_asked_no_faster_than_the_documents_interval(kaspi: K
     k.qr.confirm(qr)
     clock.advance(seconds=5)
     await k.wait_event(pid, "paid")
+
+
+async def test_each_qr_is_polled_at_the_interval_its_creation_answered(kaspi: Kaspi, merchant, clock):
+    """kaspi-qr-api.md §3, §4: qr/create answers StatusPollingInterval for that QR; poll it at that
+    interval, not faster. Before: every QR at PAYCENTER_KASPI_QR_STATUS_INTERVAL (0.1 s here), whatever
+    Kaspi said. The app's clock moves; the poller's cycles are counted, not slept through."""
+    k = kaspi
+    poller = k.worker.poller
+
+    async def cycles(count: int) -> None:
+        seen = poller.cycles
+        await wait_until(lambda: poller.cycles >= seen + count, timeout=10, what=f"{count} more poller cycles")
+
+    def calls(qr: int) -> int:
+        return k.qr.stats()["StatusCallsByPayment"].get(str(qr), 0)
+
+    k.qr.polling_interval = 30  # this QR's StatusPollingInterval
+    slow_pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(slow_pid)
+    slow = await k.live(slow_pid)
+    k.qr.polling_interval = 0  # the next QR comes without one: the operator's 0.1 s
+    fast_pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(fast_pid)
+    fast = await k.live(fast_pid)
+    assert (slow.poll_interval, fast.poll_interval) == (30, None)  # kept with the attempt, on every backend
+
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(1, payment_id=qr_id(slow))
+    fast_before = calls(qr_id(fast))
+    await cycles(10)
+    clock.advance(seconds=20)  # 20 s of app time (plus the real second the cycles take) < 30 s
+    await cycles(10)
+    assert calls(qr_id(slow)) == 1  # not asked again inside its interval...
+    assert calls(qr_id(fast)) > fast_before + 3  # ... while the other QR is asked cycle after cycle
+
+    clock.advance(seconds=10)  # its 30 s are up
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(2, payment_id=qr_id(slow))
+    await cycles(10)
+    assert calls(qr_id(slow)) == 2
+    k.qr.confirm(qr_id(slow))
+    clock.advance(seconds=30)
+    await k.wait_event(slow_pid, "paid")
 
 
 async def test_qr_statuses_outside_the_document_are_in_progress_never_failed(kaspi: Kaspi, merchant, clock):

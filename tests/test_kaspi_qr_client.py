@@ -3,12 +3,16 @@ POST body and in the trade points' path, none in its other GETs: kaspi-qr-api.md
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
 from asgi_server import serve
 from paycenter.config import Settings
 from paycenter.providers.base import AttemptRef, AttemptStart, PollState, ProviderError, RefundLegRef
-from paycenter.providers.kaspi_qr import KaspiQrClient, KaspiQrProvider
+from paycenter.providers.kaspi_qr import ALMATY, KaspiQrClient, KaspiQrProvider, parse_time, poll_interval
 from paycenter.simulators import kaspi_qr
 
 
@@ -21,7 +25,9 @@ def settings(url: str, scheme: str, **extra: str) -> Settings:
 @pytest.mark.parametrize("scheme", ["r1", "r3"])
 @pytest.mark.parametrize("mode", ["qr", "link"])
 async def test_register_pay_and_refund(scheme, mode):
-    app = kaspi_qr.create_app()
+    # Int64 ids past 2^53 (kaspi-qr-api.md §2): a client that read or sent them as floats, strings or
+    # 32-bit integers would lose the purchase (the simulator refuses a string QrPaymentId).
+    app = kaspi_qr.create_app(id_floor=2**62)
     async with serve(app) as url:
         client = KaspiQrClient(settings(url, scheme))
         try:
@@ -35,6 +41,9 @@ async def test_register_pay_and_refund(scheme, mode):
                 AttemptStart(attempt_id="att_1", payment_id="P", amount=50000, currency="KZT", description="x")
             )
             assert started.expires_at is not None and started.confirm_timeout == 65
+            assert started.poll_interval == 5  # (Qr)PaymentBehaviorOptions.StatusPollingInterval, this QR's
+            (issued,) = app.state.sim.payments()
+            assert started.provider_ref == str(issued["QrPaymentId"]) and int(started.provider_ref) > 2**62
             assert (started.pay_link or "").startswith("https://pay.kaspi.kz/pay/") == (mode == "link")
             ref = AttemptRef("att_1", started.provider_ref, 50000, "KZT", confirm_timeout=65)
             assert (await provider.poll(ref)).state is PollState.WAITING
@@ -45,13 +54,25 @@ async def test_register_pay_and_refund(scheme, mode):
             paid = await provider.poll(ref)
             assert (paid.state, paid.amount, paid.payment_method) == (PollState.SUCCEEDED, 50000, "kaspi_red")
             leg = RefundLegRef("rfl_1", 20000, "KZT", paid.provider_txn_id or "", started.provider_ref)
-            assert (await provider.refund(leg)).succeeded is True
+            refunded = await provider.refund(leg)
+            (returned,) = app.state.sim.payments()[0]["Returns"]
+            assert refunded.succeeded is True and refunded.provider_ref == str(returned["ReturnOperationId"])
             assert await provider.returned(started.provider_ref) == (50000, 30000)
             too_much = RefundLegRef("rfl_2", 40000, "KZT", paid.provider_txn_id or "", started.provider_ref)
             refused = await provider.refund(too_much)
             assert refused.succeeded is False and "above the purchase amount" in (refused.error or "")
         finally:
             await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("answered", "seconds"),
+    [(5, 5), (30, 30), (2.5, 3), (0, None), (-5, None), ("5", None), (None, None), (True, None), (10**9, 3600)],
+)
+def test_a_qrs_polling_interval_is_whole_seconds_never_shorter_than_answered(answered, seconds):
+    """kaspi-qr-api.md §4: poll each QR every StatusPollingInterval seconds, "not faster". What is no
+    positive number leaves the operator's interval in force."""
+    assert poll_interval(answered) == seconds
 
 
 async def test_wrong_credentials_are_clear_errors():
@@ -79,3 +100,71 @@ def test_an_encrypted_client_key_is_a_clear_error_not_a_terminal_prompt(tmp_path
     )
     with pytest.raises(ProviderError, match="KEY_FILE is encrypted"):
         KaspiQrClient(config)
+
+
+# --- dates (kaspi-qr-api.md §2: ISO 8601 in forms that vary) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        # The document's own examples (§2), then the field's +05:00 (§2 [field]).
+        ("2020-01-16T10:30:00+06", datetime(2020, 1, 16, 4, 30, tzinfo=UTC)),
+        ("2021-11-3T11:55:14.166+06:00", datetime(2021, 11, 3, 5, 55, 14, 166000, tzinfo=UTC)),
+        # No offset: Kazakhstan time, UTC+6 in 2021; the 7th fraction digit is below a microsecond.
+        ("2021-12-08T11:35:48.1566667", datetime(2021, 12, 8, 5, 35, 48, 156666, tzinfo=UTC)),
+        ("2026-12-06T14:05:33.123+05:00", datetime(2026, 12, 6, 9, 5, 33, 123000, tzinfo=UTC)),
+        ("2026-12-06T14:05:33.123456", datetime(2026, 12, 6, 9, 5, 33, 123456, tzinfo=UTC)),  # UTC+5 since 2024-03
+        ("2026-12-06T14:05:33Z", datetime(2026, 12, 6, 14, 5, 33, tzinfo=UTC)),
+    ],
+)
+def test_parse_time_reads_the_documents_forms(text, instant):
+    """Before: the unpadded day ("2021-11-3") was unreadable, so the QR had no ExpireDate deadline."""
+    assert parse_time(text) == instant
+
+
+@pytest.mark.parametrize("text", ["", None, "soon", "2026-13-01T00:00:00+05:00", "2026-12-06T14:05:33+24:00"])
+def test_parse_time_gives_none_for_what_is_no_date(text):
+    assert parse_time(text) is None
+
+
+# What each simulator form keeps of an instant, in microseconds.
+PRECISION = {"seconds": 1_000_000, "hour-offset": 1_000_000, "millis": 1000, "unpadded": 1000, "local-ticks": 1}
+
+
+@given(
+    instant=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)),
+    form=st.sampled_from(kaspi_qr.TIME_FORMS),
+    offset=st.sampled_from(kaspi_qr.TIME_OFFSETS),
+)
+@example(instant=datetime(2024, 3, 1, 5, 59, 59, 999999, tzinfo=UTC), form="unpadded", offset=6)
+@example(instant=datetime(2026, 1, 9, 23, 0, 0, 1000, tzinfo=UTC), form="local-ticks", offset=5)
+def test_every_simulator_date_form_reads_back_to_the_same_instant(instant, form, offset):
+    """Any instant, written by the simulator in any of Kaspi's forms at +05:00 or +06:00, is read by our
+    client as that instant (to the form's precision)."""
+    if form == "local-ticks":
+        local = instant.astimezone(ALMATY).replace(tzinfo=None)
+        # A wall time that occurred twice (the 2024-03-01 change, DST until 2005) names no one instant.
+        assume(local.replace(tzinfo=ALMATY, fold=0).utcoffset() == local.replace(tzinfo=ALMATY, fold=1).utcoffset())
+    text = kaspi_qr.wire_time(instant, form, offset)
+    kept = instant - timedelta(microseconds=instant.microsecond % PRECISION[form])
+    assert parse_time(text) == kept, text
+
+
+@pytest.mark.parametrize("form", kaspi_qr.TIME_FORMS)
+async def test_the_qr_deadline_is_the_expire_date_in_every_form(form):
+    """qr/create's ExpireDate, in each form, becomes the attempt's deadline at the right instant."""
+    created = datetime(2026, 12, 6, 9, 0, 0, 123456, tzinfo=UTC)
+    app = kaspi_qr.create_app(clock=lambda: created, qr_lifetime=60, time_form=form, time_offset=6)
+    async with serve(app) as url:
+        token = app.state.sim.register_device()
+        config = settings(url, "r1", kaspi_qr_device_token=token, kaspi_qr_mode="qr")
+        provider = KaspiQrProvider(config, clock=lambda: created)  # the scan wait (180 s) ends later
+        try:
+            started = await provider.start(
+                AttemptStart(attempt_id="att_1", payment_id="P", amount=100, currency="KZT", description="x")
+            )
+        finally:
+            await provider.close()
+    deadline = created + timedelta(seconds=60)
+    assert started.expires_at == deadline - timedelta(microseconds=deadline.microsecond % PRECISION[form])

@@ -117,6 +117,16 @@ def error(answer: dict[str, Any], code: int) -> None:
     assert answer["Data"] is None and answer["Message"]
 
 
+def emulated(answer: dict[str, Any], code: int = 0) -> None:
+    """The test host's emulator answers {StatusCode, message}: lower-case, no Data (kaspi-qr-api.md §3)."""
+    assert set(answer) == {"StatusCode", "message"}, answer
+    assert answer["StatusCode"] == code and answer["message"], answer
+
+
+def amounts(details: dict[str, Any]) -> tuple[Any, Any]:
+    return details["TotalAmount"], details["AvailableReturnAmount"]
+
+
 @pytest.mark.parametrize("scheme", ["r1", "r3"])
 async def test_happy_path(scheme: str) -> None:
     clock = Clock()
@@ -136,7 +146,7 @@ async def test_happy_path(scheme: str) -> None:
             "QrCodeScanWaitTimeout": 180,
             "PaymentConfirmationTimeout": 65,
         }
-        assert qr["ExpireDate"] == "2025-03-01T12:05:00+05:00"  # T0 + 300 s in Almaty time
+        assert qr["ExpireDate"] == "2025-03-01T12:05:00.000+05:00"  # T0 + 300 s in Almaty time, with milliseconds
         assert datetime.fromisoformat(qr["ExpireDate"]) == T0 + timedelta(seconds=300)
         pid = qr["QrPaymentId"]
 
@@ -165,17 +175,19 @@ async def test_happy_path(scheme: str) -> None:
         assert await kaspi.status(pid) == {"Status": "Processed"}
 
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 1500}
+        assert set(details) == {"QrPaymentId", "TotalAmount", "AvailableReturnAmount", "TransactionDate"}  # §3
+        assert (details["QrPaymentId"], details["TransactionDate"]) == (pid, "2025-03-01T12:00:00.000+05:00")
+        assert amounts(details) == (1500, 1500)
 
         first = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 500}))
         assert isinstance(first["ReturnOperationId"], int)
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 1000}
+        assert amounts(details) == (1500, 1000)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1001}), -99000005)
         rest = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1000}))
         assert rest["ReturnOperationId"] != first["ReturnOperationId"]
         details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert details == {"TotalAmount": 1500, "AvailableReturnAmount": 0}
+        assert amounts(details) == (1500, 0)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000005)
 
         (listed,) = (await http.get("/_sim/payments")).json()
@@ -202,7 +214,7 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
             assert len(link["PaymentLink"]) > len("https://pay.kaspi.kz/pay/")
             assert link["PaymentMethods"] == ["Gold", "Red", "Loan"]
             assert link["PaymentBehaviorOptions"] == {
-                "StatusPollingInterval": 1,
+                "StatusPollingInterval": 5,  # the document's value by default (kaspi-qr-api.md §3)
                 "LinkActivationWaitTimeout": 120,
                 "PaymentConfirmationTimeout": 60,
             }
@@ -211,24 +223,24 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
             assert await kaspi.status(pid) == {"Status": "QrTokenCreated"}
 
             # The emulator's body is a bare {qrPaymentId}, on r3 too.
-            ping = {"qrPaymentId": pid}
-            error(await kaspi.post("test/payment/confirm", ping), kaspi_qr.ERR_WRONG_STATUS)  # not scanned yet
+            ping = {"qrPaymentId": str(pid)}  # a string here, unlike everywhere else (kaspi-qr-api.md §3)
+            emulated(await kaspi.post("test/payment/confirm", ping), kaspi_qr.ERR_WRONG_STATUS)  # not scanned yet
             r = await http.post(f"/{scheme}/v01/test/payment/scan", json=ping, headers=kaspi._headers())
-            ok(r.json())
+            emulated(r.json())
             assert await kaspi.status(pid) == {"Status": "Wait"}
-            error(await kaspi.post("test/payment/scan", ping), kaspi_qr.ERR_WRONG_STATUS)
-            ok(await kaspi.post("test/payment/confirm", ping))
+            emulated(await kaspi.post("test/payment/scan", ping), kaspi_qr.ERR_WRONG_STATUS)
+            emulated(await kaspi.post("test/payment/confirm", ping))
             v2 = await kaspi.status(pid, "v02")
             assert (v2["Status"], v2["Amount"], v2["ProductType"]) == ("Processed", 2500, "Gold")
 
             failing = await kaspi.create(token)
-            ok(await kaspi.post("test/payment/scanerror", {"qrPaymentId": failing["QrPaymentId"]}))
+            emulated(await kaspi.post("test/payment/scanerror", {"qrPaymentId": str(failing["QrPaymentId"])}))
             assert await kaspi.status(failing["QrPaymentId"]) == {"Status": "Error"}
 
             failing = await kaspi.create(token)
-            error(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": failing["QrPaymentId"]}), -2)
-            ok(await kaspi.post("test/payment/scan", {"qrPaymentId": failing["QrPaymentId"]}))
-            ok(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": failing["QrPaymentId"]}))
+            emulated(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": str(failing["QrPaymentId"])}), -2)
+            emulated(await kaspi.post("test/payment/scan", {"qrPaymentId": str(failing["QrPaymentId"])}))
+            emulated(await kaspi.post("test/payment/confirmerror", {"qrPaymentId": str(failing["QrPaymentId"])}))
             assert await kaspi.status(failing["QrPaymentId"], "v02") == {
                 "Status": "Error",
                 "TransactionId": None,
@@ -237,7 +249,7 @@ async def test_payment_link_and_test_host_emulator_calls() -> None:
                 "Amount": 1000,
                 "StoreName": "Main shop",
             }
-            error(await kaspi.post("test/payment/scan", {"qrPaymentId": 1}), -1601)
+            emulated(await kaspi.post("test/payment/scan", {"qrPaymentId": "1"}), -1601)
         assert len(sim.payments()) == 9
 
 
@@ -279,7 +291,7 @@ async def test_error_codes() -> None:
     async with running(trade_points=[{"TradePointId": 7, "TradePointName": "Kiosk"}]) as (sim, http):
         kaspi = Kaspi(http, "r1")
         error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": 1}), -99000002)
-        error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": "nope"}), -99000002)
+        error(await kaspi.post("device/register", {"DeviceId": "d", "TradePointId": "nope"}), kaspi_qr.ERR_BAD_REQUEST)
         token = await kaspi.register("d", 7)
 
         for create in ("qr/create", "qr/create-link"):
@@ -322,6 +334,76 @@ async def test_error_codes() -> None:
             assert r.status_code == 404 and r.json()["StatusCode"] != 0, path
 
 
+@pytest.mark.parametrize(
+    ("form", "offset", "written"),
+    [
+        # kaspi-qr-api.md §2: milliseconds with a full offset, +05:00 in the field, +06:00 in the document.
+        ("millis", 5, "2025-03-01T12:05:00.123+05:00"),
+        ("millis", 6, "2025-03-01T13:05:00.123+06:00"),
+        ("seconds", 5, "2025-03-01T12:05:00+05:00"),
+        ("hour-offset", 6, "2025-03-01T13:05:00+06"),  # as "2020-01-16T10:30:00+06"
+        ("unpadded", 6, "2025-3-1T13:05:00.123+06:00"),  # as "2021-11-3T11:55:14.166+06:00"
+        ("local-ticks", 6, "2025-03-01T12:05:00.1234560"),  # as "2021-12-08T11:35:48.1566667", Almaty time
+    ],
+)
+async def test_expire_date_in_each_of_kaspis_forms(form: str, offset: int, written: str) -> None:
+    clock = Clock(T0 + timedelta(microseconds=123456))
+    async with running(clock=clock, qr_lifetime=300, time_form=form, time_offset=offset) as (_sim, http):
+        kaspi = Kaspi(http, "r1")
+        token = await kaspi.register()
+        assert (await kaspi.create(token))["ExpireDate"] == written
+        link = ok(await kaspi.post("qr/create-link", {"DeviceToken": token, "Amount": 1, "ExternalId": "l"}))
+        assert link["ExpireDate"] == written
+    with pytest.raises(ValueError):
+        Simulator(time_offset=4)
+
+
+@pytest.mark.parametrize("scheme", ["r1", "r3"])
+async def test_ids_are_int64_numbers_above_2_32_and_a_string_id_is_refused(scheme: str) -> None:
+    """kaspi-qr-api.md §2: QrPaymentId, PaymentId, ReturnOperationId and TradePointId are Int64, sent as
+    JSON numbers, and values above 2^32 occur. Before: ids below 2^32, and "123" taken for 123."""
+    async with running() as (sim, http):
+        kaspi = Kaspi(http, scheme)
+        body = {"DeviceId": "till", "TradePointId": "1"}
+        answer = await kaspi.post("device/register", body)
+        error(answer, kaspi_qr.ERR_BAD_REQUEST)
+        assert "TradePointId" in answer["Message"] and sim.devices == {}
+        token = await kaspi.register("till", 1)
+
+        qr = await kaspi.create(token, amount=1000)
+        link = ok(await kaspi.post("qr/create-link", {"DeviceToken": token, "Amount": 1000, "ExternalId": "l"}))
+        for pid in (qr["QrPaymentId"], link["PaymentId"]):
+            assert type(pid) is int and 2**32 < pid < 2**63
+        pid = qr["QrPaymentId"]
+        sim.confirm(pid)
+
+        for wrong in (str(pid), float(pid), None, True):
+            answer = await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": wrong, "Amount": 100})
+            error(answer, kaspi_qr.ERR_BAD_REQUEST)
+            assert "QrPaymentId" in answer["Message"]
+        assert sim.describe(sim.payment(pid))["Returned"] == 0  # nothing went back for a refused call
+
+        done = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 100}))
+        assert type(done["ReturnOperationId"]) is int and 2**32 < done["ReturnOperationId"] < 2**63
+        assert sim.describe(sim.payment(pid))["Returned"] == 100
+
+
+async def test_ids_above_2_53_keep_every_digit_on_the_wire() -> None:
+    """Int64 ids past 2^53 (where a double drops digits) cross the wire and come back exact."""
+    async with running(id_floor=2**62) as (sim, http):
+        kaspi = Kaspi(http, "r1")
+        token = await kaspi.register()
+        r = await http.post("/r1/v01/qr/create", json={"DeviceToken": token, "Amount": 5}, headers=kaspi._headers())
+        pid = ok(r.json())["QrPaymentId"]
+        assert pid > 2**62 and f'"QrPaymentId":{pid},' in r.text  # a bare number, every digit
+        assert await kaspi.status(pid) == {"Status": "QrTokenCreated"}
+        sim.confirm(pid)
+        ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 5}))
+        assert sim.describe(sim.payment(pid))["Returned"] == 5
+    with pytest.raises(ValueError):
+        Simulator(id_floor=2**63 - 5)  # no Int64 room left above it
+
+
 async def test_pay_a_different_sum_and_installments() -> None:
     async with running() as (sim, http):
         kaspi = Kaspi(http, "r3")
@@ -331,10 +413,7 @@ async def test_pay_a_different_sum_and_installments() -> None:
         assert r.status_code == 200 and r.json()["PaidAmount"] == 700 and r.json()["Amount"] == 1000
         v2 = await kaspi.status(pid, "v02")
         assert (v2["Status"], v2["Amount"], v2["ProductType"]) == ("Processed", 700, "Red")
-        assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token)) == {
-            "TotalAmount": 700,
-            "AvailableReturnAmount": 700,
-        }
+        assert amounts(ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))) == (700, 700)
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 701}), -99000005)
         ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 350.5}))
         assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))["AvailableReturnAmount"] == (

@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     kaspi_qr_device_token: str = ""  # from `paycenter kaspi-qr register-device`
     # "link": a pay link (a QR of it for desktops, a button on phones); "qr": a QR token.
     kaspi_qr_mode: Literal["link", "qr"] = "link"
-    # Seconds between two status calls for one QR: the document's StatusPollingInterval (5 in
-    # every example; kaspi-qr-api.md §4). Lower only at your own risk: Kaspi asks for "not faster".
+    # Seconds between two status calls for a QR whose creation answered no StatusPollingInterval.
+    # Each QR is polled at its own, from Kaspi (5 in every example, "not faster"; kaspi-qr-api.md
+    # §4), which this neither lowers nor raises.
     kaspi_qr_status_interval: float = Field(default=5.0, gt=0, le=60)
     kaspi_timeout: float = 10.0
 

@@ -164,6 +164,7 @@ async def attach(session: AsyncSession, *, attempt_id: str, started: Started, no
     attempt.qr_payload = started.qr_payload
     attempt.pay_link = started.pay_link
     attempt.confirm_timeout = int(started.confirm_timeout) if started.confirm_timeout else None
+    attempt.poll_interval = started.poll_interval
     deadlines = [d for d in (started.expires_at, payment.expires_at) if d]
     attempt.expires_at = min(deadlines)
     attempt.next_poll_at = now

@@ -161,6 +161,9 @@ class Attempt(Base):
     pay_link: Mapped[str | None] = mapped_column(String(500))  # "open in Kaspi"
     provider_status: Mapped[str | None] = mapped_column(String(40))  # last raw status seen
     confirm_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds to confirm once scanned
+    # Seconds between two status polls that the provider asked for this try (Kaspi QR's
+    # StatusPollingInterval); None: the provider's own interval (Provider.poll_every).
+    poll_interval: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

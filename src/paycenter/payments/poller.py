@@ -92,8 +92,9 @@ class Poller:
         self.pull = {p.name: p for p in providers.pull()}
         self._limits = {name: asyncio.Semaphore(p.max_in_flight) for name, p in self.pull.items()}
         self.cycles = 0
-        # When each live attempt was last asked (this process leads the poller alone), so a
-        # provider's least interval between polls (Provider.poll_every) holds.
+        # When each live attempt was last asked (this process leads the poller alone), so the
+        # least interval between polls holds: the attempt's own (Kaspi's StatusPollingInterval
+        # for that QR), else its provider's (Provider.poll_every).
         self._polled_at: dict[str, datetime] = {}
         self.last_report: CycleReport | None = None
         self.last_cycle_at = 0.0
@@ -239,8 +240,9 @@ class Poller:
             await self._expire(provider, ref, report)
         elif attempt.next_poll_at is None or attempt.next_poll_at <= now:
             last = self._polled_at.get(attempt.id)
-            if last is not None and now - last < provider.poll_every:
-                return  # asked recently enough: the provider's own interval
+            every = timedelta(seconds=attempt.poll_interval) if attempt.poll_interval else provider.poll_every
+            if last is not None and now - last < every:
+                return  # asked recently enough
             self._polled_at[attempt.id] = now
             await self._poll(provider, ref, report)
 

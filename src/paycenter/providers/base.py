@@ -108,6 +108,9 @@ class Started:
     expires_at: datetime | None = None
     # Seconds the payer has to confirm once the QR is scanned (a new deadline from then on).
     confirm_timeout: float | None = None
+    # Whole seconds between two status polls that the provider asks for this try (Kaspi QR's
+    # StatusPollingInterval); None: the provider's ``poll_every``.
+    poll_interval: int | None = None
 
 
 class PollState(enum.StrEnum):
@@ -172,7 +175,8 @@ class Provider(Protocol):
     max_in_flight: ClassVar[int]
     # Currencies it can charge in; None: any.
     currencies: ClassVar[tuple[str, ...] | None]
-    # Least time between two status polls of one attempt (0: every poller cycle).
+    # Least time between two status polls of one attempt (0: every poller cycle), unless the
+    # attempt has its own (``Started.poll_interval``, kept in ``attempts.poll_interval``).
     poll_every: timedelta
 
     async def start(self, request: AttemptStart) -> Started: ...

@@ -9,9 +9,11 @@ document. Kaspi never calls back and has no "expired" status: we expire a try ou
 from __future__ import annotations
 
 import logging
+import math
+import re
 import ssl
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -101,19 +103,49 @@ def loan_method(loan_term: Any, loan_offer: Any = None) -> str:
     return "kaspi_credit"
 
 
+# Kaspi's dates vary (kaspi-qr-api.md §2): "2020-01-16T10:30:00+06", "2021-11-3T11:55:14.166+06:00",
+# "2021-12-08T11:35:48.1566667", "...+05:00". Unpadded fields, any number of fraction digits, an offset
+# of hours only, with or without minutes, or none (Kazakhstan time, our assumption).
+_KASPI_TIME = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.IGNORECASE,
+)
+
+
 def parse_time(value: Any) -> datetime | None:
-    if not value:
+    """A Kaspi date as an aware UTC datetime (to the microsecond, further digits cut); None if unreadable."""
+    match = _KASPI_TIME.fullmatch(str(value or "").strip())
+    if match is None:
         return None
+    *fields, fraction, zone = match.groups()
+    zone = (zone or "").replace(":", "").upper()
+    microsecond = int((fraction or "")[:6].ljust(6, "0"))
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if not zone:
+            tz: tzinfo = ALMATY  # no offset: Kazakhstan time (kaspi-qr-api.md §2)
+        elif zone == "Z":
+            tz = UTC
+        else:
+            sign = -1 if zone[0] == "-" else 1
+            tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:] or 0)))
+        return datetime(*(int(f or 0) for f in fields), microsecond, tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError):  # a field out of range, an offset of a day or more
         return None
-    if when.tzinfo is None:  # Kaspi speaks Almaty time
-        when = when.replace(tzinfo=ALMATY)
-    return when.astimezone(UTC)
 
 
 ALMATY = ZoneInfo("Asia/Almaty")
+# Longer than any QR lives (scan wait + confirmation: 180 + 65 s in every example, kaspi-qr-api.md §3).
+MAX_POLL_INTERVAL = 3600
+
+
+def poll_interval(value: Any) -> int | None:
+    """StatusPollingInterval as whole seconds, rounded up: poll each QR at it, "not faster"
+    (kaspi-qr-api.md §4). None when missing, not a number or not positive: the operator's
+    PAYCENTER_KASPI_QR_STATUS_INTERVAL applies then."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return min(math.ceil(value), MAX_POLL_INTERVAL)
 
 
 def tenge(minor: int) -> int | float:
@@ -249,7 +281,8 @@ class KaspiQrProvider:
         self.mode = settings.kaspi_qr_mode
         self.clock = clock or (lambda: datetime.now(UTC))
         # The document: poll payment/status every StatusPollingInterval seconds, "not faster"
-        # (kaspi-qr-api.md §4; 5 in every example). An operator may lower it at their own risk.
+        # (kaspi-qr-api.md §4; 5 in every example). Each QR's own value, from its creation, is kept
+        # with its attempt (Started.poll_interval); this is for a QR that came without one.
         self.poll_every = timedelta(seconds=settings.kaspi_qr_status_interval)
 
     async def start(self, request: AttemptStart) -> Started:
@@ -277,6 +310,7 @@ class KaspiQrProvider:
             pay_link=link,
             expires_at=min(deadlines) if deadlines else None,
             confirm_timeout=float(confirm) if confirm else None,
+            poll_interval=poll_interval(options.get("StatusPollingInterval")),
         )
 
     async def call_create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

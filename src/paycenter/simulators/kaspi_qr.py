@@ -17,9 +17,13 @@ Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"Sta
     GET  /{scheme}/v01/payment/status/{QrPaymentId}             -> {Status}
     GET  /{scheme}/v02/payment/status/{QrPaymentId}             -> {Status, TransactionId, ProductType, LoanTerm,
                                                                     Amount, StoreName}
-    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {TotalAmount, AvailableReturnAmount}
+    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {QrPaymentId, TotalAmount, AvailableReturnAmount,
+                                                                    TransactionDate}
     POST /{scheme}/v01/payment/return {DeviceToken, QrPaymentId, Amount} -> {ReturnOperationId}
-    POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> null
+    POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> {StatusCode, message}
+
+Ids (QrPaymentId / PaymentId, ReturnOperationId, TradePointId) are Int64 JSON numbers, issued above 2^32
+as Kaspi's are (kaspi-qr-api.md §2); a body that sends one as a string is refused.
 
 r1 wants header ``Api-Key``; r3 wants ``OrganizationBin`` in every POST body (the test/* emulator calls
 excepted) and as a query parameter on every GET; r2 checks neither (the client certificate is the TLS
@@ -45,6 +49,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -107,10 +112,27 @@ ST_PROCESSED = "Processed"  # paid: the only success
 ST_ERROR = "Error"
 FINAL_STATUSES = frozenset({ST_PROCESSED, ST_ERROR})
 
+# Ids: TradePointId, QrPaymentId, PaymentId, QrReturnId and ReturnOperationId are Int64, sent as JSON
+# numbers; "values above 2^32 occur" (kaspi-qr-api.md §2 [field]). Ours start above it, so a client that
+# squeezes them into 32 bits fails here and not in production.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ID_FLOOR = 2**32
+
 PAYMENT_METHODS = ("Gold", "Red", "Loan")  # also the ProductType values of v02 status
 PAYMENT_LINK_PREFIX = "https://pay.kaspi.kz/pay/"
-# Almaty time. Kazakhstan moved to a single zone UTC+5 on 2024-03-01 (older examples show +06:00).
-KASPI_TZ = timezone(timedelta(hours=5))
+# Dates (kaspi-qr-api.md §2): ISO 8601 in Kazakhstan time, in forms that vary. The document shows
+# "2020-01-16T10:30:00+06" (hour-only offset), "2021-11-3T11:55:14.166+06:00" (unpadded day,
+# milliseconds) and "2021-12-08T11:35:48.1566667" (7 fraction digits, no offset); +05:00 appears in the
+# field, Kazakhstan being UTC+5 since 2024-03-01 (older examples show +06:00). ``time_form`` picks one;
+# ``time_offset`` (hours, 5 or 6) the offset written; the form without an offset is Almaty wall time.
+TIME_FORM_SECONDS = "seconds"  # 2026-12-06T14:05:33+05:00
+TIME_FORM_MILLIS = "millis"  # 2026-12-06T14:05:33.123+05:00
+TIME_FORM_HOUR_OFFSET = "hour-offset"  # 2026-12-06T14:05:33+05
+TIME_FORM_UNPADDED = "unpadded"  # 2026-3-6T14:05:33.123+05:00
+TIME_FORM_LOCAL_TICKS = "local-ticks"  # 2026-12-06T14:05:33.1234560 (Almaty time)
+TIME_FORMS = (TIME_FORM_SECONDS, TIME_FORM_MILLIS, TIME_FORM_HOUR_OFFSET, TIME_FORM_UNPADDED, TIME_FORM_LOCAL_TICKS)
+TIME_OFFSETS = (5, 6)
+ALMATY = ZoneInfo("Asia/Almaty")
 LOAN_TERM_NONE = None  # LoanTerm on v02 when the product is not an installment (real value unknown: null or 0)
 
 MESSAGE_OK = "OK"
@@ -131,6 +153,9 @@ ERR_NO_CERTIFICATE = -10000
 ERR_BAD_API_KEY = ERR_NO_CERTIFICATE
 ERR_BAD_BIN = ERR_NO_CERTIFICATE
 # Simulator-only codes (not Kaspi's): a malformed request, and a test/payment/* call in the wrong status.
+# kaspi-qr-api.md §6 names no code for malformed input (its -999 means "temporarily unavailable, retry",
+# which would invite a retry of a request that can never succeed), so a malformed request, e.g. an Int64
+# sent as a string, gets ERR_BAD_REQUEST.
 ERR_BAD_REQUEST = -1
 ERR_WRONG_STATUS = -2
 
@@ -155,9 +180,22 @@ def wire_envelope(code: int, message: str, data: Any) -> dict[str, Any]:
     return {"StatusCode": code, "Message": message, "Data": data}
 
 
-def wire_time(value: datetime) -> str:
-    """ISO 8601 in Almaty time to the second, e.g. ``2025-03-01T12:05:00+05:00``."""
-    return value.astimezone(KASPI_TZ).replace(microsecond=0).isoformat()
+def wire_time(value: datetime, form: str = TIME_FORM_MILLIS, offset: int = 5) -> str:
+    """``value`` as Kaspi writes dates, in one of ``TIME_FORMS`` at UTC+``offset`` hours."""
+    if form == TIME_FORM_LOCAL_TICKS:
+        local = value.astimezone(ALMATY)
+        return f"{local.replace(tzinfo=None).isoformat(timespec='seconds')}.{local.microsecond:06d}0"
+    local = value.astimezone(timezone(timedelta(hours=offset)))
+    zone = f"+{offset:02d}"
+    clock = f"{local:%H:%M:%S}"
+    millis = f".{local.microsecond // 1000:03d}"
+    if form == TIME_FORM_SECONDS:
+        return f"{local:%Y-%m-%d}T{clock}{zone}:00"
+    if form == TIME_FORM_HOUR_OFFSET:
+        return f"{local:%Y-%m-%d}T{clock}{zone}"
+    if form == TIME_FORM_UNPADDED:
+        return f"{local.year:04d}-{local.month}-{local.day}T{clock}{millis}{zone}:00"
+    return f"{local:%Y-%m-%d}T{clock}{millis}{zone}:00"
 
 
 def wire_amount(value: Decimal | None) -> int | float | None:
@@ -185,7 +223,7 @@ def new_device_token() -> str:
 def wire_qr_created(p: Payment, sim: Simulator) -> dict[str, Any]:
     return {
         "QrToken": p.token,
-        "ExpireDate": wire_time(p.expire_at),
+        "ExpireDate": sim.wire_time(p.expire_at),
         "QrPaymentId": p.id,
         "PaymentMethods": list(PAYMENT_METHODS),
         "QrPaymentBehaviorOptions": {
@@ -199,7 +237,7 @@ def wire_qr_created(p: Payment, sim: Simulator) -> dict[str, Any]:
 def wire_link_created(p: Payment, sim: Simulator) -> dict[str, Any]:
     return {
         "PaymentLink": PAYMENT_LINK_PREFIX + p.token,
-        "ExpireDate": wire_time(p.expire_at),
+        "ExpireDate": sim.wire_time(p.expire_at),
         "PaymentId": p.id,
         "PaymentMethods": list(PAYMENT_METHODS),
         "PaymentBehaviorOptions": {
@@ -230,10 +268,17 @@ def wire_status_v2(p: Payment) -> dict[str, Any]:
 STATUS_SHAPES: dict[str, Callable[[Payment], dict[str, Any]]] = {VERSION_1: wire_status_v1, VERSION_2: wire_status_v2}
 
 
-def wire_details(p: Payment) -> dict[str, Any]:
+def wire_details(p: Payment, sim: Simulator) -> dict[str, Any]:
+    # kaspi-qr-api.md §3: QrPaymentId, TotalAmount, AvailableReturnAmount, TransactionDate. The document
+    # does not say what an unpaid purchase answers; here its amount asked and its creation time.
     paid = p.status == ST_PROCESSED
     total = p.paid_amount if paid else p.amount
-    return {"TotalAmount": wire_amount(total), "AvailableReturnAmount": wire_amount(p.available_return())}
+    return {
+        "QrPaymentId": p.id,
+        "TotalAmount": wire_amount(total),
+        "AvailableReturnAmount": wire_amount(p.available_return()),
+        "TransactionDate": sim.wire_time(p.paid_at or p.created_at),
+    }
 
 
 def wire_return(operation_id: int) -> dict[str, Any]:
@@ -277,6 +322,7 @@ class Payment:
     expire_at: datetime
     status: str = ST_CREATED
     scanned_at: datetime | None = None
+    paid_at: datetime | None = None
     paid_amount: Decimal | None = None
     product: str | None = None
     loan_term: int | None = None
@@ -307,7 +353,20 @@ def _parse_amount(value: Any) -> Decimal | None:
     return amount if amount > 0 else None
 
 
+def _int64(value: Any) -> int | None:
+    """An Int64 as the document types it in bodies (kaspi-qr-api.md §2): a JSON integer in range, not a
+    string, a float or a bool; else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        return None
+    return value
+
+
+def _not_int64(name: str) -> tuple[int, str]:
+    return ERR_BAD_REQUEST, f"{name} must be an Int64 (a JSON number, kaspi-qr-api.md §2)"
+
+
 def _parse_id(value: Any) -> int | None:
+    """An id from a path, a query string or a control (strings there by nature)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -327,7 +386,7 @@ class Simulator:
         api_key: str = "test-api-key",
         organization_bin: str = "123456789012",
         trade_points: list[dict] | None = None,
-        polling_interval: int = 1,
+        polling_interval: int = 5,
         scan_wait_timeout: int = 180,
         confirmation_timeout: int = 65,
         qr_lifetime: int = 300,
@@ -335,10 +394,15 @@ class Simulator:
         silent_cap: float = 30.0,
         auto_expire: bool = False,
         refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+        id_floor: int = ID_FLOOR,
+        time_form: str = TIME_FORM_MILLIS,
+        time_offset: int = 5,
     ) -> None:
         self.api_key = api_key
         self.organization_bin = organization_bin
         self.trade_points = [dict(tp) for tp in (trade_points if trade_points is not None else DEFAULT_TRADE_POINTS)]
+        # Answered as StatusPollingInterval (5 in every example, kaspi-qr-api.md §3), and the client is to
+        # poll each QR at it. Tests set it small (0: none given) or change it between creations.
         self.polling_interval = polling_interval
         self.scan_wait_timeout = scan_wait_timeout
         self.confirmation_timeout = confirmation_timeout
@@ -350,11 +414,17 @@ class Simulator:
         # paycenter decides expiry itself and must cope with a payment confirmed after that.
         self.auto_expire = auto_expire
         self.refund_schemes = frozenset(refund_schemes)
-        # Ids keep counting across reset() and start at random points, so that a reset simulator never
-        # hands out an id or TransactionId that an earlier run already stored.
-        self._payment_ids = itertools.count(100_000_000 + secrets.randbelow(800_000_000))
+        if time_form not in TIME_FORMS or time_offset not in TIME_OFFSETS:
+            raise ValueError(f"time_form must be one of {TIME_FORMS} and time_offset one of {TIME_OFFSETS}")
+        self.time_form, self.time_offset = time_form, time_offset
+        # Ids keep counting across reset() and start at random points above ``id_floor``, so that a reset
+        # simulator never hands out an id or TransactionId that an earlier run already stored. Tests pass
+        # a floor above 2^53 to catch an id read as a float (which keeps only 53 bits).
+        if not 0 <= id_floor <= INT64_MAX - 2**40:
+            raise ValueError("id_floor must leave Int64 room above it")
+        self._payment_ids = itertools.count(id_floor + secrets.randbelow(2**31))
         self._transaction_ids = itertools.count(7_000_000_000 + secrets.randbelow(2_000_000_000))
-        self._return_ids = itertools.count(1 + secrets.randbelow(100_000_000))
+        self._return_ids = itertools.count(id_floor + secrets.randbelow(2**31))
         self.devices: dict[str, Device] = {}
         self._reset_state()
         self._mode_event = asyncio.Event()
@@ -378,6 +448,9 @@ class Simulator:
     def now(self) -> datetime:
         value = self.clock()
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    def wire_time(self, value: datetime) -> str:
+        return wire_time(value, self.time_form, self.time_offset)
 
     # ---- Python API (the /_sim controls call these) -----------------------------------------------
 
@@ -436,7 +509,7 @@ class Simulator:
             "Returned": wire_amount(p.returned),
             "Returns": [dict(r) for r in p.returns],
             "DeviceToken": p.device.token,
-            "ExpireDate": wire_time(p.expire_at),
+            "ExpireDate": self.wire_time(p.expire_at),
             "StatusCalls": self.status_calls_by_payment.get(p.id, 0),
         }
 
@@ -477,6 +550,7 @@ class Simulator:
         if p.scanned_at is None:
             p.scanned_at = now
         p.status = ST_PROCESSED
+        p.paid_at = now
         p.paid_amount = paid if paid is not None else p.amount
         p.product = product
         p.loan_term = loan_term
@@ -624,6 +698,8 @@ class Simulator:
         device_id = body.get(F_DEVICE_ID)
         if not isinstance(device_id, str | int) or isinstance(device_id, bool) or str(device_id) == "":
             return ERR_BAD_REQUEST, None
+        if _int64(body.get(F_TRADE_POINT_ID)) is None:
+            return _not_int64(F_TRADE_POINT_ID)
         if self._trade_point(body.get(F_TRADE_POINT_ID)) is None:
             return ERR_TRADE_POINT_NOT_FOUND, None
         return 0, {F_DEVICE_TOKEN: self.register_device(str(device_id), body.get(F_TRADE_POINT_ID))}
@@ -677,13 +753,16 @@ class Simulator:
         p = self._own_payment(device, query.get(F_QR_PAYMENT_ID))
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
-        return 0, wire_details(p)
+        return 0, wire_details(p, self)
 
     def op_return(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
-        p = self._own_payment(device, body.get(F_QR_PAYMENT_ID))
+        payment_id = _int64(body.get(F_QR_PAYMENT_ID))
+        if payment_id is None:
+            return _not_int64(F_QR_PAYMENT_ID)
+        p = self._own_payment(device, payment_id)
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
         amount = _parse_amount(body.get(F_AMOUNT))
@@ -789,6 +868,12 @@ def _envelope(code: int, data: Any = None, message: str | None = None, status: i
     return _json_response(wire_envelope(code, message, data if code == 0 else None), status)
 
 
+def _emulator_envelope(code: int, data: Any = None, message: str | None = None, status: int = 200) -> Response:
+    if message is None:
+        message = MESSAGE_OK if code == 0 else ERROR_MESSAGES.get(code, "Error")
+    return _json_response({"StatusCode": code, "message": message}, status)
+
+
 def _not_found() -> Response:
     return _envelope(ERR_BAD_REQUEST, message="Not found", status=404)
 
@@ -845,24 +930,26 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         if method != expected_method:
             return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
     sim.calls[operation] += 1
+    # The test host's emulator answers {StatusCode, message}, lower-case m, no Data (kaspi-qr-api.md §2, §3).
+    envelope = _emulator_envelope if operation in TEST_OPS else _envelope
 
     # Every request carries its own X-Request-ID, a GUID the client generates (document §2).
     request_id = _header(scope, REQUEST_ID_HEADER)
     if not request_id:
         sim.request_ids_missing += 1
-        return _envelope(ERR_BAD_REQUEST, message="X-Request-ID header is required on every request")
+        return envelope(ERR_BAD_REQUEST, message="X-Request-ID header is required on every request")
     if request_id in sim.request_ids:
         sim.request_ids_repeated += 1
     sim.request_ids.add(request_id)
 
     if scheme in API_KEY_SCHEMES and _api_key(scope) != sim.api_key.encode():
-        return _envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
+        return envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
     query = _query(scope) if method == "GET" else {}
     body: dict = {}
     if method == "POST":
         parsed = await _read_json(request)
         if parsed is None:
-            return _envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
+            return envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
         body = parsed
     # r3 (kaspi-qr-api.md §3): the BIN goes in every POST body and, of the GETs, only in the trade
     # points' path (partner/tradepoints/{organizationBin}); payment/status, payment/details and
@@ -877,18 +964,18 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         else:
             given = sim.organization_bin
         if given is None or str(given) != sim.organization_bin:
-            return _envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
+            return envelope(ERR_BAD_BIN, message="OrganizationBin missing or wrong")
 
     if status_call:
         code, data = await sim.op_status(version, tail[2])
     else:
         injected = sim._take_injected(operation)
         if injected is not None:
-            return _envelope(injected.code, message=injected.message)
+            return envelope(injected.code, message=injected.message)
         code, data = _OPERATIONS[(method, operation)](sim, scheme, body, query)
     if code != 0 and isinstance(data, str):
-        return _envelope(code, message=data)  # an injected error's message
-    return _envelope(code, data)
+        return envelope(code, message=data)  # an injected error's message
+    return envelope(code, data)
 
 
 # ---- /_sim controls ---------------------------------------------------------------------------------
@@ -953,7 +1040,7 @@ def create_app(
     api_key: str = "test-api-key",
     organization_bin: str = "123456789012",
     trade_points: list[dict] | None = None,
-    polling_interval: int = 1,
+    polling_interval: int = 5,
     scan_wait_timeout: int = 180,
     confirmation_timeout: int = 65,
     qr_lifetime: int = 300,
@@ -961,6 +1048,9 @@ def create_app(
     silent_cap: float = 30.0,
     auto_expire: bool = False,
     refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
+    id_floor: int = ID_FLOOR,
+    time_form: str = TIME_FORM_MILLIS,
+    time_offset: int = 5,
 ) -> Starlette:
     """The simulator as a Starlette app; its state is ``app.state.sim`` (a ``Simulator``)."""
     sim = Simulator(
@@ -975,6 +1065,9 @@ def create_app(
         silent_cap=silent_cap,
         auto_expire=auto_expire,
         refund_schemes=refund_schemes,
+        id_floor=id_floor,
+        time_form=time_form,
+        time_offset=time_offset,
     )
 
     async def dispatch(request: Request) -> Response:
