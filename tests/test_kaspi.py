@@ -333,6 +333,31 @@ async def test_each_qr_is_polled_at_the_interval_its_creation_answered(kaspi: Ka
     await k.wait_event(slow_pid, "paid")
 
 
+async def test_the_operators_override_polls_faster_than_kaspi_asks(kaspi: Kaspi, merchant):
+    """Issue 12: "the operator may lower it at their own risk". With
+    PAYCENTER_KASPI_QR_STATUS_INTERVAL_OVERRIDE set, Kaspi's 30 s is not kept and the QR is
+    asked at the operator's interval."""
+    k = kaspi
+    provider = k.ctx.providers.get("kaspi_qr")
+    provider.override, provider.poll_every = 0.1, timedelta(seconds=0.1)  # as the setting makes it
+    k.qr.polling_interval = 30
+    pid = await new_payment(k, merchant, "kaspi_qr")
+    await k.start(pid)
+    attempt = await k.live(pid)
+    assert attempt.poll_interval is None
+    async with asyncio.timeout(10):
+        await k.qr.wait_for_status_calls(4, payment_id=qr_id(attempt))  # no clock moved: 0.1 s apart
+
+
+def test_the_override_setting_reaches_the_provider() -> None:
+    from paycenter.providers.kaspi_qr import KaspiQrProvider
+
+    base = {"_env_file": None, "kaspi_qr_base_url": "https://127.0.0.1:9", "kaspi_qr_api_key": "k"}
+    provider = KaspiQrProvider(Settings(**base, kaspi_qr_status_interval_override=2.5))  # type: ignore[arg-type]
+    assert (provider.override, provider.poll_every) == (2.5, timedelta(seconds=2.5))
+    assert KaspiQrProvider(Settings(**base)).override is None  # type: ignore[arg-type]
+
+
 async def test_qr_statuses_outside_the_document_are_in_progress_never_failed(kaspi: Kaspi, merchant, clock):
     """kaspi-qr-api.md §4: any other value is in progress, never paid, never failed by default;
     RemotePaymentCanceled is final and unpaid. Before: an unknown value was trouble, and the

@@ -283,7 +283,9 @@ class KaspiQrProvider:
         # The document: poll payment/status every StatusPollingInterval seconds, "not faster"
         # (kaspi-qr-api.md §4; 5 in every example). Each QR's own value, from its creation, is kept
         # with its attempt (Started.poll_interval); this is for a QR that came without one.
-        self.poll_every = timedelta(seconds=settings.kaspi_qr_status_interval)
+        # The operator's override, if any, replaces both (at their own risk: README).
+        self.override = settings.kaspi_qr_status_interval_override
+        self.poll_every = timedelta(seconds=self.override or settings.kaspi_qr_status_interval)
 
     async def start(self, request: AttemptStart) -> Started:
         if not self.device_token:
@@ -310,7 +312,7 @@ class KaspiQrProvider:
             pay_link=link,
             expires_at=min(deadlines) if deadlines else None,
             confirm_timeout=float(confirm) if confirm else None,
-            poll_interval=poll_interval(options.get("StatusPollingInterval")),
+            poll_interval=None if self.override else poll_interval(options.get("StatusPollingInterval")),
         )
 
     async def call_create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
