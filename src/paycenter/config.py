@@ -86,9 +86,9 @@ class Settings(BaseSettings):
     # Each QR is polled at its own, from Kaspi (5 in every example, "not faster"; kaspi-qr-api.md
     # §4), which this neither lowers nor raises.
     kaspi_qr_status_interval: float = Field(default=5.0, gt=0, le=60)
-    # Set: every QR is polled at this many seconds whatever Kaspi answered, faster at the
+    # Above 0: every QR is polled at this many seconds whatever Kaspi answered, faster at the
     # operator's own risk (Kaspi may throttle or block a partner that polls faster than asked).
-    kaspi_qr_status_interval_override: float | None = Field(default=None, gt=0, le=60)
+    kaspi_qr_status_interval_override: float = Field(default=0.0, ge=0, le=60)
     kaspi_timeout: float = 10.0
 
     # --- Kaspi Smart POS terminals (provider kaspi_pos); the pool is `paycenter terminal ...` ---

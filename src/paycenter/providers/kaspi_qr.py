@@ -284,7 +284,7 @@ class KaspiQrProvider:
         # (kaspi-qr-api.md §4; 5 in every example). Each QR's own value, from its creation, is kept
         # with its attempt (Started.poll_interval); this is for a QR that came without one.
         # The operator's override, if any, replaces both (at their own risk: README).
-        self.override = settings.kaspi_qr_status_interval_override
+        self.override = settings.kaspi_qr_status_interval_override or None
         self.poll_every = timedelta(seconds=self.override or settings.kaspi_qr_status_interval)
 
     async def start(self, request: AttemptStart) -> Started:
