@@ -1,5 +1,6 @@
-"""The kaspi_qr client against the simulator on both schemes: r1 (Api-Key) and r3 (the BIN in every
-POST body and in the trade points' path, none in its other GETs: kaspi-qr-api.md §3)."""
+"""The kaspi_qr client against the simulator on every scheme: r1 (Api-Key), r2 (certificate only) and
+r3 (the BIN in every POST body and in the trade points' path, none in its other GETs: kaspi-qr-api.md
+§3), and refunds as each scheme has them (§5)."""
 
 from __future__ import annotations
 
@@ -18,38 +19,61 @@ def settings(url: str, scheme: str, **extra: str) -> Settings:
     return Settings(_env_file=None, **(values | extra))  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("scheme", ["r1", "r3"])
+async def registered(url: str, scheme: str) -> str:
+    client = KaspiQrClient(settings(url, scheme))
+    try:
+        points = await client.trade_points()
+        return await client.register_device("paycenter", points[0]["TradePointId"])
+    finally:
+        await client.close()
+
+
+async def pay(provider: KaspiQrProvider, sim: kaspi_qr.Simulator, amount: int = 50000) -> tuple[str, str]:
+    """A purchase paid through the provider: (QrPaymentId, TransactionId)."""
+    started = await provider.start(
+        AttemptStart(attempt_id="att_1", payment_id="P", amount=amount, currency="KZT", description="x")
+    )
+    assert started.expires_at is not None and started.confirm_timeout == 65
+    ref = AttemptRef("att_1", started.provider_ref, amount, "KZT", confirm_timeout=65)
+    assert (await provider.poll(ref)).state is PollState.WAITING
+    sim.scan(int(started.provider_ref))
+    scanned = await provider.poll(ref)
+    assert scanned.state is PollState.ACTIVE and scanned.expires_at is not None  # confirm deadline
+    sim.confirm(int(started.provider_ref), product="Red")
+    paid = await provider.poll(ref)
+    assert (paid.state, paid.amount, paid.payment_method) == (PollState.SUCCEEDED, amount, "kaspi_red")
+    return started.provider_ref, paid.provider_txn_id or ""
+
+
+@pytest.mark.parametrize("scheme", ["r1", "r2", "r3"])
 @pytest.mark.parametrize("mode", ["qr", "link"])
-async def test_register_pay_and_refund(scheme, mode):
+async def test_register_and_pay(scheme, mode):
     app = kaspi_qr.create_app()
     async with serve(app) as url:
-        client = KaspiQrClient(settings(url, scheme))
-        try:
-            points = await client.trade_points()
-            token = await client.register_device("paycenter", points[0]["TradePointId"])
-        finally:
-            await client.close()
+        token = await registered(url, scheme)
         provider = KaspiQrProvider(settings(url, scheme, kaspi_qr_device_token=token, kaspi_qr_mode=mode))
         try:
-            started = await provider.start(
-                AttemptStart(attempt_id="att_1", payment_id="P", amount=50000, currency="KZT", description="x")
-            )
-            assert started.expires_at is not None and started.confirm_timeout == 65
-            assert (started.pay_link or "").startswith("https://pay.kaspi.kz/pay/") == (mode == "link")
-            ref = AttemptRef("att_1", started.provider_ref, 50000, "KZT", confirm_timeout=65)
-            assert (await provider.poll(ref)).state is PollState.WAITING
-            app.state.sim.scan(int(started.provider_ref))
-            scanned = await provider.poll(ref)
-            assert scanned.state is PollState.ACTIVE and scanned.expires_at is not None  # confirm deadline
-            app.state.sim.confirm(int(started.provider_ref), product="Red")
-            paid = await provider.poll(ref)
-            assert (paid.state, paid.amount, paid.payment_method) == (PollState.SUCCEEDED, 50000, "kaspi_red")
-            leg = RefundLegRef("rfl_1", 20000, "KZT", paid.provider_txn_id or "", started.provider_ref)
+            qr_payment_id, _ = await pay(provider, app.state.sim)
+            (purchase,) = app.state.sim.payments()
+            assert purchase["QrPaymentId"] == int(qr_payment_id) and purchase["Kind"] == mode
+        finally:
+            await provider.close()
+
+
+async def test_r3_refunds_directly():
+    app = kaspi_qr.create_app()
+    async with serve(app) as url:
+        token = await registered(url, "r3")
+        provider = KaspiQrProvider(settings(url, "r3", kaspi_qr_device_token=token))
+        try:
+            qr_payment_id, txn = await pay(provider, app.state.sim)
+            leg = RefundLegRef("rfl_1", 20000, "KZT", txn, qr_payment_id)
             assert (await provider.refund(leg)).succeeded is True
-            assert await provider.returned(started.provider_ref) == (50000, 30000)
-            too_much = RefundLegRef("rfl_2", 40000, "KZT", paid.provider_txn_id or "", started.provider_ref)
+            assert await provider.returned(qr_payment_id) == (50000, 30000)
+            too_much = RefundLegRef("rfl_2", 40000, "KZT", txn, qr_payment_id)
             refused = await provider.refund(too_much)
             assert refused.succeeded is False and "above the purchase amount" in (refused.error or "")
+            assert app.state.sim.stats()["Calls"].get("return/create", 0) == 0  # no customer on r3
         finally:
             await provider.close()
 
