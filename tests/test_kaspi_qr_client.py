@@ -103,3 +103,23 @@ def test_an_encrypted_client_key_is_a_clear_error_not_a_terminal_prompt(tmp_path
     )
     with pytest.raises(ProviderError, match="KEY_FILE is encrypted"):
         KaspiQrClient(config)
+
+
+async def test_r1_refunds_are_refused_without_asking_kaspi():
+    """r1 has no refund API (kaspi-qr-api.md §1): a leg asked before the API refused such refunds
+    fails with what to do instead, and nothing is sent."""
+    app = kaspi_qr.create_app()
+    async with serve(app) as url:
+        token = await registered(url, "r1")
+        provider = KaspiQrProvider(settings(url, "r1", kaspi_qr_device_token=token))
+        try:
+            assert "no refund API" in (provider.refunds_refused or "")
+            qr_payment_id, txn = await pay(provider, app.state.sim)
+            refused = await provider.refund(RefundLegRef("rfl_1", 20000, "KZT", txn, qr_payment_id))
+            assert refused.succeeded is False and refused.error == provider.refunds_refused
+            calls = app.state.sim.stats()["Calls"]
+            assert not any(op.startswith("return/") or op == "payment/return" for op in calls), calls
+        finally:
+            await provider.close()
+        for scheme in ("r2", "r3"):
+            assert KaspiQrProvider(settings(url, scheme)).refunds_refused is None

@@ -188,7 +188,8 @@ async def refund_payment(
     """Send money back to the payer. Without `amount`, everything not yet refunded is refunded.
     Several partial refunds are allowed; together they never exceed what was paid. Sends the
     `refunded` webhook when the provider confirms, and `refund_failed` when money could not be
-    returned (after retries while the provider answers "try again")."""
+    returned (after retries while the provider answers "try again"). Kaspi QR on scheme r1 has no
+    refund API: such a refund is refused with 409 `refunds_not_supported`, saying what to do instead."""
     body = body or RefundRequest()
     if body.amount is not None:
         try:  # the deployment's maximum, as the document states it
@@ -201,7 +202,13 @@ async def refund_payment(
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         refund = await refunds.request(
-            session, merchant_id=merchant.id, payment_id=pid, amount=body.amount, reason=body.reason, now=now
+            session,
+            merchant_id=merchant.id,
+            payment_id=pid,
+            amount=body.amount,
+            reason=body.reason,
+            now=now,
+            providers=ctx.providers,
         )
         return 200, {"refund_id": refund.id}
 

@@ -78,7 +78,14 @@ async def _available_by_operation(session: AsyncSession, payment_id: str) -> lis
 
 
 async def request(
-    session: AsyncSession, *, merchant_id: str, payment_id: str, amount: Any | None, reason: str, now: datetime
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    payment_id: str,
+    amount: Any | None,
+    reason: str,
+    now: datetime,
+    providers: Providers,
 ) -> Refund:
     """Reserve a refund and its legs under the payment's lock. The provider is called later."""
     payment = await service.lock(session, payment_id, merchant_id=merchant_id)
@@ -86,6 +93,10 @@ async def request(
         raise Conflict(f"Payment is {payment.status} and has received no money to refund")
     if payment.status == PaymentStatus.REFUNDED:
         raise Conflict("Payment has already been refunded in full")
+    refused = providers.get(payment.provider).refunds_refused if payment.provider in providers else None
+    if refused:
+        # Before anything is written: a refund that can never be sent is not reserved either.
+        raise Conflict(refused, code="refunds_not_supported")
     by_operation = await _available_by_operation(session, payment.id)
     available = sum(max(left, 0) for _, left in by_operation)
     if available <= 0:

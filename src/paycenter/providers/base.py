@@ -144,6 +144,9 @@ class Provider(Protocol):
     currencies: ClassVar[tuple[str, ...] | None]
     # Least time between two status polls of one attempt (0: every poller cycle).
     poll_every: timedelta
+    # Why refunds cannot go through this provider as configured (Kaspi QR's r1 scheme has no
+    # refund API), said to whoever asks for one; None: they can.
+    refunds_refused: str | None
 
     async def start(self, request: AttemptStart) -> Started: ...
 

@@ -64,6 +64,15 @@ ERRORS = {
 # Worth asking again: Kaspi is busy or the refund hit a transient error.
 RETRYABLE = {-999, -99000006}
 
+# r1 has no refund API at all (kaspi-qr-api.md §1 table, "Refunds by API: none", and §5 "r1").
+R1_NO_REFUNDS = (
+    "Kaspi QR scheme r1 (the basic scheme with an API key) has no refund API, so paycenter cannot "
+    "send this refund. Refund it in the Kaspi Pay app, Returns section, at the trade point where it was "
+    "paid: the customer scans the QR on the cashier's screen, the cashier picks the purchase, enters the "
+    "amount and confirms. paycenter has no way to record a refund made there, so this payment stays "
+    "paid here. Schemes r2 and r3 refund through paycenter."
+)
+
 
 def _answered(exc: ProviderError) -> int | None:
     """The StatusCode Kaspi answered with, if the error is an answer (not a network failure)."""
@@ -251,6 +260,8 @@ class KaspiQrProvider:
         # The document: poll payment/status every StatusPollingInterval seconds, "not faster"
         # (kaspi-qr-api.md §4; 5 in every example). An operator may lower it at their own risk.
         self.poll_every = timedelta(seconds=settings.kaspi_qr_status_interval)
+        self.scheme = settings.kaspi_qr_scheme
+        self.refunds_refused = R1_NO_REFUNDS if self.scheme == "r1" else None
 
     async def start(self, request: AttemptStart) -> Started:
         if not self.device_token:
@@ -316,6 +327,9 @@ class KaspiQrProvider:
         return None
 
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
+        if self.refunds_refused:
+            # Refused up front by refunds.request; a leg asked before that rule is not sent either.
+            return RefundOutcome(succeeded=False, error=self.refunds_refused)
         if not leg.attempt_ref:
             return RefundOutcome(succeeded=False, error="no Kaspi payment id for this operation")
         # QrPaymentId is an Int64 (kaspi-qr-api.md §2): a JSON number, not the string we store.
