@@ -69,6 +69,16 @@ async def test_r3_refunds_directly():
             qr_payment_id, txn = await pay(provider, app.state.sim)
             leg = RefundLegRef("rfl_1", 20000, "KZT", txn, qr_payment_id)
             assert (await provider.refund(leg)).succeeded is True
+            # §3 payment/return, r3 body: DeviceToken, QrPaymentId (Int64: a JSON number), Amount,
+            # OrganizationBin; no QrReturnId.
+            sent = app.state.sim.last_bodies["payment/return"]
+            assert sent == {
+                "DeviceToken": token,
+                "QrPaymentId": int(qr_payment_id),
+                "Amount": 200,
+                "OrganizationBin": "123456789012",
+            }
+            assert type(sent["QrPaymentId"]) is int
             assert await provider.returned(qr_payment_id) == (50000, 30000)
             too_much = RefundLegRef("rfl_2", 40000, "KZT", txn, qr_payment_id)
             refused = await provider.refund(too_much)

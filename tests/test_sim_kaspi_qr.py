@@ -204,6 +204,9 @@ async def test_r3_refunds_directly() -> None:
         assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))["AvailableReturnAmount"] == 0
         error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000005)
         assert sim.payments()[0]["Returned"] == 1500
+        # QrPaymentId is an Int64: a JSON number, not the id as a string (kaspi-qr-api.md §2).
+        as_text = {"DeviceToken": token, "QrPaymentId": str(pid), "Amount": 1}
+        error(await kaspi.post("payment/return", as_text), kaspi_qr.ERR_BAD_REQUEST)
 
         # r3's payment/return has no QrReturnId (§3: its body is DeviceToken, QrPaymentId, Amount,
         # OrganizationBin), and no return QR calls exist on r3.
@@ -293,6 +296,7 @@ async def test_r2_refunds_through_a_return_qr_the_customer_scans() -> None:
         assert [x["QrPaymentId"] for x in three] == bought[::-1][:3]
         for bad in (0, -1, "3", True):
             error(await kaspi.post("return/operations", {**ask, "MaxResult": bad}), kaspi_qr.ERR_BAD_REQUEST)
+        error(await kaspi.post("return/operations", {**ask, "QrReturnId": str(rid)}), kaspi_qr.ERR_BAD_REQUEST)
 
         details = ok(await kaspi.get("payment/details", QrPaymentId=newest, DeviceToken=token))
         assert details["AvailableReturnAmount"] == 1200

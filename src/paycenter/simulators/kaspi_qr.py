@@ -399,6 +399,16 @@ def _parse_id(value: Any) -> int | None:
     return None
 
 
+def _int64_field(body: dict, name: str) -> str | None:
+    """Why a POST body's id field is not an Int64 JSON number, or None when it is (or absent).
+    Ids are Int64: JSON numbers, not strings (kaspi-qr-api.md §2); only the test host's emulator
+    takes its ``qrPaymentId`` as a string."""
+    value = body.get(name)
+    if name in body and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"{name} must be an Int64 JSON number"
+    return None
+
+
 class Simulator:
     """In-memory Kaspi QR state. Mutate it from the event loop that serves the app (tests do); ``set_mode``
     alone is also safe from another thread."""
@@ -452,6 +462,7 @@ class Simulator:
         self.request_ids: set[bytes] = set()
         self.request_ids_missing = 0
         self.request_ids_repeated = 0
+        self.last_bodies: dict[str, dict[str, Any]] = {}  # per operation: the body of its last POST
         self.injected: dict[str, _Injected] = {}
         self._call_waiters: set[asyncio.Event] = set()
 
@@ -829,6 +840,9 @@ class Simulator:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
+        wrong = _int64_field(body, F_QR_PAYMENT_ID) or _int64_field(body, F_QR_RETURN_ID)
+        if wrong:
+            return ERR_BAD_REQUEST, wrong
         p = self._own_payment(device, body.get(F_QR_PAYMENT_ID))
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
@@ -895,6 +909,9 @@ class Simulator:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
+        wrong = _int64_field(body, F_QR_RETURN_ID)
+        if wrong:
+            return ERR_BAD_REQUEST, wrong
         r = self._own_return(device, body.get(F_QR_RETURN_ID))
         if r is None:
             return ERR_PURCHASE_NOT_FOUND, None
@@ -1104,6 +1121,7 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         if parsed is None:
             return _envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
         body = parsed
+        sim.last_bodies[operation] = body
     # r3 (kaspi-qr-api.md §3): the BIN goes in every POST body and, of the GETs, only in the trade
     # points' path (partner/tradepoints/{organizationBin}); payment/status, payment/details and
     # health/ping carry none, and the r1/r2 query form of trade points is not r3's.
