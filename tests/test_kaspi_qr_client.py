@@ -4,6 +4,8 @@ r3 (the BIN in every POST body and in the trade points' path, none in its other 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from asgi_server import serve
@@ -133,3 +135,52 @@ async def test_r1_refunds_are_refused_without_asking_kaspi():
             await provider.close()
         for scheme in ("r2", "r3"):
             assert KaspiQrProvider(settings(url, scheme)).refunds_refused is None
+
+
+async def test_r2_refunds_through_the_return_qr_the_customer_scans():
+    """r2 (kaspi-qr-api.md §5): the first refund call only gets a return QR to show; poll_refund
+    follows return/status, and once the customer scanned it checks the purchase is theirs and
+    returnable (``payer_ready``); the second refund call sends payment/return with the QrReturnId."""
+    app = kaspi_qr.create_app()
+    sim = app.state.sim
+    async with serve(app) as url:
+        token = await registered(url, "r2")
+        provider = KaspiQrProvider(settings(url, "r2", kaspi_qr_device_token=token))
+        try:
+            assert provider.refunds_refused is None
+            qr_payment_id, txn = await pay(provider, sim)
+            leg = RefundLegRef("rfl_1", 20000, "KZT", txn, qr_payment_id)
+            shown = await provider.refund(leg)
+            assert shown.succeeded is None and shown.return_qr is not None and not shown.payer_ready
+            (created,) = sim.returns()
+            assert (shown.return_qr.payload, shown.return_qr.ref) == (created["QrToken"], str(created["QrReturnId"]))
+            assert created["ExternalId"] == "rfl_1" and shown.return_qr.expires_at is not None
+            assert sim.stats()["Calls"].get("payment/return", 0) == 0  # nothing moved yet
+
+            waiting = replace(leg, return_qr_ref=shown.return_qr.ref, return_qr_expires_at=shown.return_qr.expires_at)
+            polled = await provider.poll_refund(waiting)
+            assert (polled.succeeded, polled.payer_ready, polled.poll_in) == (None, False, provider.poll_every)
+            sim.scan_return(created["QrReturnId"])
+            ready = await provider.poll_refund(waiting)
+            assert (ready.succeeded, ready.payer_ready) == (None, True)
+            sent = await provider.refund(waiting)
+            assert sent.succeeded is True and sent.provider_ref
+            assert sim.last_bodies["payment/return"]["QrReturnId"] == created["QrReturnId"]
+            assert await provider.returned(qr_payment_id) == (50000, 30000)
+
+            # More than Kaspi can still return: failed before payment/return, nothing moved.
+            too_much = replace(waiting, leg_id="rfl_2", amount=40000)
+            refused = await provider.poll_refund(too_much)
+            assert refused.succeeded is False and "only 300.00 KZT" in (refused.error or "")
+            # Past its deadline and still not scanned: the QR is dead.
+            late = await provider.refund(replace(leg, leg_id="rfl_3"))
+            assert late.return_qr is not None
+            expired = replace(leg, return_qr_ref=late.return_qr.ref, return_qr_expires_at=provider.clock())
+            dead = await provider.poll_refund(expired)
+            assert dead.succeeded is False and "not scanned before it expired" in (dead.error or "")
+            # An unknown return QR: a clear failure, not a retry forever.
+            lost = await provider.poll_refund(replace(leg, return_qr_ref="424242"))
+            assert lost.succeeded is False and "purchase not found" in (lost.error or "")
+            assert sim.stats()["Calls"]["payment/return"] == 1
+        finally:
+            await provider.close()

@@ -5,14 +5,22 @@ backend.
 - r1 has no refund API: a refund is refused up front (409 in the API's envelope, the same words in
   the admin), with what the cashier can do instead, and nothing is written or sent.
 - r3 refunds directly: test_kaspi.py and test_refund_retry.py.
+- r2 refunds through a return QR the customer scans: the refund waits, its page (linked from the
+  admin, the payment page and the API's answer) shows the QR; once the simulator's customer scans
+  it, the poller checks the purchase is among theirs and returns the money; `refunded` follows. A
+  QR not scanned in time, or scanned by someone else, fails the refund with `refund_failed`.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from sqlalchemy import func, select
 
 from conftest import MerchantCreds, row_counts
+from paycenter.checkout.pages import _qr as qr_image
+from paycenter.payments.models import Refund, RefundLeg
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 from sink import eventually
 from test_admin import act, by_testid, flash
@@ -90,3 +98,102 @@ async def test_r3_is_not_refused(kaspi: Kaspi, merchant):  # noqa: F811
     r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 100})
     assert r.status_code == 200 and r.json()["data"]["refund"]["status"] == "succeeded", r.text
     assert refund_calls(k) == {"payment/return": 1}
+
+
+# --- r2: the return QR ----------------------------------------------------------------------------
+
+R2 = pytest.mark.parametrize("kaspi", ["r2"], indirect=True)
+
+
+async def legs_of(k: Kaspi, refund_id: str) -> list[RefundLeg]:
+    async with k.db.reading() as session:
+        rows = await session.scalars(
+            select(RefundLeg).where(RefundLeg.refund_id == refund_id).order_by(RefundLeg.amount)
+        )
+        return list(rows)
+
+
+async def refund_row(k: Kaspi, refund_id: str, *statuses: str) -> Refund | None:
+    async with k.db.reading() as session:
+        refund = await session.get(Refund, refund_id, populate_existing=True)
+    return refund if refund is not None and refund.status in statuses else None
+
+
+async def settles(k: Kaspi, refund_id: str, *statuses: str) -> Refund:
+    return await eventually(lambda: refund_row(k, refund_id, *statuses), timeout=10, what=f"refund {statuses}")
+
+
+def return_qr_of(k: Kaspi, leg: RefundLeg) -> dict:
+    (qr,) = [r for r in k.qr.returns() if r["ExternalId"] == leg.id]  # return/create's ExternalId: the leg
+    return qr
+
+
+async def waiting_refund(k: Kaspi, pid: str, **body: object) -> tuple[str, RefundLeg, dict]:
+    """A refund asked through the API, waiting for the customer: (refund id, its leg, its return QR)."""
+    r = await k.client.post(f"/api/payment/{pid}/refund", json=body)
+    refund = r.json()["data"]["refund"]
+    assert refund["status"] == "pending", r.text
+    (leg,) = await legs_of(k, refund["id"])
+    return refund["id"], leg, return_qr_of(k, leg)
+
+
+@R2
+async def test_r2_refund_waits_for_the_customer_to_scan_the_return_qr(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await paid_qr(k, merchant)
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 200, "reason": "wrong size"})
+    assert r.status_code == 200, r.text
+    refund = r.json()["data"]["refund"]
+    page_url = f"http://pay.test/pay/{pid}/refunds/{refund['id']}"
+    assert refund["status"] == "pending" and page_url in r.json()["message"], r.text
+
+    (leg,) = await legs_of(k, refund["id"])
+    qr = return_qr_of(k, leg)
+    assert (leg.return_qr, leg.return_qr_id) == (qr["QrToken"], str(qr["QrReturnId"]))
+    assert leg.return_qr_expires_at is not None and leg.return_sent_at is None and leg.status == "pending"
+    assert refund_calls(k).get("payment/return", 0) == 0 and k.qr.payments()[0]["Returned"] == 0
+
+    # The QR is shown: on the refund's page (in the payer's language), linked from the payment page
+    # and from the admin's refunds table.
+    page = (await k.client.get(page_url, params={"lang": "kk"})).text
+    assert 'data-testid="return-qr"' in page and qr_image(qr["QrToken"]) in page
+    assert "Kaspi.kz қосымшасын" in page and 'http-equiv="refresh"' in page
+    assert "Kaspi.kz app, tap Kaspi QR" in (await k.client.get(page_url, params={"lang": "en"})).text
+    payment_page = (await k.client.get(f"/pay/{pid}")).text
+    assert f'href="/pay/{pid}/refunds/{refund["id"]}" data-testid="refund-link"' in payment_page
+    async with admin_browser(k.client._transport.app, k.db, k.ctx.clock) as browser:  # type: ignore[attr-defined]
+        admin_page = (await browser.get(f"/admin/transactions/{pid}")).text
+    assert re.search(rf'href="/pay/{pid}/refunds/{refund["id"]}"[^>]*data-testid="return-qr-link"', admin_page)
+    # Another payment's id in the path finds nothing: both ids are needed.
+    other = await new_payment(k, merchant, "kaspi_qr")
+    assert (await k.client.get(f"/pay/{other}/refunds/{refund['id']}")).status_code == 404
+
+    # The customer scans it in Kaspi.kz: the poller sees it, checks the purchase is theirs, and
+    # the money goes back with that QrReturnId.
+    k.qr.scan_return(qr["QrReturnId"])
+    body = await k.wait_event(pid, "refunded")
+    assert (body["refund_id"], body["refund_amount"], body["refunded_amount"]) == (refund["id"], 200, 200)
+    assert body["full_refund"] is False and body["reason"] == "wrong size"
+    (purchase,) = [p for p in k.qr.payments() if p["Status"] == "Processed"]
+    assert purchase["Returned"] == 200
+    assert k.qr.last_bodies["payment/return"] == {
+        "DeviceToken": k.ctx.settings.kaspi_qr_device_token,
+        "QrPaymentId": purchase["QrPaymentId"],
+        "QrReturnId": qr["QrReturnId"],
+        "Amount": 200,
+    }
+    assert k.qr.last_bodies["return/operations"]["MaxResult"] == 10
+    calls = refund_calls(k)
+    assert (calls["return/create"], calls["return/operations"], calls["payment/details"]) == (1, 1, 1)
+    assert calls["payment/return"] == 1 and calls["return/status"] >= 1
+    done = await settles(k, refund["id"], "succeeded")
+    assert done.refunded_amount == 20000
+    (leg,) = await legs_of(k, refund["id"])
+    assert leg.provider_ref == str(
+        k.qr.describe_return(k.qr.return_qr(qr["QrReturnId"]))["Returns"][0]["ReturnOperationId"]
+    )
+
+    page = (await k.client.get(page_url, params={"lang": "en"})).text
+    assert 'data-testid="refund-done"' in page and "return-qr" not in page and 'http-equiv="refresh"' not in page
+    assert 'data-testid="refund-link"' not in (await k.client.get(f"/pay/{pid}")).text
+    assert (await k.payment(pid))["refunded_amount"] == "200.00"
