@@ -167,6 +167,9 @@ async def test_r2_refund_waits_for_the_customer_to_scan_the_return_qr(kaspi: Kas
     # Another payment's id in the path finds nothing: both ids are needed.
     other = await new_payment(k, merchant, "kaspi_qr")
     assert (await k.client.get(f"/pay/{other}/refunds/{refund['id']}")).status_code == 404
+    for bad in ("rfd_" + "a" * 300, "%F0%9F%98%80", "rfd_%00", refund["id"].upper()):
+        r = await k.client.get(f"/pay/{pid}/refunds/{bad}")
+        assert r.status_code == 404 and "Refund not found" in (await k.client.get(r.url, params={"lang": "en"})).text
 
     # The customer scans it in Kaspi.kz: the poller sees it, checks the purchase is theirs, and
     # the money goes back with that QrReturnId.
@@ -197,3 +200,91 @@ async def test_r2_refund_waits_for_the_customer_to_scan_the_return_qr(kaspi: Kas
     assert 'data-testid="refund-done"' in page and "return-qr" not in page and 'http-equiv="refresh"' not in page
     assert 'data-testid="refund-link"' not in (await k.client.get(f"/pay/{pid}")).text
     assert (await k.payment(pid))["refunded_amount"] == "200.00"
+
+
+@R2
+async def test_r2_return_qr_not_scanned_in_time_fails_the_refund(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await paid_qr(k, merchant)
+    refund_id, leg, qr = await waiting_refund(k, pid)
+
+    k.ctx.clock.advance(seconds=181)  # past QrCodeScanWaitTimeout (180 s), never scanned
+    failed = await settles(k, refund_id, "failed")
+    assert "not scanned before it expired" in failed.error and "Refund again" in failed.error
+    body = await k.wait_event(pid, "refund_failed")
+    assert (body["refund_id"], body["failed_amount"], body["refunded_amount"]) == (refund_id, 500, 0)
+    assert await k.webhooks(pid, "refunded") == []
+    page = (await k.client.get(f"/pay/{pid}/refunds/{refund_id}", params={"lang": "en"})).text
+    assert 'data-testid="refund-failed"' in page and "return-qr" not in page
+
+    # A scan after that moves no money: nobody follows the dead QR.
+    k.qr.scan_return(qr["QrReturnId"])
+    async with k.db.reading() as session:
+        assert (await session.get(RefundLeg, leg.id)).status == "failed"
+    assert refund_calls(k).get("payment/return", 0) == 0 and k.qr.payments()[0]["Returned"] == 0
+
+    # The money is refundable again: a new refund shows a new QR, and this one goes through.
+    again, _, fresh = await waiting_refund(k, pid)
+    assert fresh["QrReturnId"] != qr["QrReturnId"]
+    k.qr.scan_return(fresh["QrReturnId"])
+    await settles(k, again, "succeeded")
+    assert k.qr.payments()[0]["Returned"] == 500
+
+
+@R2
+async def test_r2_return_qr_scanned_by_another_customer_fails_the_refund(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await paid_qr(k, merchant, customer="alice")
+    await paid_qr(k, merchant, amount=700, customer="bob")  # bob has purchases too, not this one
+    refund_id, _, qr = await waiting_refund(k, pid, amount=100)
+
+    k.qr.scan_return(qr["QrReturnId"], customer="bob")
+    failed = await settles(k, refund_id, "failed")
+    assert "does not have this purchase" in failed.error and "last 10 Kaspi purchases" in failed.error
+    body = await k.wait_event(pid, "refund_failed")
+    assert "does not have this purchase" in body["error"] and body["failed_amount"] == 100
+    assert refund_calls(k).get("payment/return", 0) == 0
+    assert all(p["Returned"] == 0 for p in k.qr.payments())
+    async with admin_browser(k.client._transport.app, k.db, k.ctx.clock) as browser:  # type: ignore[attr-defined]
+        page = (await browser.get(f"/admin/transactions/{pid}")).text
+    refunds_table = page[page.index('data-testid="refunds"') :]
+    assert "does not have this purchase" in refunds_table and "return-qr-link" not in refunds_table
+
+
+@R2
+async def test_r2_refund_kaspi_asks_to_retry_is_sent_again_with_the_same_scan(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await paid_qr(k, merchant)
+    refund_id, _, qr = await waiting_refund(k, pid)
+    k.qr.inject_error("payment/return", -99000006, times=1)  # "refund error, try again"
+    k.qr.scan_return(qr["QrReturnId"])
+
+    async def sent_again() -> Refund | None:
+        k.ctx.clock.advance(seconds=5)  # past the pause before it goes again
+        return await refund_row(k, refund_id, "succeeded")
+
+    await eventually(sent_again, timeout=10, step=0.1, what="the refund sent again")
+    assert refund_calls(k)["payment/return"] == 2 and refund_calls(k)["return/create"] == 1  # one scan
+    assert k.qr.payments()[0]["Returned"] == 500  # once, not twice
+    await k.wait_event(pid, "refunded")
+
+
+@R2
+async def test_r2_payment_paid_in_two_parts_refunds_with_a_return_qr_each(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_qr", amount=500)
+    for part in (200, 300):
+        await k.start(pid)
+        k.qr.confirm(qr_id(await k.live(pid)), amount=part)
+        await k.wait_event(pid, "paid" if part == 300 else "partially_paid")
+    r = await k.client.post(f"/api/payment/{pid}/refund")
+    refund_id = r.json()["data"]["refund"]["id"]
+    legs = await legs_of(k, refund_id)
+    assert [leg.amount for leg in legs] == [20000, 30000]
+    page = (await k.client.get(f"/pay/{pid}/refunds/{refund_id}", params={"lang": "ru"})).text
+    assert page.count('data-testid="return-qr"') == 2 and "Сумма возврата" in page
+    for leg in legs:
+        k.qr.scan_return(return_qr_of(k, leg)["QrReturnId"])
+    body = await k.wait_event(pid, "refunded")
+    assert (body["refund_amount"], body["status"], body["full_refund"]) == (500, "refunded", True)
+    assert sorted(p["Returned"] for p in k.qr.payments()) == [200, 300]

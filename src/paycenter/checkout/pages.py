@@ -127,7 +127,7 @@ async def refund_page(payment_id: str, refund_id: str, request: Request, ctx: Co
     async with ctx.db.reading() as session:
         try:
             payment = await service.get(session, payment_id.strip().upper())
-            refund, legs = await refunds.with_return_qrs(session, payment_id=payment.id, refund_id=refund_id[:40])
+            refund, legs = await refunds.with_return_qrs(session, payment_id=payment.id, refund_id=refund_id)
         except NotFound:
             lang = _language(request, None)
             return _page(request, "not_found.html", {"what": "refund_not_found"}, lang, status_code=404)

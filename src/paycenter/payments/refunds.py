@@ -28,6 +28,7 @@ answer it is looked up, not sent again. An expired or wrongly scanned QR fails t
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("paycenter.refunds")
 LIVE_LEG = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
 DEFAULT_RETRY_FOR = timedelta(minutes=30)  # settings.refund_retry_for
+_REFUND_ID = re.compile(r"rfd_[0-9a-z_]{1,36}")  # new_id("rfd"), and the legacy import's rfd_legacy_N
 
 
 async def _available_by_operation(session: AsyncSession, payment_id: str) -> list[tuple[Operation, int]]:
@@ -188,6 +190,8 @@ async def _leg_ref(session: AsyncSession, leg: RefundLeg, currency: str, termina
 
 async def with_return_qrs(session: AsyncSession, *, payment_id: str, refund_id: str) -> tuple[Refund, list[RefundLeg]]:
     """A payment's refund, with those of its legs that asked the payer to scan a return QR."""
+    if not _REFUND_ID.fullmatch(refund_id):  # from a URL: only what an id can look like is looked up
+        raise NotFound("Refund not found")
     refund = await session.get(Refund, refund_id)
     if refund is None or refund.payment_id != payment_id:
         raise NotFound("Refund not found")
