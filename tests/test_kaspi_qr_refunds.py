@@ -21,11 +21,12 @@ from sqlalchemy import func, select
 from conftest import MerchantCreds, row_counts
 from paycenter.checkout.pages import _qr as qr_image
 from paycenter.payments.models import Refund, RefundLeg
+from paycenter.providers.base import ProviderError, RefundLegRef, RefundOutcome
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 from sink import eventually
 from test_admin import act, by_testid, flash
 from test_kaspi import Kaspi, kaspi, new_payment, qr_id  # noqa: F401  (kaspi: the fixture)
-from test_quarantine import admin_browser
+from test_quarantine import admin_browser, drive
 
 
 async def paid_qr(k: Kaspi, merchant: MerchantCreds, amount: int = 500, customer: str = "customer-1") -> str:
@@ -266,6 +267,41 @@ async def test_r2_refund_kaspi_asks_to_retry_is_sent_again_with_the_same_scan(ka
     await eventually(sent_again, timeout=10, step=0.1, what="the refund sent again")
     assert refund_calls(k)["payment/return"] == 2 and refund_calls(k)["return/create"] == 1  # one scan
     assert k.qr.payments()[0]["Returned"] == 500  # once, not twice
+    await k.wait_event(pid, "refunded")
+
+
+@R2
+async def test_r2_return_whose_answer_never_came_is_looked_up_not_sent_again(kaspi: Kaspi, merchant):  # noqa: F811
+    k = kaspi
+    pid = await paid_qr(k, merchant)
+    provider = k.ctx.providers.get("kaspi_qr")
+    real_refund = provider.refund
+
+    async def answer_lost(leg: RefundLegRef) -> RefundOutcome:
+        outcome = await real_refund(leg)
+        if leg.return_qr_ref:  # the return was done at Kaspi; its answer is lost on the way back
+            raise ProviderError("Kaspi is unreachable: connection reset")
+        return outcome
+
+    provider.refund = answer_lost  # type: ignore[method-assign]
+    try:
+        refund_id, _, qr = await waiting_refund(k, pid)
+        k.qr.scan_return(qr["QrReturnId"])
+
+        async def unanswered() -> RefundLeg | None:
+            (row,) = await legs_of(k, refund_id)
+            return row if row.error and "unreachable" in row.error else None
+
+        row = await eventually(unanswered, timeout=10, what="the return sent without an answer")
+        assert row.status == "pending" and row.return_sent_at is not None and row.provider_ref is None
+        # Past the answer's grace the poller asks Kaspi (payment/details) instead of sending again.
+        done = await drive(k.ctx.clock, lambda: refund_row(k, refund_id, "succeeded"), step=10, what="the lookup")
+    finally:
+        provider.refund = real_refund  # type: ignore[method-assign]
+    assert done.refunded_amount == 50000
+    assert refund_calls(k)["payment/return"] == 1 and k.qr.payments()[0]["Returned"] == 500  # once
+    (row,) = await legs_of(k, refund_id)
+    assert row.provider_ref == "resynced"
     await k.wait_event(pid, "refunded")
 
 
