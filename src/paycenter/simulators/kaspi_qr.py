@@ -32,8 +32,12 @@ r1 has no refund calls at all; the return QR calls are r2's alone (kaspi-qr-api.
 outside its schemes answers 404, as a path the scheme does not serve.
 
 r1 wants header ``Api-Key``; r3 wants ``OrganizationBin`` in every POST body (the test/* emulator calls
-excepted) and as a query parameter on every GET; r2 checks neither (the client certificate is the TLS
-server's business, not this app's).
+excepted) and in the trade points' path, none in its other GETs; r2 checks neither (the client
+certificate is the TLS server's business, not this app's).
+
+The customer of a return QR (r2) is played by the ``/_sim/returns/{QrReturnId}/scan`` control (or
+``Simulator.scan_return``), as ``/_sim/payments/{id}/scan`` plays the payer; ``confirm`` takes the
+``customer`` who paid, whose scan then lists that purchase.
 
 Controls for tests (plain JSON, no envelope, no auth) under ``/_sim``: see ``_CONTROL_ROUTES`` and the
 ``Simulator`` methods of the same names, which in-process tests may call directly (from the event loop
