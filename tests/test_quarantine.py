@@ -460,6 +460,7 @@ async def drive(clock: Any, check: Any, *, step: float, timeout: float = 20, wha
         await asyncio.sleep(0.05)  # the poll step: let the loops run at the new time
 
 
+@pytest.mark.parametrize("kaspi", ["r3"], indirect=True)  # direct refunds (kaspi-qr-api.md §5)
 @pytest.mark.parametrize("poison", ["provider_bug", "payment_currency"])
 async def test_refund_legs_go_on_past_a_leg_that_cannot_be_handled(
     poison,

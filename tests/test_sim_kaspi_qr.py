@@ -15,7 +15,7 @@ import pytest
 
 from asgi_server import serve
 from paycenter.simulators import kaspi_qr
-from paycenter.simulators.kaspi_qr import REFUND_SCHEMES_STRICT, Simulator, SimulatorError, create_app
+from paycenter.simulators.kaspi_qr import Simulator, SimulatorError, create_app
 
 API_KEY = "test-api-key"
 BIN = "123456789012"
@@ -127,7 +127,7 @@ def amounts(details: dict[str, Any]) -> tuple[Any, Any]:
     return details["TotalAmount"], details["AvailableReturnAmount"]
 
 
-@pytest.mark.parametrize("scheme", ["r1", "r3"])
+@pytest.mark.parametrize("scheme", ["r1", "r2", "r3"])
 async def test_happy_path(scheme: str) -> None:
     clock = Clock()
     async with running(clock=clock, polling_interval=2, qr_lifetime=300) as (sim, http):
@@ -163,8 +163,6 @@ async def test_happy_path(scheme: str) -> None:
         r = await http.post(f"/_sim/payments/{pid}/scan")
         assert r.status_code == 200 and r.json()["Status"] == "Wait"
         assert await kaspi.status(pid) == {"Status": "Wait"}
-        # Not paid yet: no refund.
-        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000011)
 
         r = await http.post(f"/_sim/payments/{pid}/confirm", json={})
         assert r.status_code == 200, r.text
@@ -174,32 +172,184 @@ async def test_happy_path(scheme: str) -> None:
         assert (v2["Amount"], v2["ProductType"], v2["LoanTerm"], v2["StoreName"]) == (1500, "Gold", None, "Main shop")
         assert await kaspi.status(pid) == {"Status": "Processed"}
 
-        details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert set(details) == {"QrPaymentId", "TotalAmount", "AvailableReturnAmount", "TransactionDate"}  # §3
-        assert (details["QrPaymentId"], details["TransactionDate"]) == (pid, "2025-03-01T12:00:00.000+05:00")
-        assert amounts(details) == (1500, 1500)
-
-        first = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 500}))
-        assert isinstance(first["ReturnOperationId"], int)
-        details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert amounts(details) == (1500, 1000)
-        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1001}), -99000005)
-        rest = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1000}))
-        assert rest["ReturnOperationId"] != first["ReturnOperationId"]
-        details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        assert amounts(details) == (1500, 0)
-        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000005)
-
         (listed,) = (await http.get("/_sim/payments")).json()
         assert listed["QrPaymentId"] == pid
         assert listed["ExternalId"] == "order-42"
-        assert (listed["Amount"], listed["PaidAmount"], listed["Returned"]) == (1500, 1500, 1500)
+        assert (listed["Amount"], listed["PaidAmount"], listed["Returned"]) == (1500, 1500, 0)
         assert (listed["Status"], listed["ProductType"], listed["TransactionId"]) == (
             "Processed",
             "Gold",
             v2["TransactionId"],
         )
+        assert listed["Customer"] == kaspi_qr.DEFAULT_CUSTOMER
         assert sim.payments() == [listed]
+
+
+async def test_r3_refunds_directly() -> None:
+    """r3: payment/details, then payment/return with OrganizationBin and no customer (kaspi-qr-api.md §5)."""
+    clock = Clock()
+    async with running(clock=clock) as (sim, http):
+        kaspi = Kaspi(http, "r3")
+        token = await kaspi.register()
+        pid = (await kaspi.create(token, amount=1500))["QrPaymentId"]
+        sim.scan(pid)
+        # Not paid yet: no refund.
+        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000011)
+        sim.confirm(pid)
+
+        details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
+        assert details == {
+            "QrPaymentId": pid,
+            "TotalAmount": 1500,
+            "AvailableReturnAmount": 1500,
+            "TransactionDate": "2025-03-01T12:00:00.000+05:00",  # with milliseconds, as Kaspi writes it
+        }
+        first = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 500}))
+        assert isinstance(first["ReturnOperationId"], int)
+        details = ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))
+        assert (details["TotalAmount"], details["AvailableReturnAmount"]) == (1500, 1000)
+        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1001}), -99000005)
+        rest = ok(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1000}))
+        assert rest["ReturnOperationId"] != first["ReturnOperationId"]
+        assert ok(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=token))["AvailableReturnAmount"] == 0
+        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}), -99000005)
+        assert sim.payments()[0]["Returned"] == 1500
+        # QrPaymentId is an Int64: a JSON number, not the id as a string (kaspi-qr-api.md §2).
+        as_text = {"DeviceToken": token, "QrPaymentId": str(pid), "Amount": 1}
+        error(await kaspi.post("payment/return", as_text), kaspi_qr.ERR_BAD_REQUEST)
+
+        # r3's payment/return has no QrReturnId (§3: its body is DeviceToken, QrPaymentId, Amount,
+        # OrganizationBin), and no return QR calls exist on r3.
+        other = (await kaspi.create(token))["QrPaymentId"]
+        sim.confirm(other)
+        body = {"DeviceToken": token, "QrPaymentId": other, "Amount": 1, "QrReturnId": 1}
+        error(await kaspi.post("payment/return", body), kaspi_qr.ERR_BAD_REQUEST)
+        for path in ("return/create", "return/operations"):
+            r = await http.post(f"/r3/v01/{path}", json={"OrganizationBin": BIN, "DeviceToken": token})
+            assert r.status_code == 404, path
+        assert (await http.get("/r3/v01/return/status/1")).status_code == 404
+        assert sim.payment(other).returned == 0
+
+
+async def test_r1_has_no_refund_calls() -> None:
+    """r1: "Refunds by API: none" (kaspi-qr-api.md §1); the cashier refunds in the Kaspi Pay app."""
+    async with running() as (sim, http):
+        token = sim.register_device()
+        kaspi = Kaspi(http, "r1")
+        pid = (await kaspi.create(token))["QrPaymentId"]
+        sim.confirm(pid)
+        headers = {"Api-Key": API_KEY}
+        calls = [
+            http.get("/r1/v01/payment/details", params={"QrPaymentId": pid, "DeviceToken": token}, headers=headers),
+            http.post(
+                "/r1/v01/payment/return", json={"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}, headers=headers
+            ),
+            http.post("/r1/v01/return/create", json={"DeviceToken": token}, headers=headers),
+            http.get("/r1/v01/return/status/1", headers=headers),
+            http.post("/r1/v01/return/operations", json={"DeviceToken": token, "QrReturnId": 1}, headers=headers),
+        ]
+        for call in calls:
+            r = await call
+            assert r.status_code == 404 and r.json()["StatusCode"] != 0, r.request.url
+        assert sim.payment(pid).returned == 0 and sim.returns() == []
+
+
+async def test_r2_refunds_through_a_return_qr_the_customer_scans() -> None:
+    """r2 (kaspi-qr-api.md §5): return/create -> the customer scans -> return/status says
+    CustomerIdentityObtained -> return/operations lists their latest purchases (MaxResult <= 10)
+    -> payment/details -> payment/return with QrReturnId."""
+    clock = Clock()
+    async with running(clock=clock, polling_interval=5, scan_wait_timeout=180, qr_lifetime=300) as (sim, http):
+        kaspi = Kaspi(http, "r2")
+        token = await kaspi.register()
+        bought = []
+        for amount in range(100, 1300, 100):  # twelve purchases of one customer, a minute apart
+            pid = (await kaspi.create(token, amount=amount))["QrPaymentId"]
+            sim.confirm(pid)
+            bought.append(pid)
+            clock.advance(minutes=1)
+        strangers = (await kaspi.create(token, amount=700))["QrPaymentId"]
+        sim.confirm(strangers, customer="someone-else")
+        newest, oldest = bought[-1], bought[0]
+
+        # Without a return QR, payment/return is refused on r2.
+        plain = {"DeviceToken": token, "QrPaymentId": newest, "Amount": 100}
+        error(await kaspi.post("payment/return", plain), kaspi_qr.ERR_BAD_REQUEST)
+
+        created = ok(await kaspi.post("return/create", {"DeviceToken": token, "ExternalId": "rfl_1"}))
+        assert set(created) == {"QrToken", "ExpireDate", "QrReturnId", "QrReturnBehaviorOptions"}
+        assert isinstance(created["QrReturnId"], int) and created["QrToken"].isdigit()
+        assert created["QrReturnBehaviorOptions"] == {"QrCodeScanEventPollingInterval": 5, "QrCodeScanWaitTimeout": 180}
+        assert datetime.fromisoformat(created["ExpireDate"]) == clock.now + timedelta(seconds=300)
+        rid = created["QrReturnId"]
+        assert ok(await kaspi.get(f"return/status/{rid}")) == {"Status": "QrTokenCreated"}
+        ask = {"DeviceToken": token, "QrReturnId": rid}
+        # Not scanned yet: no customer, no operations, no return with it.
+        error(await kaspi.post("return/operations", ask), kaspi_qr.ERR_WRONG_STATUS)
+        error(await kaspi.post("payment/return", {**plain, "QrReturnId": rid}), kaspi_qr.ERR_WRONG_STATUS)
+
+        r = await http.post(f"/_sim/returns/{rid}/scan", json={})
+        assert r.status_code == 200 and r.json()["Status"] == "CustomerIdentityObtained", r.text
+        assert r.json()["ExternalId"] == "rfl_1" and r.json()["Customer"] == kaspi_qr.DEFAULT_CUSTOMER
+        assert ok(await kaspi.get(f"return/status/{rid}")) == {"Status": "CustomerIdentityObtained"}
+        assert (await http.post(f"/_sim/returns/{rid}/scan", json={})).status_code == 409  # final
+
+        listed = ok(await kaspi.post("return/operations", ask))
+        assert [x["QrPaymentId"] for x in listed] == bought[::-1][:10]  # newest first, at most 10
+        assert listed[0] == {
+            "QrPaymentId": newest,
+            "Amount": 1200,
+            "TransactionDate": wire(T0 + timedelta(minutes=11)),
+        }
+        assert len(ok(await kaspi.post("return/operations", {**ask, "MaxResult": 50}))) == 10
+        three = ok(await kaspi.post("return/operations", {**ask, "MaxResult": 3}))
+        assert [x["QrPaymentId"] for x in three] == bought[::-1][:3]
+        for bad in (0, -1, "3", True):
+            error(await kaspi.post("return/operations", {**ask, "MaxResult": bad}), kaspi_qr.ERR_BAD_REQUEST)
+        error(await kaspi.post("return/operations", {**ask, "QrReturnId": str(rid)}), kaspi_qr.ERR_BAD_REQUEST)
+
+        details = ok(await kaspi.get("payment/details", QrPaymentId=newest, DeviceToken=token))
+        assert details["AvailableReturnAmount"] == 1200
+        done = ok(await kaspi.post("payment/return", {**plain, "QrReturnId": rid}))
+        assert isinstance(done["ReturnOperationId"], int)
+        assert sim.payment(newest).returned == 100
+        assert sim.describe_return(sim.return_qr(rid))["Returns"] == [
+            {"ReturnOperationId": done["ReturnOperationId"], "QrPaymentId": newest}
+        ]
+        # Only the scanning customer's latest ten: not a stranger's purchase, not their eleventh.
+        for pid in (strangers, oldest, bought[1]):
+            body = {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1, "QrReturnId": rid}
+            error(await kaspi.post("payment/return", body), -99000001)
+        assert sim.payment(strangers).returned == sim.payment(oldest).returned == 0
+
+        # Another device's return QR is not found for this one; nor an unknown id.
+        other = await kaspi.register("till-2")
+        error(await kaspi.post("return/operations", {"DeviceToken": other, "QrReturnId": rid}), -1601)
+        error(await kaspi.post("payment/return", {**plain, "DeviceToken": token, "QrReturnId": 424242}), -1601)
+        error(await kaspi.get("return/status/424242"), -1601)
+        error(await kaspi.post("return/create", {"DeviceToken": "no-such"}), -1501)
+
+        # Scanning after the QR's ExpireDate fails on the customer's side; it stays QrTokenCreated.
+        late = ok(await kaspi.post("return/create", {"DeviceToken": token}))["QrReturnId"]
+        clock.advance(seconds=300)
+        assert (await http.post(f"/_sim/returns/{late}/scan", json={})).status_code == 409
+        assert ok(await kaspi.get(f"return/status/{late}")) == {"Status": "QrTokenCreated"}
+        failed = ok(await kaspi.post("return/create", {"DeviceToken": token}))["QrReturnId"]
+        assert (await http.post(f"/_sim/returns/{failed}/fail")).json()["Status"] == "Error"
+        assert ok(await kaspi.get(f"return/status/{failed}")) == {"Status": "Error"}
+        assert [x["QrReturnId"] for x in (await http.get("/_sim/returns")).json()] == [rid, late, failed]
+
+    clock = Clock()
+    async with running(clock=clock, auto_expire=True, scan_wait_timeout=180) as (sim, http):
+        kaspi = Kaspi(http, "r2")
+        token = await kaspi.register()
+        rid = ok(await kaspi.post("return/create", {"DeviceToken": token}))["QrReturnId"]
+        clock.advance(seconds=180)
+        assert ok(await kaspi.get(f"return/status/{rid}")) == {"Status": "Error"}  # auto_expire, as purchases
+
+
+def wire(when: datetime) -> str:
+    return kaspi_qr.wire_time(when)
 
 
 async def test_payment_link_and_test_host_emulator_calls() -> None:
@@ -304,19 +454,20 @@ async def test_error_codes() -> None:
 
         error(await kaspi.get("payment/status/123456"), -1601)
         error(await kaspi.get("payment/status/abc"), -1601)
-        error(await kaspi.get("payment/details", QrPaymentId=123456, DeviceToken=token), -1601)
-        error(await kaspi.get("payment/details", QrPaymentId=123456, DeviceToken="no-such"), -1501)
-        error(await kaspi.post("payment/return", {"DeviceToken": token, "QrPaymentId": 123456, "Amount": 1}), -1601)
+        r3 = Kaspi(http, "r3")  # the refund calls: r1 has none (kaspi-qr-api.md §1)
+        error(await r3.get("payment/details", QrPaymentId=123456, DeviceToken=token), -1601)
+        error(await r3.get("payment/details", QrPaymentId=123456, DeviceToken="no-such"), -1501)
+        error(await r3.post("payment/return", {"DeviceToken": token, "QrPaymentId": 123456, "Amount": 1}), -1601)
 
         pid = (await kaspi.create(token, amount=1000))["QrPaymentId"]
         sim.confirm(pid)
         for amount in (0, -1, "5"):
             body = {"DeviceToken": token, "QrPaymentId": pid, "Amount": amount}
-            error(await kaspi.post("payment/return", body), 990000028)
+            error(await r3.post("payment/return", body), 990000028)
         # Another device's payment is not found for this one.
         other = await kaspi.register("other", 7)
-        error(await kaspi.get("payment/details", QrPaymentId=pid, DeviceToken=other), -1601)
-        error(await kaspi.post("payment/return", {"DeviceToken": other, "QrPaymentId": pid, "Amount": 1}), -1601)
+        error(await r3.get("payment/details", QrPaymentId=pid, DeviceToken=other), -1601)
+        error(await r3.post("payment/return", {"DeviceToken": other, "QrPaymentId": pid, "Amount": 1}), -1601)
 
         # An inactive device: -1502.
         ok(await kaspi.post("device/delete", {"DeviceToken": other}))
@@ -358,7 +509,7 @@ async def test_expire_date_in_each_of_kaspis_forms(form: str, offset: int, writt
         Simulator(time_offset=4)
 
 
-@pytest.mark.parametrize("scheme", ["r1", "r3"])
+@pytest.mark.parametrize("scheme", ["r3"])  # the only scheme refunding without a customer (§5)
 async def test_ids_are_int64_numbers_above_2_32_and_a_string_id_is_refused(scheme: str) -> None:
     """kaspi-qr-api.md §2: QrPaymentId, PaymentId, ReturnOperationId and TradePointId are Int64, sent as
     JSON numbers, and values above 2^32 occur. Before: ids below 2^32, and "123" taken for 123."""
@@ -391,9 +542,10 @@ async def test_ids_are_int64_numbers_above_2_32_and_a_string_id_is_refused(schem
 async def test_ids_above_2_53_keep_every_digit_on_the_wire() -> None:
     """Int64 ids past 2^53 (where a double drops digits) cross the wire and come back exact."""
     async with running(id_floor=2**62) as (sim, http):
-        kaspi = Kaspi(http, "r1")
+        kaspi = Kaspi(http, "r3")
         token = await kaspi.register()
-        r = await http.post("/r1/v01/qr/create", json={"DeviceToken": token, "Amount": 5}, headers=kaspi._headers())
+        body = {"DeviceToken": token, "Amount": 5, "OrganizationBin": kaspi.bin}
+        r = await http.post("/r3/v01/qr/create", json=body, headers=kaspi._headers())
         pid = ok(r.json())["QrPaymentId"]
         assert pid > 2**62 and f'"QrPaymentId":{pid},' in r.text  # a bare number, every digit
         assert await kaspi.status(pid) == {"Status": "QrTokenCreated"}
@@ -612,18 +764,6 @@ async def test_no_expiry_by_default_and_auto_expire_when_asked() -> None:
         clock.advance(seconds=180 - 65)
         assert await kaspi.status(unscanned) == {"Status": "Error"}
         assert (await http.post(f"/_sim/payments/{unscanned}/confirm")).status_code == 409
-
-
-async def test_strict_refund_schemes() -> None:
-    async with running(refund_schemes=REFUND_SCHEMES_STRICT) as (sim, http):
-        token = sim.register_device()
-        r1, r3 = Kaspi(http, "r1"), Kaspi(http, "r3")
-        pid = (await r1.create(token))["QrPaymentId"]
-        sim.confirm(pid)
-        r = await http.get("/r1/v01/payment/details", params={"QrPaymentId": pid, "DeviceToken": token})
-        assert r.status_code == 404
-        ok(await r3.get("payment/details", QrPaymentId=pid, DeviceToken=token))
-        ok(await r3.post("payment/return", {"DeviceToken": token, "QrPaymentId": pid, "Amount": 1}))
 
 
 async def test_python_api_without_http() -> None:

@@ -117,6 +117,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "webhook_log": ("Лог вебхуков", "Webhook log"),
     "resend": ("Отправить снова", "Resend"),
     "refund": ("Вернуть", "Refund"),
+    "return_qr": ("QR возврата для покупателя", "Return QR for the customer"),
     "refund_amount": ("Сумма возврата (пусто — всё)", "Refund amount (empty: all)"),
     "reason": ("Причина", "Reason"),
     "confirm_refund": ("Вернуть деньги покупателю?", "Send the money back to the payer?"),

@@ -383,6 +383,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         )
         types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
         marks = await quarantine.rows(session, payment_id=payment.id)
+        awaiting_payer = await refunds.awaiting_payer(session, payment_id=payment.id)
     deliveries = [
         {
             "delivery": d,
@@ -415,6 +416,12 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "metadata_json": json.dumps(metadata, ensure_ascii=False, indent=2),
             "events": [(e, _dict(storable.loads(e.body))) for e in history["events"]],
             "quarantined": marks,
+            # Refunds whose return QR the payer must scan: the page to show them (Kaspi QR r2).
+            "awaiting_payer": awaiting_payer,
+            # Said where the refund form would be, and again if the form is posted anyway.
+            "refunds_refused": (
+                ctx.providers.get(payment.provider).refunds_refused if payment.provider in ctx.providers else None
+            ),
         },
         operator=operator,
     )
@@ -452,7 +459,13 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
         async with ctx.db.transaction() as session:
             payment = await payments.get(session, payment_id)
             made = await refunds.request(
-                session, merchant_id=payment.merchant_id, payment_id=payment.id, amount=amount, reason=reason, now=now
+                session,
+                merchant_id=payment.merchant_id,
+                payment_id=payment.id,
+                amount=amount,
+                reason=reason,
+                now=now,
+                providers=ctx.providers,
             )
             await _record(
                 session,

@@ -145,6 +145,45 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Check the link or go back to the shop.",
         "kk": "Сілтемені тексеріңіз немесе дүкенге оралыңыз.",
     },
+    "refund_title": {"ru": "Возврат", "en": "Refund", "kk": "Қайтару"},
+    "refund_amount": {"ru": "Сумма возврата", "en": "Refund amount", "kk": "Қайтару сомасы"},
+    "refund_scan": {
+        "ru": "Чтобы получить деньги, откройте приложение Kaspi.kz, нажмите «Kaspi QR» и отсканируйте этот код.",
+        "en": "To receive the money, open the Kaspi.kz app, tap Kaspi QR and scan this code.",
+        "kk": "Ақшаны алу үшін Kaspi.kz қосымшасын ашып, «Kaspi QR» батырмасын басыңыз да, осы кодты сканерлеңіз.",
+    },
+    "refund_scan_same_account": {
+        "ru": "Сканируйте с того же аккаунта Kaspi, с которого оплачивали.",
+        "en": "Scan with the same Kaspi account you paid with.",
+        "kk": "Төлеген Kaspi аккаунтыңызбен сканерлеңіз.",
+    },
+    "refund_scanned": {
+        "ru": "Код отсканирован, возвращаем деньги…",
+        "en": "Code scanned, returning the money…",
+        "kk": "Код сканерленді, ақшаны қайтарып жатырмыз…",
+    },
+    "refund_qr_expired": {
+        "ru": "Срок действия кода истёк. Попросите магазин оформить возврат снова.",
+        "en": "This code has expired. Ask the shop to start the refund again.",
+        "kk": "Кодтың мерзімі өтті. Дүкеннен қайтаруды қайта ресімдеуді сұраңыз.",
+    },
+    "refund_processing": {
+        "ru": "Банк обрабатывает возврат…",
+        "en": "The bank is processing the refund…",
+        "kk": "Банк қайтаруды өңдеп жатыр…",
+    },
+    "refund_done": {
+        "ru": "Деньги возвращены: {amount}",
+        "en": "The money has been returned: {amount}",
+        "kk": "Ақша қайтарылды: {amount}",
+    },
+    "refund_failed": {
+        "ru": "Возврат не прошёл. Обратитесь в магазин.",
+        "en": "The refund did not go through. Please contact the shop.",
+        "kk": "Қайтару өтпеді. Дүкенге хабарласыңыз.",
+    },
+    "refund_receive": {"ru": "Получить возврат", "en": "Receive your refund", "kk": "Қайтаруды алу"},
+    "refund_not_found": {"ru": "Возврат не найден", "en": "Refund not found", "kk": "Қайтару табылмады"},
     "secure_note": {
         "ru": "Статус обновляется автоматически.",
         "en": "The status updates by itself.",

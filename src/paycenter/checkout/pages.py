@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,8 +17,8 @@ from paycenter.checkout import i18n
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
 from paycenter.observability import transaction_from_path
-from paycenter.payments import attempts, fees, service
-from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus
+from paycenter.payments import attempts, fees, refunds, service
+from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus, RefundLeg, RefundStatus
 from paycenter.providers import sandbox
 from paycenter.providers.models import Terminal
 from paycenter.ratelimit import limit_by_address
@@ -73,6 +74,7 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         live = await attempts.live_attempt(session, payment.id)
         terminal = await session.get(Terminal, live.terminal_id) if live and live.terminal_id else None
         methods = await attempts.active_methods(session) if payment.provider in KASPI else []
+        awaiting_refunds = await refunds.awaiting_payer(session, payment_id=payment.id)
     lang = _language(request, payment)
     money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
     now = ctx.now()
@@ -112,8 +114,59 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         "attempt_seconds_left": (
             max(int((live.expires_at - now).total_seconds()), 0) if live and live.expires_at else None
         ),
+        "awaiting_refunds": awaiting_refunds,
     }
     return _page(request, "pay.html", context, lang)
+
+
+@router.get("/pay/{payment_id}/refunds/{refund_id}", response_class=HTMLResponse)
+async def refund_page(payment_id: str, refund_id: str, request: Request, ctx: Context) -> HTMLResponse:
+    """A refund as the payer sees it: the return QR to scan when the bank needs them to allow it
+    (Kaspi QR r2), then whether the money went back. The operator shows it from the admin. Two
+    random ids in the path make it unguessable; it shows nothing secret."""
+    async with ctx.db.reading() as session:
+        try:
+            payment = await service.get(session, payment_id.strip().upper())
+            refund, legs = await refunds.with_return_qrs(session, payment_id=payment.id, refund_id=refund_id)
+        except NotFound:
+            lang = _language(request, None)
+            return _page(request, "not_found.html", {"what": "refund_not_found"}, lang, status_code=404)
+        merchant_name = await service.merchant_name(session, payment.merchant_id)
+    lang = _language(request, payment)
+    money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
+    now = ctx.now()
+    shown = [_return_qr(leg, now) for leg in legs]
+    context = {
+        "payment": payment,
+        "refund": refund,
+        "merchant_name": merchant_name,
+        "money": money,
+        "legs": shown,
+        # Reloaded while the bank waits for the payer or is still returning the money.
+        "refresh": refund.status == RefundStatus.PENDING,
+    }
+    return _page(request, "refund.html", context, lang)
+
+
+def _return_qr(leg: RefundLeg, now: datetime) -> dict[str, Any]:
+    """What the payer sees of one return QR: the code while it can be scanned, else its fate."""
+    left = max(int((leg.return_qr_expires_at - now).total_seconds()), 0) if leg.return_qr_expires_at else None
+    if leg.status == RefundStatus.SUCCEEDED:
+        state = "done"
+    elif leg.status == RefundStatus.FAILED:
+        state = "failed"
+    elif leg.return_sent_at is not None:
+        state = "scanned"
+    elif left == 0:
+        state = "expired"  # the poller fails it after one last look
+    else:
+        state = "scan"
+    return {
+        "amount": leg.amount,
+        "state": state,
+        "image": _qr(leg.return_qr) if state == "scan" and leg.return_qr else None,
+        "seconds_left": left,
+    }
 
 
 def _qr(data: str) -> str:

@@ -188,7 +188,10 @@ async def refund_payment(
     """Send money back to the payer. Without `amount`, everything not yet refunded is refunded.
     Several partial refunds are allowed; together they never exceed what was paid. Sends the
     `refunded` webhook when the provider confirms, and `refund_failed` when money could not be
-    returned (after retries while the provider answers "try again")."""
+    returned (after retries while the provider answers "try again"). Kaspi QR on scheme r1 has no
+    refund API: such a refund is refused with 409 `refunds_not_supported`, saying what to do instead.
+    On scheme r2 the refund stays `pending` until the customer scans a return QR in Kaspi.kz: the
+    message gives the page that shows it (`/pay/{transaction_id}/refunds/{refund id}`)."""
     body = body or RefundRequest()
     if body.amount is not None:
         try:  # the deployment's maximum, as the document states it
@@ -201,7 +204,13 @@ async def refund_payment(
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         refund = await refunds.request(
-            session, merchant_id=merchant.id, payment_id=pid, amount=body.amount, reason=body.reason, now=now
+            session,
+            merchant_id=merchant.id,
+            payment_id=pid,
+            amount=body.amount,
+            reason=body.reason,
+            now=now,
+            providers=ctx.providers,
         )
         return 200, {"refund_id": refund.id}
 
@@ -218,12 +227,17 @@ async def refund_payment(
     async with ctx.db.reading() as session:
         payment = await service.get(session, pid)
         refund = await refunds.get(session, refund_id)
+        awaiting_payer = refund_id in await refunds.awaiting_payer(session, payment_id=pid)
     message = {
         "succeeded": "Refund completed",
         "pending": "Refund accepted; the provider will confirm it",
         "failed": "Refund failed",
         "partially_succeeded": "Refund partly completed",
     }[refund.status]
+    if awaiting_payer:
+        # Kaspi QR r2: the money goes back once the payer scans the return QR this page shows.
+        page = f"{base_url.rstrip('/')}/pay/{pid}/refunds/{refund_id}"
+        message = f"Refund waiting for the customer: show them the return QR at {page} to scan in Kaspi.kz"
     result = {"refund": views.refund(refund, payment.currency), "payment": views.detail(payment, base_url)}
     return _answer(200, envelope(result, message), replayed)
 

@@ -234,6 +234,13 @@ class RefundLeg(Base):
     next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A refund the customer must allow first (Kaspi QR r2): the return QR to show them, its id at
+    # the provider and until when it can be scanned; then when the return itself was sent (like
+    # sent_at: sent without an answer, it is looked up, never sent again blindly).
+    return_qr: Mapped[str | None] = mapped_column(String(500))
+    return_qr_id: Mapped[str | None] = mapped_column(String(40))
+    return_qr_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    return_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class PaymentMethod(Base):

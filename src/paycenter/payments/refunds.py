@@ -17,12 +17,19 @@ transaction that settles it.
 
 A leg whose handling raises anything else (a bug, a row no key decrypts) is quarantined: the
 other legs and refunds go on, and an operator retries it once the cause is fixed.
+
+Some refunds need the payer first (Kaspi QR r2): sending the leg only gets a return QR, which the
+leg keeps to show them (``return_qr``) until its deadline; the poller then asks the provider
+whether they scanned it. Once they have (``payer_ready``), the return itself is marked
+``return_sent_at`` in its own transaction and sent, with the same care as ``sent_at``: without an
+answer it is looked up, not sent again. An expired or wrongly scanned QR fails the leg.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("paycenter.refunds")
 LIVE_LEG = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
 DEFAULT_RETRY_FOR = timedelta(minutes=30)  # settings.refund_retry_for
+_REFUND_ID = re.compile(r"rfd_[0-9a-z_]{1,36}")  # new_id("rfd"), and the legacy import's rfd_legacy_N
 
 
 async def _available_by_operation(session: AsyncSession, payment_id: str) -> list[tuple[Operation, int]]:
@@ -78,7 +86,14 @@ async def _available_by_operation(session: AsyncSession, payment_id: str) -> lis
 
 
 async def request(
-    session: AsyncSession, *, merchant_id: str, payment_id: str, amount: Any | None, reason: str, now: datetime
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    payment_id: str,
+    amount: Any | None,
+    reason: str,
+    now: datetime,
+    providers: Providers,
 ) -> Refund:
     """Reserve a refund and its legs under the payment's lock. The provider is called later."""
     payment = await service.lock(session, payment_id, merchant_id=merchant_id)
@@ -86,6 +101,10 @@ async def request(
         raise Conflict(f"Payment is {payment.status} and has received no money to refund")
     if payment.status == PaymentStatus.REFUNDED:
         raise Conflict("Payment has already been refunded in full")
+    refused = providers.get(payment.provider).refunds_refused if payment.provider in providers else None
+    if refused:
+        # Before anything is written: a refund that can never be sent is not reserved either.
+        raise Conflict(refused, code="refunds_not_supported")
     by_operation = await _available_by_operation(session, payment.id)
     available = sum(max(left, 0) for _, left in by_operation)
     if available <= 0:
@@ -164,7 +183,40 @@ async def _leg_ref(session: AsyncSession, leg: RefundLeg, currency: str, termina
         attempt_ref=attempt_ref,
         terminal=terminals.ref(terminal) if terminal else None,
         provider_ref=leg.provider_ref,
+        return_qr_ref=leg.return_qr_id,
+        return_qr_expires_at=leg.return_qr_expires_at,
     )
+
+
+async def with_return_qrs(session: AsyncSession, *, payment_id: str, refund_id: str) -> tuple[Refund, list[RefundLeg]]:
+    """A payment's refund, with those of its legs that asked the payer to scan a return QR."""
+    if not _REFUND_ID.fullmatch(refund_id):  # from a URL: only what an id can look like is looked up
+        raise NotFound("Refund not found")
+    refund = await session.get(Refund, refund_id)
+    if refund is None or refund.payment_id != payment_id:
+        raise NotFound("Refund not found")
+    legs = await session.scalars(
+        select(RefundLeg)
+        .where(RefundLeg.refund_id == refund.id, RefundLeg.return_qr_id.is_not(None))
+        .order_by(RefundLeg.created_at, RefundLeg.id)
+    )
+    return refund, list(legs)
+
+
+async def awaiting_payer(session: AsyncSession, *, payment_id: str) -> list[str]:
+    """The payment's refunds that wait for the payer to scan a return QR, oldest first."""
+    rows = await session.execute(
+        select(Refund.id)
+        .join(RefundLeg, RefundLeg.refund_id == Refund.id)
+        .where(
+            Refund.payment_id == payment_id,
+            RefundLeg.status == RefundStatus.PENDING,
+            RefundLeg.return_qr_id.is_not(None),
+            RefundLeg.return_sent_at.is_(None),
+        )
+        .order_by(Refund.created_at)
+    )
+    return list(dict.fromkeys(rows.scalars()))
 
 
 async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
@@ -172,10 +224,7 @@ async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tup
     leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
     if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is not None:
         return None
-    refund = await session.get(Refund, leg.refund_id)
-    assert refund is not None
-    payment = await session.get(Payment, refund.payment_id)
-    assert payment is not None
+    payment = await _payment_of(session, leg)
     terminal = None
     if leg.terminal_id:
         terminal = await terminals.take(session, terminal_id=leg.terminal_id, holder=leg.id, now=now)
@@ -183,6 +232,31 @@ async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tup
             return None  # the terminal is serving someone: the poller sends it when it frees
     leg.sent_at = now
     return payment.provider, await _leg_ref(session, leg, payment.currency, terminal)
+
+
+async def begin_return(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
+    """Mark the return of a leg whose payer scanned its return QR as being sent; None if it
+    cannot go now (settled meanwhile, or already sent)."""
+    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    if (
+        leg is None
+        or leg.status != RefundStatus.PENDING
+        or leg.return_qr_id is None
+        or leg.return_sent_at is not None
+        or leg.provider_ref is not None
+    ):
+        return None
+    payment = await _payment_of(session, leg)
+    leg.return_sent_at = now
+    return payment.provider, await _leg_ref(session, leg, payment.currency, None)
+
+
+async def _payment_of(session: AsyncSession, leg: RefundLeg) -> Payment:
+    refund = await session.get(Refund, leg.refund_id)
+    assert refund is not None
+    payment = await session.get(Payment, refund.payment_id)
+    assert payment is not None
+    return payment
 
 
 async def record_leg(session: AsyncSession, *, leg_id: str, outcome: RefundOutcome, now: datetime) -> None:
@@ -198,8 +272,12 @@ async def record_leg(session: AsyncSession, *, leg_id: str, outcome: RefundOutco
     if leg.status != RefundStatus.PENDING:
         return
     leg.provider_ref = outcome.provider_ref or leg.provider_ref
+    if outcome.return_qr is not None:  # to show the payer until they scan it
+        leg.return_qr = outcome.return_qr.payload
+        leg.return_qr_id = outcome.return_qr.ref
+        leg.return_qr_expires_at = outcome.return_qr.expires_at
     if outcome.succeeded is None:
-        leg.next_poll_at = now + timedelta(seconds=2)
+        leg.next_poll_at = now + (outcome.poll_in or timedelta(seconds=2))
         return
     leg.status = RefundStatus.SUCCEEDED if outcome.succeeded else RefundStatus.FAILED
     leg.error = None if outcome.succeeded else (outcome.error or "refused by the provider")[:500]
@@ -313,8 +391,22 @@ async def send_leg(
 ) -> None:
     """Send one leg. Anything but a provider's answer is raised, with the leg left sent: it may
     have gone out, so after a fix it is resynced, not sent again blindly."""
+    await _mark_and_send(db, providers, begin_leg, leg_id=leg_id, clock=clock, retry_for=retry_for)
+
+
+async def _mark_and_send(
+    db: Database,
+    providers: Providers,
+    begin: Callable[..., Awaitable[tuple[str, RefundLegRef] | None]],
+    *,
+    leg_id: str,
+    clock: Callable[[], datetime],
+    retry_for: timedelta,
+) -> None:
+    """Mark the leg's call as sent (``begin_leg``, or ``begin_return`` once the payer scanned its
+    return QR) in its own transaction, then ask the provider and record what it answered."""
     async with db.transaction() as session:
-        begun = await begin_leg(session, leg_id=leg_id, now=clock())
+        begun = await begin(session, leg_id=leg_id, now=clock())
     if begun is None:
         return
     provider_name, ref = begun
@@ -357,7 +449,10 @@ async def unsend_leg(
         return
     leg = await session.get(RefundLeg, leg_id, with_for_update=True)
     if leg is not None and leg.status == RefundStatus.PENDING and leg.provider_ref is None:
-        leg.sent_at = None
+        if leg.return_sent_at is not None:
+            leg.return_sent_at = None  # the payer's scan still stands: the return goes again with it
+        else:
+            leg.sent_at = None
         leg.error = error[:500]
         leg.next_poll_at = now + _pause(now - created)
         if leg.terminal_id:
@@ -388,22 +483,24 @@ async def poll_leg(
     retry_for: timedelta = DEFAULT_RETRY_FOR,
 ) -> None:
     """Follow a leg the provider accepted but has not settled (a terminal refund the customer
-    confirms in the app), or find out what became of one whose answer never came."""
+    confirms in the app, a return QR the payer has to scan), or find out what became of one whose
+    answer never came."""
     async with db.reading() as session:
         leg = await session.get(RefundLeg, leg_id)
         if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is None:
             return
-        if leg.provider_ref is None and leg.sent_at > clock() - answer_grace:
+        # The call whose answer is awaited: the return once sent, else the send (a recorded
+        # return QR is that send's answer).
+        awaited = leg.return_sent_at or (None if leg.return_qr_id else leg.sent_at)
+        if leg.provider_ref is None and awaited is not None and awaited > clock() - answer_grace:
             return  # its sender may still be waiting for the answer
-        refund = await session.get(Refund, leg.refund_id)
-        assert refund is not None
-        payment = await session.get(Payment, refund.payment_id)
-        assert payment is not None
+        waiting_for_payer = leg.return_qr_id is not None and leg.return_sent_at is None
+        payment = await _payment_of(session, leg)
         terminal = await session.get(Terminal, leg.terminal_id) if leg.terminal_id else None
         ref = await _leg_ref(session, leg, payment.currency, terminal)
     provider = providers.get(payment.provider)
     try:
-        if ref.provider_ref:
+        if ref.provider_ref or waiting_for_payer:
             outcome = await provider.poll_refund(ref)
         else:
             outcome = await resync(provider, ref, db=db, operation_id=leg.operation_id, leg_id=leg.id)
@@ -415,7 +512,8 @@ async def poll_leg(
         async with db.transaction() as session:
             await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
         return
-    if outcome is None:
+    if outcome.payer_ready:  # the payer scanned the return QR: now the money goes
+        await _mark_and_send(db, providers, begin_return, leg_id=leg_id, clock=clock, retry_for=retry_for)
         return
     async with db.transaction() as session:
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())

@@ -148,6 +148,16 @@ class PollResult:
 
 
 @dataclass(frozen=True)
+class ReturnQr:
+    """A QR the payer scans in the bank's app before their money can go back (Kaspi QR r2's
+    return QR): who scans it tells the bank whose purchase may be refunded."""
+
+    payload: str  # the text to render as the QR image
+    ref: str  # the provider's id for it (Kaspi's QrReturnId)
+    expires_at: datetime | None = None  # not scanned by then: the refund is not done
+
+
+@dataclass(frozen=True)
 class RefundLegRef:
     leg_id: str
     amount: int
@@ -156,15 +166,24 @@ class RefundLegRef:
     attempt_ref: str | None  # its attempt's provider handle (QR payment id)
     terminal: TerminalRef | None = None
     provider_ref: str | None = None  # the refund's own handle, once the provider accepted it
+    # The return QR the leg showed the payer, if the provider asked for one (``ReturnQr``).
+    return_qr_ref: str | None = None
+    return_qr_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class RefundOutcome:
-    """``succeeded`` None: accepted, the provider will say later (poll with ``provider_ref``)."""
+    """``succeeded`` None: accepted, the provider will say later (poll with ``provider_ref``), or,
+    with ``return_qr``, once the payer has scanned that QR (``poll_refund`` follows the scan).
+    ``payer_ready`` (from ``poll_refund``): the payer scanned it and may be refunded: call
+    ``refund`` again to send the money, marked as sent first."""
 
     succeeded: bool | None
     provider_ref: str | None = None
     error: str | None = None
+    return_qr: ReturnQr | None = None
+    payer_ready: bool = False
+    poll_in: timedelta | None = None  # when to ask again (succeeded None); None: soon
 
 
 class Provider(Protocol):
@@ -178,6 +197,9 @@ class Provider(Protocol):
     # Least time between two status polls of one attempt (0: every poller cycle), unless the
     # attempt has its own (``Started.poll_interval``, kept in ``attempts.poll_interval``).
     poll_every: timedelta
+    # Why refunds cannot go through this provider as configured (Kaspi QR's r1 scheme has no
+    # refund API), said to whoever asks for one; None: they can.
+    refunds_refused: str | None
 
     async def start(self, request: AttemptStart) -> Started: ...
 

@@ -128,6 +128,7 @@ class KaspiPosProvider:
     max_in_flight: ClassVar[int] = 200
     currencies: ClassVar[tuple[str, ...] | None] = ("KZT",)
     poll_every = timedelta(0)  # a device on the shop's network: every poller cycle (1 s)
+    refunds_refused: str | None = None
 
     # /v2/actualize: only for an unknown status, at least this far apart; an operation unknown for
     # longer than UNKNOWN_FOR goes to an operator (kaspi.md §B: S answers 103 otherwise; N waits

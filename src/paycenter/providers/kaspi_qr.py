@@ -22,7 +22,7 @@ import aiohttp
 
 from paycenter.config import Settings
 from paycenter.crypto import reveal
-from paycenter.money import reported_minor
+from paycenter.money import reported_minor, to_major_str
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
@@ -32,6 +32,7 @@ from paycenter.providers.base import (
     ProviderError,
     RefundLegRef,
     RefundOutcome,
+    ReturnQr,
     Started,
 )
 
@@ -65,6 +66,23 @@ ERRORS = {
 }
 # Worth asking again: Kaspi is busy or the refund hit a transient error.
 RETRYABLE = {-999, -99000006}
+
+# r1 has no refund API at all (kaspi-qr-api.md §1 table, "Refunds by API: none", and §5 "r1").
+R1_NO_REFUNDS = (
+    "Kaspi QR scheme r1 (the basic scheme with an API key) has no refund API, so paycenter cannot "
+    "send this refund. Refund it in the Kaspi Pay app, Returns section, at the trade point where it was "
+    "paid: the customer scans the QR on the cashier's screen, the cashier picks the purchase, enters the "
+    "amount and confirms. paycenter has no way to record a refund made there, so this payment stays "
+    "paid here. Schemes r2 and r3 refund through paycenter."
+)
+
+# r2 refunds need the customer (kaspi-qr-api.md §5 "r2"): return/create gives a QR they scan in
+# Kaspi.kz; return/status says when they did; return/operations lists their latest purchases (at
+# most 10); payment/return then takes the QrReturnId. r3 returns directly (§5 "r3").
+RETURN_QR_SCHEME = "r2"
+RETURN_SCANNED = "CustomerIdentityObtained"  # final: the customer is known (§3 return/status)
+RETURN_FAILED = "Error"  # final; "QrTokenCreated" (and anything else): not scanned yet
+MAX_OPERATIONS = 10  # return/operations' MaxResult: "default and maximum 10" (§3)
 
 
 def _answered(exc: ProviderError) -> int | None:
@@ -146,6 +164,11 @@ def poll_interval(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         return None
     return min(math.ceil(value), MAX_POLL_INTERVAL)
+
+
+def _int64(value: str) -> int | str:
+    """An id we store as text, sent as the Int64 JSON number Kaspi's ids are (kaspi-qr-api.md §2)."""
+    return int(value) if value.isdigit() else value
 
 
 def tenge(minor: int) -> int | float:
@@ -286,6 +309,8 @@ class KaspiQrProvider:
         # The operator's override, if any, replaces both (at their own risk: README).
         self.override = settings.kaspi_qr_status_interval_override or None
         self.poll_every = timedelta(seconds=self.override or settings.kaspi_qr_status_interval)
+        self.scheme = settings.kaspi_qr_scheme
+        self.refunds_refused = R1_NO_REFUNDS if self.scheme == "r1" else None
 
     async def start(self, request: AttemptStart) -> Started:
         if not self.device_token:
@@ -352,11 +377,18 @@ class KaspiQrProvider:
         return None
 
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
+        if self.refunds_refused:
+            # Refused up front by refunds.request; a leg asked before that rule is not sent either.
+            return RefundOutcome(succeeded=False, error=self.refunds_refused)
         if not leg.attempt_ref:
             return RefundOutcome(succeeded=False, error="no Kaspi payment id for this operation")
+        if self.scheme == RETURN_QR_SCHEME and not leg.return_qr_ref:
+            return await self._create_return_qr(leg)
         # QrPaymentId is an Int64 (kaspi-qr-api.md §2): a JSON number, not the string we store.
-        payment_id: int | str = int(leg.attempt_ref) if leg.attempt_ref.isdigit() else leg.attempt_ref
-        body = {"DeviceToken": self.device_token, "QrPaymentId": payment_id, "Amount": tenge(leg.amount)}
+        body: dict[str, Any] = {"DeviceToken": self.device_token, "QrPaymentId": _int64(leg.attempt_ref)}
+        if leg.return_qr_ref:
+            body["QrReturnId"] = _int64(leg.return_qr_ref)  # r2: the return QR the customer scanned
+        body["Amount"] = tenge(leg.amount)
         try:
             data = await self.client.call("POST", "payment/return", body=body)
         except ProviderError as exc:
@@ -368,8 +400,89 @@ class KaspiQrProvider:
             return RefundOutcome(succeeded=False, error=exc.message)
         return RefundOutcome(succeeded=True, provider_ref=str((data or {}).get("ReturnOperationId", "")) or None)
 
+    async def _create_return_qr(self, leg: RefundLegRef) -> RefundOutcome:
+        """r2: the QR the customer scans to allow the refund (return/create); nothing moves yet."""
+        now = self.clock()
+        try:
+            data = await self.call_create("return/create", {"DeviceToken": self.device_token, "ExternalId": leg.leg_id})
+        except ProviderError as exc:
+            if exc.retryable:
+                # A return QR nobody is shown moves no money: asking for another is always safe.
+                raise NotSent(exc.message, code=exc.code) from None
+            return RefundOutcome(succeeded=False, error=exc.message)
+        options = data.get("QrReturnBehaviorOptions") or {}
+        deadlines = [d for d in (parse_time(data.get("ExpireDate")),) if d]
+        if options.get("QrCodeScanWaitTimeout"):
+            deadlines.append(now + timedelta(seconds=float(options["QrCodeScanWaitTimeout"])))
+        qr = ReturnQr(
+            payload=str(data["QrToken"]),
+            ref=str(data["QrReturnId"]),
+            expires_at=min(deadlines) if deadlines else None,
+        )
+        return RefundOutcome(succeeded=None, return_qr=qr, poll_in=self.poll_every)
+
     async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome:
-        return RefundOutcome(succeeded=True, provider_ref=leg.provider_ref)  # returns are immediate
+        if leg.provider_ref or not leg.return_qr_ref:
+            return RefundOutcome(succeeded=True, provider_ref=leg.provider_ref)  # returns are immediate
+        # r2, the customer's turn: poll return/status until CustomerIdentityObtained, Error or the
+        # scan wait is over (kaspi-qr-api.md §4, duty 5), as often as purchases are polled.
+        try:
+            data = await self.client.call("GET", f"return/status/{leg.return_qr_ref}")
+            status = str((data or {}).get("Status", ""))
+            if status == RETURN_SCANNED:
+                return await self._customer_may_be_refunded(leg)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise  # ask again later
+            return RefundOutcome(
+                succeeded=False, error=f"{exc.message} (return QR {leg.return_qr_ref}); nothing was returned"
+            )
+        if status == RETURN_FAILED:
+            return RefundOutcome(
+                succeeded=False,
+                error="Kaspi reported an error for the return QR (the customer's scan failed); nothing was returned. "
+                "Refund again to show the customer a new return QR.",
+            )
+        if leg.return_qr_expires_at and self.clock() >= leg.return_qr_expires_at:
+            # This answer was the last status call: still not scanned, so the QR is dead.
+            when = leg.return_qr_expires_at.astimezone(ALMATY).strftime("%Y-%m-%d %H:%M:%S")
+            return RefundOutcome(
+                succeeded=False,
+                error=f"The return QR was not scanned before it expired ({when} Almaty time); nothing was "
+                "returned. Refund again to show the customer a new return QR.",
+            )
+        if status != "QrTokenCreated":
+            log.warning("Kaspi return QR %s: unknown status %r, read as not scanned yet", leg.return_qr_ref, status)
+        return RefundOutcome(succeeded=None, poll_in=self.poll_every)
+
+    async def _customer_may_be_refunded(self, leg: RefundLegRef) -> RefundOutcome:
+        """The customer scanned: is this purchase theirs (return/operations), and can Kaspi still
+        return this much of it (payment/details)? Then the return may go (``payer_ready``)."""
+        body = {
+            "DeviceToken": self.device_token,
+            "QrReturnId": _int64(leg.return_qr_ref or ""),
+            "MaxResult": MAX_OPERATIONS,
+        }
+        operations = await self.client.call("POST", "return/operations", body=body)
+        theirs = {str(op.get("QrPaymentId")) for op in operations or [] if isinstance(op, dict)}
+        if leg.attempt_ref not in theirs:
+            # Failed, not a new QR on our own: someone the operator did not mean scanned it, or the
+            # purchase is older than the customer's last ten, and a new QR would not find it either.
+            return RefundOutcome(
+                succeeded=False,
+                error=f"The customer who scanned the return QR does not have this purchase (Kaspi QrPaymentId "
+                f"{leg.attempt_ref}) among their last {MAX_OPERATIONS} Kaspi purchases: another Kaspi account "
+                "scanned it, or the purchase is older than their last ten. Nothing was returned. Refund again "
+                "and have the customer who paid scan the new QR, or refund in the Kaspi Pay app.",
+            )
+        _, available = await self.returned(leg.attempt_ref or "")
+        if available < leg.amount:
+            return RefundOutcome(
+                succeeded=False,
+                error=f"Kaspi can return only {to_major_str(available, leg.currency)} {leg.currency} of this purchase "
+                "(payment/details AvailableReturnAmount); nothing was returned",
+            )
+        return RefundOutcome(succeeded=None, payer_ready=True)
 
     async def returned(self, qr_payment_id: str) -> tuple[int, int]:
         """(total, still returnable) of a purchase, in minor units: to check a refund's fate."""

@@ -32,6 +32,7 @@ class SandboxProvider:
     max_in_flight: ClassVar[int] = 1
     currencies: ClassVar[tuple[str, ...] | None] = None
     poll_every = timedelta(0)  # not polled: the payer's page reports
+    refunds_refused: str | None = None
 
     async def start(self, request: AttemptStart) -> Started:
         raise ProviderError("sandbox attempts are started by the payment page", retryable=False)

@@ -17,17 +17,30 @@ Wire (``{scheme}`` is ``r1``, ``r2`` or ``r3``; every answer is HTTP 200 ``{"Sta
     GET  /{scheme}/v01/payment/status/{QrPaymentId}             -> {Status}
     GET  /{scheme}/v02/payment/status/{QrPaymentId}             -> {Status, TransactionId, ProductType, LoanTerm,
                                                                     Amount, StoreName}
-    GET  /{scheme}/v01/payment/details?QrPaymentId=&DeviceToken= -> {QrPaymentId, TotalAmount, AvailableReturnAmount,
-                                                                    TransactionDate}
-    POST /{scheme}/v01/payment/return {DeviceToken, QrPaymentId, Amount} -> {ReturnOperationId}
+    GET  /{r2,r3}/v01/payment/details?QrPaymentId=&DeviceToken= -> {QrPaymentId, TotalAmount,
+                                                                   AvailableReturnAmount, TransactionDate}
+    POST /r2/v01/return/create {DeviceToken, ExternalId}        -> {QrToken, ExpireDate, QrReturnId,
+                                                                    QrReturnBehaviorOptions}
+    GET  /r2/v01/return/status/{QrReturnId}                     -> {Status}
+    POST /r2/v01/return/operations {DeviceToken, QrReturnId, MaxResult}
+                                                                -> [{QrPaymentId, Amount, TransactionDate}]
+    POST /r2/v01/payment/return {DeviceToken, QrPaymentId, QrReturnId, Amount}  -> {ReturnOperationId}
+    POST /r3/v01/payment/return {DeviceToken, QrPaymentId, Amount, OrganizationBin} -> {ReturnOperationId}
     POST /{scheme}/v01/test/payment/scan|confirm|scanerror|confirmerror {qrPaymentId} -> {StatusCode, message}
 
-Ids (QrPaymentId / PaymentId, ReturnOperationId, TradePointId) are Int64 JSON numbers, issued above 2^32
-as Kaspi's are (kaspi-qr-api.md §2); a body that sends one as a string is refused.
+Ids (QrPaymentId / PaymentId, QrReturnId, ReturnOperationId, TradePointId) are Int64 JSON numbers, issued
+above 2^32 as Kaspi's are (kaspi-qr-api.md §2); a body that sends one as a string is refused.
+
+r1 has no refund calls at all; the return QR calls are r2's alone (kaspi-qr-api.md §1 and §5): a call
+outside its schemes answers 404, as a path the scheme does not serve.
 
 r1 wants header ``Api-Key``; r3 wants ``OrganizationBin`` in every POST body (the test/* emulator calls
-excepted) and as a query parameter on every GET; r2 checks neither (the client certificate is the TLS
-server's business, not this app's).
+excepted) and in the trade points' path, none in its other GETs; r2 checks neither (the client
+certificate is the TLS server's business, not this app's).
+
+The customer of a return QR (r2) is played by the ``/_sim/returns/{QrReturnId}/scan`` control (or
+``Simulator.scan_return``), as ``/_sim/payments/{id}/scan`` plays the payer; ``confirm`` takes the
+``customer`` who paid, whose scan then lists that purchase.
 
 Controls for tests (plain JSON, no envelope, no auth) under ``/_sim``: see ``_CONTROL_ROUTES`` and the
 ``Simulator`` methods of the same names, which in-process tests may call directly (from the event loop
@@ -66,11 +79,13 @@ SCHEME_ENHANCED = "r3"  # client certificate + OrganizationBin
 SCHEMES = frozenset({SCHEME_BASIC, SCHEME_STANDARD, SCHEME_ENHANCED})
 API_KEY_SCHEMES = frozenset({SCHEME_BASIC})
 BIN_SCHEMES = frozenset({SCHEME_ENHANCED})
-# kaspi.md heads the refund calls "Refunds (r3)", and one public integration refuses payment/details and
-# payment/return on the basic scheme. paycenter's tests use them on r1 too, so the default allows every
-# scheme; pass ``refund_schemes=REFUND_SCHEMES_STRICT`` to create_app to answer 404 on r1 as Kaspi may.
-REFUND_SCHEMES_ALL = SCHEMES
-REFUND_SCHEMES_STRICT = frozenset({SCHEME_STANDARD, SCHEME_ENHANCED})
+# Refunds per scheme (kaspi-qr-api.md §1 table, column "Refunds by API", and §5 "Refund flow per
+# scheme"): r1 has none (the cashier refunds in the Kaspi Pay app); r2 only with a return QR the
+# customer scans; r3 directly. Always enforced: a lenient simulator let paycenter call payment/return
+# on r1 unnoticed (issue 12).
+RETURN_QR_SCHEMES = frozenset({SCHEME_STANDARD})  # §3: return/create, return/status, return/operations "(r2)"
+DIRECT_RETURN_SCHEMES = frozenset({SCHEME_ENHANCED})  # §5 r3: payment/return with OrganizationBin, no customer
+REFUND_SCHEMES = RETURN_QR_SCHEMES | DIRECT_RETURN_SCHEMES  # §3: payment/details, payment/return "(r2, r3; not r1)"
 
 REQUEST_ID_HEADER = b"x-request-id"  # required on every request (kaspi-qr-api.md §2)
 API_KEY_HEADER = b"api-key"  # "Api-Key"; HTTP header names are case-insensitive (ASGI gives them lower-case)
@@ -86,12 +101,22 @@ OP_LINK_CREATE = "qr/create-link"
 OP_STATUS = "payment/status"  # + "/{QrPaymentId}"
 OP_DETAILS = "payment/details"
 OP_RETURN = "payment/return"
+OP_RETURN_CREATE = "return/create"
+OP_RETURN_STATUS = "return/status"  # + "/{QrReturnId}"
+OP_RETURN_OPERATIONS = "return/operations"
 OP_TEST_SCAN = "test/payment/scan"
 OP_TEST_CONFIRM = "test/payment/confirm"
 OP_TEST_SCAN_ERROR = "test/payment/scanerror"
 OP_TEST_CONFIRM_ERROR = "test/payment/confirmerror"
 TEST_OPS = frozenset({OP_TEST_SCAN, OP_TEST_CONFIRM, OP_TEST_SCAN_ERROR, OP_TEST_CONFIRM_ERROR})
-REFUND_OPS = frozenset({OP_DETAILS, OP_RETURN})
+# Which schemes serve an operation; any other is served on all three.
+OPERATION_SCHEMES: dict[str, frozenset[str]] = {
+    OP_DETAILS: REFUND_SCHEMES,  # §3 "GET payment/details (r2, r3)"
+    OP_RETURN: REFUND_SCHEMES,  # §3 "POST payment/return (r2, r3; not r1)"
+    OP_RETURN_CREATE: RETURN_QR_SCHEMES,  # §3 "POST return/create (r2)"
+    OP_RETURN_STATUS: RETURN_QR_SCHEMES,  # §3 "GET return/status/{QrReturnId} (r2)"
+    OP_RETURN_OPERATIONS: RETURN_QR_SCHEMES,  # §3 "POST return/operations (r2)"
+}
 BIN_EXEMPT_OPS = TEST_OPS  # the test-host emulator calls are documented with a bare {qrPaymentId} body
 
 # Request fields
@@ -104,6 +129,8 @@ F_AMOUNT = "Amount"
 F_EXTERNAL_ID = "ExternalId"
 F_QR_PAYMENT_ID = "QrPaymentId"  # payment/return body, payment/details query
 F_TEST_PAYMENT_ID = "qrPaymentId"  # test/payment/* body: lower camel case as kaspi.md writes it
+F_QR_RETURN_ID = "QrReturnId"  # return/status path, return/operations and r2's payment/return body
+F_MAX_RESULT = "MaxResult"  # return/operations: optional, default and maximum 10 (§3)
 
 # Payment statuses. There is no "expired" status: the merchant decides expiry itself.
 ST_CREATED = "QrTokenCreated"  # not scanned yet
@@ -111,6 +138,16 @@ ST_WAIT = "Wait"  # scanned / link opened, awaiting confirmation
 ST_PROCESSED = "Processed"  # paid: the only success
 ST_ERROR = "Error"
 FINAL_STATUSES = frozenset({ST_PROCESSED, ST_ERROR})
+# Return QR statuses (§3 return/status): created and not scanned yet; scanned, the customer is known
+# (final); failed (final). There is no "expired" either: the client stops at QrCodeScanWaitTimeout.
+RST_CREATED = "QrTokenCreated"
+RST_IDENTIFIED = "CustomerIdentityObtained"
+RST_ERROR = "Error"
+RETURN_FINAL_STATUSES = frozenset({RST_IDENTIFIED, RST_ERROR})
+MAX_RESULT = 10  # return/operations: "default and maximum 10" (§3)
+# Who pays a purchase when a test does not say: return/operations lists a customer's purchases, so
+# every paid purchase belongs to someone.
+DEFAULT_CUSTOMER = "customer-1"
 
 # Ids: TradePointId, QrPaymentId, PaymentId, QrReturnId and ReturnOperationId are Int64, sent as JSON
 # numbers; "values above 2^32 occur" (kaspi-qr-api.md §2 [field]). Ours start above it, so a client that
@@ -141,6 +178,7 @@ ERR_DEVICE_NOT_FOUND = -1501
 ERR_DEVICE_INACTIVE = -1502
 ERR_PURCHASE_NOT_FOUND = -1601
 ERR_TRADE_POINT_NOT_FOUND = -99000002
+ERR_PURCHASE_ID_NOT_FOUND = -99000001  # payment/return: also a purchase not among the QR's customer's (assumed)
 ERR_RETURN_ABOVE_AMOUNT = -99000005
 ERR_RETURN_ERROR = -99000006  # "retry"; only through inject_error
 ERR_RETURN_NOT_ALLOWED = -99000011
@@ -164,6 +202,7 @@ ERROR_MESSAGES: dict[int, str] = {
     ERR_DEVICE_INACTIVE: "Device is inactive",
     ERR_PURCHASE_NOT_FOUND: "Purchase not found",
     ERR_TRADE_POINT_NOT_FOUND: "Trade point not found",
+    ERR_PURCHASE_ID_NOT_FOUND: "Purchase with this id not found",
     ERR_RETURN_ABOVE_AMOUNT: "Return amount exceeds the purchase amount",
     ERR_RETURN_ERROR: "Return error, try again",
     ERR_RETURN_NOT_ALLOWED: "Purchase status does not allow a return",
@@ -281,6 +320,28 @@ def wire_details(p: Payment, sim: Simulator) -> dict[str, Any]:
     }
 
 
+def wire_return_created(r: ReturnQr, sim: Simulator) -> dict[str, Any]:
+    # §3 return/create: QrToken, ExpireDate, QrReturnId, QrReturnBehaviorOptions.
+    return {
+        "QrToken": r.token,
+        "ExpireDate": sim.wire_time(r.expire_at),
+        "QrReturnId": r.id,
+        "QrReturnBehaviorOptions": {
+            "QrCodeScanEventPollingInterval": sim.polling_interval,
+            "QrCodeScanWaitTimeout": sim.scan_wait_timeout,
+        },
+    }
+
+
+def wire_operation(p: Payment, sim: Simulator) -> dict[str, Any]:
+    # §3 return/operations: one of the customer's latest purchases.
+    return {
+        "QrPaymentId": p.id,
+        "Amount": wire_amount(p.paid_amount),
+        "TransactionDate": sim.wire_time(p.paid_at or p.created_at),
+    }
+
+
 def wire_return(operation_id: int) -> dict[str, Any]:
     return {"ReturnOperationId": operation_id}
 
@@ -327,6 +388,8 @@ class Payment:
     product: str | None = None
     loan_term: int | None = None
     transaction_id: str | None = None
+    paid_at: datetime | None = None
+    customer: str | None = None  # who paid it: return/operations lists a customer's purchases
     returned: Decimal = Decimal(0)
     returns: list[dict[str, Any]] = field(default_factory=list)
 
@@ -334,6 +397,22 @@ class Payment:
         if self.status != ST_PROCESSED or self.paid_amount is None:
             return Decimal(0)
         return self.paid_amount - self.returned
+
+
+@dataclass(slots=True)
+class ReturnQr:
+    """A return QR (r2): the customer scans it so that the partner may return a purchase of theirs."""
+
+    id: int  # QrReturnId
+    device: Device
+    external_id: Any
+    token: str
+    created_at: datetime
+    expire_at: datetime
+    status: str = RST_CREATED
+    customer: str | None = None  # known once scanned
+    scanned_at: datetime | None = None
+    returns: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -393,7 +472,6 @@ class Simulator:
         clock: Callable[[], datetime] | None = None,
         silent_cap: float = 30.0,
         auto_expire: bool = False,
-        refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
         id_floor: int = ID_FLOOR,
         time_form: str = TIME_FORM_MILLIS,
         time_offset: int = 5,
@@ -413,7 +491,6 @@ class Simulator:
         # lifetime) and a scanned one past its confirmation timeout read as Error. Off by default:
         # paycenter decides expiry itself and must cope with a payment confirmed after that.
         self.auto_expire = auto_expire
-        self.refund_schemes = frozenset(refund_schemes)
         if time_form not in TIME_FORMS or time_offset not in TIME_OFFSETS:
             raise ValueError(f"time_form must be one of {TIME_FORMS} and time_offset one of {TIME_OFFSETS}")
         self.time_form, self.time_offset = time_form, time_offset
@@ -425,6 +502,7 @@ class Simulator:
         self._payment_ids = itertools.count(id_floor + secrets.randbelow(2**31))
         self._transaction_ids = itertools.count(7_000_000_000 + secrets.randbelow(2_000_000_000))
         self._return_ids = itertools.count(id_floor + secrets.randbelow(2**31))
+        self._return_qr_ids = itertools.count(id_floor + 2**32 + secrets.randbelow(2**31))
         self.devices: dict[str, Device] = {}
         self._reset_state()
         self._mode_event = asyncio.Event()
@@ -432,6 +510,7 @@ class Simulator:
 
     def _reset_state(self) -> None:
         self.payments_by_id: dict[int, Payment] = {}
+        self.returns_by_id: dict[int, ReturnQr] = {}
         self.mode = "normal"
         self.payment_modes: dict[int, str] = {}
         self.status_calls = 0
@@ -440,6 +519,7 @@ class Simulator:
         self.request_ids: set[bytes] = set()
         self.request_ids_missing = 0
         self.request_ids_repeated = 0
+        self.last_bodies: dict[str, dict[str, Any]] = {}  # per operation: the body of its last POST
         self.injected: dict[str, _Injected] = {}
         self._call_waiters: set[asyncio.Event] = set()
 
@@ -508,6 +588,7 @@ class Simulator:
             "TransactionId": p.transaction_id,
             "Returned": wire_amount(p.returned),
             "Returns": [dict(r) for r in p.returns],
+            "Customer": p.customer,
             "DeviceToken": p.device.token,
             "ExpireDate": self.wire_time(p.expire_at),
             "StatusCalls": self.status_calls_by_payment.get(p.id, 0),
@@ -528,12 +609,16 @@ class Simulator:
         amount: float | int | Decimal | None = None,
         product: str = "Gold",
         loan_term: int | None = None,
+        customer: str = DEFAULT_CUSTOMER,
     ) -> dict[str, Any]:
-        """-> Processed with a new TransactionId (scanning first if need be); ``amount`` pays a different sum."""
+        """-> Processed with a new TransactionId (scanning first if need be); ``amount`` pays a different sum,
+        ``customer`` is who paid (whose return QR scan lists this purchase)."""
         if product not in PAYMENT_METHODS:
             raise SimulatorError(f"product must be one of {', '.join(PAYMENT_METHODS)}", 400)
         if loan_term is not None and (isinstance(loan_term, bool) or not isinstance(loan_term, int)):
             raise SimulatorError("loan_term must be an integer", 400)
+        if not isinstance(customer, str) or not customer:
+            raise SimulatorError("customer must be a non-empty string", 400)
         paid: Decimal | None
         if amount is None:
             paid = None
@@ -555,6 +640,8 @@ class Simulator:
         p.product = product
         p.loan_term = loan_term
         p.transaction_id = str(next(self._transaction_ids))
+        p.paid_at = now
+        p.customer = customer
         return self.describe(p)
 
     def fail(self, payment_id: int | str) -> dict[str, Any]:
@@ -573,6 +660,54 @@ class Simulator:
         if p is None:
             raise SimulatorError(f"no purchase {payment_id}", 404)
         p.status = status
+
+    def return_qr(self, return_id: int | str) -> ReturnQr:
+        rid = _parse_id(return_id)
+        r = self.returns_by_id.get(rid) if rid is not None else None
+        if r is None:
+            raise SimulatorError(f"no return QR {return_id!r}", 404)
+        self._expire_return_if_due(r)
+        return r
+
+    def returns(self) -> list[dict[str, Any]]:
+        return [self.describe_return(r) for r in list(self.returns_by_id.values())]
+
+    def describe_return(self, r: ReturnQr) -> dict[str, Any]:
+        self._expire_return_if_due(r)
+        return {
+            "QrReturnId": r.id,
+            "ExternalId": r.external_id,
+            "QrToken": r.token,
+            "Status": r.status,
+            "Customer": r.customer,
+            "DeviceToken": r.device.token,
+            "ExpireDate": self.wire_time(r.expire_at),
+            "Returns": [dict(x) for x in r.returns],
+        }
+
+    def scan_return(self, return_id: int | str, customer: str = DEFAULT_CUSTOMER) -> dict[str, Any]:
+        """The customer scans the return QR in Kaspi.kz: QrTokenCreated -> CustomerIdentityObtained.
+        Refused past the QR's ExpireDate: the scan fails on the customer's side (§3 qr/create's
+        ExpireDate, taken to hold for return QRs too)."""
+        if not isinstance(customer, str) or not customer:
+            raise SimulatorError("customer must be a non-empty string", 400)
+        r = self.return_qr(return_id)
+        if r.status != RST_CREATED:
+            raise SimulatorError(f"return QR {r.id} is {r.status}, not {RST_CREATED}")
+        if self.now() >= r.expire_at:
+            raise SimulatorError(f"return QR {r.id} expired at {self.wire_time(r.expire_at)}")
+        r.status = RST_IDENTIFIED
+        r.customer = customer
+        r.scanned_at = self.now()
+        return self.describe_return(r)
+
+    def fail_return(self, return_id: int | str) -> dict[str, Any]:
+        """QrTokenCreated -> Error (the scan failed at Kaspi)."""
+        r = self.return_qr(return_id)
+        if r.status in RETURN_FINAL_STATUSES:
+            raise SimulatorError(f"return QR {r.id} is already {r.status}")
+        r.status = RST_ERROR
+        return self.describe_return(r)
 
     def set_mode(self, mode: str, payment_id: int | str | None = None) -> None:
         """How status calls answer: "normal"; "silent" (hang until the mode changes, at most ``silent_cap``
@@ -613,6 +748,7 @@ class Simulator:
             "RequestIdsMissing": self.request_ids_missing,
             "RequestIdsRepeated": self.request_ids_repeated,
             "Payments": len(self.payments_by_id),
+            "ReturnQrs": len(self.returns_by_id),
             "Mode": self.mode,
             "PaymentModes": {str(k): v for k, v in self.payment_modes.items()},
         }
@@ -660,6 +796,14 @@ class Simulator:
             due = (p.scanned_at or p.created_at) + timedelta(seconds=self.confirmation_timeout)
         if now >= due:
             p.status = ST_ERROR
+
+    def _expire_return_if_due(self, r: ReturnQr) -> None:
+        # As purchases: with auto_expire an unscanned return QR past its scan wait (or ExpireDate)
+        # reads as Error; by default it stays QrTokenCreated and the client stops asking itself.
+        if not self.auto_expire or r.status in RETURN_FINAL_STATUSES:
+            return
+        if self.now() >= min(r.created_at + timedelta(seconds=self.scan_wait_timeout), r.expire_at):
+            r.status = RST_ERROR
 
     def _trade_point(self, trade_point_id: Any) -> dict | None:
         for tp in self.trade_points:
@@ -762,20 +906,111 @@ class Simulator:
         payment_id = _int64(body.get(F_QR_PAYMENT_ID))
         if payment_id is None:
             return _not_int64(F_QR_PAYMENT_ID)
+        if F_QR_RETURN_ID in body and _int64(body.get(F_QR_RETURN_ID)) is None:
+            return _not_int64(F_QR_RETURN_ID)
         p = self._own_payment(device, payment_id)
         if p is None:
             return ERR_PURCHASE_NOT_FOUND, None
         amount = _parse_amount(body.get(F_AMOUNT))
         if amount is None:
             return ERR_WRONG_AMOUNT, None
+        return_qr: ReturnQr | None = None
+        if scheme in RETURN_QR_SCHEMES:
+            # §3 payment/return, r2 body: QrReturnId is required; §5 r2: only after return/status
+            # said CustomerIdentityObtained, for a purchase return/operations listed for that customer.
+            if F_QR_RETURN_ID not in body:
+                return ERR_BAD_REQUEST, "QrReturnId is required on r2: the customer scans a return QR first"
+            return_qr = self._own_return(device, body.get(F_QR_RETURN_ID))
+            if return_qr is None:
+                return ERR_PURCHASE_NOT_FOUND, "Return QR not found"
+            if return_qr.status != RST_IDENTIFIED:
+                return ERR_WRONG_STATUS, f"Return QR is {return_qr.status}: the customer has not scanned it"
+            if p.id not in {q.id for q in self._customer_operations(device, return_qr.customer)}:
+                return ERR_PURCHASE_ID_NOT_FOUND, "Purchase not among the customer's operations"
+        elif F_QR_RETURN_ID in body:
+            # §3 payment/return, r3 body: DeviceToken, QrPaymentId, Amount, OrganizationBin; no customer.
+            return ERR_BAD_REQUEST, "QrReturnId is not part of r3's payment/return"
         if p.status != ST_PROCESSED:
             return ERR_RETURN_NOT_ALLOWED, None
         if amount > p.available_return():
             return ERR_RETURN_ABOVE_AMOUNT, None
         operation_id = next(self._return_ids)
         p.returned += amount
-        p.returns.append({"ReturnOperationId": operation_id, "Amount": wire_amount(amount)})
+        record = {"ReturnOperationId": operation_id, "Amount": wire_amount(amount)}
+        if return_qr is not None:
+            record[F_QR_RETURN_ID] = return_qr.id
+            return_qr.returns.append({"ReturnOperationId": operation_id, F_QR_PAYMENT_ID: p.id})
+        p.returns.append(record)
         return 0, wire_return(operation_id)
+
+    def op_return_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        # §3 return/create: DeviceToken req, ExternalId opt.
+        device = self._device(body.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        now = self.now()
+        r = ReturnQr(
+            id=next(self._return_qr_ids),
+            device=device,
+            external_id=body.get(F_EXTERNAL_ID),
+            token=new_qr_token(),
+            created_at=now,
+            expire_at=now + timedelta(seconds=self.qr_lifetime),
+        )
+        self.returns_by_id[r.id] = r
+        return 0, wire_return_created(r, self)
+
+    def op_return_status(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        # §3 return/status/{QrReturnId}: codes 0, -999, -10000, -1601; no DeviceToken asked.
+        rid = _parse_id(query.get(F_QR_RETURN_ID))
+        r = self.returns_by_id.get(rid) if rid is not None else None
+        if r is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        self._expire_return_if_due(r)
+        return 0, {"Status": r.status}
+
+    def op_return_operations(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+        # §3 return/operations: DeviceToken req, QrReturnId req, MaxResult opt (default and maximum 10).
+        device = self._device(body.get(F_DEVICE_TOKEN))
+        if isinstance(device, int):
+            return device, None
+        return_id = _int64(body.get(F_QR_RETURN_ID))
+        if return_id is None:  # required, an Int64 JSON number (§2, §3)
+            return _not_int64(F_QR_RETURN_ID)
+        r = self._own_return(device, return_id)
+        if r is None:
+            return ERR_PURCHASE_NOT_FOUND, None
+        limit = body.get(F_MAX_RESULT, MAX_RESULT)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            return ERR_BAD_REQUEST, "MaxResult must be a positive integer"
+        if r.status != RST_IDENTIFIED:
+            # Before the scan there is no customer whose purchases could be listed.
+            return ERR_WRONG_STATUS, f"Return QR is {r.status}: the customer has not scanned it"
+        operations = self._customer_operations(device, r.customer)[: min(limit, MAX_RESULT)]
+        return 0, [wire_operation(p, self) for p in operations]
+
+    def _own_return(self, device: Device, return_id: Any) -> ReturnQr | None:
+        rid = _parse_id(return_id)
+        r = self.returns_by_id.get(rid) if rid is not None else None
+        if r is None or r.device.token != device.token:  # as purchases: another device's is not found
+            return None
+        self._expire_return_if_due(r)
+        return r
+
+    def _customer_operations(self, device: Device, customer: str | None) -> list[Payment]:
+        """The customer's latest 10 paid purchases at the device's trade point, newest first: what
+        return/operations can list (it cuts further at MaxResult), and so all payment/return may
+        refund with this QR. Assumed: the document says only "the customer's latest purchases";
+        returns are possible only within the purchase's trade point (§3 payment/return)."""
+        if customer is None:
+            return []
+        paid = [
+            p
+            for p in self.payments_by_id.values()
+            if p.customer == customer and p.status == ST_PROCESSED and p.device.trade_point_id == device.trade_point_id
+        ]
+        paid.sort(key=lambda p: (p.paid_at or p.created_at, p.id), reverse=True)
+        return paid[:MAX_RESULT]
 
     def _test_call(self, body: dict, expect: str, action: Callable[[int], Any]) -> tuple[int, Any]:
         pid = _parse_id(body.get(F_TEST_PAYMENT_ID))
@@ -843,6 +1078,9 @@ _OPERATIONS: dict[tuple[str, str], Callable[[Simulator, str, dict, dict], tuple[
     ("POST", OP_LINK_CREATE): Simulator.op_link_create,
     ("GET", OP_DETAILS): Simulator.op_details,
     ("POST", OP_RETURN): Simulator.op_return,
+    ("POST", OP_RETURN_CREATE): Simulator.op_return_create,
+    ("GET", OP_RETURN_STATUS): Simulator.op_return_status,
+    ("POST", OP_RETURN_OPERATIONS): Simulator.op_return_operations,
     ("POST", OP_TEST_SCAN): Simulator.op_test_scan,
     ("POST", OP_TEST_CONFIRM): Simulator.op_test_confirm,
     ("POST", OP_TEST_SCAN_ERROR): Simulator.op_test_scan_error,
@@ -912,6 +1150,7 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
     scope = request.scope
     status_call = len(tail) == 3 and tail[0] == "payment" and tail[1] == "status"
     path_bin: str | None = None
+    path_id: str | None = None
     if status_call:
         if version not in STATUS_SHAPES:
             return _not_found()
@@ -924,8 +1163,10 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
         operation = "/".join(tail)
         if scheme in BIN_SCHEMES and len(tail) == 3 and "/".join(tail[:2]) == OP_TRADEPOINTS:
             operation, path_bin = OP_TRADEPOINTS, tail[2]  # GET partner/tradepoints/{OrganizationBin}
+        if len(tail) == 3 and "/".join(tail[:2]) == OP_RETURN_STATUS:
+            operation, path_id = OP_RETURN_STATUS, tail[2]  # GET return/status/{QrReturnId}
         expected_method = _OPERATION_METHODS.get(operation)
-        if expected_method is None or (operation in REFUND_OPS and scheme not in sim.refund_schemes):
+        if expected_method is None or scheme not in OPERATION_SCHEMES.get(operation, SCHEMES):
             return _not_found()
         if method != expected_method:
             return _envelope(ERR_BAD_REQUEST, message="Method not allowed", status=405)
@@ -945,12 +1186,15 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
     if scheme in API_KEY_SCHEMES and _api_key(scope) != sim.api_key.encode():
         return envelope(ERR_BAD_API_KEY, message="Invalid Api-Key")
     query = _query(scope) if method == "GET" else {}
+    if path_id is not None:
+        query = {**query, F_QR_RETURN_ID: path_id}
     body: dict = {}
     if method == "POST":
         parsed = await _read_json(request)
         if parsed is None:
             return envelope(ERR_BAD_REQUEST, message="Body must be a JSON object", status=400)
         body = parsed
+        sim.last_bodies[operation] = body
     # r3 (kaspi-qr-api.md §3): the BIN goes in every POST body and, of the GETs, only in the trade
     # points' path (partner/tradepoints/{organizationBin}); payment/status, payment/details and
     # health/ping carry none, and the r1/r2 query form of trade points is not r3's.
@@ -1005,10 +1249,22 @@ def _control_dispatch(sim: Simulator, method: str, parts: list[str], body: dict)
             return sim.scan(pid)
         case ("POST", ["payments", pid, "confirm"]):
             return sim.confirm(
-                pid, amount=body.get("amount"), product=body.get("product", "Gold"), loan_term=body.get("loan_term")
+                pid,
+                amount=body.get("amount"),
+                product=body.get("product", "Gold"),
+                loan_term=body.get("loan_term"),
+                customer=body.get("customer", DEFAULT_CUSTOMER),
             )
         case ("POST", ["payments", pid, "fail"]):
             return sim.fail(pid)
+        case ("GET", ["returns"]):
+            return sim.returns()
+        case ("GET", ["returns", rid]):
+            return sim.describe_return(sim.return_qr(rid))
+        case ("POST", ["returns", rid, "scan"]):
+            return sim.scan_return(rid, customer=body.get("customer", DEFAULT_CUSTOMER))
+        case ("POST", ["returns", rid, "fail"]):
+            return sim.fail_return(rid)
         case ("POST", ["mode"]):
             sim.set_mode(body.get("mode"), body.get("payment_id"))
             return {"Mode": sim.mode, "PaymentModes": {str(k): v for k, v in sim.payment_modes.items()}}
@@ -1047,7 +1303,6 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     silent_cap: float = 30.0,
     auto_expire: bool = False,
-    refund_schemes: frozenset[str] = REFUND_SCHEMES_ALL,
     id_floor: int = ID_FLOOR,
     time_form: str = TIME_FORM_MILLIS,
     time_offset: int = 5,
@@ -1064,7 +1319,6 @@ def create_app(
         clock=clock,
         silent_cap=silent_cap,
         auto_expire=auto_expire,
-        refund_schemes=refund_schemes,
         id_floor=id_floor,
         time_form=time_form,
         time_offset=time_offset,
