@@ -334,7 +334,17 @@ async def replay(base: str, row: dict[str, Any]) -> None:
 CLIENT_ROWS = [row for row in TABLE["exchanges"] if row["client"]]
 
 
-@pytest.mark.parametrize("row", CLIENT_ROWS, ids=row_ids(CLIENT_ROWS))
+def with_gaps(rows: list[dict[str, Any]]) -> list[Any]:
+    """A row whose client has a known gap fails until it is fixed (strict: a pass must be noticed)."""
+    return [
+        pytest.param(row, id=row["id"], marks=pytest.mark.xfail(strict=True, reason=row["client"]["gap"]))
+        if row["client"].get("gap")
+        else pytest.param(row, id=row["id"])
+        for row in rows
+    ]
+
+
+@pytest.mark.parametrize("row", with_gaps(CLIENT_ROWS))
 async def test_our_client_reads_what_s_answers(terminal: tuple[str, Terminal], row: dict[str, Any]) -> None:
     base, fake = terminal
     spec = row["client"]
@@ -372,7 +382,7 @@ S_STATUS_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row", S_STATUS_ROWS, ids=row_ids(S_STATUS_ROWS))
+@pytest.mark.parametrize("row", with_gaps(S_STATUS_ROWS))
 async def test_our_client_reads_the_code_whatever_the_http_status(row: dict[str, Any]) -> None:
     """kaspi.md §B: read the body's statusCode whatever the HTTP status (S sends the code as the
     status). N, which takes any status from 400 up for a transport error, would not."""
