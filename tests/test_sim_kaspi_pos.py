@@ -42,8 +42,7 @@ class Pos:
     async def error(self, terminal: str, path: str, *, token: str | None = OWN, **params: Any) -> tuple[int, dict]:
         status, body = await self.call(terminal, path, token=token, **params)
         assert body["statusCode"] != 0, body
-        assert body["data"] is None
-        assert body["errorText"] and body["message"] == body["errorText"]
+        assert set(body) == {"statusCode", "errorText"} and body["errorText"], body  # S's error envelope
         return status, body
 
     async def pay(self, terminal: str, amount: int) -> str:
@@ -103,8 +102,7 @@ async def test_payment_waits_then_succeeds_when_the_payer_confirms(pos: Pos) -> 
     assert data["processId"] == pid
     assert data["status"] == "wait"
     assert data["subStatus"] == kp.SUB_WAIT_USER
-    assert data["amount"] == 1500
-    assert data["transactionId"] is None and data["chequeInfo"] is None and data["addInfo"] is None
+    assert set(data) == {"processId", "status", "subStatus"}  # S: no amount, no null keys while waiting
     state = await pos.state("T1")
     assert state["busy"] is True and state["processId"] == pid and state["status"] == "wait"
 
@@ -117,10 +115,11 @@ async def test_payment_waits_then_succeeds_when_the_payer_confirms(pos: Pos) -> 
     assert "amount" not in data  # finished: the amount is in the cheque only (kaspi.md §B, S)
     assert data["transactionId"].isdigit() and data["transactionId"] == confirmed["transactionId"]
     assert data["chequeInfo"]["amount"] == "1500 ₸"
-    assert data["chequeInfo"]["method"] == "qr"
-    assert data["chequeInfo"]["status"] == "success"
-    assert data["chequeInfo"]["orderNumber"]
-    assert data["addInfo"] == {"ProductType": "Red", "LoanTerm": 0}
+    assert data["chequeInfo"]["method"] == "qr" and data["chequeInfo"]["type"] == "payment"
+    assert data["chequeInfo"]["status"] == "Покупка с Kaspi Red. Одобрено"
+    assert data["chequeInfo"]["orderNumber"] == data["transactionId"]  # S: a QR's transactionId
+    assert data["chequeInfo"]["terminalId"] == pos.sim.terminals["T1"].terminal_id
+    assert data["addInfo"] == {"IsOffer": False, "ProductType": "Red", "LoanTerm": 0}
 
     state = await pos.state("T1")
     assert state["busy"] is False
@@ -147,14 +146,41 @@ async def test_confirm_method_shows_in_add_info(pos: Pos, method: str, product: 
     pid = await pos.pay("T2", 10_000)
     pos.sim.confirm("T2", method=method)
     data = await pos.status("T2", pid)
-    assert data["addInfo"] == {"ProductType": product, "LoanTerm": term}
+    assert data["addInfo"] == {"IsOffer": False, "ProductType": product, "LoanTerm": term}
     assert data["chequeInfo"]["method"] == "qr"
 
 
 async def test_confirm_defaults_to_gold(pos: Pos) -> None:
     pid = await pos.pay("T1", 100)
     await pos.control("T1", "confirm")
-    assert (await pos.status("T1", pid))["addInfo"] == {"ProductType": "Gold", "LoanTerm": 0}
+    assert (await pos.status("T1", pid))["addInfo"] == {"IsOffer": False, "ProductType": "Gold", "LoanTerm": 0}
+
+
+async def test_a_card_payment_has_an_rrn_and_can_be_refunded_by_card_only(pos: Pos) -> None:
+    """S: a card payment's transactionId is its rrn; the cheque carries the card's mask and the
+    authorization code, and (payments only) icc and hostResponseCode."""
+    pid = await pos.pay("T1", 900)
+    await pos.control("T1", "confirm", chequeMethod="card")
+    data = await pos.status("T1", pid)
+    assert (data["status"], data["subStatus"]) == ("success", kp.SUB_CARD_SUCCESS)
+    cheque = data["chequeInfo"]
+    assert cheque["method"] == "card" and cheque["rrn"] == data["transactionId"] and len(cheque["rrn"]) == 12
+    assert cheque["cardMask"].startswith("440043******") and len(cheque["authorizationCode"]) == 6
+    assert (cheque["icc"], cheque["hostResponseCode"]) == ("Visa Debit", "000")
+    assert "orderNumber" not in cheque
+
+    refund = {"amount": 400, "transactionId": data["transactionId"]}
+    _, body = await pos.error("T1", "/v2/refund", method="qr", **refund)
+    assert body["statusCode"] == kp.ERR_REFUND_METHOD[0]
+    rid = (await pos.ok("T1", "/v2/refund", method="card", **refund))["processId"]
+    await pos.control("T1", "refund/confirm")
+    data = await pos.status("T1", rid)
+    assert (data["subStatus"], data["chequeInfo"]["amount"]) == (kp.SUB_CARD_SUCCESS, "- 400 ₸")
+    assert data["chequeInfo"]["cardMask"] == cheque["cardMask"] and data["chequeInfo"]["rrn"] != cheque["rrn"]
+    assert "icc" not in data["chequeInfo"] and "hostResponseCode" not in data["chequeInfo"]
+    await pos.control("T1", "confirm", expect=409, chequeMethod="card")  # nothing to pay
+    await pos.pay("T1", 100)
+    await pos.control("T1", "confirm", expect=400, chequeMethod="cash")
 
 
 async def test_payer_pays_a_different_sum(pos: Pos) -> None:
@@ -172,15 +198,14 @@ async def test_busy_terminal_refuses_a_second_payment_and_cancel_frees_it(pos: P
     await pos.control("T1", "features", cancel=True)  # the old system's firmware
     pid = await pos.pay("T1", 500)
     _, body = await pos.error("T1", "/v2/payment", amount=800)
-    assert body["statusCode"] == kp.ERR_TERMINAL_BUSY[0]
-    assert "busy" in body["errorText"].lower()
+    assert (body["statusCode"], body["errorText"]) == (kp.ERR_TERMINAL_BUSY[0], kp.TEXT_BUSY)
     await pos.pay("T2", 800)  # other terminals are independent
 
     data = await pos.ok("T1", "/v2/cancel", processId=pid)
     assert data["processId"] == pid and data["status"] == "fail"
     data = await pos.status("T1", pid)
     assert data["status"] == "fail" and data["subStatus"] == kp.SUB_CANCELLED
-    assert data["transactionId"] is None
+    assert set(data) == {"message", "processId", "status", "subStatus"}  # S's fail
     assert (await pos.state("T1"))["busy"] is False
     # A cancelled operation cannot be cancelled or confirmed again.
     _, body = await pos.error("T1", "/v2/cancel", processId=pid)
@@ -206,7 +231,9 @@ async def test_a_terminal_without_cancel_answers_404_as_s_does(pos: Pos) -> None
     pid = await pos.pay("T1", 500)
     for params in ({"processId": pid}, {}):
         status, body = await pos.error("T1", "/v2/cancel", **params)
-        assert (status, body["statusCode"]) == (404, 404)
+        assert (status, body["statusCode"], body["errorText"]) == (404, 404, kp.TEXT_NO_SUCH_PATH)
+    status, body = await pos.error("T1", "/v2/cancel", token=None, processId=pid)
+    assert (status, body["statusCode"]) == (401, 401)  # S looks at the token before the path
     status, body = await pos.error("T1", "/v2/reset")  # S's own control, not a terminal call
     assert status == 404
     assert (await pos.status("T1", pid))["status"] == "wait"  # nothing was cancelled
@@ -217,6 +244,7 @@ async def test_payer_cancels_at_the_terminal(pos: Pos) -> None:
     await pos.control("T1", "payer-cancel")
     data = await pos.status("T1", pid)
     assert data["status"] == "fail" and data["subStatus"] == kp.SUB_CANCELLED
+    assert data["message"] == "Отмена покупки; Покупатель отменил покупку"  # S's text
     assert (await pos.state("T1"))["busy"] is False
 
 
@@ -225,15 +253,27 @@ async def test_payment_fails(pos: Pos) -> None:
     await pos.control("T1", "fail")
     data = await pos.status("T1", pid)
     assert data["status"] == "fail" and data["subStatus"] == "QrTransactionFailure"
-    assert data["transactionId"] is None and data["chequeInfo"] is None
+    assert set(data) == {"message", "processId", "status", "subStatus"}
+    assert data["message"] == kp.MESSAGE_DECLINED
     assert (await pos.state("T1"))["busy"] is False
     await pos.control("T1", "fail", expect=409)  # nothing in progress any more
 
 
-@pytest.mark.parametrize("amount", ["0", "-5", "1.5", "abc", "", " 5", "1e3"])
-async def test_payment_amount_must_be_a_positive_integer(pos: Pos, amount: str) -> None:
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        ("0", kp.TEXT_NOT_POSITIVE),
+        ("-5", kp.TEXT_NOT_POSITIVE),
+        ("1.5", kp.TEXT_NOT_A_NUMBER),
+        ("abc", kp.TEXT_NOT_A_NUMBER),
+        ("", kp.TEXT_NOT_A_NUMBER),
+        (" 5", kp.TEXT_NOT_A_NUMBER),
+        ("1e3", kp.TEXT_NOT_A_NUMBER),
+    ],
+)
+async def test_payment_amount_must_be_a_positive_integer(pos: Pos, amount: str, text: str) -> None:
     _, body = await pos.error("T1", "/v2/payment", amount=amount)
-    assert body["statusCode"] == kp.ERR_INVALID_PARAMETER[0]
+    assert (body["statusCode"], body["errorText"]) == (kp.ERR_INVALID_PARAMETER[0], text)  # S's words
     assert (await pos.state("T1"))["busy"] is False
 
 
@@ -253,14 +293,14 @@ async def test_unknown_status_until_actualize(pos: Pos) -> None:
     pid = await pos.pay("T1", 2500)
     await pos.control("T1", "mode", mode="unknown")
     data = await pos.status("T1", pid)
-    assert data["status"] == "unknown" and data["transactionId"] is None
+    assert data == {"message": "Операция отменена", "processId": pid, "status": "unknown", "subStatus": "WaitUser"}
     pos.sim.confirm("T1", method="kaspi_installment_24")
     assert (await pos.status("T1", pid))["status"] == "unknown"  # paid, but the terminal does not know
     assert (await pos.state("T1"))["busy"] is False  # its real state moved on
 
     data = await pos.ok("T1", "/v2/actualize", processId=pid)
     assert data["status"] == "success" and data["transactionId"]
-    assert data["addInfo"] == {"ProductType": "Installment", "LoanTerm": 24}
+    assert data["addInfo"] == {"IsOffer": False, "ProductType": "Installment", "LoanTerm": 24}
     assert (await pos.status("T1", pid))["status"] == "success"  # and from now on
 
     # Operations started while the mode is "unknown" answer unknown too, until actualized.
@@ -320,7 +360,7 @@ async def test_partial_refunds_confirmed_by_the_customer(pos: Pos) -> None:
 
     rid = (await pos.ok("T1", "/v2/refund", amount=600, **refund))["processId"]
     data = await pos.status("T1", rid)
-    assert data["status"] == "wait" and data["subStatus"] == kp.SUB_PROCESS_REFUND and data["amount"] == 600
+    assert data == {"processId": rid, "status": "wait", "subStatus": kp.SUB_PROCESS_REFUND}
     # A pending refund is an operation: the terminal is busy until the customer answers.
     _, body = await pos.error("T1", "/v2/payment", amount=100)
     assert body["statusCode"] == kp.ERR_TERMINAL_BUSY[0]
@@ -333,6 +373,8 @@ async def test_partial_refunds_confirmed_by_the_customer(pos: Pos) -> None:
     assert data["status"] == "success" and "amount" not in data
     assert data["transactionId"] and data["transactionId"] != txn
     assert data["chequeInfo"]["amount"] == "- 600 ₸" and data["chequeInfo"]["method"] == "qr"
+    assert (data["chequeInfo"]["type"], data["chequeInfo"]["status"]) == ("refund", "Возврат успешно совершен")
+    assert data["addInfo"] == {"IsOffer": False, "ProductType": "Gold", "LoanTerm": 0}  # S: refunds too
     state = await pos.state("T1")
     assert state["busy"] is False
     assert state["operations"][0]["refundedAmount"] == 600 and state["operations"][0]["refundableAmount"] == 400
@@ -377,6 +419,15 @@ async def test_refund_errors(pos: Pos) -> None:
         assert body["statusCode"] == kp.ERR_INVALID_PARAMETER[0]
     _, body = await pos.error("T1", "/v2/refund", token=tok, method="qr", amount=10)
     assert body["statusCode"] == kp.ERR_INVALID_PARAMETER[0]
+    # S's order: the first missing of amount, method, transactionId; then the amount; then the method.
+    _, body = await pos.error("T1", "/v2/refund", token=tok, transactionId=txn)
+    assert body["errorText"] == "Missing param: amount"
+    _, body = await pos.error("T1", "/v2/refund", token=tok, amount=10)
+    assert body["errorText"] == "Missing param: method"
+    _, body = await pos.error("T1", "/v2/refund", token=tok, method="cash", amount=0, transactionId=txn)
+    assert body["errorText"] == kp.TEXT_NOT_POSITIVE
+    _, body = await pos.error("T1", "/v2/refund", token=tok, method="cash", amount=10, transactionId=txn)
+    assert body["errorText"] == kp.TEXT_BAD_METHOD
     # A failed or unpaid purchase cannot be refunded.
     pid = await pos.pay("T1", 300)
     pos.sim.fail("T1")
@@ -623,7 +674,7 @@ async def test_register_waits_for_the_person_at_the_terminal(pos: Pos) -> None:
     assert not waiting.done()
     await pos.control("T3", "deny")
     status, body = await asyncio.wait_for(waiting, 5)
-    assert body["statusCode"] == kp.ERR_NOT_APPROVED[0] and body["data"] is None
+    assert body["statusCode"] == kp.ERR_NOT_APPROVED[0] and "data" not in body
 
     waiting = asyncio.create_task(pos.call("T3", "/v2/register", token=None, name="shop"))
     await until(lambda: pos.sim.terminals["T3"].waiting_registrations != [])

@@ -9,8 +9,11 @@ Everything the public document says (or that we had to guess) about the wire pro
 "Protocol" block right below, so it can be corrected from Kaspi's real document in one place.
 
 Behaviour, per terminal (one operation at a time, like the device):
-- ``/v2/payment`` starts a QR payment: status ``wait`` until the payer confirms, fails or cancels
-  (controls), or the merchant cancels (``/v2/cancel``). The terminal is busy while it is ``wait``.
+- ``/v2/payment`` starts a payment: status ``wait`` until the payer confirms (by QR or by card),
+  fails or cancels (controls), or the merchant cancels (``/v2/cancel``). The terminal is busy while
+  it is ``wait``. Every answer has the keys S (kaspi.md §B) gives it, and only those: the contract
+  table tests/fixtures/kaspi_pos_contract.json holds S's bodies and tests/test_kaspi_pos_contract.py
+  replays them against this simulator.
 - ``/v2/refund`` starts a refund of a successful payment *made on this terminal*; it is an operation
   too (the terminal is busy) and stays ``wait`` until the customer confirms in the Kaspi app (control
   ``refund/confirm``) or declines (``refund/fail``). Pending refunds count against what is refundable.
@@ -30,7 +33,8 @@ Controls (JSON, no auth; errors: 404 unknown terminal, 400 bad argument, 409 not
     GET  /_sim/terminals                      list; POST /_sim/terminals {"name", "token", "cancel"?} adds one
     GET  /_sim/terminals/{T}                  {busy, mode, processId, status, amount, operations, refunds, ...}
     POST /_sim/terminals/{T}/confirm          {"amount"?: int tenge, "method"?: "kaspi_gold" | ...,
-                                              "chequeAmount"?: str (the cheque's text instead of "<sum> ₸")}
+                                              "chequeAmount"?: str (the cheque's text instead of "<sum> ₸"),
+                                              "chequeMethod"?: "qr" | "card" (default qr)}
     POST /_sim/terminals/{T}/fail             {"subStatus"?: str}   (default QrTransactionFailure)
     POST /_sim/terminals/{T}/payer-cancel
     POST /_sim/terminals/{T}/mode             {"mode": "normal" | "silent" | "unknown" | "stuck"}
@@ -94,29 +98,48 @@ TOKEN_LIFETIME = 24 * 3600.0  # S: timedelta(hours=24); T assumes about a day
 TERMINAL_UTC_OFFSET = 5 * 3600  # a terminal in Kazakhstan keeps local time (UTC+5 since 2024-03-01)
 REGISTRATION_WAIT = 30.0  # seconds a /v2/register waits for the person at the terminal (manual mode)
 
-# Response envelope: {"statusCode": 0, "data": {...}, "message"?, "errorText"?}.
-# Errors carry a non-zero statusCode, "data": null and the text in both "errorText" and "message"
-# (the document lists both as optional without saying which one carries an error).
+# Response envelope: {"statusCode": 0, "data": {...}} on success, {"statusCode": <code>, "errorText":
+# "..."} on error, nothing else (S _handle_error; kaspi.md §B [2+]). The bodies, key by key, are the
+# contract table tests/fixtures/kaspi_pos_contract.json (recorded from S).
 ENV_STATUS_CODE = "statusCode"
 ENV_DATA = "data"
-ENV_MESSAGE = "message"
 ENV_ERROR_TEXT = "errorText"
 
 # data fields of /v2/payment and /v2/refund.
 D_PROCESS_ID = "processId"
-# data fields of /v2/status and /v2/actualize (also D_PROCESS_ID).
+# data fields of /v2/status and /v2/actualize, as S answers them (S _handle_status):
+#   wait     {processId, status, subStatus}
+#   success  {processId, status, subStatus, transactionId, addInfo, chequeInfo}
+#   fail     {message, processId, status, subStatus}
+#   unknown  {message, processId, status, subStatus}
+# There is no data.amount in any of them (the amount is the cheque's text) and no key is sent as null.
 D_STATUS = "status"
 D_SUB_STATUS = "subStatus"
-D_AMOUNT = "amount"  # int tenge: the requested sum while in progress; absent once finished (see chequeInfo)
-D_TRANSACTION_ID = "transactionId"  # null until success
-D_CHEQUE_INFO = "chequeInfo"  # null until success
-CHEQUE_AMOUNT = "amount"
+D_MESSAGE = "message"  # fail and unknown only
+D_TRANSACTION_ID = "transactionId"  # success only: chequeInfo.orderNumber (QR) or chequeInfo.rrn (card)
+D_CHEQUE_INFO = "chequeInfo"  # success only
+# chequeInfo (S): the store's header, then the operation; "amount" is text ("1500 ₸", refunds "- 500 ₸").
+CHEQUE_STORE_NAME = "storeName"
+CHEQUE_CITY = "city"
+CHEQUE_ADDRESS = "address"
+CHEQUE_BIN = "bin"
+CHEQUE_TERMINAL_ID = "terminalId"
+CHEQUE_DATE = "date"  # the terminal's local time, dd.mm.yy HH:MM:SS
+CHEQUE_DATE_FORMAT = "%d.%m.%y %H:%M:%S"
 CHEQUE_METHOD = "method"
-CHEQUE_ORDER_NUMBER = "orderNumber"
-CHEQUE_STATUS = "status"
-D_ADD_INFO = "addInfo"  # null until success (and on refunds)
-ADD_PRODUCT_TYPE = "ProductType"
+CHEQUE_TYPE = "type"  # "payment" | "refund"
+CHEQUE_AMOUNT = "amount"
+CHEQUE_ORDER_NUMBER = "orderNumber"  # QR
+CHEQUE_CARD_MASK = "cardMask"  # card
+CHEQUE_RRN = "rrn"  # card
+CHEQUE_AUTH_CODE = "authorizationCode"  # card
+CHEQUE_ICC = "icc"  # card payments only (not refunds)
+CHEQUE_HOST_RESPONSE_CODE = "hostResponseCode"  # card payments only (not refunds)
+CHEQUE_STATUS = "status"  # text for the customer
+D_ADD_INFO = "addInfo"  # success only, refunds included (S)
+ADD_IS_OFFER = "IsOffer"
 ADD_LOAN_TERM = "LoanTerm"
+ADD_PRODUCT_TYPE = "ProductType"
 
 # data.status values: the three final/sync values are from the document; any other value means "in
 # progress", we use "wait".
@@ -133,13 +156,36 @@ SUB_CARD_SUCCESS = "CardTransactionSuccess"
 SUB_QR_FAILURE = "QrTransactionFailure"  # payer's bank/app declined, or the refund was declined
 SUB_CARD_FAILURE = "CardTransactionFailure"
 SUB_CANCELLED = "ProcessCancelled"  # payer pressed cancel on the terminal, or /v2/cancel
-SUB_UNKNOWN = None  # subStatus while the terminal answers "unknown"
+
+# data.message of fail and unknown. S's own defaults: a fail says the payer cancelled, an unknown
+# says "operation cancelled" (S _handle_status). No source gives the text of a declined payment or
+# refund: that one is ours.
+MESSAGE_CANCELLED = "Отмена покупки; Покупатель отменил покупку"
+MESSAGE_DECLINED = "Операция отклонена"
+MESSAGE_UNKNOWN = "Операция отменена"
 
 # chequeInfo.method / refund method: how the transaction went through (all simulated payments are QR).
 CHEQUE_METHOD_QR = "qr"
 CHEQUE_METHOD_CARD = "card"
 REFUND_METHODS = (CHEQUE_METHOD_QR, CHEQUE_METHOD_CARD)
-CHEQUE_STATUS_SUCCESS = "success"
+SUB_SUCCESS = {CHEQUE_METHOD_QR: SUB_QR_SUCCESS, CHEQUE_METHOD_CARD: SUB_CARD_SUCCESS}
+SUB_FAILURE = {CHEQUE_METHOD_QR: SUB_QR_FAILURE, CHEQUE_METHOD_CARD: SUB_CARD_FAILURE}
+CHEQUE_TYPE_PAYMENT = "payment"
+CHEQUE_TYPE_REFUND = "refund"
+# chequeInfo.status: S's texts are for Kaspi Gold and for a refund; the product in the purchase text
+# is our extension of S's ("Покупка с Kaspi Gold. Одобрено") to the other products.
+CHEQUE_STATUS_PURCHASE = "Покупка с Kaspi {product}. Одобрено"
+CHEQUE_STATUS_REFUND = "Возврат успешно совершен"
+CARD_MASK_PREFIX = "440043******"  # S: a Kaspi Gold card (Visa), icc "Visa Debit", host response "000"
+CARD_ICC = "Visa Debit"
+CARD_HOST_RESPONSE_CODE = "000"
+# The store's header on the cheque (S prints its own test shop; ours is as made up).
+STORE = {
+    CHEQUE_STORE_NAME: "Paycenter test shop",
+    CHEQUE_CITY: "г. Алматы",
+    CHEQUE_ADDRESS: "пр. Абая 1",
+    CHEQUE_BIN: "990340001234",
+}
 
 # Payment methods (legacy codes) -> addInfo {ProductType, LoanTerm}; LoanTerm in months, 0 = no loan.
 PAYMENT_METHODS: dict[str, tuple[str, int]] = {
@@ -153,6 +199,9 @@ PAYMENT_METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "k
 DEFAULT_PAYMENT_METHOD = "kaspi_gold"
 
 # Errors: (statusCode, HTTP status). Business errors come with HTTP 200; a bad token with HTTP 401.
+# (S sends every code as the HTTP status too: 107, 999, ... An HTTP/1.1 client cannot read a 1xx
+# status as a final answer, and N reads error codes only from answers below 400, so business errors
+# here keep HTTP 200; see "http_status_ours" in the contract table.)
 # The codes independent clients handle (shared/reference/kaspi.md §B, "Error codes" [2+]): 101
 # process not found, 107 previous operation not finished (busy), 999 missing or invalid
 # parameter. The negative codes below are this simulator's own, for cases no source names yet.
@@ -172,8 +221,15 @@ ERR_NO_SUCH_PATH = (404, 404)
 TEXT_NO_SUCH_PATH = "Invalid Url. Please, contact developers"
 ERR_TERMINAL_NOT_FOUND = (-11, 404)  # simulator only: no such terminal name (a real one would not answer)
 
-TEXT_BUSY = "Terminal is busy: another operation is in progress"
+# S's error texts (S _handle_payment, _handle_refund, _handle_status, _handle_actualize, ...).
+TEXT_BUSY = "Could not register transaction. Last operation was not completed."
 TEXT_ACCESS_DENIED = "Authorization failed"
+TEXT_MISSING = "Missing param: {name}"
+TEXT_NOT_POSITIVE = "Param unvalidated: amount. Must be greater 0"
+TEXT_NOT_A_NUMBER = "Param unvalidated: amount. Must be a number"
+TEXT_BAD_METHOD = "Param unvalidated: method. Unknown payment method"
+TEXT_PROCESS_NOT_FOUND = "Process not found"
+TEXT_CANNOT_ACTUALIZE = "This transaction is unable to actualize"
 
 # The old system's camera service: GET {camera}/scan-qr/{id}?timeout=<ms> -> {"success", "qrData"}.
 CAMERA_PATH = "/camera/scan-qr/{terminal}"
@@ -222,15 +278,20 @@ class Operation:
     process_id: str
     kind: str  # "payment" | "refund"
     amount: int  # requested sum (payment) or refund sum
+    terminal_id: str = ""  # the terminal's id, printed on the cheque
     status: str = STATUS_WAIT
     sub_status: str | None = SUB_WAIT_USER
+    message: str | None = None  # fail: why
     desynced: bool = False  # answers "unknown" on /v2/status until /v2/actualize
-    transaction_id: str | None = None
+    lost_sub_status: str | None = None  # the subStatus it had when it lost track
+    transaction_id: str | None = None  # QR: the cheque's orderNumber; card: its rrn
     paid_amount: int | None = None
     method: str | None = None  # payment: legacy method code; refund: "qr" | "card"
-    cheque_method: str | None = None
+    cheque_method: str | None = None  # "qr" | "card"
     cheque_amount: str | None = None  # printed instead of "<sum> ₸" (control confirm)
-    order_number: str | None = None
+    cheque_date: str | None = None  # the terminal's local time when it finished
+    card_mask: str | None = None
+    auth_code: str | None = None
     qr_data: str | None = None
     refund_of: Operation | None = None  # refund: the purchase it returns money for
     refunded: int = 0  # purchase: sum of confirmed refunds
@@ -248,50 +309,66 @@ class Operation:
             return 0
         return self.paid_amount - self.refunded - self.reserved
 
+    @property
+    def purchase(self) -> Operation:
+        return self.refund_of or self
+
+    def lose_track(self) -> None:
+        """From now on the terminal answers ``unknown`` for it, until /v2/actualize."""
+        if not self.desynced:
+            self.desynced, self.lost_sub_status = True, self.sub_status
+
     def wire(self) -> dict[str, Any]:
         """data of /v2/status for this operation (as the terminal currently sees it)."""
-        if self.desynced:
+        if self.desynced:  # S _handle_status (unknown): S's message and the subStatus it had
             return {
+                D_MESSAGE: MESSAGE_UNKNOWN,
                 D_PROCESS_ID: self.process_id,
                 D_STATUS: STATUS_UNKNOWN,
-                D_SUB_STATUS: SUB_UNKNOWN,
-                D_AMOUNT: self.amount,
-                D_TRANSACTION_ID: None,
-                D_CHEQUE_INFO: None,
-                D_ADD_INFO: None,
+                D_SUB_STATUS: self.lost_sub_status,
             }
         return self.real_wire()
 
     def real_wire(self) -> dict[str, Any]:
-        ok = self.status == STATUS_SUCCESS
-        amount = self.paid_amount if ok and self.paid_amount is not None else self.amount
-        cheque = add = None
-        if ok:
-            # The amount of a finished operation is only in the cheque, as text with the tenge
-            # sign, refunds with a minus: "1500 ₸", "- 500 ₸"; there is no data.amount (the
-            # terminal simulator S, tested on a device: shared/reference/kaspi.md §B).
-            sign = "- " if self.kind == "refund" else ""
-            cheque = {
-                CHEQUE_AMOUNT: self.cheque_amount or f"{sign}{amount} ₸",
-                CHEQUE_METHOD: self.cheque_method,
-                CHEQUE_ORDER_NUMBER: self.order_number,
-                CHEQUE_STATUS: CHEQUE_STATUS_SUCCESS,
-            }
-            if self.kind == "payment" and self.method in PAYMENT_METHODS:
-                product, term = PAYMENT_METHODS[self.method]
-                add = {ADD_PRODUCT_TYPE: product, ADD_LOAN_TERM: term}
-        wire = {
-            D_PROCESS_ID: self.process_id,
-            D_STATUS: self.status,
-            D_SUB_STATUS: self.sub_status,
-            D_AMOUNT: amount,
-            D_TRANSACTION_ID: self.transaction_id if ok else None,
-            D_CHEQUE_INFO: cheque,
-            D_ADD_INFO: add,
+        # Only the keys S sends for each status (S _handle_status); nothing is sent as null.
+        head = {D_PROCESS_ID: self.process_id, D_STATUS: self.status, D_SUB_STATUS: self.sub_status}
+        if self.status == STATUS_FAIL:
+            return {D_MESSAGE: self.message, **head}
+        if self.status != STATUS_SUCCESS:
+            return head
+        product, term = PAYMENT_METHODS.get(self.purchase.method or "", PAYMENT_METHODS[DEFAULT_PAYMENT_METHOD])
+        return head | {
+            D_TRANSACTION_ID: self.transaction_id,
+            # S sends addInfo on refunds too (the purchase's product).
+            D_ADD_INFO: {ADD_IS_OFFER: False, ADD_LOAN_TERM: term, ADD_PRODUCT_TYPE: product},
+            D_CHEQUE_INFO: self.cheque(product),
         }
-        if ok:
-            del wire[D_AMOUNT]
-        return wire
+
+    def cheque(self, product: str) -> dict[str, Any]:
+        """chequeInfo, key for key as S prints it (S _handle_status, success)."""
+        refund = self.kind == "refund"
+        amount = self.paid_amount if self.paid_amount is not None else self.amount
+        cheque = STORE | {
+            CHEQUE_TERMINAL_ID: self.terminal_id,
+            CHEQUE_DATE: self.cheque_date,
+            CHEQUE_METHOD: self.cheque_method,
+            CHEQUE_TYPE: CHEQUE_TYPE_REFUND if refund else CHEQUE_TYPE_PAYMENT,
+            # The amount of a finished operation is only here, as text with the tenge sign, refunds
+            # with a minus: "1500 ₸", "- 500 ₸"; there is no data.amount (S, kaspi.md §B).
+            CHEQUE_AMOUNT: self.cheque_amount or f"{'- ' if refund else ''}{amount} ₸",
+        }
+        if self.cheque_method == CHEQUE_METHOD_CARD:
+            cheque |= {
+                CHEQUE_CARD_MASK: self.purchase.card_mask,
+                CHEQUE_RRN: self.transaction_id,
+                CHEQUE_AUTH_CODE: self.auth_code,
+            }
+        else:
+            cheque[CHEQUE_ORDER_NUMBER] = self.transaction_id
+        cheque[CHEQUE_STATUS] = CHEQUE_STATUS_REFUND if refund else CHEQUE_STATUS_PURCHASE.format(product=product)
+        if self.cheque_method == CHEQUE_METHOD_CARD and not refund:  # S: card payments only
+            cheque |= {CHEQUE_ICC: CARD_ICC, CHEQUE_HOST_RESPONSE_CODE: CARD_HOST_RESPONSE_CODE}
+        return cheque
 
     def snapshot(self) -> dict[str, Any]:
         """The simulator's own view (controls): real state, not what the terminal currently answers."""
@@ -304,7 +381,7 @@ class Operation:
             "desynced": self.desynced,
             "amount": self.amount,
             "transactionId": self.transaction_id,
-            "orderNumber": self.order_number,
+            "chequeMethod": self.cheque_method,
             "createdAt": self.created_at,
             "finishedAt": self.finished_at,
         }
@@ -440,7 +517,6 @@ class Simulator:
         self.terminals: dict[str, Terminal] = {}
         self.status_calls = 0
         self._ids: set[str] = set()
-        self._order = 0
         for name, token in (DEFAULT_TERMINALS if terminals is None else terminals).items():
             self.add_terminal(name, token, cancel=cancel)
 
@@ -475,37 +551,53 @@ class Simulator:
 
     # -- ids --------------------------------------------------------------------------------------
 
-    def _transaction_id(self) -> str:
+    def _unique_digits(self, count: int) -> str:
         while True:
-            tid = str(10**14 + secrets.randbelow(9 * 10**14))  # 15 digits
+            tid = str(10 ** (count - 1) + secrets.randbelow(9 * 10 ** (count - 1)))
             if tid not in self._ids:
                 self._ids.add(tid)
                 return tid
 
-    def _order_number(self) -> str:
-        self._order += 1
-        return f"{self._order:08d}"
+    def _take(self, op: Operation, cheque_method: str) -> None:
+        """The transaction's ids, as S makes them: a QR one has an order number, a card one an rrn
+        and an authorization code; either is the transactionId (S _handle_status; kaspi.md §B)."""
+        op.cheque_method = cheque_method
+        if cheque_method == CHEQUE_METHOD_CARD:
+            op.transaction_id = self._unique_digits(12)  # rrn
+            op.auth_code = f"{secrets.randbelow(10**6):06d}"
+            if op.kind == "payment":
+                op.card_mask = f"{CARD_MASK_PREFIX}{secrets.randbelow(10**4):04d}"
+        else:
+            op.transaction_id = self._unique_digits(15)  # orderNumber
 
     # -- the terminal's API -----------------------------------------------------------------------
 
     @staticmethod
-    def _amount(raw: str | None) -> int:
-        if raw is None or not _POSITIVE_INT_RE.match(raw) or int(raw) <= 0:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Invalid {Q_AMOUNT}: a positive whole number of tenge required")
-        return int(raw)
+    def _required(params: dict[str, str | None]) -> None:
+        """999 for the first missing parameter, in S's order and words."""
+        for name, value in params.items():
+            if value is None:
+                raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_MISSING.format(name=name))
 
     @staticmethod
-    def _op(term: Terminal, process_id: str | None) -> Operation:
-        if not process_id:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Parameter {Q_PROCESS_ID} is required")
-        op = term.ops.get(process_id)
+    def _amount(raw: str) -> int:
+        if _POSITIVE_INT_RE.match(raw.removeprefix("-")) is None:
+            raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_NOT_A_NUMBER)
+        if raw.startswith("-") or int(raw) <= 0:
+            raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_NOT_POSITIVE)
+        return int(raw)
+
+    def _op(self, term: Terminal, process_id: str | None) -> Operation:
+        self._required({Q_PROCESS_ID: process_id})
+        op = term.ops.get(process_id or "")
         if op is None:
-            raise ProtocolError(ERR_PROCESS_NOT_FOUND, f"Process {process_id} not found")
+            raise ProtocolError(ERR_PROCESS_NOT_FOUND, TEXT_PROCESS_NOT_FOUND)
         return op
 
     def _start(self, term: Terminal, op: Operation) -> Operation:
+        op.terminal_id = term.terminal_id
         if term.mode in (MODE_UNKNOWN, MODE_STUCK):
-            op.desynced = True
+            op.lose_track()
         term.ops[op.process_id] = op
         term.current = op
         return op
@@ -514,6 +606,9 @@ class Simulator:
         op.status = status
         op.sub_status = sub_status
         op.finished_at = time.time()
+        op.cheque_date = time.strftime(CHEQUE_DATE_FORMAT, time.gmtime(term.now() + TERMINAL_UTC_OFFSET))
+        if status == STATUS_FAIL:
+            op.message = MESSAGE_CANCELLED if sub_status == SUB_CANCELLED else MESSAGE_DECLINED
         if term.current is op:
             term.current = None
             term.qr_shown.clear()
@@ -524,7 +619,8 @@ class Simulator:
                 purchase.refunded += op.amount
 
     def api_payment(self, term: Terminal, amount_raw: str | None) -> dict[str, Any]:
-        amount = self._amount(amount_raw)
+        self._required({Q_AMOUNT: amount_raw})
+        amount = self._amount(amount_raw or "")
         if term.busy:
             raise ProtocolError(ERR_TERMINAL_BUSY, TEXT_BUSY)
         op = Operation(process_id=str(uuid.uuid4()), kind="payment", amount=amount)
@@ -544,7 +640,7 @@ class Simulator:
         op = self._op(term, process_id)
         term.actualize_calls += 1
         if not op.desynced:  # "only while status is unknown": S answers 103 otherwise (kaspi.md §B)
-            raise ProtocolError(ERR_CANNOT_ACTUALIZE, f"Process {op.process_id} is not in an unknown status")
+            raise ProtocolError(ERR_CANNOT_ACTUALIZE, TEXT_CANNOT_ACTUALIZE)
         if term.mode != MODE_STUCK:
             op.desynced = False
         return op.wire()
@@ -570,14 +666,14 @@ class Simulator:
         amount_raw: str | None,
         transaction_id: str | None,
     ) -> dict[str, Any]:
+        # S's checks, in S's order (S _handle_refund); then ours, which S does not make.
+        self._required({Q_AMOUNT: amount_raw, Q_METHOD: method, Q_TRANSACTION_ID: transaction_id})
+        amount = self._amount(amount_raw or "")
         if method not in REFUND_METHODS:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Invalid {Q_METHOD}: one of {', '.join(REFUND_METHODS)}")
-        amount = self._amount(amount_raw)
-        if not transaction_id:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Parameter {Q_TRANSACTION_ID} is required")
+            raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_BAD_METHOD)
         if term.busy:
             raise ProtocolError(ERR_TERMINAL_BUSY, TEXT_BUSY)
-        purchase = term.purchases.get(transaction_id)
+        purchase = term.purchases.get(transaction_id or "")
         if purchase is None:
             raise ProtocolError(ERR_TRANSACTION_NOT_FOUND, f"Transaction {transaction_id} not found")
         if method != purchase.cheque_method:
@@ -605,7 +701,7 @@ class Simulator:
         """A new token pair for client ``name``, once the person at the terminal approves."""
         term.register_calls += 1
         if not name:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Missing param: {Q_NAME}")  # S
+            raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_MISSING.format(name=Q_NAME))  # S
         if term.registration == "manual":
             decided: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             term.waiting_registrations.append(decided)
@@ -624,7 +720,7 @@ class Simulator:
         """Replace the caller's pair (S's checks, in S's order); the old access token dies."""
         term.revoke_calls += 1
         if not name:
-            raise ProtocolError(ERR_INVALID_PARAMETER, f"Missing param: {Q_NAME}")
+            raise ProtocolError(ERR_INVALID_PARAMETER, TEXT_MISSING.format(name=Q_NAME))
         if not refresh:
             raise ProtocolError(ERR_INVALID_PARAMETER, f"Param unvalidated: {Q_REFRESH_TOKEN}. It's empty")
         grant = term.live_grant(token)
@@ -653,24 +749,26 @@ class Simulator:
         amount: int | None = None,
         method: str = DEFAULT_PAYMENT_METHOD,
         cheque_amount: str | None = None,
+        cheque_method: str = CHEQUE_METHOD_QR,
     ) -> dict[str, Any]:
         """The payer pays the current payment (optionally a different sum) with `method`.
         ``cheque_amount``: the cheque's amount text instead of "<sum> ₸", for the other shapes a
-        terminal's firmware may print (grouped digits, decimals, text nobody can read)."""
+        terminal's firmware may print (grouped digits, decimals, text nobody can read).
+        ``cheque_method``: "qr" (the Kaspi app scanned the QR) or "card" (a card at the terminal)."""
         method = PAYMENT_METHOD_ALIASES.get(method, method)
         if method not in PAYMENT_METHODS:
             raise BadArgument(f"unknown method {method!r}; one of {', '.join(PAYMENT_METHODS)}")
+        if cheque_method not in REFUND_METHODS:
+            raise BadArgument(f"unknown cheque method {cheque_method!r}; one of {', '.join(REFUND_METHODS)}")
         if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0):
             raise BadArgument("amount must be a positive integer (tenge)")
         term, op = self._current(name, "payment")
         op.paid_amount = op.amount if amount is None else amount
         op.method = method
-        op.cheque_method = CHEQUE_METHOD_QR
-        op.transaction_id = self._transaction_id()
-        op.order_number = self._order_number()
+        self._take(op, cheque_method)
         op.cheque_amount = cheque_amount
-        term.purchases[op.transaction_id] = op
-        self._finish(term, op, STATUS_SUCCESS, SUB_QR_SUCCESS)
+        term.purchases[op.transaction_id] = op  # type: ignore[index]
+        self._finish(term, op, STATUS_SUCCESS, SUB_SUCCESS[cheque_method])
         return op.snapshot()
 
     def fail(self, name: str, sub_status: str = SUB_QR_FAILURE) -> dict[str, Any]:
@@ -683,14 +781,14 @@ class Simulator:
 
     def confirm_refund(self, name: str) -> dict[str, Any]:
         term, op = self._current(name, "refund")
-        op.transaction_id = self._transaction_id()
-        op.order_number = self._order_number()
-        self._finish(term, op, STATUS_SUCCESS, SUB_QR_SUCCESS if op.method == CHEQUE_METHOD_QR else SUB_CARD_SUCCESS)
+        method = op.cheque_method or CHEQUE_METHOD_QR
+        self._take(op, method)
+        self._finish(term, op, STATUS_SUCCESS, SUB_SUCCESS[method])
         return op.snapshot()
 
     def fail_refund(self, name: str) -> dict[str, Any]:
         term, op = self._current(name, "refund")
-        self._finish(term, op, STATUS_FAIL, SUB_QR_FAILURE if op.method == CHEQUE_METHOD_QR else SUB_CARD_FAILURE)
+        self._finish(term, op, STATUS_FAIL, SUB_FAILURE[op.cheque_method or CHEQUE_METHOD_QR])
         return op.snapshot()
 
     def advance_clock(self, name: str, seconds: Any) -> dict[str, Any]:
@@ -733,7 +831,7 @@ class Simulator:
         else:
             term.awake.set()
         if mode in (MODE_UNKNOWN, MODE_STUCK) and (op := term.last()) is not None:
-            op.desynced = True
+            op.lose_track()
         return term.snapshot()
 
     # -- HTTP plumbing ----------------------------------------------------------------------------
@@ -779,10 +877,8 @@ def _ok(data: Any) -> JSONResponse:
 
 
 def _err(exc: ProtocolError) -> JSONResponse:
-    return JSONResponse(
-        {ENV_STATUS_CODE: exc.status_code, ENV_DATA: None, ENV_MESSAGE: exc.text, ENV_ERROR_TEXT: exc.text},
-        status_code=exc.http_status,
-    )
+    # S _handle_error: {"errorText", "statusCode"} and nothing else (no data, no message).
+    return JSONResponse({ENV_ERROR_TEXT: exc.text, ENV_STATUS_CODE: exc.status_code}, status_code=exc.http_status)
 
 
 def _control_error(exc: SimulatorError, status: int = 409) -> JSONResponse:
@@ -807,10 +903,12 @@ def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True, 
                 return _ok(await sim.api_register(term, q.get(Q_NAME)))
             if path == PATH_REVOKE:
                 return _ok(sim.api_revoke(term, q.get(Q_NAME), q.get(Q_REFRESH_TOKEN), token))
+            # Every other call needs a live token (S, "--secure"), an unknown path too: S checks the
+            # token before it looks at the path, so a path it lacks is 401 without one, 404 with one.
+            term.live_grant(token)
             handler = api.get(path)
             if handler is None:
                 raise ProtocolError(ERR_NO_SUCH_PATH, TEXT_NO_SUCH_PATH)
-            term.live_grant(token)  # every other call needs a live token (S, "--secure")
             return _ok(handler(term, q))
         except ProtocolError as exc:
             return _err(exc)
@@ -882,6 +980,7 @@ def create_app(*, terminals: dict[str, str] | None = None, camera: bool = True, 
             amount=data.get("amount"),
             method=data.get("method") or DEFAULT_PAYMENT_METHOD,
             cheque_amount=cheque if isinstance(cheque, str) else None,
+            cheque_method=data.get("chequeMethod") or CHEQUE_METHOD_QR,
         )
 
     def fail(name: str, data: dict[str, Any]) -> dict[str, Any]:
