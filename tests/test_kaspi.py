@@ -426,6 +426,27 @@ async def terminal_of(k: Kaspi, attempt: Attempt) -> str:
         return (await session.get(Terminal, attempt.terminal_id)).name
 
 
+async def test_pos_card_payment_is_refunded_as_card(kaspi: Kaspi, merchant):
+    """A card at the terminal: its transactionId is the rrn and the terminal refunds it only with
+    method=card (kaspi.md §B; S). Before, every refund went as PAYCENTER_KASPI_POS_REFUND_METHOD
+    (qr), which the terminal refuses for a card payment."""
+    k = kaspi
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    await k.start(pid)
+    name = await terminal_of(k, await k.live(pid))
+    k.pos.confirm(name, cheque_method="card")
+    await k.wait_event(pid, "paid")
+    async with k.db.reading() as session:
+        assert await session.scalar(select(Operation.paid_by).where(Operation.payment_id == pid)) == "card"
+    r = await k.client.post(f"/api/payment/{pid}/refund", json={"amount": 100})
+    assert r.json()["data"]["refund"]["status"] == "pending", r.text
+    await wait_until(lambda: k.pos.terminal(name)["busy"], timeout=5, what="the refund on the terminal")
+    (refund,) = k.pos.terminal(name)["refunds"]
+    assert refund["method"] == "card"
+    k.pos.confirm_refund(name)
+    await k.wait_event(pid, "refunded")
+
+
 async def test_pos_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
     k = kaspi
     pid = await new_payment(k, merchant, "kaspi_pos")

@@ -270,6 +270,7 @@ def leg(terminal: TerminalRef, params: dict[str, str]) -> RefundLegRef:
         attempt_ref=None,
         terminal=terminal,
         provider_ref=params.get("processId"),
+        paid_by=params.get("method"),  # the way the payment was paid, kept with its operation
     )
 
 

@@ -244,6 +244,7 @@ async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, n
             payment_method=code,
             terminal_id=attempt.terminal_id,
             payer_covers_fee=attempt.payer_covers_fee,
+            paid_by=result.paid_by,
         )
         if attempt.terminal_id:
             await terminals.free(session, terminal_id=attempt.terminal_id, holder=attempt.id)
@@ -282,6 +283,7 @@ async def apply_late(session: AsyncSession, *, attempt_id: str, result: PollResu
         payment_method=result.payment_method or attempt.payment_method,
         terminal_id=attempt.terminal_id,
         payer_covers_fee=attempt.payer_covers_fee,
+        paid_by=result.paid_by,
     )
     return counted.counted
 

@@ -190,6 +190,8 @@ class Operation(Base):
     net: Mapped[int] = mapped_column(Money)
     credited: Mapped[int] = mapped_column(Money, default=0)  # toward the payment's amount
     payment_method: Mapped[str | None] = mapped_column(String(32))
+    # How it was paid at the provider where that matters for a refund (a terminal's "qr" | "card").
+    paid_by: Mapped[str | None] = mapped_column(String(16))
     # Kaspi POS refunds must run on the terminal that took the money.
     terminal_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -180,6 +180,7 @@ async def _leg_ref(session: AsyncSession, leg: RefundLeg, currency: str, termina
         amount=leg.amount,
         currency=currency,
         provider_txn_id=operation.provider_txn_id,
+        paid_by=operation.paid_by,
         attempt_ref=attempt_ref,
         terminal=terminals.ref(terminal) if terminal else None,
         provider_ref=leg.provider_ref,

@@ -250,6 +250,7 @@ async def record_operation(
     payment_method: str | None = None,
     terminal_id: str | None = None,
     payer_covers_fee: bool = False,
+    paid_by: str | None = None,
 ) -> OperationResult:
     """Count money the provider says arrived, once per provider transaction id.
 
@@ -278,6 +279,7 @@ async def record_operation(
         net=amount - fee,
         credited=amount - fee if payer_covers_fee else amount,
         payment_method=payment_method,
+        paid_by=paid_by,
         terminal_id=terminal_id,
         created_at=now,
     )

@@ -142,6 +142,8 @@ class PollResult:
     provider_txn_id: str | None = None
     amount: int | None = None  # gross minor units actually paid, when known
     payment_method: str | None = None
+    # How the payer paid at the provider, where a refund must go back the same way ("qr" | "card").
+    paid_by: str | None = None
     error: str | None = None
     # A new deadline for the try, e.g. once scanned the confirmation timeout applies.
     expires_at: datetime | None = None
@@ -169,6 +171,7 @@ class RefundLegRef:
     # The return QR the leg showed the payer, if the provider asked for one (``ReturnQr``).
     return_qr_ref: str | None = None
     return_qr_expires_at: datetime | None = None
+    paid_by: str | None = None  # how the operation was paid (PollResult.paid_by), where known
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ QR_SCAN_TIMEOUT_MS = 10_000
 # "Previous operation not finished": nothing was done, try another terminal (107: every
 # independent client and the terminal simulator S, shared/reference/kaspi.md §B).
 BUSY_CODES = ("107",)
+REFUND_METHODS = ("qr", "card")  # /v2/refund?method=, as chequeInfo.method names them
 # A refused token: HTTP 401/403, or the same as the body's statusCode (S sends 401 in both).
 TOKEN_CODES = ("401", "403")
 REVOKE_REFUSED = "105"  # revoke with a name or refresh token the terminal does not know (S; N)
@@ -392,11 +393,13 @@ class KaspiPosProvider:
                     f"terminal {attempt.terminal.name if attempt.terminal else '?'} reports payment {txn} as "
                     f"successful with an amount that cannot be read ({reported!r}); check the cheque"
                 )
+            paid_by = str(cheque.get("method") or "").strip().lower()
             return PollResult(
                 state=state,
                 raw_status=raw,
                 provider_txn_id=str(txn),
                 amount=amount,
+                paid_by=paid_by if paid_by in REFUND_METHODS else None,
                 payment_method=method_of(
                     extra.get("ProductType"), extra.get("LoanTerm"), cheque.get("method"), extra.get("LoanOfferName")
                 ),
@@ -445,7 +448,11 @@ class KaspiPosProvider:
     async def refund(self, leg: RefundLegRef) -> RefundOutcome:
         if leg.terminal is None:
             return RefundOutcome(succeeded=False, error="the terminal that took this payment is not in the pool")
-        params = {"method": self.refund_method, "amount": whole_tenge(leg.amount), "transactionId": leg.provider_txn_id}
+        # Back the way it was paid: a card payment's transactionId is its rrn, and a terminal
+        # refunds it only as card (kaspi.md §B; S refuses another method). The setting is for
+        # payments recorded before paycenter kept the way.
+        method = leg.paid_by if leg.paid_by in REFUND_METHODS else self.refund_method
+        params = {"method": method, "amount": whole_tenge(leg.amount), "transactionId": leg.provider_txn_id}
         data = await self.call(leg.terminal, "refund", params)
         process_id = data.get("processId")
         if not process_id:
