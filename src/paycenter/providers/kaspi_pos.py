@@ -56,7 +56,10 @@ QR_SCAN_TIMEOUT_MS = 10_000
 # "Previous operation not finished": nothing was done, try another terminal (107: every
 # independent client and the terminal simulator S, shared/reference/kaspi.md §B).
 BUSY_CODES = ("107",)
-REFUND_METHODS = ("qr", "card")  # /v2/refund?method=, as chequeInfo.method names them
+REFUND_METHODS = ("qr", "card")
+# The terminal prints its own cheque (owncheque=false): sent on payments and refunds as N and T
+# send it; S reads false when it is absent (kaspi.md §B).
+OWN_CHEQUE = "false"  # /v2/refund?method=, as chequeInfo.method names them
 # A refused token: HTTP 401/403, or the same as the body's statusCode (S sends 401 in both).
 TOKEN_CODES = ("401", "403")
 REVOKE_REFUSED = "105"  # revoke with a name or refresh token the terminal does not know (S; N)
@@ -328,7 +331,7 @@ class KaspiPosProvider:
         terminal = request.terminal
         if terminal is None:
             raise ProviderError("no terminal was allocated", retryable=False)
-        data = await self.call(terminal, "payment", {"amount": whole_tenge(request.amount)})
+        data = await self.call(terminal, "payment", {"amount": whole_tenge(request.amount), "owncheque": OWN_CHEQUE})
         process_id = data.get("processId")
         if not process_id:
             raise ProviderError(f"terminal {terminal.name} started no process")
@@ -452,7 +455,12 @@ class KaspiPosProvider:
         # refunds it only as card (kaspi.md §B; S refuses another method). The setting is for
         # payments recorded before paycenter kept the way.
         method = leg.paid_by if leg.paid_by in REFUND_METHODS else self.refund_method
-        params = {"method": method, "amount": whole_tenge(leg.amount), "transactionId": leg.provider_txn_id}
+        params = {
+            "method": method,
+            "amount": whole_tenge(leg.amount),
+            "transactionId": leg.provider_txn_id,
+            "owncheque": OWN_CHEQUE,
+        }
         data = await self.call(leg.terminal, "refund", params)
         process_id = data.get("processId")
         if not process_id:
