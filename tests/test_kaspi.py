@@ -24,6 +24,7 @@ from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
+from paycenter.payments import attempts as attempts_module
 from paycenter.payments import poller
 from paycenter.payments.models import Attempt, Operation, PaymentMethod, RefundLeg
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
@@ -850,3 +851,38 @@ async def test_pos_refused_renewal_marks_the_terminal_for_registration(kaspi: Ka
     await _register(k, "T1")
     assert (await provider.device_info(terminals.ref(await _terminal_row(k, "T1"))))["serialNum"]
     assert (await _terminal_row(k, "T1")).health == "ok"
+
+
+async def _crashed_start(k: Kaspi, merchant) -> tuple[str, str, str]:
+    """A payer's start whose process died between the terminal's answer and recording it: the
+    operation is on the terminal's screen and paycenter has no processId. (payment, attempt, terminal)"""
+    pid = await new_payment(k, merchant, "kaspi_pos")
+    async with k.db.transaction() as session:
+        begun = await attempts_module.begin(
+            session, payment_id=pid, method_code="kaspi_gold", providers=k.ctx.providers, now=k.ctx.now()
+        )
+    await k.ctx.providers.get("kaspi_pos").start(begun.request)  # answered, never attached
+    assert begun.request.terminal is not None
+    return pid, begun.request.attempt_id, begun.request.terminal.name
+
+
+@pytest.mark.parametrize("can_cancel", [True, False])
+async def test_pos_start_never_recorded_is_cleared_or_set_before_an_operator(kaspi: Kaspi, merchant, clock, can_cancel):
+    """kaspi.md §B (N): a start whose processId was never stored is not repeated and goes to manual
+    review. Before: closed as failed and the terminal freed, while its QR could still be paid."""
+    k = kaspi
+    for name in k.pos.terminals:
+        k.pos.set_features(name, can_cancel)
+    _, attempt_id, name = await _crashed_start(k, merchant)
+    clock.advance(seconds=k.worker.poller.stale_start.total_seconds() + 1)
+    await eventually(lambda: _status_of(k.db, attempt_id, "failed"), timeout=5, what="the start to be given up")
+    reason = await _quarantine_reason(k.db, attempt_id)
+    if can_cancel:
+        await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the operation cleared")
+        await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="the terminal back")
+        assert reason is None
+        return
+    assert reason is not None and f"terminal {name}" in reason and "check the terminal's cheques" in reason
+    assert k.pos.terminal(name)["busy"] and await _free_terminals(k.db) == 2  # its QR may still be paid
+    clock.advance(seconds=poller.HOLD_AFTER_END.total_seconds())
+    await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="the terminal back after the hold")

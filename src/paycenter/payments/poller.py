@@ -337,8 +337,11 @@ class Poller:
     async def _abandon_start(
         self, provider: Provider, attempt: Attempt, terminal: TerminalRef | None, report: CycleReport
     ) -> None:
-        if terminal is not None:
-            await self._clear_terminal(provider, terminal)
+        """A start whose answer was never recorded (the process died during the call). On a
+        terminal the operation may still be on its screen, payable, with no processId to follow:
+        it is cleared where the terminal can, and otherwise set before an operator (an independent
+        client sends such an operation to manual review, kaspi.md §B), never retried."""
+        cleared = terminal is None or await self._clear_terminal(provider, terminal)
         async with self.db.transaction() as session:
             closed = await attempts.close_by_id(
                 session,
@@ -346,14 +349,33 @@ class Poller:
                 status=AttemptStatus.FAILED,
                 now=self.clock(),
                 error="the provider's answer to the start was never recorded",
+                free_terminal=cleared,
             )
+            if not cleared and terminal is not None:
+                await quarantine.mark(
+                    session,
+                    loop=Loop.POLLER,
+                    row_id=attempt.id,
+                    payment_id=attempt.payment_id,
+                    now=self.clock(),
+                    reason=(
+                        f"a payment of {attempt.amount / 100:.2f} may have been started on terminal "
+                        f"{terminal.name} at {attempt.created_at:%Y-%m-%d %H:%M:%S} UTC without paycenter "
+                        "learning its operation: check the terminal's cheques; money taken there is not "
+                        "on any payment"
+                    ),
+                )
         report.ended += closed is not None
 
-    async def _clear_terminal(self, provider: Provider, terminal: TerminalRef) -> None:
-        clear = getattr(provider, "clear", None)
-        if clear is not None:
-            with contextlib.suppress(ProviderError):
-                await clear(terminal)
+    async def _clear_terminal(self, provider: Provider, terminal: TerminalRef) -> bool:
+        """Clear whatever runs on the terminal; True if it was cleared."""
+        if not isinstance(provider, KaspiPosProvider):
+            return True
+        try:
+            await provider.clear(terminal)
+        except ProviderError:
+            return False
+        return True
 
     async def _release_terminal(
         self,
@@ -372,8 +394,10 @@ class Poller:
             # Money paid to it meanwhile is the late-money watcher's; this only decides the terminal.
             if not await self._operation_ended(provider, ref, attempt.finished_at):
                 return  # still running on the device: the pool keeps it until it ends
-        else:
-            await self._clear_terminal(provider, terminal)
+        elif not await self._clear_terminal(provider, terminal):
+            # Nothing to ask the terminal about: it is held as long as an operation could run.
+            if attempt.finished_at is not None and self.clock() - attempt.finished_at < HOLD_AFTER_END:
+                return
         async with self.db.transaction() as session:
             await terminals.free(session, terminal_id=terminal_id, holder=attempt.id)
 
