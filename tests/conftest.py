@@ -50,9 +50,15 @@ class Clock:
 
     def __init__(self) -> None:
         self.offset = timedelta()
+        self.frozen: datetime | None = None
 
     def __call__(self) -> datetime:
-        return utcnow() + self.offset
+        return (self.frozen or utcnow()) + self.offset
+
+    def freeze(self) -> None:
+        """Stop the clock where it is: from now on only ``advance`` moves it, so a test about
+        intervals is exact however slowly the machine runs."""
+        self.frozen = utcnow()
 
     def advance(self, **kwargs: float) -> None:
         self.offset += timedelta(**kwargs)
