@@ -147,6 +147,7 @@ async def test_r2_refund_waits_for_the_customer_to_scan_the_return_qr(kaspi: Kas
     refund = r.json()["data"]["refund"]
     page_url = f"http://pay.test/pay/{pid}/refunds/{refund['id']}"
     assert refund["status"] == "pending" and page_url in r.json()["message"], r.text
+    assert refund["return_qr_url"] == page_url  # for the merchant's code, not only for people
 
     (leg,) = await legs_of(k, refund["id"])
     qr = return_qr_of(k, leg)

@@ -234,11 +234,12 @@ async def refund_payment(
         "failed": "Refund failed",
         "partially_succeeded": "Refund partly completed",
     }[refund.status]
+    page = None
     if awaiting_payer:
         # Kaspi QR r2: the money goes back once the payer scans the return QR this page shows.
         page = f"{base_url.rstrip('/')}/pay/{pid}/refunds/{refund_id}"
         message = f"Refund waiting for the customer: show them the return QR at {page} to scan in Kaspi.kz"
-    result = {"refund": views.refund(refund, payment.currency), "payment": views.detail(payment, base_url)}
+    result = {"refund": views.refund(refund, payment.currency, page), "payment": views.detail(payment, base_url)}
     return _answer(200, envelope(result, message), replayed)
 
 

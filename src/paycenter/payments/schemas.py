@@ -330,6 +330,11 @@ class RefundOut(BaseModel):
     error: str | None
     created_at: str
     completed_at: str | None
+    return_qr_url: str | None = Field(
+        default=None,
+        description="Kaspi QR scheme r2: while the refund waits for the customer, the page showing the "
+        "return QR they scan in Kaspi.kz (show or send it to them); null otherwise.",
+    )
 
 
 class EventOut(BaseModel):

@@ -94,7 +94,7 @@ def operation(o: Operation, currency: str) -> dict[str, Any]:
     }
 
 
-def refund(r: Refund, currency: str) -> dict[str, Any]:
+def refund(r: Refund, currency: str, return_qr_url: str | None = None) -> dict[str, Any]:
     return {
         "id": r.id,
         "transaction_id": r.payment_id,
@@ -105,6 +105,7 @@ def refund(r: Refund, currency: str) -> dict[str, Any]:
         "error": r.error,
         "created_at": iso(r.created_at),
         "completed_at": iso(r.completed_at),
+        "return_qr_url": return_qr_url,
     }
 
 
