@@ -754,16 +754,21 @@ def test_the_env_file_example_documents_every_setting() -> None:
     assert wrong == [], "deploy/paycenter.env.example shows values that are not the defaults"
 
 
+# The operators' guides whose commands and settings are checked against the real ones.
+GUIDES = ("deploy.md", "kaspi.md")
+
+
 def _command_lines() -> list[tuple[str, str]]:
-    """(file, arguments) for every paycenter command the guide shows (inline `paycenter ...`, and
-    lines of its code blocks) and the systemd units run."""
+    """(file, arguments) for every paycenter command the guides show (inline `paycenter ...`, and
+    lines of their code blocks) and the systemd units run."""
     found = []
-    guide = (ROOT / "docs" / "deploy.md").read_text()
-    code = "\n".join(re.findall(r"^\s*```[a-z]*\n(.*?)^\s*```", guide, flags=re.MULTILINE | re.DOTALL))
-    for match in re.finditer(r"`paycenter ([^`]+)`", guide):
-        found.append(("deploy.md", match.group(1)))
-    for match in re.finditer(r"^(?:\s*|.*/bin/)paycenter ([a-z].*)$", code, flags=re.MULTILINE):
-        found.append(("deploy.md", match.group(1)))
+    for name in GUIDES:
+        guide = (ROOT / "docs" / name).read_text()
+        code = "\n".join(re.findall(r"^\s*```[a-z]*\n(.*?)^\s*```", guide, flags=re.MULTILINE | re.DOTALL))
+        for match in re.finditer(r"`paycenter ([^`]+)`", guide):
+            found.append((name, match.group(1)))
+        for match in re.finditer(r"^(?:\s*|.*/bin/)paycenter ([a-z].*)$", code, flags=re.MULTILINE):
+            found.append((name, match.group(1)))
     for unit in sorted((ROOT / "deploy" / "systemd").glob("*.service")):
         for match in re.finditer(r"^ExecStart=\S*/bin/paycenter (.*)$", unit.read_text(), flags=re.MULTILINE):
             found.append((unit.name, match.group(1)))
@@ -801,6 +806,7 @@ def test_the_guide_and_the_units_run_only_commands_and_options_that_exist() -> N
 
 def test_the_guide_names_only_settings_that_exist() -> None:
     settings = {configcheck.env_name(name) for name in Settings.model_fields}
-    for path in (ROOT / "docs" / "deploy.md", ROOT / "compose.yaml", *sorted((ROOT / "deploy").rglob("*.service"))):
+    guides = [ROOT / "docs" / name for name in GUIDES]
+    for path in (*guides, ROOT / "compose.yaml", *sorted((ROOT / "deploy").rglob("*.service"))):
         named = set(re.findall(r"PAYCENTER_[A-Z0-9_]+", path.read_text()))
         assert sorted(named - settings) == [], f"{path.name} names settings that do not exist"
