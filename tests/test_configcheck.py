@@ -398,6 +398,10 @@ BROKEN = {
         {"PAYCENTER_KASPI_QR_DEVICE_TOKEN": ""},
         "ERROR PAYCENTER_KASPI_QR_DEVICE_TOKEN: not set: run `paycenter kaspi-qr trade-points`",
     ),
+    "a device token encrypted with a key not configured": Case(
+        {"PAYCENTER_KASPI_QR_DEVICE_TOKEN": "fernet:" + Fernet(OTHER_KEY).encrypt(b"token").decode()},
+        "ERROR PAYCENTER_KASPI_QR_DEVICE_TOKEN: is encrypted (fernet:...) but does not open",
+    ),
     "a CA file that is not there": Case(
         {"PAYCENTER_KASPI_QR_CA_FILE": "/nonexistent/ca.pem"},
         "ERROR PAYCENTER_KASPI_QR_CA_FILE: /nonexistent/ca.pem does not exist",

@@ -887,3 +887,14 @@ async def test_pos_start_never_recorded_is_cleared_or_set_before_an_operator(kas
     assert k.pos.terminal(name)["busy"] and await _free_terminals(k.db) == 2  # its QR may still be paid
     clock.advance(seconds=poller.HOLD_AFTER_END.total_seconds())
     await eventually(lambda: _free_terminals_eq(k.db, 3), timeout=5, what="the terminal back after the hold")
+
+
+async def test_pos_an_unreachable_terminal_sends_the_payer_to_the_next(kaspi: Kaspi, merchant):
+    """No connection at all: the request never reached the terminal, so the payer is offered the
+    next free one instead of an error (a timeout is different: the terminal may have acted)."""
+    k = kaspi
+    await _only(k, "T1", "T2")
+    async with k.db.transaction() as session:
+        (await terminals.get(session, "T1")).base_url = "https://127.0.0.1:9/terminals/T1"  # nothing listens
+    await _pay_on(k, merchant, "T2")
+    assert await _free_terminals(k.db) == 3

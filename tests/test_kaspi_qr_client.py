@@ -269,3 +269,17 @@ async def test_r2_refunds_through_the_return_qr_the_customer_scans():
             assert sim.stats()["Calls"]["payment/return"] == 1
         finally:
             await provider.close()
+
+
+def test_an_encrypted_device_token_is_sent_decrypted():
+    """deploy/paycenter.env.example says the device token may be given encrypted, as the API key;
+    before, the fernet:... text itself went to Kaspi."""
+    from paycenter import crypto
+
+    keyring = crypto.configure(crypto.new_key())
+    try:
+        sealed = keyring.seal("device-token-1")
+        provider = KaspiQrProvider(settings("https://127.0.0.1:9", "r1", kaspi_qr_device_token=sealed))
+        assert sealed.startswith("fernet:") and provider.device_token == "device-token-1"
+    finally:
+        crypto.configure("")

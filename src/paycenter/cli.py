@@ -586,7 +586,7 @@ def terminal_check() -> None:
                     health, error = "ok", None
                     lines.append(f"{terminal.name}: ok {json.dumps(info, ensure_ascii=False)[:200]}")
                 except ProviderError as exc:
-                    health, error = "unreachable", exc.message
+                    health, error = terminals.health_after(exc), exc.message
                     lines.append(f"{terminal.name}: {exc.message}")
                 async with db.transaction() as session:
                     await terminals.record_health(

@@ -765,7 +765,7 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
             await provider.device_info(terminals.ref(terminal))
             health, error = "ok", None
         except ProviderError as exc:
-            health, error = "unreachable", exc.message
+            health, error = terminals.health_after(exc), exc.message
         finally:
             await provider.close()
         async with ctx.db.transaction() as session:

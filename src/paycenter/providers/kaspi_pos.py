@@ -204,8 +204,10 @@ class KaspiPosProvider:
                     payload = await resp.json(content_type=None)
                 except ValueError:
                     payload = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderError(f"terminal {terminal.name} is unreachable: {type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:  # no connection: the request never reached it
+            raise NotSent(f"terminal {terminal.name} is unreachable: {exc}", code="unreachable") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:  # it may have acted: not "not sent"
+            raise ProviderError(f"terminal {terminal.name} did not answer: {type(exc).__name__}: {exc}") from exc
         code = str(payload.get("statusCode")) if isinstance(payload, dict) else None
         if str(http_status) in TOKEN_CODES or code in TOKEN_CODES:
             raise TokenRejected(f"terminal {terminal.name} refused its access token", code="token")

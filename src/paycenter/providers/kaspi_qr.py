@@ -300,7 +300,7 @@ class KaspiQrProvider:
 
     def __init__(self, settings: Settings, *, clock: Any = None) -> None:
         self.client = KaspiQrClient(settings)
-        self.device_token = settings.kaspi_qr_device_token
+        self.device_token = reveal(settings.kaspi_qr_device_token)  # may be given encrypted, as the key
         self.mode = settings.kaspi_qr_mode
         self.clock = clock or (lambda: datetime.now(UTC))
         # The document: poll payment/status every StatusPollingInterval seconds, "not faster"

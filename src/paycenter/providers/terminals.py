@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paycenter import crypto
 from paycenter.db import Database, new_id, utcnow
 from paycenter.errors import Conflict, NotFound
-from paycenter.providers.base import TerminalRef
+from paycenter.providers.base import ProviderError, TerminalRef, TokenRejected
 from paycenter.providers.models import Terminal
 
 
@@ -36,9 +36,9 @@ def ref(terminal: Terminal) -> TerminalRef:
 
 
 async def refs(session: AsyncSession, ids: set[str] | None) -> dict[str, TerminalRef | Exception]:
-    """Terminals by id (None: every active one), each token decrypted on its own: one terminal whose
-    stored token no key decrypts must not keep the poller from every other (its entry is the error
-    instead)."""
+    """Terminals by id (None: every one, disabled too: their payments may still be refunded), each
+    token decrypted on its own: one terminal whose stored token no key decrypts must not keep the
+    poller from every other (its entry is the error instead)."""
     if ids is not None and not ids:
         return {}
     query = select(
@@ -53,7 +53,8 @@ async def refs(session: AsyncSession, ids: set[str] | None) -> dict[str, Termina
         Terminal.token_renewed_at,
         Terminal.cancel_supported,
     )
-    query = query.where(Terminal.id.in_(ids)) if ids is not None else query.where(Terminal.is_active.is_(True))
+    if ids is not None:
+        query = query.where(Terminal.id.in_(ids))
     found: dict[str, TerminalRef | Exception] = {}
     for (
         terminal_id,
@@ -134,6 +135,11 @@ class TokenStore:
 
 
 TOKEN_TROUBLE = "token_rejected"  # Terminal.health: only registering it again helps
+
+
+def health_after(exc: ProviderError) -> str:
+    """Terminal.health after a failed check: a refused token is not a network problem."""
+    return TOKEN_TROUBLE if isinstance(exc, TokenRejected) else "unreachable"
 
 
 async def save_registration(
