@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 
 import aiohttp
 from sqlalchemy import select
 
 from bench.kaspi_kit import PAYCENTER, Setup, live_payments, worker_env
 from bench.webhooks import sink_stats, start_sink
+from paycenter.config import Settings
 from paycenter.payments.models import Attempt, AttemptStatus
 from paycenter.providers.models import Terminal
 
@@ -92,42 +95,48 @@ async def paid_after(port: int, flips: dict[str, float]) -> list[float]:
     return latencies
 
 
+@contextlib.contextmanager
+def worker_process(settings: Settings) -> Iterator[None]:
+    """A `paycenter worker` on the bench's database, stopped before the database is dropped."""
+    proc = subprocess.Popen([str(PAYCENTER), "worker"], env=worker_env(settings), stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 async def run(kind: str, provider: str, payments: int, spread: float, terminals: int) -> dict[str, float | str]:
     pos = provider == "kaspi_pos"
     per_round = min(terminals, payments) if pos else payments  # a terminal runs one operation at a time
     sink, port = start_sink()
-    worker = None
     try:
         async with Setup(kind, provider, terminals=per_round if pos else 0) as s:
-            rng = random.Random(7)
-            latencies: list[float] = []
-            while len(latencies) < payments:
-                n = min(per_round, payments - len(latencies))
-                ids = await live_payments(
-                    s.ctx, s.merchant_id, n, f"http://127.0.0.1:{port}/ep/1?log=1", provider=provider
-                )
-                urls = await pay_urls(s, ids)
-                assert len(urls) == n, f"{len(urls)} of {n} payments are live"
-                if worker is None:
-                    every = await polled_every(s, ids)
-                    env = worker_env(s.settings)
-                    worker = subprocess.Popen([str(PAYCENTER), "worker"], env=env, stdout=subprocess.DEVNULL)
-                    await asyncio.sleep(3)  # it starts, and its first poll records every status
-                else:
-                    await asyncio.sleep(2 * s.settings.poller_interval)  # the first poll of this round
-                latencies += await paid_after(port, await flip(urls, spread * n / payments, rng))
-            latencies.sort()
-            return {
-                "every": every,
-                "n": len(latencies),
-                "p50": statistics.median(latencies),
-                "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-                "max": latencies[-1],
-            }
+            with worker_process(s.settings):
+                rng = random.Random(7)
+                ids: list[str] = []
+                latencies: list[float] = []
+                while len(ids) < payments:
+                    n = min(per_round, payments - len(ids))
+                    made = await live_payments(
+                        s.ctx, s.merchant_id, n, f"http://127.0.0.1:{port}/ep/1?log=1", provider=provider
+                    )
+                    urls = await pay_urls(s, made)
+                    assert len(urls) == n, f"{len(urls)} of {n} payments are live"
+                    # The worker's first poll of these records each status (the first round: once it started).
+                    await asyncio.sleep(3 if not ids else 2 * s.settings.poller_interval)
+                    latencies += await paid_after(port, await flip(urls, spread * n / payments, rng))
+                    ids += made
+                every = await polled_every(s, ids)
+        latencies.sort()
+        return {
+            "every": every,
+            "n": len(latencies),
+            "p50": statistics.median(latencies),
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "max": latencies[-1],
+        }
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
         sink.terminate()
         sink.wait(timeout=10)
 
