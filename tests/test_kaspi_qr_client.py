@@ -283,3 +283,61 @@ def test_an_encrypted_device_token_is_sent_decrypted():
         assert sealed.startswith("fernet:") and provider.device_token == "device-token-1"
     finally:
         crypto.configure("")
+
+
+async def test_a_status_on_a_connection_the_server_closed_is_asked_again_at_once():
+    """A server closes idle keep-alive connections; the poller comes back to a QR exactly one
+    interval later, on such a connection. Before: that status call failed and the QR waited a
+    whole interval more (bench/latency.py's QR tail of two intervals). A POST is not repeated."""
+    import asyncio
+    import json as jsonlib
+
+    seen: list[tuple[str, str]] = []  # (request line, X-Request-ID)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+                length = int(headers.get("Content-Length", "0"))
+                if length:
+                    await reader.readexactly(length)
+                seen.append((lines[0], headers.get("X-Request-ID", "")))
+                if served == 1:
+                    return  # the second request on this connection: closed without an answer
+                body = jsonlib.dumps({"StatusCode": 0, "Message": "", "Data": {"Status": "Wait"}}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+                await writer.drain()
+                served += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = KaspiQrClient(settings(f"http://127.0.0.1:{port}", "r1"))
+    try:
+        # Three pooled connections, each answered once; the server then drops the next request on
+        # each, as a server drops connections idle past its keep-alive.
+        await asyncio.gather(*(client.call("GET", f"payment/status/{n}") for n in range(3)))
+        assert len(seen) == 3
+        assert await client.call("GET", "payment/status/5") == {"Status": "Wait"}
+        assert len(seen) == 7 and seen[-1][0] == "GET /r1/v01/payment/status/5 HTTP/1.1"  # 3 dropped, then answered
+        # A POST that goes out on a connection the server drops is not repeated by us.
+        await asyncio.gather(*(client.call("GET", f"payment/status/{n}") for n in range(2)))
+        before = len(seen)
+        with pytest.raises(ProviderError, match="unreachable"):
+            await client.call("POST", "qr/create", body={"Amount": 1})
+        assert [line for line, _ in seen[before:]] == ["POST /r1/v01/qr/create HTTP/1.1"]
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()

@@ -85,6 +85,9 @@ RETURN_FAILED = "Error"  # final; "QrTokenCreated" (and anything else): not scan
 MAX_OPERATIONS = 10  # return/operations' MaxResult: "default and maximum 10" (§3)
 
 
+STALE_CONNECTION_TRIES = 3
+
+
 def _answered(exc: ProviderError) -> int | None:
     """The StatusCode Kaspi answered with, if the error is an answer (not a network failure)."""
     try:
@@ -253,22 +256,22 @@ class KaspiQrClient:
     ) -> Any:
         """One call; returns ``Data``. Non-zero ``StatusCode`` is an error even with HTTP 200."""
         session = await self.session()
-        try:
-            async with session.request(
-                method,
-                self._url(path, version),
-                json=self._body(body) if body is not None else None,
-                params=self._params(params),
-                headers=self._headers(),
-            ) as resp:
-                if resp.status >= 500:
-                    raise ProviderError(f"Kaspi answered HTTP {resp.status}", code=f"http_{resp.status}")
-                try:
-                    payload = await resp.json(content_type=None)
-                except ValueError:
-                    raise ProviderError(f"Kaspi answered HTTP {resp.status} without JSON") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
+        # A GET (a status, details) is asked again at once when the server had closed the pooled
+        # connection it went out on: a server closes idle keep-alive connections, and the poller
+        # comes back to its QRs exactly one StatusPollingInterval later, when several pooled
+        # connections may be stale (aiohttp itself retries once, on the next one). Without this a
+        # QR waited a whole interval more (bench/latency.py). A POST is never repeated here.
+        tries = STALE_CONNECTION_TRIES if method == "GET" else 1
+        for left in range(tries - 1, -1, -1):
+            try:
+                payload = await self._request(session, method, path, body, params, version)
+                break
+            except aiohttp.ServerDisconnectedError as exc:
+                if left:
+                    continue
+                raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
         if not isinstance(payload, dict):
             raise ProviderError("Kaspi answered something that is not an object")
         code = payload.get("StatusCode")
@@ -282,6 +285,29 @@ class KaspiQrClient:
         return payload.get("Data")
 
     # The calls an operator makes once, from the CLI.
+    async def _request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+        version: str,
+    ) -> Any:
+        async with session.request(
+            method,
+            self._url(path, version),
+            json=self._body(body) if body is not None else None,
+            params=self._params(params),
+            headers=self._headers(),  # a new X-Request-ID for every request, a repeat included
+        ) as resp:
+            if resp.status >= 500:
+                raise ProviderError(f"Kaspi answered HTTP {resp.status}", code=f"http_{resp.status}")
+            try:
+                return await resp.json(content_type=None)
+            except ValueError:
+                raise ProviderError(f"Kaspi answered HTTP {resp.status} without JSON") from None
+
     async def trade_points(self) -> list[dict[str, Any]]:
         path = f"partner/tradepoints/{self.bin}" if self.scheme == "r3" else "partner/tradepoints"
         return list(await self.call("GET", path) or [])
