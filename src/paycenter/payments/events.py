@@ -30,7 +30,9 @@ def webhook_body(
     previous_status: str,
     now: datetime,
     extras: dict[str, Any],
-) -> dict[str, Any]:
+) -> str:
+    """The event's body as it is stored, signed and sent: in PHP's own JSON (``webhooks.wire``),
+    so that PHP's ``json_encode(json_decode($body, true))`` gives back these very bytes."""
     cur = payment.currency
     body: dict[str, Any] = {
         "event": str(event_type),
@@ -45,7 +47,8 @@ def webhook_body(
         "description": payment.description,
         "created_at": iso(payment.created_at),
         "paid_at": iso(payment.paid_at),
-        # The old system sent PHP's empty array for no metadata; merchants' code expects it.
+        # The old system sent PHP's empty array for no metadata; merchants' code expects it (and
+        # php_json writes {} so anyway: PHP's json_decode($body, true) reads {} as an empty array).
         # Sanitized: a row stored before the API refused NaN must not make every event unsendable.
         "metadata": storable.sanitized(payment.metadata_) or [],
         "timestamp": int(now.timestamp()),
@@ -54,7 +57,7 @@ def webhook_body(
     body["event_id"] = event_id
     body["sequence"] = sequence
     body["previous_status"] = previous_status
-    return body
+    return php_json(body)
 
 
 async def emit(
@@ -84,7 +87,7 @@ async def emit(
         merchant_id=payment.merchant_id,
         type=str(event_type),
         sequence=payment.last_sequence,
-        body=php_json(body),
+        body=body,
         created_at=now,
     )
     session.add(event)

@@ -11,7 +11,6 @@ from paycenter.payments.models import EventType, Payment
 from paycenter.webhooks import signing
 from paycenter.webhooks.sender import Sender, SendResult
 from paycenter.webhooks.ssrf import parse_networks
-from paycenter.webhooks.wire import php_json
 
 EVENT_TYPES = [e.value for e in EventType]
 
@@ -47,7 +46,7 @@ def sample_body(event_type: str, now: datetime) -> tuple[str, str]:
         now=now,
         extras={"test": True},
     )
-    return event_id, php_json(body)
+    return event_id, body
 
 
 async def send_sample(
