@@ -1,10 +1,11 @@
 """JSON values that every backend can store and every page can render.
 
 Python's JSON parser hands over more than that: NaN and ±Infinity (as bare tokens, or a number
-like ``1e999999`` that overflows the float), lone surrogates (``"\\ud800"``, which no UTF-8
-encoder takes), NUL characters (which PostgreSQL refuses in text and JSON), and nesting as deep as
-its recursion allows. SQLite stores some of these and PostgreSQL refuses them; the first JSON
-answer or page that shows them fails. So:
+like ``1e999999`` that overflows the float), integers past the float's range (``1`` and 400
+zeros, which JavaScript and PHP read as Infinity and PHP's json_encode then refuses), lone
+surrogates (``"\\ud800"``, which no UTF-8 encoder takes), NUL characters (which PostgreSQL refuses
+in text and JSON), and nesting as deep as its recursion allows. SQLite stores some of these and
+PostgreSQL refuses them; the first JSON answer or page that shows them fails. So:
 
 - ``problem`` is the one rule at every way in (request bodies, the legacy importer): the first
   reason a value cannot be taken, or None.
@@ -48,7 +49,15 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def _finite(number: float | Decimal) -> bool:
+def _finite(number: float | Decimal | int) -> bool:
+    if isinstance(number, int):
+        if number.bit_length() <= 1023:
+            return True
+        try:
+            float(number)
+        except OverflowError:
+            return False
+        return True
     return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
 
 
@@ -61,7 +70,7 @@ def problem(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
             found = text_problem(item)
             if found:
                 return found
-        elif isinstance(item, float | Decimal):
+        elif isinstance(item, float | Decimal | int) and not isinstance(item, bool):
             if not _finite(item):
                 return NON_FINITE
         elif isinstance(item, dict | list | tuple):
@@ -95,7 +104,7 @@ def _rebuilt(value: Any, depth: int, max_depth: int) -> Any:
     # Recursion bounded by max_depth: anything deeper becomes text and is not walked.
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, float | Decimal):
+    if isinstance(value, float | Decimal | int) and not isinstance(value, bool):
         return value if _finite(value) else None  # what JSON.stringify makes of NaN, too
     if isinstance(value, dict | list | tuple):
         if depth >= max_depth:
@@ -108,8 +117,8 @@ def _rebuilt(value: Any, depth: int, max_depth: int) -> Any:
 
 def sanitized(value: Any, *, max_depth: int = MAX_DEPTH) -> Any:
     """``value`` as every encoder and template can take it: NUL and lone surrogates become
-    U+FFFD, NaN and ±Infinity become null, subtrees deeper than ``max_depth`` become their JSON
-    text. A value with no such problem is returned as it is (the same object)."""
+    U+FFFD, NaN, ±Infinity and integers past the float's range become null, subtrees deeper than
+    ``max_depth`` become their JSON text. A value with no such problem is returned as it is (the same object)."""
     if problem(value, max_depth=max_depth) is None:
         return value
     return _rebuilt(value, 0, max_depth)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from paycenter import contract, money, storable
-from paycenter.webhooks import ssrf
+from paycenter.webhooks import ssrf, wire
 
 LANGUAGES = ("ru", "en", "kk")
 METADATA_MAX_KEYS = 50
@@ -67,12 +67,35 @@ class RequestBody(BaseModel):
         return value
 
 
+def _php_int_problem(number: int) -> str | None:
+    """Why PHP (and JavaScript) would read another number than this integer, or None.
+
+    PHP's json_decode reads an integer past its 64-bit range as the nearest double: webhook bodies
+    carry it so (``webhooks.wire``), to stay what PHP re-encodes. That is the same number only when
+    the double is exact (``100000000000000000000``, as every JavaScript client writes 1e20);
+    otherwise the merchant's ID would come back with other digits, so it is refused."""
+    if wire.PHP_INT_MIN <= number <= wire.PHP_INT_MAX:
+        return None
+    as_float = wire.php_int_as_float(number)
+    if as_float is not None and int(as_float) == number:
+        return None
+    text = str(number) if number.bit_length() < 200 else f"{str(number)[:20]}…"
+    read = "Infinity" if as_float is None else wire.php_float(as_float)
+    return (
+        f"metadata integer {text} is outside PHP's integer range (±9223372036854775807) and PHP would "
+        f"read it as {read}: send it as a string"
+    )
+
+
 def _metadata_rules(value: Any) -> None:
     """The metadata limits at every level, as the document states them (``metadata_schema``)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, str):
+        if isinstance(item, int) and not isinstance(item, bool):
+            if found := _php_int_problem(item):
+                raise ValueError(found)
+        elif isinstance(item, str):
             if len(item) > METADATA_MAX_VALUE_LENGTH:
                 raise ValueError(f"metadata texts must be at most {METADATA_MAX_VALUE_LENGTH} characters")
         elif isinstance(item, dict):
@@ -118,7 +141,13 @@ def metadata_schemas() -> dict[str, dict[str, Any]]:
         f"of at most {METADATA_MAX_KEY_LENGTH} characters and texts of at most {METADATA_MAX_VALUE_LENGTH} "
         f"at every level; objects and arrays nested at most {storable.MAX_DEPTH} levels deep (the metadata "
         "object itself is the first); finite numbers only; no NUL characters. An empty array counts as "
-        "no metadata.",
+        "no metadata. Webhooks carry it as PHP reads it, so that PHP's json_encode(json_decode($body, true)) "
+        "gives back the signed bytes: numbers and texts keep their values, spelled as PHP spells them (100.0 "
+        "as 100, 1e20 as 1.0e+20), and an object PHP takes for an array is sent as one ({} as [], an object "
+        'keyed "0", "1", … in that order as a list). So an integer (a number '
+        "written without a fraction or exponent) beyond ±9223372036854775807, which PHP reads as a float, "
+        "is taken only when that float is the same number (100000000000000000000 is, "
+        "12345678901234567891 is not): send such IDs as strings.",
     }
     return out
 
