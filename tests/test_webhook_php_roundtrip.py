@@ -8,7 +8,8 @@ One of the old docs' receivers re-encodes the parsed body with PHP before checki
 * a property: random metadata the API takes (drawn within its own limits, then put through the
   API's parser and ``PaymentInit``, as a request is), random descriptions, amounts and extras,
   made into a body by ``events.webhook_body`` (what ``emit`` stores, signs and sends), before and
-  after the metadata's trip through the JSON column: PHP's round trip gives back the same bytes,
+  after the metadata's trip through the JSON column: PHP's round trip gives back the same bytes
+  (decoded to arrays as the issue's receiver does, and to objects as one without ``true`` does),
   and the numbers and texts the same values as the metadata sent;
 * the API refuses the integers PHP would read as another number, and takes the rest;
 * end to end: the issue's metadata, paid in the sandbox, delivered by the worker to a local sink;
@@ -59,12 +60,14 @@ from test_webhooks import sink, worker  # noqa: F401  (the fixtures)
 MAX_EXAMPLES = int(os.environ.get("PAYCENTER_PHP_EXAMPLES", "300"))
 SEED = int(os.environ.get("PAYCENTER_PHP_SEED", "13"))
 
-# Reads base64 lines, answers each with base64 of json_encode(json_decode($raw, true)), or "!"
-# and PHP's error when json_encode gives false.
+# Reads base64 lines, answers each with two base64 fields: json_encode(json_decode($raw, true))
+# (arrays, the receiver of the issue) and json_encode(json_decode($raw)) (objects, as a receiver
+# that leaves out `true` has them); "!" and PHP's error where json_encode gives false.
 ROUND_TRIP = r"""
+function again($out) { return $out === false ? '!' . json_last_error_msg() : base64_encode($out); }
 while (($line = fgets(STDIN)) !== false) {
-    $out = json_encode(json_decode(base64_decode(trim($line)), true));
-    echo $out === false ? '!' . json_last_error_msg() : base64_encode($out), "\n";
+    $raw = base64_decode(trim($line));
+    echo again(json_encode(json_decode($raw, true))), ' ', again(json_encode(json_decode($raw))), "\n";
     fflush(STDOUT);
 }
 """
@@ -102,16 +105,19 @@ class Php:
             [php, "-r", ROUND_TRIP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
-    def round_trip(self, body: bytes) -> bytes:
-        """``json_encode(json_decode($body, true))``; an AssertionError when PHP cannot encode it."""
+    def round_trip(self, body: bytes) -> tuple[bytes, bytes]:
+        """(``json_encode(json_decode($body, true))``, ``json_encode(json_decode($body))``); an
+        AssertionError when PHP cannot encode it."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         # One line out, one line back: PHP answers each before reading the next, so neither pipe fills.
         self.proc.stdin.write(base64.b64encode(body) + b"\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline().strip()
         assert line, f"php answered nothing: {self.proc.stderr.read().decode() if self.proc.poll() is not None else ''}"
-        assert not line.startswith(b"!"), f"PHP's json_encode failed: {line[1:].decode()} for {body[:300]!r}"
-        return base64.b64decode(line)
+        arrays, objects = line.split(b" ")
+        for out in (arrays, objects):
+            assert not out.startswith(b"!"), f"PHP's json_encode failed: {out[1:].decode()} for {body[:300]!r}"
+        return base64.b64decode(arrays), base64.b64decode(objects)
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -170,7 +176,7 @@ RULES = [
 def test_each_rule_is_what_php_writes(php: Php, value: Any, expected: str) -> None:
     body = php_json({"metadata": {"v": value}})
     assert body == f'{{"metadata":{{"v":{expected}}}}}'
-    assert php.round_trip(body.encode()).decode() == body
+    assert php.round_trip(body.encode()) == (body.encode(), body.encode())
 
 
 def test_the_previous_encoder_was_not_a_fixed_point(php: Php) -> None:
@@ -178,7 +184,7 @@ def test_the_previous_encoder_was_not_a_fixed_point(php: Php) -> None:
     for value, before in [(100.0, "100.0"), ({}, "{}"), (1e20, "1e+20"), (1e-5, "1e-05"), ("\x7f", '"\\u007f"')]:
         old = json.dumps({"v": value}, separators=(",", ":"))
         assert old == f'{{"v":{before}}}'
-        assert php.round_trip(old.encode()) != old.encode()
+        assert php.round_trip(old.encode())[0] != old.encode()
 
 
 # --- random metadata within the API's limits, through the real code path ------------------------
@@ -353,7 +359,7 @@ def test_webhook_bytes_are_a_fixed_point_of_php(php: Php, case: dict[str, Any]) 
     for stored in (metadata or {}, json.loads(json.dumps(metadata or {}))):
         body = body_of(case, stored)
         note(f"body: {body[:2000]!r}")
-        assert php.round_trip(body) == body
+        assert php.round_trip(body) == (body, body)
         sent = json.loads(body)
         assert same_values(stored, sent["metadata"])  # {} too: "metadata":[]
         assert sent["description"] == case["description"]

@@ -3,7 +3,8 @@
 Merchants verify ``X-Webhook-Signature`` over the raw body, and some re-encode the parsed JSON with
 PHP's ``json_encode(json_decode($raw, true))`` before verifying (issue 13). So the bytes are a
 fixed point of that round trip in PHP 8 with its defaults (``serialize_precision = -1``, no
-flags): whatever the body holds, PHP decodes and re-encodes it to the very same bytes. Each rule
+flags): whatever the body holds, PHP decodes and re-encodes it to the very same bytes (and so
+with ``json_decode($raw)`` too, which reads objects as objects). Each rule
 below was checked against php-cli (``tests/test_webhook_php_roundtrip.py`` holds the encoder to
 it, property-based):
 
