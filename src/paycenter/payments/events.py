@@ -65,7 +65,8 @@ def sent_as_webhook(event_type: str) -> bool:
     merchants have no API version yet that would tell the current ones apart (issue 13). Every
     merchant reads them in ``GET /api/events`` and the payment's history instead. This is the one
     place to change when merchants get an API version: then legacy merchants get the five old
-    types, and current ones may also get the attempt events.
+    types (``refund_failed``, sent to every merchant today, is not one of them), and current ones
+    may also get the attempt events.
     """
     return event_type not in ATTEMPT_EVENT_TYPES
 
