@@ -29,7 +29,9 @@ from paycenter.context import AppContext
 from paycenter.db import Base, Database, create_engine, utcnow
 from paycenter.merchants import service as merchants
 from paycenter.migrate import upgrade
+from paycenter.payments.models import Event
 from paycenter.providers.registry import Providers
+from paycenter.webhooks.models import Delivery
 
 SERVER_URLS = {
     "postgresql": os.environ.get("PAYCENTER_TEST_POSTGRES_URL", ""),
@@ -214,6 +216,19 @@ async def sandbox(client: httpx.AsyncClient, payment_id: str, action: str = "pay
     response = await client.post(f"/pay/{payment_id}/sandbox", data={"action": action, **form})
     assert response.status_code == 303, response.text
     return response
+
+
+async def delivered_types(db: Database, payment_id: str) -> list[str]:
+    """The types of the payment's events that have a webhook delivery, in sequence order: what its
+    merchant is or will be sent (a delivery is written with its event, whether or not sent yet)."""
+    async with db.reading() as session:
+        rows = await session.scalars(
+            select(Event.type)
+            .join(Delivery, Delivery.event_id == Event.id)
+            .where(Event.payment_id == payment_id)
+            .order_by(Event.sequence)
+        )
+        return list(rows)
 
 
 async def row_counts(db: Database) -> dict[str, int]:

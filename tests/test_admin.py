@@ -557,6 +557,34 @@ async def test_cancel(client, db, merchant, admin):
     assert 'data-testid="cancel"' not in page  # nothing left to cancel
 
 
+async def test_a_payers_cancelled_try_leaves_the_payment_payable_on_the_page(client, db, merchant, admin):
+    """Issue 13: the try is cancelled, the payment is not. The attempts table says so, the event
+    timeline has `attempt_cancelled` marked as sent to no one, and nothing is in the webhook log."""
+    pid = (await create_payment(client, merchant, webhook_url="https://shop.example/hooks"))["transaction_id"]
+    await sandbox(client, pid, "cancel", checkout_id="a")
+    await signed_in(client, admin)
+
+    def attempts(page: str) -> list[str]:
+        return re.findall(r'data-testid="attempt" data-status="(\w+)"', page)
+
+    page = (await client.get(f"/admin/transactions/{pid}?lang=en")).text
+    assert by_testid(page, "status") == "pending"
+    assert attempts(page) == ["cancelled"]
+    event = re.search(r'data-testid="event" data-type="attempt_cancelled">(.*?)</li>', page, re.S)
+    assert event and "pending → pending · not sent as a webhook" in text_of(event.group(1))
+    assert 'data-testid="delivery"' not in page
+    assert 'data-testid="cancel"' in page  # the payment itself can still be cancelled
+
+    await sandbox(client, pid, checkout_id="b")
+    page = (await client.get(f"/admin/transactions/{pid}?lang=en")).text
+    assert by_testid(page, "status") == "paid"
+    assert attempts(page) == ["cancelled", "succeeded"]
+    assert re.findall(r'data-testid="event" data-type="(\w+)"', page) == ["attempt_cancelled", "paid"]
+    assert "not sent as a webhook" not in text_of(page.split('data-type="paid"')[1].split("</li>")[0])
+    delivered = re.findall(r'data-testid="delivery" data-status="\w+">\s*<header>\s*<strong>(\w+)</strong>', page)
+    assert delivered == ["paid"]
+
+
 async def failed_deliveries(client: httpx.AsyncClient, db: Database, creds: MerchantCreds, n: int) -> list[str]:
     ids = []
     for _ in range(n):

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, update
 
 from asgi_server import serve
-from conftest import Clock, MerchantCreds, create_payment
+from conftest import Clock, MerchantCreds, create_payment, delivered_types
 from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
@@ -73,6 +73,27 @@ class Kaspi:
 
     async def payment(self, pid: str) -> dict:
         return (await self.client.get(f"/api/payment/{pid}")).json()["data"]
+
+    async def delivered_types(self, pid: str) -> list[str]:
+        return await delivered_types(self.db, pid)
+
+
+async def assert_attempt_cancel_is_not_cancelled(k: Kaspi, pid: str, reason: str) -> None:
+    """After a payer's cancel and then a payment (issue 13): no `cancelled` was or will be sent,
+    the try shows as cancelled in the merchant's API, and `attempt_cancelled` is in the event feed
+    with the payment still payable, without a delivery."""
+    assert await k.delivered_types(pid) == ["paid"]
+    assert [b["event"] for b in await k.webhooks(pid)] == ["paid"]
+    data = (await k.client.get(f"/api/transaction/{pid}")).json()["data"]
+    assert [a["status"] for a in data["attempts"]] == ["cancelled", "succeeded"]
+    assert data["attempts"][0]["error"] == reason
+    assert [e["type"] for e in data["events"]] == ["attempt_cancelled", "paid"]
+    feed = (await k.client.get("/api/events", params={"transaction_id": pid, "type": "attempt_cancelled"})).json()
+    (item,) = feed["data"]["items"]
+    assert item["deliveries"] == []
+    body = item["data"]
+    assert (body["event"], body["status"], body["previous_status"]) == ("attempt_cancelled", "pending", "processing")
+    assert (body["attempt_id"], body["reason"]) == (data["attempts"][0]["id"], reason)
 
 
 @pytest.fixture
@@ -216,12 +237,12 @@ async def test_qr_payer_cancels_then_pays(kaspi: Kaspi, merchant):
     await k.live(pid)
     r = await k.client.post(f"/pay/{pid}/cancel-attempt")
     assert r.headers["location"].endswith("notice=cancelled")
-    body = await k.wait_event(pid, "cancelled")
-    assert (body["status"], body["payment_cancelled"]) == ("pending", False)
-    assert (await k.payment(pid))["status"] == "pending"
+    assert (await k.payment(pid))["status"] == "pending"  # payable: no `cancelled` for the merchant
     await k.start(pid)
     k.qr.confirm(qr_id(await k.live(pid)))
-    await k.wait_event(pid, "paid")
+    body = await k.wait_event(pid, "paid")
+    assert (body["status"], body["sequence"], body["previous_status"]) == ("paid", 2, "processing")
+    await assert_attempt_cancel_is_not_cancelled(k, pid, "cancelled by the payer")
 
 
 async def test_qr_expiry_and_provider_errors(kaspi: Kaspi, merchant, clock):
@@ -240,6 +261,7 @@ async def test_qr_expiry_and_provider_errors(kaspi: Kaspi, merchant, clock):
     clock.advance(seconds=31)  # past poller_give_up_after
     await eventually(lambda: _status_of(k.db, attempt.id, "failed"), timeout=10, what="the attempt to be given up")
     assert (await k.payment(pid))["status"] == "pending"  # payable again
+    assert await k.delivered_types(pid) == []  # neither try's end is news for the merchant (issue 13)
 
 
 async def _status_of(db: Database, attempt_id: str, status: str) -> bool:
@@ -531,14 +553,16 @@ async def test_pos_payer_cancels_at_the_terminal(kaspi: Kaspi, merchant):
     k = kaspi
     pid = await new_payment(k, merchant, "kaspi_pos")
     await k.start(pid)
-    name = await terminal_of(k, await k.live(pid))
+    attempt = await k.live(pid)
+    name = await terminal_of(k, attempt)
     k.pos.payer_cancel(name)
-    body = await k.wait_event(pid, "cancelled")
-    assert (body["status"], body["payment_cancelled"]) == ("pending", False)
+    await eventually(lambda: _status_of(k.db, attempt.id, "cancelled"), timeout=5, what="the try to be cancelled")
+    assert (await k.payment(pid))["status"] == "pending"
     await wait_until(lambda: not k.pos.terminal(name)["busy"], timeout=5, what="the terminal to free")
     await k.start(pid)
     k.pos.confirm(await terminal_of(k, await k.live(pid)))
     await k.wait_event(pid, "paid")
+    await assert_attempt_cancel_is_not_cancelled(k, pid, f"cancelled at the terminal ({kaspi_pos.SUB_CANCELLED})")
 
 
 async def test_pos_unknown_status_is_resynced(kaspi: Kaspi, merchant):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from conftest import create_payment, sandbox
+from conftest import create_payment, delivered_types, sandbox
 from paycenter.db import utcnow
 from paycenter.errors import Conflict
 from paycenter.payments import service as payments
@@ -139,18 +139,42 @@ async def test_payer_cancel_and_decline_leave_the_payment_payable(client, db, me
     r = await sandbox(client, pid, "fail", checkout_id="b")
     assert r.headers["location"].endswith("notice=failed")
     assert (await get(client, pid))["status"] == "pending"
-    # The payer's cancel tells the merchant, as the old system did, but the payment stays payable;
-    # a decline is not news for the merchant.
+    # Issue 13: the payer's cancel is not `cancelled` (the old system sent that while the payment
+    # stayed payable, and merchants closed orders paid a minute later). It is recorded as
+    # `attempt_cancelled`, which is sent to no one; a decline records nothing.
     (event,) = await events_of(db, pid)
-    assert (event["event"], event["status"], event["payment_cancelled"]) == ("cancelled", "pending", False)
-    assert event["previous_status"] == "pending"
+    assert (event["event"], event["status"], event["previous_status"]) == ("attempt_cancelled", "pending", "pending")
+    assert event["reason"] == "cancelled by the payer" and "payment_cancelled" not in event
+    assert await delivered_types(db, pid) == []
     r = await client.get(f"/api/transaction/{pid}", headers=merchant.headers)
-    assert [(a["status"], a["error"]) for a in r.json()["data"]["attempts"]] == [
+    attempts = r.json()["data"]["attempts"]
+    assert [(a["status"], a["error"]) for a in attempts] == [
         ("cancelled", "cancelled by the payer"),
         ("failed", "declined by the sandbox bank"),
     ]
+    assert event["attempt_id"] == attempts[0]["id"]
     await sandbox(client, pid, checkout_id="c")
     assert (await get(client, pid))["status"] == "paid"
+    assert [e["event"] for e in await events_of(db, pid)] == ["attempt_cancelled", "paid"]
+    assert await delivered_types(db, pid) == ["paid"]
+    r = await client.get("/api/events", headers=merchant.headers, params={"type": "attempt_cancelled"})
+    assert [(i["transaction_id"], i["deliveries"]) for i in r.json()["data"]["items"]] == [(pid, [])]
+
+
+async def test_merchant_cancel_after_a_payers_cancel_still_sends_cancelled(client, db, merchant):
+    """Only the payment's own end is `cancelled`: a payer's cancel before it changes nothing there."""
+    pid = (await create_payment(client, merchant))["transaction_id"]
+    await sandbox(client, pid, "cancel", checkout_id="a")
+    r = await client.post(f"/api/payment/{pid}/cancel", headers=merchant.headers, json={"reason": "out of stock"})
+    assert r.json()["data"]["status"] == "cancelled"
+    events = await events_of(db, pid)
+    assert [e["event"] for e in events] == ["attempt_cancelled", "cancelled"]
+    assert (events[1]["status"], events[1]["payment_cancelled"], events[1]["reason"]) == (
+        "cancelled",
+        True,
+        "out of stock",
+    )
+    assert await delivered_types(db, pid) == ["cancelled"]
 
 
 async def test_same_provider_operation_counts_once(client, db, merchant):

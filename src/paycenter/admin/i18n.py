@@ -114,6 +114,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "operations": ("Поступления", "Operations"),
     "refunds": ("Возвраты", "Refunds"),
     "events": ("События", "Events"),
+    "not_sent": ("не отправляется вебхуком", "not sent as a webhook"),
     "webhook_log": ("Лог вебхуков", "Webhook log"),
     "resend": ("Отправить снова", "Resend"),
     "refund": ("Вернуть", "Refund"),

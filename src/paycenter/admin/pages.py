@@ -48,6 +48,7 @@ from paycenter.money import MoneyError, to_major_str, typed
 from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments
+from paycenter.payments.events import sent_as_webhook
 from paycenter.payments.models import Event, PaymentStatus
 from paycenter.providers import terminals
 from paycenter.providers.base import ProviderError
@@ -414,7 +415,9 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "deliveries": deliveries,
             "metadata": metadata,
             "metadata_json": json.dumps(metadata, ensure_ascii=False, indent=2),
-            "events": [(e, _dict(storable.loads(e.body))) for e in history["events"]],
+            # Events of a try (attempt_cancelled) are recorded but sent to no one: said, so that
+            # no operator looks for their missing deliveries.
+            "events": [(e, _dict(storable.loads(e.body)), sent_as_webhook(e.type)) for e in history["events"]],
             "quarantined": marks,
             # Refunds whose return QR the payer must scan: the page to show them (Kaspi QR r2).
             "awaiting_payer": awaiting_payer,

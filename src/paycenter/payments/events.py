@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paycenter import storable
 from paycenter.db import new_id
 from paycenter.money import to_major_number
-from paycenter.payments.models import Event, EventType, Payment
+from paycenter.payments.models import ATTEMPT_EVENT_TYPES, Event, EventType, Payment
 from paycenter.timefmt import iso
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.wire import php_json
@@ -60,6 +60,20 @@ def webhook_body(
     return php_json(body)
 
 
+def sent_as_webhook(event_type: str) -> bool:
+    """Whether an event of this type is POSTed to the merchant's webhook URL, besides being recorded.
+
+    Attempt events (``attempt_cancelled``) are not, for any merchant: the old system's merchants
+    must get only its five event types (their receivers were written for those and no other), and
+    merchants have no API version yet that would tell the current ones apart (issue 13). Every
+    merchant reads them in ``GET /api/events`` and the payment's history instead. This is the one
+    place to change when merchants get an API version: then legacy merchants get the five old
+    types (``refund_failed``, sent to every merchant today, is not one of them), and current ones
+    may also get the attempt events.
+    """
+    return event_type not in ATTEMPT_EVENT_TYPES
+
+
 async def emit(
     session: AsyncSession,
     payment: Payment,
@@ -69,7 +83,8 @@ async def emit(
     now: datetime,
     extras: dict[str, Any] | None = None,
 ) -> Event:
-    """Record an event for a payment the caller holds locked, in the caller's transaction."""
+    """Record an event for a payment the caller holds locked, in the caller's transaction, with its
+    webhook delivery when it is one that is sent (``sent_as_webhook``)."""
     payment.last_sequence += 1
     event_id = new_id("evt")
     body = webhook_body(
@@ -91,5 +106,6 @@ async def emit(
         created_at=now,
     )
     session.add(event)
-    await webhooks.enqueue(session, event, payment, now=now)
+    if sent_as_webhook(event_type):
+        await webhooks.enqueue(session, event, payment, now=now)
     return event

@@ -73,6 +73,15 @@ class EventType(enum.StrEnum):
     EXPIRED = "expired"
     # A refund ended with money not returned (all of it, or some legs): refund_id, failed_amount, error.
     REFUND_FAILED = "refund_failed"
+    # The payer cancelled one try (the payment page's button, the terminal, the sandbox; Kaspi QR
+    # reports a cancel in the app as an error, a failed try): attempt_id, reason. The payment stays
+    # payable, so this is not ``cancelled``, which only the payment's own end sends (issue 13).
+    # Recorded, not sent as a webhook: see events.sent_as_webhook.
+    ATTEMPT_CANCELLED = "attempt_cancelled"
+
+
+# Events about one try rather than the payment: they never change what the payment is.
+ATTEMPT_EVENT_TYPES = (EventType.ATTEMPT_CANCELLED,)
 
 
 class Payment(Base):

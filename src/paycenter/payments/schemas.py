@@ -331,7 +331,9 @@ class AttemptOut(BaseModel):
     id: str
     provider: str
     amount: str
-    status: str
+    status: str = Field(
+        description="live, succeeded, failed, cancelled (by the payer; the payment stays payable) or expired."
+    )
     payment_method: str | None
     error: str | None
     created_at: str

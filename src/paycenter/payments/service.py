@@ -336,25 +336,23 @@ async def end_attempt(
 ) -> None:
     """Close a live attempt that brought no money; the payment is payable again.
 
-    A payer who cancels gets the old system's ``cancelled`` event (its merchants act on it), but
-    marked as the attempt's: ``status`` stays payable and ``payment_cancelled`` is false, unlike
-    a merchant's cancel, which closes the payment.
+    Nothing here sends ``cancelled``: only the payment's own end does (``cancel``). The old system
+    sent it when the payer cancelled at the terminal while the payment went back to pending, and
+    merchants closed orders that were paid a minute later (issue 13). A payer's cancel is recorded
+    as ``attempt_cancelled`` instead, which no merchant is sent as a webhook
+    (``events.sent_as_webhook``); a try that failed or ran out of time records no event.
     """
     previous = payment.status
     finish_attempt(attempt, status, now=now, error=error)
     settle_status(payment, now)
-    if status == AttemptStatus.CANCELLED and payment.status in PAYABLE:
+    if status == AttemptStatus.CANCELLED:
         await events.emit(
             session,
             payment,
-            EventType.CANCELLED,
+            EventType.ATTEMPT_CANCELLED,
             previous_status=previous,
             now=now,
-            extras={
-                "reason": error or "cancelled by the payer",
-                "payment_cancelled": False,
-                "attempt_id": attempt.id,
-            },
+            extras={"attempt_id": attempt.id, "reason": error or "cancelled by the payer"},
         )
 
 

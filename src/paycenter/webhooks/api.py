@@ -210,7 +210,13 @@ async def recover_deliveries(body: RecoverRequest, merchant: CurrentMerchant, ct
 async def list_events(
     merchant: CurrentMerchant,
     ctx: Context,
-    type: Annotated[EventType | None, Query(description="Only events of this type.")] = None,
+    type: Annotated[
+        EventType | None,
+        Query(
+            description="Only events of this type. `attempt_cancelled` (the payer cancelled one try; the "
+            "payment stays payable) is read here only: it is not sent as a webhook."
+        ),
+    ] = None,
     transaction_id: Annotated[
         str | None, Query(max_length=64, pattern=TEXT_PATTERN, description="Only this payment's events.")
     ] = None,
@@ -223,7 +229,8 @@ async def list_events(
         str | None, Query(pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page")
     ] = None,
 ) -> dict[str, Any]:
-    """The events feed: pull what you missed, whatever happened to its webhooks."""
+    """The events feed: pull what you missed, whatever happened to its webhooks. It also has the
+    events that are not sent as webhooks (`attempt_cancelled`), with no deliveries."""
     stmt = select(Event).where(Event.merchant_id == merchant.id)
     if type is not None:
         stmt = stmt.where(Event.type == type)

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 from paycenter.config import Settings
 from paycenter.db import new_id, new_payment_id
-from paycenter.payments.events import webhook_body
+from paycenter.payments.events import sent_as_webhook, webhook_body
 from paycenter.payments.models import EventType, Payment
 from paycenter.webhooks import signing
 from paycenter.webhooks.sender import Sender, SendResult
 from paycenter.webhooks.ssrf import parse_networks
 
-EVENT_TYPES = [e.value for e in EventType]
+EVENT_TYPES = [e.value for e in EventType if sent_as_webhook(e)]
 
 
 def sample_body(event_type: str, now: datetime) -> tuple[str, str]:
