@@ -400,7 +400,7 @@ BROKEN = {
     ),
     "a device token encrypted with a key not configured": Case(
         {"PAYCENTER_KASPI_QR_DEVICE_TOKEN": "fernet:" + Fernet(OTHER_KEY).encrypt(b"token").decode()},
-        "ERROR PAYCENTER_KASPI_QR_DEVICE_TOKEN: is encrypted (fernet:...) but does not open",
+        "ERROR PAYCENTER_KASPI_QR_DEVICE_TOKEN: given encrypted, but",
     ),
     "a CA file that is not there": Case(
         {"PAYCENTER_KASPI_QR_CA_FILE": "/nonexistent/ca.pem"},

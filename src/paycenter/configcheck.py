@@ -253,16 +253,6 @@ def check_kaspi_qr(settings: Settings, report: Report) -> None:
             "not set: run `paycenter kaspi-qr trade-points`, then `paycenter kaspi-qr register-device "
             "--trade-point ID`, and put the printed token here",
         )
-    for name in ("kaspi_qr_api_key", "kaspi_qr_device_token"):
-        value = str(getattr(settings, name) or "")
-        if value.startswith("fernet:"):
-            try:
-                keyring = _keyring(settings)
-                if keyring is None:
-                    raise ValueError("no PAYCENTER_SECRET_KEYS")
-                keyring.open(value)
-            except Exception:
-                report.error(name, "is encrypted (fernet:...) but does not open with PAYCENTER_SECRET_KEYS")
     if report.count("error") == problems:
         report.ok("kaspi_qr_base_url", f"kaspi_qr: {base}, scheme {scheme}, device token set")
 
