@@ -113,9 +113,16 @@ class Settings(BaseSettings):
     # is asked first what became of it.
     refund_retry_for: str = "30m"
 
-    # Requests a minute per API token, and per client address on public endpoints (payment page,
-    # public payment reads); shared by all processes through the database. 0: no limit.
+    # Requests a minute, shared by all processes through the database (0: no limit):
+    # - per API token, for everything it does but read one payment;
+    # - per API token, for reads of one payment (GET /api/payment/{id}[/status] with the token,
+    #   GET /api/transaction/{id}): the old docs tell merchants to poll each live payment every
+    #   second, so 30000 (500 a second) lets one merchant poll 500 live payments, 2.5 times the 200
+    #   tests/test_ratelimit.py::test_200_live_payments_polled_every_second_with_one_token checks;
+    # - per client address, for requests without a valid token: the payment page, public reads,
+    #   and token endpoints called with a missing or unknown token (a made-up token counts as none).
     rate_limit_token_per_minute: int = 6000
+    rate_limit_token_reads_per_minute: int = 30_000
     rate_limit_ip_per_minute: int = 600
 
     # /readyz answers 503 when more webhook deliveries than this are overdue.
