@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     rate_limit_token_reads_per_minute: int = 30_000
     rate_limit_ip_per_minute: int = 600
 
+    # Origins (scheme://host[:port], comma-separated) whose web pages may call the token endpoints
+    # (CORS). Empty: none, those endpoints answer no CORS headers. "*": any page, as the old system
+    # answered. The public endpoints (a payment's status, payment methods, ...) answer any origin.
+    cors_origins: str = ""
+
     # /readyz answers 503 when more webhook deliveries than this are overdue.
     ready_max_backlog: int = 10_000
 
@@ -184,6 +189,22 @@ class Settings(BaseSettings):
             raise ValueError(f"not a cron expression: {value!r} (e.g. '0 3 * * *')")
         return value
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for part in value.split(","):
+            origin = part.strip()
+            if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"not an origin: {origin!r} (scheme://host[:port] in lower case, as a browser sends it, "
+                    "without path or trailing slash, e.g. https://shop.example.kz; or *)"
+                )
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _check_networks(cls, value: str) -> str:
@@ -192,6 +213,9 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part.strip(), strict=False)
         return value
 
+
+# What a browser sends in Origin: lower-case scheme and host, a port only if not the default.
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?")
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
