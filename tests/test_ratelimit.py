@@ -147,19 +147,5 @@ async def test_a_revoked_token_counts_as_none_a_second_later(client, db, ctx, me
     assert (await client.get(f"/api/payment/{pid}", headers=merchant.headers)).status_code == 200  # the token's
     assert (await client.get("/api/transactions", headers=merchant.headers)).status_code == 401  # no cache here
     clock.advance(seconds=1)
-    # The address's, whose one request a minute the 401 above has spent.
-    assert (await client.get(f"/api/payment/{pid}", headers=merchant.headers)).status_code == 429
-
-
-async def test_unknown_tokens_on_token_endpoints_count_against_the_address(client, ctx, merchant):
-    """A made-up token gets 401 while the address has requests left, then 429: guessing tokens
-    (each guess a database lookup) is limited like any other unauthenticated traffic. A valid
-    token from the same address is not held back."""
-    ctx.settings.rate_limit_ip_per_minute = 3
-    codes = [
-        (await client.get("/api/transactions", headers={"X-API-Token": f"{n:064x}"})).status_code for n in range(3)
-    ]
-    assert codes == [401, 401, 401]
-    assert (await client.get("/api/transactions", headers={"X-API-Token": "guess"})).status_code == 429
-    assert (await client.get("/api/transactions")).status_code == 429  # no token at all: the same
-    assert (await client.get("/api/transactions", headers=merchant.headers)).status_code == 200
+    codes = [(await client.get(f"/api/payment/{pid}", headers=merchant.headers)).status_code for _ in range(2)]
+    assert codes == [200, 429]  # the address's one a minute

@@ -119,8 +119,8 @@ class Settings(BaseSettings):
     #   GET /api/transaction/{id}): the old docs tell merchants to poll each live payment every
     #   second, so 30000 (500 a second) lets one merchant poll 500 live payments, 2.5 times the 200
     #   tests/test_ratelimit.py::test_200_live_payments_polled_every_second_with_one_token checks;
-    # - per client address, for requests without a valid token: the payment page, public reads,
-    #   and token endpoints called with a missing or unknown token (a made-up token counts as none).
+    # - per client address, on the public endpoints (the payment page, the public reads) for
+    #   requests without a valid token: a made-up or revoked token counts as none.
     rate_limit_token_per_minute: int = 6000
     rate_limit_token_reads_per_minute: int = 30_000
     rate_limit_ip_per_minute: int = 600

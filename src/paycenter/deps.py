@@ -86,9 +86,8 @@ def _hit_token(request: Request, ctx: AppContext, token_hash: str, *, read: bool
 async def _authenticated(request: Request, ctx: AppContext, token: str | None, *, read: bool) -> Merchant:
     found = await merchant_for_token(ctx, token)
     if found is None:
-        # Unauthenticated traffic is the address's: made-up tokens must not buy a way around its
-        # limit (each one costs a lookup), so a flood of them ends in 429 like any other.
-        hit_address(request)
+        # A 401, not counted against the address: that would turn the documented 401 into a 429
+        # for a busy address, and save no lookup (the token has to be looked up to know).
         if not token:
             raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
         raise Unauthorized("Invalid or revoked API token" if len(token) <= 200 else "Invalid API token")
