@@ -116,9 +116,9 @@ async def limit_public_read(request: Request, ctx: Context) -> None:
     or one that is unknown or revoked) the read is the client address's. The token is read here
     only for the count: the endpoint stays public (no 401) and its document declares no security."""
     limiter = _limiter(request)
-    token = request.headers.get("x-api-token")
     if limiter is None:
         return
+    token = request.headers.get("x-api-token")
     if token and len(token) <= 200:
         token_hash = merchants.hash_token(token.strip())
         valid = limiter.vouched(token_hash)
