@@ -20,6 +20,7 @@ from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
 from paycenter.context import AppContext
+from paycenter.cors import Cors
 from paycenter.jobs import heartbeats
 from paycenter.middleware import BodyLimit
 from paycenter.observability import RequestContext, exposition
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     admin_pages.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Cors, origins=settings.cors_origin_list)  # outside BodyLimit: a 413 is readable too
     app.add_middleware(RequestContext)  # outermost: every answer gets its request id and metrics
 
     gauges_cache: dict[str, Any] = {"at": 0.0, "value": {}}

@@ -113,10 +113,22 @@ class Settings(BaseSettings):
     # is asked first what became of it.
     refund_retry_for: str = "30m"
 
-    # Requests a minute per API token, and per client address on public endpoints (payment page,
-    # public payment reads); shared by all processes through the database. 0: no limit.
+    # Requests a minute, shared by all processes through the database (0: no limit):
+    # - per API token, for everything it does but read one payment;
+    # - per API token, for reads of one payment (GET /api/payment/{id}[/status] with the token,
+    #   GET /api/transaction/{id}): the old docs tell merchants to poll each live payment every
+    #   second, so 30000 (500 a second) lets one merchant poll 500 live payments, 2.5 times the 200
+    #   tests/test_ratelimit.py::test_200_live_payments_polled_every_second_with_one_token checks;
+    # - per client address, on the public endpoints (the payment page, the public reads) for
+    #   requests without a valid token: a made-up or revoked token counts as none.
     rate_limit_token_per_minute: int = 6000
+    rate_limit_token_reads_per_minute: int = 30_000
     rate_limit_ip_per_minute: int = 600
+
+    # Origins (scheme://host[:port], comma-separated) whose web pages may call the token endpoints
+    # (CORS). Empty: none, those endpoints answer no CORS headers. "*": any page, as the old system
+    # answered. The public endpoints (a payment's status, payment methods, ...) answer any origin.
+    cors_origins: str = ""
 
     # /readyz answers 503 when more webhook deliveries than this are overdue.
     ready_max_backlog: int = 10_000
@@ -177,6 +189,22 @@ class Settings(BaseSettings):
             raise ValueError(f"not a cron expression: {value!r} (e.g. '0 3 * * *')")
         return value
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for part in value.split(","):
+            origin = part.strip()
+            if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"not an origin: {origin!r} (scheme://host[:port] in lower case, as a browser sends it, "
+                    "without path or trailing slash, e.g. https://shop.example.kz; or *)"
+                )
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _check_networks(cls, value: str) -> str:
@@ -185,6 +213,9 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part.strip(), strict=False)
         return value
 
+
+# What a browser sends in Origin: lower-case scheme and host, a port only if not the default.
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?")
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -15,6 +15,7 @@ from paycenter.errors import Unauthorized
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.money import ExactFloat
+from paycenter.ratelimit import RateLimiter, hit_address
 
 
 class ExactJsonRequest(Request):
@@ -56,26 +57,83 @@ _token_header = APIKeyHeader(
 )
 
 
-async def current_merchant(
-    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
-) -> Merchant:
-    if not token:
-        raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
-    if len(token) > 200:
-        raise Unauthorized("Invalid API token")
+async def merchant_for_token(ctx: AppContext, token: str | None) -> tuple[Merchant, str] | None:
+    """The active merchant an unrevoked token belongs to, with the token's hash; None for a missing,
+    malformed, unknown or revoked token. Looked up on every call (``merchants.authenticate``)."""
+    if not token or len(token) > 200:
+        return None
     token = token.strip()
     token_hash = merchants.hash_token(token)
     async with ctx.db.read_once() as session:
         merchant = await merchants.authenticate(session, token, token_hash=token_hash)
-    if merchant is None:
-        raise Unauthorized("Invalid or revoked API token")
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
+    return None if merchant is None else (merchant, token_hash)
+
+
+def _limiter(request: Request) -> RateLimiter | None:
+    return getattr(request.app.state, "rate_limiter", None)
+
+
+def _hit_token(request: Request, ctx: AppContext, token_hash: str, *, read: bool) -> None:
+    limiter = _limiter(request)
+    if limiter is None:
+        return
+    if read:
+        limiter.hit(f"read:{token_hash[:32]}", ctx.settings.rate_limit_token_reads_per_minute)
+    else:
         limiter.hit(f"token:{token_hash[:32]}", ctx.settings.rate_limit_token_per_minute)
+
+
+async def _authenticated(request: Request, ctx: AppContext, token: str | None, *, read: bool) -> Merchant:
+    found = await merchant_for_token(ctx, token)
+    if found is None:
+        # A 401, not counted against the address: that would turn the documented 401 into a 429
+        # for a busy address, and save no lookup (the token has to be looked up to know).
+        if not token:
+            raise Unauthorized("Missing X-API-Token header", headers={"WWW-Authenticate": "ApiKey"})
+        raise Unauthorized("Invalid or revoked API token" if len(token) <= 200 else "Invalid API token")
+    merchant, token_hash = found
+    _hit_token(request, ctx, token_hash, read=read)
     return merchant
 
 
+async def current_merchant(
+    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
+) -> Merchant:
+    return await _authenticated(request, ctx, token, read=False)
+
+
+async def reading_merchant(
+    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
+) -> Merchant:
+    """``current_merchant`` for reads of one payment, which merchants poll: counted against the
+    token's read limit (PAYCENTER_RATE_LIMIT_TOKEN_READS_PER_MINUTE)."""
+    return await _authenticated(request, ctx, token, read=True)
+
+
+async def limit_public_read(request: Request, ctx: Context) -> None:
+    """Rate limit of a public read (a payment's status): a merchant's server polling its payments
+    sends its token, and is counted against that token's read limit; without a valid token (none,
+    or one that is unknown or revoked) the read is the client address's. The token is read here
+    only for the count: the endpoint stays public (no 401) and its document declares no security."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return
+    token = request.headers.get("x-api-token")
+    if token and len(token) <= 200:
+        token_hash = merchants.hash_token(token.strip())
+        valid = limiter.vouched(token_hash)
+        if not valid and await merchant_for_token(ctx, token) is not None:
+            limiter.vouch(token_hash)  # looked up, not taken from the last second's answer
+            valid = True
+        if valid:
+            _hit_token(request, ctx, token_hash, read=True)
+            return
+    hit_address(request)
+
+
 CurrentMerchant = Annotated[Merchant, Depends(current_merchant)]
+ReadingMerchant = Annotated[Merchant, Depends(reading_merchant)]
+PublicRead = Annotated[None, Depends(limit_public_read)]
 
 
 def public_base_url(ctx: AppContext, request: Request) -> str:

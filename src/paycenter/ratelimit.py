@@ -28,6 +28,7 @@ from paycenter.errors import ApiError
 
 log = logging.getLogger("paycenter.ratelimit")
 WINDOW = 60  # seconds
+VOUCH_FOR = timedelta(seconds=1)
 
 
 class RateCounter(Base):
@@ -54,6 +55,8 @@ class RateLimiter:
         self.clock = clock
         self._pending: dict[tuple[str, datetime], int] = defaultdict(int)
         self._shared: dict[tuple[str, datetime], int] = {}
+        # Hashes of tokens found valid, and when: see ``vouched``.
+        self._vouched: dict[str, datetime] = {}
 
     def hit(self, key: str, limit: int) -> None:
         """Count one request for ``key``; refuse (429) once the window's limit is reached."""
@@ -69,6 +72,22 @@ class RateLimiter:
                 headers={"Retry-After": str(retry)},
             )
         self._pending[slot] += 1
+
+    def vouched(self, token_hash: str) -> bool:
+        """Whether the token was found valid in the last second.
+
+        For counting public reads only, which a valid token moves from its address's limit to its
+        own: a merchant's poller then costs one token lookup a second instead of one per read.
+        Nothing is let in on it (token endpoints look the token up every time), and a token revoked
+        this second has its public reads counted as its own a second longer."""
+        seen = self._vouched.get(token_hash)
+        return seen is not None and self.clock() - seen < VOUCH_FOR
+
+    def vouch(self, token_hash: str) -> None:
+        now = self.clock()
+        if len(self._vouched) >= 1000:  # only valid tokens get here; a second's worth is few
+            self._vouched = {h: t for h, t in self._vouched.items() if now - t < VOUCH_FOR}
+        self._vouched[token_hash] = now
 
     async def sync(self) -> None:
         """Add this process's hits to the shared counters and learn everyone's totals."""
@@ -145,12 +164,19 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def limit_by_address(request: Request) -> None:
-    """Dependency for public endpoints (payment page, public payment reads)."""
-    ctx = request.app.state.ctx
+def hit_address(request: Request) -> None:
+    """Count a request that no valid API token vouches for against its client address."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
-        limiter.hit(f"ip:{client_address(request)}"[:120], ctx.settings.rate_limit_ip_per_minute)
+        limit = request.app.state.ctx.settings.rate_limit_ip_per_minute
+        limiter.hit(f"ip:{client_address(request)}"[:120], limit)
+
+
+async def limit_by_address(request: Request) -> None:
+    """Dependency for public endpoints the payer's browser calls (the payment page); the public
+    reads a merchant's server polls use ``paycenter.deps.PublicRead``, which counts a valid token's
+    reads against the token instead."""
+    hit_address(request)
 
 
 PublicRateLimit = Annotated[None, Depends(limit_by_address)]

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paycenter import contract, pagination
 from paycenter.context import AppContext
 from paycenter.contract import TEXT_PATTERN, DateTime
-from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, public_base_url
+from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
 from paycenter.errors import Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
@@ -34,7 +34,6 @@ from paycenter.payments.schemas import (
     Statistics,
     TransactionPage,
 )
-from paycenter.ratelimit import PublicRateLimit
 
 router = APIRouter(
     prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
@@ -125,9 +124,12 @@ async def _public(ctx: Context, request: Request, payment_id: str) -> JSONRespon
     responses=error_responses(404, 429),
     summary="Get a payment (public)",
 )
-async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> JSONResponse:
+async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRead) -> JSONResponse:
     """Public: anyone with the 128-bit payment id may read its amounts and status (the payment page
-    does). No metadata, customer data or webhook settings are shown here."""
+    does). No metadata, customer data or webhook settings are shown here.
+
+    Rate limited per client address; a server polling its payments may send its `X-API-Token`, and
+    is then counted against the token's far larger read limit (an unknown token counts as none)."""
     return await _public(ctx, request, payment_id)
 
 
@@ -137,7 +139,7 @@ async def get_payment(payment_id: str, ctx: Context, request: Request, _: Public
     responses=error_responses(404, 429),
     summary="Get a payment's status (public)",
 )
-async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRateLimit) -> JSONResponse:
+async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRead) -> JSONResponse:
     return await _public(ctx, request, payment_id)
 
 
@@ -291,7 +293,7 @@ async def list_transactions(
     responses=error_responses(401, 404),
     summary="Get one of your payments with its history",
 )
-async def get_transaction(payment_id: str, merchant: CurrentMerchant, ctx: Context, request: Request) -> dict[str, Any]:
+async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Context, request: Request) -> dict[str, Any]:
     async with ctx.db.reading() as session:
         payment = await service.get_for_merchant(session, merchant_id=merchant.id, payment_id=_payment_id(payment_id))
         hist = await queries.history(session, payment.id)
