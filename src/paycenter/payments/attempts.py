@@ -345,18 +345,25 @@ async def start(
     """The payer starts paying (or pays the rest): the three steps above, end to end.
 
     A terminal that did nothing with the request (busy with an operation of its own: 107; its
-    token refused) is left out and the next free one is tried, up to ``TERMINAL_TRIES``."""
+    token refused; no connection) is left out and the next free one is tried, up to
+    ``TERMINAL_TRIES``; when none is left the payer hears why the last one refused."""
     refused: set[str] = set()  # terminals that did nothing with this payer's request
+    last_refusal = ""
     for tries_left in range(TERMINAL_TRIES - 1, -1, -1):
-        async with db.transaction() as session:
-            begun = await begin(
-                session,
-                payment_id=payment_id,
-                method_code=method_code,
-                providers=providers,
-                now=clock(),
-                avoid=refused,
-            )
+        try:
+            async with db.transaction() as session:
+                begun = await begin(
+                    session,
+                    payment_id=payment_id,
+                    method_code=method_code,
+                    providers=providers,
+                    now=clock(),
+                    avoid=refused,
+                )
+        except TerminalsBusy:
+            if not refused:
+                raise
+            raise _not_accepted(last_refusal) from None
         provider = providers.get(begun.provider)
         attempt_id = begun.request.attempt_id
         try:
@@ -369,10 +376,9 @@ async def start(
                     session, attempt_id=attempt_id, status=AttemptStatus.FAILED, now=clock(), error=exc.message
                 )
             if not (isinstance(exc, NotSent) and terminal is not None and tries_left > 0):
-                raise ApiError(
-                    f"The bank did not accept the payment: {exc.message}", code="provider_error", status_code=502
-                ) from None
+                raise _not_accepted(exc.message) from None
             refused.add(terminal.id)
+            last_refusal = exc.message
     async with db.transaction() as session:
         attached = await attach(session, attempt_id=attempt_id, started=started, now=clock())
     if not attached:  # closed while we waited (the payment expired or was cancelled)
@@ -394,6 +400,10 @@ def ref_of_started(begun: Begun, started: Started) -> AttemptRef:
 
 
 TERMINAL_TRIES = 3
+
+
+def _not_accepted(reason: str) -> ApiError:
+    return ApiError(f"The bank did not accept the payment: {reason}", code="provider_error", status_code=502)
 
 
 async def cancel_at_provider(providers: Providers, provider_name: str, attempt: AttemptRef) -> bool:
