@@ -516,6 +516,15 @@ async def test_pos_success_amount_is_read_from_the_cheque_in_every_shape(kaspi: 
     assert (body["paid_amount"], body["status"]) == (1500, "paid")
 
 
+async def _failures_reach(db: Database, attempt_id: str, count: int) -> None:
+    async def reached() -> bool:
+        async with db.reading() as session:
+            failures = await session.scalar(select(Attempt.poll_failures).where(Attempt.id == attempt_id))
+        return (failures or 0) >= count
+
+    await eventually(reached, timeout=5, what=f"{count} unknown polls to be recorded")
+
+
 async def _quarantine_reason(db: Database, attempt_id: str) -> str | None:
     async with db.reading() as session:
         return await session.scalar(
@@ -587,18 +596,31 @@ async def test_pos_unknown_outcome_is_actualized_10_s_apart_then_goes_to_an_oper
     k.pos.set_mode(name, "stuck")  # unknown, and actualize cannot re-sync either
     await wait_until(lambda: k.pos.terminal(name)["actualizeCalls"] == 1, timeout=5, what="the first actualize")
 
+    # Each step waits until the poll's back-off is stored before moving the clock: the terminal
+    # counts a call when it arrives, and a clock moved under a poll still in flight would date its
+    # back-off (and its next poll) after the jump.
+    await _failures_reach(k.db, attempt.id, 1)
     polls = k.pos.terminal(name)["statusCalls"]
     clock.advance(seconds=5)  # past the poller's backoff, within the 10 s
     await wait_until(lambda: k.pos.terminal(name)["statusCalls"] > polls, timeout=5, what="another status call")
+    await _failures_reach(k.db, attempt.id, 2)
     assert k.pos.terminal(name)["actualizeCalls"] == 1
     clock.advance(seconds=6)
     await wait_until(lambda: k.pos.terminal(name)["actualizeCalls"] == 2, timeout=5, what="the second actualize")
+    await _failures_reach(k.db, attempt.id, 3)
 
-    clock.advance(seconds=170)  # 181 s without an outcome
+    # Past poller_give_up_after (30 s here): an unknown outcome is never closed as failed for want
+    # of an answer (the money may have been taken); it waits for the terminal or an operator.
+    clock.advance(seconds=30)
+    await wait_until(lambda: k.pos.terminal(name)["actualizeCalls"] == 3, timeout=5, what="the third actualize")
+    await _failures_reach(k.db, attempt.id, 4)
+    assert await _status_of(k.db, attempt.id, "live")
+
+    clock.advance(seconds=140)  # 181 s without an outcome
     await eventually(lambda: _quarantine_reason(k.db, attempt.id), timeout=5, what="the attempt to be set aside")
     assert "not known the outcome" in (await _quarantine_reason(k.db, attempt.id) or "")
     assert await _status_of(k.db, attempt.id, "live")
-    assert k.pos.terminal(name)["actualizeCalls"] == 2
+    assert k.pos.terminal(name)["actualizeCalls"] == 3
 
 
 async def test_twenty_payers_race_for_three_terminals(kaspi: Kaspi, merchant):

@@ -267,7 +267,10 @@ class Poller:
                 PROVIDER_CALLS.labels(provider.name, "poll").observe(time.perf_counter() - began)
         report.polled += 1
         if result.state is PollState.UNKNOWN:
-            await self._trouble(ref.attempt_id, result.error or "the provider does not know the status", report)
+            # The provider does not know whether the money was taken: back off, but never close the
+            # try as failed for it (the provider hands it to an operator: NeedsOperator).
+            error = result.error or "the provider does not know the status"
+            await self._trouble(ref.attempt_id, error, report, give_up=False)
             return
         if result.state in (PollState.WAITING, PollState.ACTIVE) and result.expires_at is None:
             return  # still in progress, no new deadline: nothing to write
@@ -298,14 +301,14 @@ class Poller:
             else:
                 await attempts.watch_later(session, attempt_id=ref.attempt_id, at=self.clock() + self.late_every)
 
-    async def _trouble(self, attempt_id: str, error: str, report: CycleReport) -> None:
+    async def _trouble(self, attempt_id: str, error: str, report: CycleReport, *, give_up: bool = True) -> None:
         async with self.db.transaction() as session:
             ended = await attempts.trouble(
                 session,
                 attempt_id=attempt_id,
                 error=error,
                 now=self.clock(),
-                give_up_after=self.give_up_after,
+                give_up_after=self.give_up_after if give_up else float("inf"),
                 max_backoff=self.max_backoff,
             )
         report.ended += ended
