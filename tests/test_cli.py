@@ -24,6 +24,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from conftest import REQUIRED, SEED_BODY, SERVER_URLS, _drop_server_database, _fresh_server_database
+from paycenter import versions
 from paycenter.app import create_app
 from paycenter.config import Settings
 from served import PAYCENTER, paycenter_cli
@@ -100,11 +101,23 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     plain = (await cli("merchant", "create", "Second shop")).ok()
     assert "pct_" in plain.out and "mer_" in plain.out
 
+    assert merchant["api_version"] == versions.CURRENT
+    # API versions (docs/migrating.md): pinned at creation, changed later, refused when unknown.
+    old = (await cli("merchant", "create", "Old shop", "--api-version", "legacy", "--json")).json()
+    assert old["api_version"] == "legacy"
+    bad = await cli("merchant", "create", "Odd shop", "--api-version", "2001-01-01")
+    assert bad.rc == 2 and "Unknown API version" in bad.err
+    moved = (await cli("merchant", "api-version", old["merchant_id"], versions.CURRENT)).ok()
+    assert f"legacy -> {versions.CURRENT}" in moved.out
+    assert (await cli("merchant", "api-version", old["merchant_id"], "nope")).rc == 2
+    assert (await cli("merchant", "api-version", "mer_missing", "legacy")).rc == 1
+
     listed_json, listed_table = await asyncio.gather(cli("merchant", "list", "--json"), cli("merchant", "list"))
     listed = listed_json.json()
-    assert [(m["name"], m["webhook_url"]) for m in listed] == [
-        ("Coffee & Co", "https://shop.example/hook"),
-        ("Second shop", None),
+    assert [(m["name"], m["webhook_url"], m["api_version"]) for m in listed] == [
+        ("Coffee & Co", "https://shop.example/hook", versions.CURRENT),
+        ("Second shop", None, versions.CURRENT),
+        ("Old shop", None, versions.CURRENT),
     ]
     assert listed[0]["merchant_id"] == mid
     table = listed_table.ok().out

@@ -279,6 +279,8 @@ async def test_merchants_tokens_and_terminals(legacy_url: str, db: Database) -> 
     assert one.signing_secret.startswith("whsec_")
     assert one.created_at == _utc(2024, 1, 10, 3, 0)  # 09:00 at UTC+6
     assert merchants["mer_legacy_3"].is_active is False
+    # Their integrations keep working unchanged: the old API's shapes, and "paid within 10 KZT".
+    assert {(m.api_version, m.underpayment_tolerance) for m in merchants.values()} == {("legacy", 1000)}
     token = tokens["tok_legacy_1"]
     assert token.merchant_id == "mer_legacy_1" and token.prefix == TOKEN_ONE[:8]
     assert token.token_hash == hash_token(TOKEN_ONE) and token.revoked_at is None

@@ -14,7 +14,7 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import contract, crypto
+from paycenter import contract, crypto, versions
 from paycenter.config import Settings, get_settings
 from paycenter.db import Database, utcnow
 from paycenter.errors import ApiError
@@ -252,10 +252,18 @@ def worker() -> None:
 def merchant_create(
     name: str,
     webhook_url: Annotated[str | None, typer.Option(help="Default webhook URL for its payments.")] = None,
+    api_version: Annotated[
+        str,
+        typer.Option(
+            help=f"API version its answers are rendered in ({', '.join(versions.VERSIONS)}); "
+            "'legacy' for an integration written for the old PHP system."
+        ),
+    ] = versions.CURRENT,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a merchant and print its first API token (shown only once)."""
     try:
+        api_version = versions.check(api_version)
         webhook_url = check_webhook_url(
             contract.check_url(webhook_url.strip() if webhook_url else None, field="--webhook-url", max_length=500),
             parse_networks(get_settings().webhook_allowed_networks),
@@ -271,7 +279,7 @@ def merchant_create(
     async def go(db: Database) -> tuple[Merchant, str]:
         async with db.transaction() as session:
             merchant = await merchants.create_merchant(
-                session, name=name.strip(), webhook_url=webhook_url, now=utcnow()
+                session, name=name.strip(), webhook_url=webhook_url, now=utcnow(), api_version=api_version
             )
             issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=utcnow())
             await _audit(
@@ -281,6 +289,7 @@ def merchant_create(
                 token_id=issued.token.id,
                 name=merchant.name,
                 webhook_url=webhook_url,
+                api_version=api_version,
             )
             return merchant, issued.secret
 
@@ -291,6 +300,7 @@ def merchant_create(
                 {
                     "merchant_id": merchant.id,
                     "name": merchant.name,
+                    "api_version": merchant.api_version,
                     "api_token": token,
                     "webhook_signing_secret": merchant.signing_secret,
                 }
@@ -298,7 +308,7 @@ def merchant_create(
         )
     else:
         typer.echo(
-            f"merchant {merchant.id} ({merchant.name})\n"
+            f"merchant {merchant.id} ({merchant.name}), API version {merchant.api_version}\n"
             f"api token (shown only now): {token}\n"
             f"webhook signing secret: {merchant.signing_secret}"
         )
@@ -314,10 +324,40 @@ def merchant_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 
     rows = _with_db(go)
     if as_json:
-        typer.echo(json.dumps([{"merchant_id": m.id, "name": m.name, "webhook_url": m.webhook_url} for m in rows]))
+        typer.echo(
+            json.dumps(
+                [
+                    {"merchant_id": m.id, "name": m.name, "webhook_url": m.webhook_url, "api_version": m.api_version}
+                    for m in rows
+                ]
+            )
+        )
         return
     for m in rows:
-        typer.echo(f"{m.id}  {m.name}  {m.webhook_url or '-'}")
+        typer.echo(f"{m.id}  {m.name}  {m.webhook_url or '-'}  api {m.api_version}")
+
+
+@merchant_app.command("api-version")
+def merchant_api_version(
+    merchant_id: str,
+    version: Annotated[str, typer.Argument(help=f"One of {', '.join(versions.VERSIONS)}.")],
+) -> None:
+    """Pin a merchant to an API version: how its answers, errors and webhooks are rendered
+    (docs/migrating.md). Takes effect on its next request."""
+    try:
+        version = versions.check(version)
+    except versions.UnknownVersion as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(db: Database) -> tuple[str, str]:
+        async with db.transaction() as session:
+            before, after = await merchants.set_api_version(session, merchant_id=merchant_id, api_version=version)
+            await _audit(session, "merchant_api_version", merchant_id, before=before, after=after)
+            return before, after
+
+    before, after = _with_db(go)
+    typer.echo(f"merchant {merchant_id}: API version {before} -> {after}")
 
 
 @token_app.command("create")

@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
+from paycenter import versions
 from paycenter.context import AppContext
 from paycenter.errors import Unauthorized
 from paycenter.merchants import service as merchants
@@ -93,6 +94,7 @@ async def _authenticated(request: Request, ctx: AppContext, token: str | None, *
         raise Unauthorized("Invalid or revoked API token" if len(token) <= 200 else "Invalid API token")
     merchant, token_hash = found
     _hit_token(request, ctx, token_hash, read=read)
+    versions.use(request.scope, merchant.api_version)
     return merchant
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paycenter import versions
 from paycenter.storable import clean_text
 
 log = logging.getLogger("paycenter.errors")
@@ -156,14 +157,30 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return Unprocessable(f"Invalid request: {summary}", fields=fields)
 
 
+# The old API answered bad input and refused state changes (a cancel of a paid payment) with 400
+# (legacy-api.md §1): merchants on the 'legacy' version get that code, with the same body.
+LEGACY_STATUS = {409: 400, 422: 400}
+
+
+def versioned(request: Request, response: JSONResponse) -> JSONResponse:
+    """The refusal in the status code of the request's API version (``paycenter.versions``)."""
+    if versions.is_legacy(request.scope) and response.status_code in LEGACY_STATUS:
+        response.status_code = LEGACY_STATUS[response.status_code]
+    return response
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return versioned(request, error_response(exc))
+
+    @app.exception_handler(versions.UnknownVersion)
+    async def _unknown_version(_request: Request, exc: versions.UnknownVersion) -> JSONResponse:
+        return error_response(ApiError(str(exc), code="unknown_api_version"))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return versioned(request, error_response(validation_error(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import NullPool
 
-from paycenter import storable
+from paycenter import storable, versions
 from paycenter.db import Base, Database, create_engine, is_payment_id, utcnow
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token, new_signing_secret
@@ -93,6 +93,10 @@ class BadRow(Exception):
 
 
 # --- identifiers ----------------------------------------------------------------------------
+
+
+# legacy-system.md: "paid meant net received ≥ original − 10 KZT" (minor units).
+LEGACY_UNDERPAYMENT_TOLERANCE = 1000
 
 
 def merchant_id(source_id: int) -> str:
@@ -1076,6 +1080,10 @@ async def _import_merchants(
                     default_provider=opts.default_provider,
                     is_active=_flag(row["is_active"], True),
                     created_at=parse_time(row["created_at"], tz) or now,
+                    # Its integration keeps working unchanged: the old shapes, codes and formats,
+                    # and the old "paid within 10 KZT" rule (docs/migrating.md).
+                    api_version=versions.LEGACY,
+                    underpayment_tolerance=LEGACY_UNDERPAYMENT_TOLERANCE,
                 )
             )
         token, tid = tokens[sid], token_id(sid)

@@ -6,7 +6,8 @@ from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paycenter.crypto import EncryptedString
-from paycenter.db import Base, UTCDateTime, utcnow
+from paycenter.db import Base, Money, UTCDateTime, utcnow
+from paycenter.versions import CURRENT
 
 
 class Merchant(Base):
@@ -24,6 +25,12 @@ class Merchant(Base):
     default_provider: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # How the API renders answers for this merchant (paycenter.versions); requests may override it
+    # with the Paycenter-Version header. Merchants imported from the old system are 'legacy'.
+    api_version: Mapped[str] = mapped_column(String(20), default=CURRENT, server_default=CURRENT)
+    # A payment counts as paid when it lacks at most this much (minor units): the old system's
+    # rule was 10 KZT (imported merchants keep it); new merchants get none.
+    underpayment_tolerance: Mapped[int] = mapped_column(Money, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from paycenter import crypto
+from paycenter import crypto, versions
 from paycenter.db import new_id
 from paycenter.errors import NotFound
 from paycenter.merchants.models import ApiToken, Merchant
@@ -44,6 +44,7 @@ async def create_merchant(
     now: datetime,
     webhook_url: str | None = None,
     default_provider: str | None = None,
+    api_version: str = versions.CURRENT,
 ) -> Merchant:
     merchant = Merchant(
         id=new_id("mer"),
@@ -53,10 +54,21 @@ async def create_merchant(
         default_provider=default_provider,
         is_active=True,
         created_at=now,
+        api_version=versions.check(api_version),
+        underpayment_tolerance=0,
     )
     session.add(merchant)
     await session.flush()
     return merchant
+
+
+async def set_api_version(session: AsyncSession, *, merchant_id: str, api_version: str) -> tuple[str, str]:
+    """Pin a merchant to an API version; (before, after)."""
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise NotFound(f"Merchant {merchant_id} not found")
+    before, merchant.api_version = merchant.api_version, versions.check(api_version)
+    return before, merchant.api_version
 
 
 async def issue_token(session: AsyncSession, *, merchant_id: str, now: datetime, name: str = "") -> IssuedToken:

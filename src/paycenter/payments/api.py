@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import contract, pagination
+from paycenter import contract, pagination, versions
 from paycenter.context import AppContext
 from paycenter.contract import TEXT_PATTERN, DateTime
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
@@ -112,7 +112,8 @@ async def init_payment(
 
 async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
     async with ctx.db.read_once() as session:
-        payment = await service.get(session, _payment_id(payment_id))
+        payment, api_version = await service.get_with_api_version(session, _payment_id(payment_id))
+    versions.use(request.scope, api_version)
     # views.public has exactly PaymentPublic's fields, already as strings: answered as is, not
     # validated and serialized again through the response model on every poll of the page.
     return JSONResponse(envelope(views.public(payment, public_base_url(ctx, request))))

@@ -134,6 +134,8 @@ class Payment(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The payer first opened the payment (POST /api/payment/{id}/track-visit, the old pages' call).
+    first_visited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def remaining_amount(self) -> int:

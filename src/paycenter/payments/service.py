@@ -123,6 +123,22 @@ async def get(session: AsyncSession, payment_id: str) -> Payment:
     return payment
 
 
+async def get_with_api_version(session: AsyncSession, payment_id: str) -> tuple[Payment, str]:
+    """The payment (as ``get``) and its merchant's API version, in one query: public reads render
+    a payment the way its merchant's integration expects (``paycenter.versions``)."""
+    _check_id(payment_id)
+    row = (
+        await session.execute(
+            select(Payment, Merchant.api_version)
+            .join(Merchant, Merchant.id == Payment.merchant_id)
+            .where(Payment.id == payment_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("Payment not found")
+    return row[0], row[1]
+
+
 async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_id: str) -> Payment:
     """A merchant sees only its own payments; another's is simply not found."""
     _check_id(payment_id)
