@@ -5,6 +5,8 @@ API answered 400 where the current one says 422 or 409), the header's checks, an
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -79,3 +81,20 @@ async def test_a_public_read_is_rendered_in_the_payment_merchants_version(
     assert r.status_code == 200
     bad = await client.get(f"/api/payment/{pid}", headers={"Paycenter-Version": "nope"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_api_version"
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"])
+async def test_a_json_body_is_read_whatever_its_declared_type(
+    client: httpx.AsyncClient, legacy_merchant: MerchantCreds, content_type: str
+) -> None:
+    """legacy-api.md §1: the old API decoded the body as JSON whatever the Content-Type, and PHP's
+    curl sends a JSON string given as POSTFIELDS as a form. Bad input still gets the legacy 400."""
+    headers = {"X-API-Token": legacy_merchant.token, "Content-Type": content_type}
+    r = await client.post("/api/payment/init", content=json.dumps(SEED_BODY), headers=headers)
+    assert r.status_code == 201, r.text
+    pid = r.json()["data"]["transaction_id"]
+    bad = await client.post("/api/payment/init", content="amount=500", headers=headers)
+    assert bad.status_code == 400 and bad.json()["success"] is False
+    # PHP's json_encode(array()) as a cancel's body: the empty object, not a refusal.
+    cancelled = await client.post(f"/api/payment/{pid}/cancel", content="[]", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text

@@ -259,11 +259,22 @@ def merchant_create(
             "'legacy' for an integration written for the old PHP system."
         ),
     ] = versions.CURRENT,
+    default_provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider of its payments when a request names none (sandbox, kaspi_qr, kaspi_pos); "
+            "paycenter's default (sandbox) if omitted. Old integrations name none."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a merchant and print its first API token (shown only once)."""
     try:
         api_version = versions.check(api_version)
+        from paycenter.providers.registry import KNOWN as KNOWN_PROVIDERS  # providers load on demand
+
+        if default_provider is not None and default_provider not in KNOWN_PROVIDERS:
+            raise ValueError(f"--default-provider must be one of: {', '.join(KNOWN_PROVIDERS)}")
         webhook_url = check_webhook_url(
             contract.check_url(webhook_url.strip() if webhook_url else None, field="--webhook-url", max_length=500),
             parse_networks(get_settings().webhook_allowed_networks),
@@ -279,7 +290,12 @@ def merchant_create(
     async def go(db: Database) -> tuple[Merchant, str]:
         async with db.transaction() as session:
             merchant = await merchants.create_merchant(
-                session, name=name.strip(), webhook_url=webhook_url, now=utcnow(), api_version=api_version
+                session,
+                name=name.strip(),
+                webhook_url=webhook_url,
+                now=utcnow(),
+                api_version=api_version,
+                default_provider=default_provider,
             )
             issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=utcnow())
             await _audit(
@@ -290,6 +306,7 @@ def merchant_create(
                 name=merchant.name,
                 webhook_url=webhook_url,
                 api_version=api_version,
+                default_provider=default_provider,
             )
             return merchant, issued.secret
 

@@ -29,17 +29,37 @@ class ExactJsonRequest(Request):
             # A bare number as the whole body is no amount: a plain float, which validation then
             # refuses as a body (pydantic reads a float subclass's attributes like a model's).
             self._json = float(parsed) if isinstance(parsed, ExactFloat) else parsed
+            if self._json == []:
+                # PHP's json_encode(array()) of an empty body ("[]", what an old client sends
+                # with a cancel): PHP has one type for both, so it is the empty object.
+                self._json = {}
         return self._json
 
 
+def _json_whatever_the_type(scope: dict[str, Any]) -> dict[str, Any]:
+    """The scope with its body declared JSON: the old API decoded the body as JSON whatever its
+    Content-Type (legacy-api.md §1), and PHP's curl sends a JSON string given as POSTFIELDS as
+    ``application/x-www-form-urlencoded``. A body that is not JSON is then refused as such (400)."""
+    headers = scope.get("headers") or []
+    declared = [value for name, value in headers if name == b"content-type"]
+    if not declared or any(b"json" in value.lower() for value in declared):
+        return scope  # FastAPI reads a body without a type as JSON already
+    scope.setdefault("state", {})  # shared with the copy: the request's API version is kept there
+    kept = [(name, value) for name, value in headers if name != b"content-type"]
+    return {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+
+
 class ExactJsonRoute(APIRoute):
-    """The API's routes: bodies parsed by ``ExactJsonRequest``."""
+    """The API's routes: bodies parsed by ``ExactJsonRequest``, as JSON whatever their declared type."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def exact(request: Request) -> Response:
-            return await handler(ExactJsonRequest(request.scope, request.receive))
+            scope = request.scope
+            if request.method in ("POST", "PUT", "PATCH"):
+                scope = _json_whatever_the_type(scope)
+            return await handler(ExactJsonRequest(scope, request.receive))
 
         return exact
 
