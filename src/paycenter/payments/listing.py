@@ -48,10 +48,6 @@ def _day(value: Any) -> Any:
     return value
 
 
-_DATE_DOC = "A calendar day in Asia/Almaty (YYYY-MM-DD), included."
-_AMOUNT_DOC = "Amount in major units (500.50), compared with the payment's amount, included."
-
-
 class CurrentQuery(BaseModel):
     """What the current version takes, in the document's order."""
 
