@@ -22,7 +22,7 @@ from paycenter.config import Settings, get_settings
 from paycenter.context import AppContext
 from paycenter.cors import Cors
 from paycenter.jobs import heartbeats
-from paycenter.middleware import BodyLimit
+from paycenter.middleware import ApiTrailingSlash, BodyLimit
 from paycenter.observability import RequestContext, exposition
 from paycenter.payments.api import router as payments_router
 from paycenter.ratelimit import RateLimiter
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.mount("/admin/static", StaticFiles(directory=Path(admin_pages.__file__).parent / "static"), name="admin-static")
     admin_pages.install(app)
     docs.install(app)
+    app.add_middleware(ApiTrailingSlash)  # innermost: routing sees the trimmed path
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Cors, origins=settings.cors_origin_list)  # outside BodyLimit: a 413 is readable too
     app.add_middleware(RequestContext)  # outermost: every answer gets its request id and metrics

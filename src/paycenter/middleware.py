@@ -83,3 +83,26 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class ApiTrailingSlash:
+    """Serve ``/api/...`` paths written with trailing slashes (``/api/payment/init/``) as the path
+    without them, instead of Starlette's 307 redirect: the old API took them (it dropped empty
+    path segments), and PHP's curl does not follow redirects by default, let alone resend a POST.
+    Other paths (``/docs``, ``/admin``, ``/pay``) keep Starlette's behaviour."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(self.prefix) and path.endswith("/"):
+            trimmed = path.rstrip("/")
+            if len(trimmed) >= len(self.prefix.rstrip("/")):
+                scope = dict(scope)
+                scope["path"] = trimmed
+                raw = scope.get("raw_path")
+                if isinstance(raw, bytes) and raw.endswith(b"/"):
+                    scope["raw_path"] = raw.rstrip(b"/")
+        await self.app(scope, receive, send)

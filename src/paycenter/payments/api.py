@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -10,16 +10,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter import contract, pagination, versions
+from paycenter import contract, versions
 from paycenter.context import AppContext
-from paycenter.contract import TEXT_PATTERN, DateTime
+from paycenter.contract import DateTime
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
-from paycenter.errors import Unprocessable, envelope, error_responses
+from paycenter.errors import ApiError, Conflict, NotFound, Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
 from paycenter.money import FINEST_CURRENCY, MoneyError, api_minor, to_major_str
 from paycenter.observability import bind_transaction, transaction_from_path
-from paycenter.payments import queries, refunds, service, views
+from paycenter.payments import listing, queries, refunds, service, views, views_legacy
 from paycenter.payments.models import PaymentStatus
 from paycenter.payments.schemas import (
     CancelRequest,
@@ -34,6 +34,7 @@ from paycenter.payments.schemas import (
     Statistics,
     TransactionPage,
 )
+from paycenter.timefmt import almaty_date
 
 router = APIRouter(
     prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
@@ -100,10 +101,13 @@ async def init_payment(
     """Create a payment and get the link to send the payer to (`payment_url`)."""
     now = ctx.now()
     base_url = public_base_url(ctx, request)
+    legacy = versions.is_legacy(request.scope)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         payment = await service.create_payment(session, merchant=merchant, data=body, policy=ctx.init_policy, now=now)
         bind_transaction(payment.id)
+        if legacy:
+            return 201, envelope(views_legacy.created(payment, base_url), views_legacy.CREATED)
         return 201, envelope(views.created(payment, base_url), "Payment created")
 
     status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
@@ -111,9 +115,16 @@ async def init_payment(
 
 
 async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
-    async with ctx.db.read_once() as session:
-        payment, api_version = await service.get_with_api_version(session, _payment_id(payment_id))
+    try:
+        async with ctx.db.read_once() as session:
+            payment, api_version = await service.get_with_api_version(session, _payment_id(payment_id))
+    except NotFound:
+        if versions.is_legacy(request.scope):  # no payment, no merchant: the header's version
+            raise NotFound(views_legacy.NOT_FOUND) from None
+        raise
     versions.use(request.scope, api_version)
+    if versions.is_legacy(request.scope):
+        return JSONResponse(envelope(views_legacy.public(payment, public_base_url(ctx, request)), views_legacy.SUCCESS))
     # views.public has exactly PaymentPublic's fields, already as strings: answered as is, not
     # validated and serialized again through the response model on every poll of the page.
     return JSONResponse(envelope(views.public(payment, public_base_url(ctx, request))))
@@ -163,14 +174,34 @@ async def cancel_payment(
     now = ctx.now()
     body = body or CancelRequest()
     base_url = public_base_url(ctx, request)
+    pid = _payment_id(payment_id)
+    legacy = versions.is_legacy(request.scope)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
-        payment = await service.cancel(
-            session, merchant_id=merchant.id, payment_id=_payment_id(payment_id), reason=body.reason, now=now
-        )
+        payment = await service.cancel(session, merchant_id=merchant.id, payment_id=pid, reason=body.reason, now=now)
+        if legacy:
+            return 200, envelope(None, views_legacy.CANCELLED)
         return 200, envelope(views.detail(payment, base_url), "Payment cancelled")
 
-    status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
+    if not legacy:
+        status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
+        return _answer(status, data, replayed)
+    try:
+        status, data, replayed = await _once(ctx, merchant, request, idempotency_key, body, now, work)
+    except NotFound:
+        # The old API's words and code for a payment that is not there (or is another merchant's).
+        raise ApiError(views_legacy.NOT_FOUND, code="not_found") from None
+    except Conflict as exc:
+        if exc.code != Conflict.code:  # an Idempotency-Key's conflict, not the payment's state
+            raise
+        # The old API answered a repeated cancel as the first one; a paid payment in its words.
+        async with ctx.db.reading() as session:
+            payment = await service.get_for_merchant(session, merchant_id=merchant.id, payment_id=pid)
+        if payment.status == PaymentStatus.CANCELLED:
+            return _answer(200, envelope(None, views_legacy.CANCELLED), False)
+        if payment.status in (PaymentStatus.PAID, PaymentStatus.REFUNDED):
+            raise Conflict(views_legacy.PAID_CANNOT_CANCEL, code=exc.code) from None
+        raise
     return _answer(status, data, replayed)
 
 
@@ -251,34 +282,26 @@ async def refund_payment(
     response_model=Envelope[TransactionPage],
     responses=error_responses(401, 422),
     summary="List payments",
+    # Read by paycenter.payments.listing, per API version: documented here.
+    openapi_extra={"parameters": listing.PARAMETERS},
 )
-async def list_transactions(
-    merchant: CurrentMerchant,
-    ctx: Context,
-    request: Request,
-    status: Annotated[
-        str | None,
-        Query(pattern=queries.STATUSES_PATTERN, description="One status or several, comma-separated; empty: all."),
-    ] = None,
-    created_from: Annotated[DateTime | None, Query(description="Created at or after (RFC 3339).")] = None,
-    created_to: Annotated[DateTime | None, Query(description="Created before (RFC 3339).")] = None,
-    order_id: Annotated[
-        str | None, Query(max_length=500, pattern=TEXT_PATTERN, description="metadata.order_id equals")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[
-        str | None, Query(pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page")
-    ] = None,
-) -> dict[str, Any]:
-    flt = queries.TransactionFilter(
-        merchant_id=merchant.id,
-        statuses=queries.parse_statuses(status),
-        created_from=created_from,
-        created_to=created_to,
-        order_id=order_id,
-    )
+async def list_transactions(merchant: CurrentMerchant, ctx: Context, request: Request) -> Any:
+    """Newest first, a page at a time (`next_cursor`). An unknown query parameter is refused (422)
+    rather than ignored, so a misspelt filter never lists everything."""
+    if versions.is_legacy(request.scope):
+        old = listing.legacy(merchant.id, request.query_params)
+        async with ctx.db.reading() as session:
+            found, total = await queries.list_payments_offset(session, old.filter, limit=old.limit, offset=old.offset)
+        data = {
+            "transactions": [views_legacy.list_item(p) for p in found],
+            "total": total,
+            "limit": old.limit,
+            "offset": old.offset,
+        }
+        return JSONResponse(envelope(data, views_legacy.SUCCESS))
+    q = listing.current(merchant.id, request.query_params)
     async with ctx.db.reading() as session:
-        rows, next_cursor = await queries.list_payments(session, flt, limit=limit, cursor=cursor)
+        rows, next_cursor = await queries.list_payments(session, q.filter, limit=q.limit, cursor=q.cursor)
     base_url = public_base_url(ctx, request)
     page = {
         "items": [views.detail(p, base_url) for p in rows],
@@ -294,7 +317,9 @@ async def list_transactions(
     responses=error_responses(401, 404),
     summary="Get one of your payments with its history",
 )
-async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Context, request: Request) -> dict[str, Any]:
+async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Context, request: Request) -> Any:
+    if versions.is_legacy(request.scope):
+        return await _legacy_transaction(payment_id, merchant, ctx, request)
     async with ctx.db.reading() as session:
         payment = await service.get_for_merchant(session, merchant_id=merchant.id, payment_id=_payment_id(payment_id))
         hist = await queries.history(session, payment.id)
@@ -308,6 +333,24 @@ async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Conte
     return envelope(data)
 
 
+async def _legacy_transaction(payment_id: str, merchant: Merchant, ctx: Context, request: Request) -> JSONResponse:
+    try:
+        async with ctx.db.reading() as session:
+            payment = await service.get_for_merchant(
+                session, merchant_id=merchant.id, payment_id=_payment_id(payment_id)
+            )
+            parts = await queries.paid_parts(session, payment.id)
+            tries = await queries.webhook_tries(session, payment.id)
+    except NotFound:
+        raise NotFound(views_legacy.TRANSACTION_NOT_FOUND) from None
+    data = {
+        "transaction": views_legacy.transaction(payment, public_base_url(ctx, request)),
+        "partial_payments": [views_legacy.partial_payment(p, payment.currency) for p in parts],
+        "webhook_logs": [views_legacy.webhook_log(t) for t in tries],
+    }
+    return JSONResponse(envelope(data, views_legacy.SUCCESS))
+
+
 @router.get(
     "/statistics",
     response_model=Envelope[Statistics],
@@ -317,9 +360,12 @@ async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Conte
 async def get_statistics(
     merchant: CurrentMerchant,
     ctx: Context,
+    request: Request,
     created_from: Annotated[DateTime | None, Query(description="Created at or after (RFC 3339).")] = None,
     created_to: Annotated[DateTime | None, Query(description="Created before (RFC 3339).")] = None,
-) -> dict[str, Any]:
+) -> Any:
+    if versions.is_legacy(request.scope):
+        return await _legacy_statistics(merchant, ctx, request)
     flt = queries.TransactionFilter(merchant_id=merchant.id, created_from=created_from, created_to=created_to)
     async with ctx.db.reading() as session:
         by_status, currencies = await queries.statistics(session, flt)
@@ -344,3 +390,17 @@ async def get_statistics(
         ],
     }
     return envelope(data)
+
+
+async def _legacy_statistics(merchant: Merchant, ctx: Context, request: Request) -> JSONResponse:
+    """The old ``/api/statistics``: Almaty days ``date_from`` .. ``date_to`` (both included;
+    by default the last 30 days up to today)."""
+    values = dict(request.query_params.multi_items())
+    today = almaty_date(ctx.now())
+    date_to = listing.legacy_day(values, "date_to") or today
+    date_from = listing.legacy_day(values, "date_from") or date.fromordinal(today.toordinal() - 30)
+    flt = queries.TransactionFilter(merchant_id=merchant.id, date_from=date_from, date_to=date_to)
+    async with ctx.db.reading() as session:
+        totals, refund_count, methods = await queries.legacy_statistics(session, flt)
+    data = views_legacy.statistics(date_from, date_to, totals, refund_count, methods)
+    return JSONResponse(envelope(data, views_legacy.SUCCESS))
