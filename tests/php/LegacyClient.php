@@ -56,7 +56,7 @@ class LegacyClient
     /** POST /api/payment/{id}/cancel. */
     public function cancel($transactionId)
     {
-        return $this->request('POST', '/api/payment/' . rawurlencode($transactionId) . '/cancel', array());
+        return $this->request('POST', '/api/payment/' . rawurlencode($transactionId) . '/cancel');
     }
 
     /** GET /api/payment-methods (token). */
@@ -100,14 +100,22 @@ class LegacyClient
     /** POST /api/payment/{id}/track-visit (public). */
     public function trackVisit($transactionId)
     {
-        return $this->request('POST', '/api/payment/' . rawurlencode($transactionId) . '/track-visit', array());
+        return $this->request('POST', '/api/payment/' . rawurlencode($transactionId) . '/track-visit');
     }
 
+    /** $body: an array sent as JSON, or null for no body. */
     public function request($method, $path, $body = null)
+    {
+        return $this->send($method, $path, $body === null ? null : json_encode($body), 'application/json');
+    }
+
+    /** A request with the body as given: $contentType null sends none of our own (curl's default
+     *  for a string body is application/x-www-form-urlencoded, as in much old merchant code). */
+    public function send($method, $path, $rawBody, $contentType = null, array $extraHeaders = array())
     {
         $this->lastUrl = $this->baseUrl . $path;
         $this->lastHeaders = array();
-        $headers = array('Accept: application/json');
+        $headers = array_merge(array('Accept: application/json'), $extraHeaders);
         if ($this->token !== null) {
             $headers[] = 'X-API-Token: ' . $this->token;
         }
@@ -117,9 +125,11 @@ class LegacyClient
         curl_setopt($ch, CURLOPT_TIMEOUT, $this->timeout);
         curl_setopt($ch, CURLOPT_FOLLOWLOCATION, false); // a redirect is an answer to check, not to follow
         curl_setopt($ch, CURLOPT_PROXY, '');
-        if ($body !== null) {
-            $headers[] = 'Content-Type: application/json';
-            curl_setopt($ch, CURLOPT_POSTFIELDS, json_encode($body));
+        if ($rawBody !== null) {
+            if ($contentType !== null) {
+                $headers[] = 'Content-Type: ' . $contentType;
+            }
+            curl_setopt($ch, CURLOPT_POSTFIELDS, $rawBody);
         }
         curl_setopt($ch, CURLOPT_HTTPHEADER, $headers);
         $self = $this;

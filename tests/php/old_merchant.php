@@ -327,6 +327,35 @@ $scenarios['validation'] = function () use ($api) {
     reply($none, $none->init(array('amount' => 1000)), 401, 'init without a token');
 };
 
+$scenarios['transport'] = function () use ($api, $browser) {
+    global $LEDGER;
+    $made = create_payment($api, array('amount' => 1700), 'init for the transport checks');
+    $id = $made['transaction_id'];
+
+    // CORS, for the old pages that polled from the merchant's own site (legacy-api.md §1).
+    $browser->send('OPTIONS', "/api/payment/$id", null, null,
+        array('Origin: https://shop.example', 'Access-Control-Request-Method: GET'));
+    check(in_array($browser->lastCode, array(200, 204), true), "OPTIONS preflight: 200 (or 204), got HTTP {$browser->lastCode}");
+    $r = $browser->send('GET', "/api/payment/$id", null, null, array('Origin: https://shop.example'));
+    reply($browser, $r, 200, 'GET /api/payment/{id} from another origin');
+    same(isset($browser->lastHeaders['access-control-allow-origin']) ? $browser->lastHeaders['access-control-allow-origin'] : null,
+        '*', 'GET /api/payment/{id} from another origin: Access-Control-Allow-Origin');
+
+    // PHP's json_encode(array()) is "[]": a body the old API took as empty.
+    $r = $api->send('POST', "/api/payment/$id/cancel", json_encode(array()), 'application/json');
+    reply($api, $r, 200, 'cancel with the body "[]" (json_encode(array()))');
+    $LEDGER[$id]['status'] = 'cancelled';
+
+    // curl's default Content-Type for a string body is form-urlencoded; the old API decoded JSON
+    // whatever the Content-Type (legacy-api.md §1), and much old code never set it.
+    $r = $api->send('POST', '/api/payment/init', json_encode(array('amount' => 1701)));
+    if ($api->lastCode === 201 && isset($r['data']['transaction_id'])) {
+        $LEDGER[$r['data']['transaction_id']] = array('amount' => 1701.0, 'status' => 'pending');
+    }
+    $data = reply($api, $r, 201, 'init with a JSON body sent as application/x-www-form-urlencoded (curl\'s default)');
+    same($data['amount'], '1701.00', 'init without a JSON Content-Type: amount');
+};
+
 $scenarios['status_polling'] = function () use ($api, $browser) {
     $made = create_payment($api, array('amount' => 1000), 'init for status polling');
     $id = $made['transaction_id'];
@@ -485,7 +514,7 @@ $scenarios['transactions'] = function () use ($api, $other) {
     };
     $ofOurs = function ($data) use ($ids) {
         $amounts = array();
-        foreach ($data['transactions'] as $t) {
+        foreach ((array) $data['transactions'] as $t) {
             if (in_array($t['transaction_id'], $ids, true)) {
                 $amounts[] = (int) $t['amount'];
             }
@@ -498,7 +527,7 @@ $scenarios['transactions'] = function () use ($api, $other) {
     same($all['limit'], 100, 'transactions: default limit');
     same($all['offset'], 0, 'transactions: default offset');
     $item = null;
-    foreach ($all['transactions'] as $t) {
+    foreach ((array) $all['transactions'] as $t) {
         keys_are($t, array('transaction_id', 'amount', 'original_amount', 'paid_amount', 'actual_amount_received',
             'remaining_amount', 'currency', 'status', 'description', 'metadata', 'created_at', 'paid_at', 'expires_at'),
             'a transactions item');
@@ -508,7 +537,7 @@ $scenarios['transactions'] = function () use ($api, $other) {
             $item = $t;
         }
     }
-    for ($i = 1; $i < count($all['transactions']); $i++) {
+    for ($i = 1; $i < count((array) $all['transactions']); $i++) {
         check($all['transactions'][$i - 1]['created_at'] >= $all['transactions'][$i]['created_at'],
             'transactions: newest first');
     }
@@ -539,7 +568,7 @@ $scenarios['transactions'] = function () use ($api, $other) {
     }));
     $d = $list(array('status' => 'cancelled'), 'status=cancelled');
     same($d['total'], $cancelled, 'status=cancelled: total (as this run cancelled)');
-    foreach ($d['transactions'] as $t) {
+    foreach ((array) $d['transactions'] as $t) {
         same($t['status'], 'cancelled', 'status=cancelled: every item');
     }
     $d = $list(array('status' => 'pending', 'amount_from' => 7000), 'status=pending&amount_from=7000');
@@ -564,8 +593,8 @@ $scenarios['transactions'] = function () use ($api, $other) {
         same($d['total'], 4, "page at offset $offset: total");
         same($d['limit'], 2, "page at offset $offset: limit");
         same($d['offset'], $offset, "page at offset $offset: offset");
-        same(count($d['transactions']), 2, "page at offset $offset: two items");
-        foreach ($d['transactions'] as $t) {
+        same(count((array) $d['transactions']), 2, "page at offset $offset: two items");
+        foreach ((array) $d['transactions'] as $t) {
             $seen[] = (int) $t['amount'];
         }
     }
