@@ -14,7 +14,8 @@ in the sandbox), another shop (for the isolation checks) and a Kaspi shop create
 ``--default-provider kaspi_qr`` (its payments start at Kaspi through the old public ``/kaspi``).
 Without that last option the Kaspi scenario fails, saying what it needs; the others still run.
 
-The PHP script prints one line per scenario, and every failed check with the last HTTP exchange.
+The PHP script prints one line per scenario, and each failed check with the last HTTP exchange;
+``PAYCENTER_TEST_LEGACY_ALL_CHECKS=1`` lists every failed check, not only each scenario's first.
 Waits are on conditions with deadlines. php or its curl extension missing: skipped, or a failure
 when ``PAYCENTER_TEST_REQUIRE`` contains ``php`` (as in ``test_docs_examples.py``).
 """
@@ -187,6 +188,8 @@ async def test_old_php_merchant_works_unchanged(tmp_path: Path) -> None:
                     RECEIVER_URL=receiver_url,
                     RECEIVER_LOG=str(receiver_log),
                     WEBHOOK_SECRET=secret,
+                    # 1: every failed check is listed, not only each scenario's first (a diagnostic run)
+                    ALL_CHECKS=os.environ.get("PAYCENTER_TEST_LEGACY_ALL_CHECKS", ""),
                 )
                 proc = await asyncio.create_subprocess_exec(
                     php,
