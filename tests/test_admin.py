@@ -31,6 +31,7 @@ from conftest import (
     make_merchant,
     sandbox,
 )
+from paycenter import versions
 from paycenter.admin import service as admins
 from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.db import Base, Database, new_id, new_payment_id
@@ -231,6 +232,8 @@ def actions(w: World) -> list[tuple[str, dict[str, str]]]:
         ("/admin/merchants", {"name": "Forged shop", "webhook_url": "https://evil.example/h"}),
         (f"/admin/merchants/{m}/webhook-url", {"webhook_url": "https://evil.example/h"}),
         (f"/admin/merchants/{m}/rotate-secret", {}),
+        (f"/admin/merchants/{m}/api-version", {"api_version": "legacy"}),
+        (f"/admin/merchants/{m}/tolerance", {"underpayment_tolerance": "999"}),
         (f"/admin/merchants/{m}/tokens", {"name": "forged"}),
         (f"/admin/tokens/{w.merchant.token_id}/revoke", {}),
         ("/admin/terminals", {"name": "till-2", "base_url": "https://10.0.0.2:8080", "access_token": "x"}),
@@ -737,6 +740,38 @@ async def test_set_the_webhook_url(client, db, merchant, admin):
     assert (await get_row(db, Merchant, merchant.merchant_id)).webhook_url is None
     log = [(a.target, a.details["webhook_url"]) for a in await audit_rows(db, "merchant_webhook_url")]
     assert log == [(merchant.merchant_id, "https://shop.example/new"), (merchant.merchant_id, None)]
+
+
+async def test_set_the_api_version_and_the_underpayment_tolerance(client, db, merchant, admin):
+    """The pins `paycenter merchant api-version` and `merchant tolerance` set, from the merchant page."""
+    await signed_in(client, admin)
+    m = merchant.merchant_id
+    page = (await client.get("/admin/merchants")).text
+    assert f'<option value="{versions.CURRENT}" selected>' in page
+    assert 'name="underpayment_tolerance" value="0.00"' in page
+    r = await act(client, f"/admin/merchants/{m}/api-version", {"api_version": "legacy"})
+    assert redirected_to(r).startswith("/admin/merchants?notice=done")
+    r = await act(client, f"/admin/merchants/{m}/tolerance", {"underpayment_tolerance": " 10,50 "})
+    assert redirected_to(r).startswith("/admin/merchants?notice=done")
+    row = await get_row(db, Merchant, m)
+    assert (row.api_version, row.underpayment_tolerance) == ("legacy", 1050)
+    page = (await client.get("/admin/merchants")).text
+    assert '<option value="legacy" selected>' in page and 'name="underpayment_tolerance" value="10.50"' in page
+    for path, form in (
+        ("api-version", {"api_version": "2001-01-01"}),
+        ("tolerance", {"underpayment_tolerance": "-1"}),
+        ("tolerance", {"underpayment_tolerance": "1000.01"}),
+        ("tolerance", {"underpayment_tolerance": "ten"}),
+    ):
+        r = await act(client, f"/admin/merchants/{m}/{path}", form)
+        assert "error" in flash(r), form
+    row = await get_row(db, Merchant, m)
+    assert (row.api_version, row.underpayment_tolerance) == ("legacy", 1050)
+    log = [(a.action, a.target, a.details) for a in await audit_rows(db) if a.action.startswith("merchant_")]
+    assert log == [
+        ("merchant_api_version", m, {"before": versions.CURRENT, "after": "legacy"}),
+        ("merchant_tolerance", m, {"before": 0, "after": 1050}),
+    ]
 
 
 async def test_terminals_added_disabled_enabled(client, db, admin):

@@ -111,6 +111,11 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     assert f"legacy -> {versions.CURRENT}" in moved.out
     assert (await cli("merchant", "api-version", old["merchant_id"], "nope")).rc == 2
     assert (await cli("merchant", "api-version", "mer_missing", "legacy")).rc == 1
+    # The underpayment tolerance, in major units (the old system's 10 KZT for imported merchants).
+    tolerance = (await cli("merchant", "tolerance", old["merchant_id"], "10")).ok()
+    assert "underpayment tolerance 0.00 -> 10.00" in tolerance.out
+    assert (await cli("merchant", "tolerance", old["merchant_id"], "-5")).rc == 2
+    assert (await cli("merchant", "tolerance", "mer_missing", "1")).rc == 1
 
     listed_json, listed_table = await asyncio.gather(cli("merchant", "list", "--json"), cli("merchant", "list"))
     listed = listed_json.json()
@@ -270,6 +275,7 @@ async def test_every_changing_command_is_audited_with_the_os_user(cli: Cli) -> N
         "token_id": tokens[0]["token_id"],
         "name": "Coffee & Co",
         "webhook_url": "https://shop.example/hook",
+        "api_version": versions.CURRENT,
     }
     assert made[2][3] == {"fee_bp": [100, 250], "payer_covers_fee": [False, True]}
     assert made[3][3] == {"name": "till-1"}

@@ -759,7 +759,7 @@ def test_the_env_file_example_documents_every_setting() -> None:
 
 
 # The operators' guides whose commands and settings are checked against the real ones.
-GUIDES = ("deploy.md", "kaspi.md")
+GUIDES = ("deploy.md", "kaspi.md", "migrating.md")
 
 
 def _command_lines() -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from paycenter.errors import ApiError
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.migrate import upgrade
+from paycenter.money import to_major_str
 from paycenter.observability import configure_logging
 from paycenter.quarantine import Loop
 from paycenter.webhooks.ssrf import check_webhook_url, parse_networks
@@ -344,14 +345,21 @@ def merchant_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         typer.echo(
             json.dumps(
                 [
-                    {"merchant_id": m.id, "name": m.name, "webhook_url": m.webhook_url, "api_version": m.api_version}
+                    {
+                        "merchant_id": m.id,
+                        "name": m.name,
+                        "webhook_url": m.webhook_url,
+                        "api_version": m.api_version,
+                        "underpayment_tolerance": to_major_str(m.underpayment_tolerance, "KZT"),
+                    }
                     for m in rows
                 ]
             )
         )
         return
     for m in rows:
-        typer.echo(f"{m.id}  {m.name}  {m.webhook_url or '-'}  api {m.api_version}")
+        tolerance = to_major_str(m.underpayment_tolerance, "KZT")
+        typer.echo(f"{m.id}  {m.name}  {m.webhook_url or '-'}  api {m.api_version}  tolerance {tolerance}")
 
 
 @merchant_app.command("api-version")
@@ -375,6 +383,34 @@ def merchant_api_version(
 
     before, after = _with_db(go)
     typer.echo(f"merchant {merchant_id}: API version {before} -> {after}")
+
+
+@merchant_app.command("tolerance")
+def merchant_tolerance(
+    merchant_id: str,
+    amount: Annotated[str, typer.Argument(help="In major units, e.g. 10 (= 10 KZT); 0 for none.")],
+) -> None:
+    """Set how much a payment of this merchant may lack and still count as paid (the old system's
+    10 KZT, which import-legacy keeps; 0 for new merchants). It stays short: remaining_amount says
+    how much, and the paid webhook says payment_mismatch. Applies to money received from now on."""
+    try:
+        tolerance = merchants.checked_tolerance(merchants.tolerance_from_text(amount))
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(db: Database) -> tuple[int, int]:
+        async with db.transaction() as session:
+            before, after = await merchants.set_underpayment_tolerance(
+                session, merchant_id=merchant_id, tolerance=tolerance
+            )
+            await _audit(session, "merchant_tolerance", merchant_id, before=before, after=after)
+            return before, after
+
+    before, after = _with_db(go)
+    typer.echo(
+        f"merchant {merchant_id}: underpayment tolerance {to_major_str(before, 'KZT')} -> {to_major_str(after, 'KZT')}"
+    )
 
 
 @token_app.command("create")

@@ -138,6 +138,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "name": ("Название", "Name"),
     "webhook_url": ("URL вебхука", "Webhook URL"),
+    "api_version": ("Версия API", "API version"),
+    "underpayment_tolerance": ("Допустимая недоплата, ₸", "Underpayment tolerance, KZT"),
+    "tolerance_hint": (
+        "Платёж считается оплаченным, если не хватает не больше этой суммы",
+        "A payment counts as paid when it lacks at most this much",
+    ),
     "save": ("Сохранить", "Save"),
     "create": ("Создать", "Create"),
     "rotate_secret": ("Сменить секрет подписи", "Rotate signing secret"),

@@ -9,7 +9,7 @@ import hmac
 import io
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from paycenter import contract, quarantine, storable
+from paycenter import contract, quarantine, storable, versions
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
 from paycenter.admin.models import AuditEntry
@@ -415,9 +415,13 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "deliveries": deliveries,
             "metadata": metadata,
             "metadata_json": json.dumps(metadata, ensure_ascii=False, indent=2),
-            # Events of a try (attempt_cancelled) are recorded but sent to no one: said, so that
-            # no operator looks for their missing deliveries.
-            "events": [(e, _dict(storable.loads(e.body)), sent_as_webhook(e.type)) for e in history["events"]],
+            # Events of a try (attempt_cancelled), and those newer than a legacy merchant's five
+            # types, are recorded but not sent: said, so that no operator looks for their missing
+            # deliveries.
+            "events": [
+                (e, _dict(storable.loads(e.body)), sent_as_webhook(e.type, merchant.api_version if merchant else None))
+                for e in history["events"]
+            ],
             "quarantined": marks,
             # Refunds whose return QR the payer must scan: the page to show them (Kaspi QR r2).
             "awaiting_payer": awaiting_payer,
@@ -601,7 +605,18 @@ async def merchant_list(request: Request, ctx: Context, operator: Operator) -> H
     if shown:
         shown = unquote(shown)
     response = render(
-        request, "merchants.html", {"rows": rows, "hints": hints, "tokens": tokens, "shown": shown}, operator=operator
+        request,
+        "merchants.html",
+        {
+            "rows": rows,
+            "hints": hints,
+            "tokens": tokens,
+            "shown": shown,
+            "versions": versions.VERSIONS,
+            # As typed into the form: major units, no grouping, no currency.
+            "tolerances": {m.id: to_major_str(m.underpayment_tolerance, "KZT") for m in rows},
+        },
+        operator=operator,
     )
     if shown:
         response.delete_cookie("pc_admin_shown", path="/admin/merchants")
@@ -666,6 +681,65 @@ async def merchant_webhook_url(merchant_id: str, request: Request, ctx: Context,
     except ApiError as exc:
         return back(request, "/admin/merchants", error=exc.message)
     return back(request, "/admin/merchants", notice="done")
+
+
+async def _set_merchant_term(
+    request: Request,
+    ctx: Context,
+    operator: service.Operator,
+    *,
+    merchant_id: str,
+    action: str,
+    setter: Callable[[AsyncSession], Awaitable[tuple[object, object]]],
+) -> Response:
+    """One of a merchant's settings changed, audited with its value before and after."""
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            before, after = await setter(session)
+            await _record(session, request, operator, action, target=merchant_id, now=now, before=before, after=after)
+    except ApiError as exc:
+        return back(request, "/admin/merchants", error=exc.message)
+    return back(request, "/admin/merchants", notice="done")
+
+
+@router.post("/merchants/{merchant_id}/api-version")
+async def merchant_api_version(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    """Pin a merchant to an API version (as `paycenter merchant api-version`): how its answers and
+    webhooks are rendered, from its next request on (docs/migrating.md)."""
+    form = await checked_form(request, operator)
+    try:
+        version = versions.check(form.get("api_version", ""))
+    except versions.UnknownVersion as exc:
+        return back(request, "/admin/merchants", error=str(exc))
+    return await _set_merchant_term(
+        request,
+        ctx,
+        operator,
+        merchant_id=merchant_id,
+        action="merchant_api_version",
+        setter=lambda session: merchants.set_api_version(session, merchant_id=merchant_id, api_version=version),
+    )
+
+
+@router.post("/merchants/{merchant_id}/tolerance")
+async def merchant_tolerance(merchant_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    """How much a payment may lack and still count as paid (as `paycenter merchant tolerance`)."""
+    form = await checked_form(request, operator)
+    try:
+        tolerance = merchants.checked_tolerance(merchants.tolerance_from_text(form.get("underpayment_tolerance", "")))
+    except ApiError as exc:
+        return back(request, "/admin/merchants", error=exc.message)
+    return await _set_merchant_term(
+        request,
+        ctx,
+        operator,
+        merchant_id=merchant_id,
+        action="merchant_tolerance",
+        setter=lambda session: merchants.set_underpayment_tolerance(
+            session, merchant_id=merchant_id, tolerance=tolerance
+        ),
+    )
 
 
 @router.post("/merchants/{merchant_id}/rotate-secret")

@@ -6,7 +6,9 @@
   the browser from ``/openapi.json``; "Test request" calls this instance with a pasted token;
 - ``/docs/webhooks``: how to receive webhooks (English; ``?lang=ru`` in Russian);
 - ``/openapi.json`` with ``x-codeSamples`` in PHP, JavaScript and Python on every operation, made
-  once (on the first request, like FastAPI's own document) from the files in ``examples/``.
+  once (on the first request, like FastAPI's own document) from the files in ``examples/``;
+- ``/openapi-legacy.json``: the same API as merchants on the ``legacy`` version see it
+  (``legacy.py``), made once from ``/openapi.json``.
 
 The examples live inside the package (``paycenter/docs/examples/``) so that any install has them;
 ``samples.py`` says how they become code samples, and tests/test_docs_examples.py runs them.
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from paycenter.docs import contract, pages, samples
+from paycenter.docs import contract, legacy, pages, samples
 
 GUIDE_LINK = "/docs/webhooks"
 
@@ -31,6 +34,10 @@ environment. **Test request** calls this paycenter: paste your API token into th
 **Receiving webhooks**: verifying `X-Webhook-Signature` and the Standard Webhooks headers,
 deduplicating by event id, ordering by `sequence`: see [the webhook guide]({GUIDE_LINK})
 ([по-русски]({GUIDE_LINK}?lang=ru)).
+
+**API versions**: merchants imported from the old PHP payment center are pinned to the `legacy`
+version, which answers in the old shapes: its document is [{legacy.LEGACY_PATH}]({legacy.LEGACY_PATH}).
+The `Paycenter-Version` header picks a version for one request.
 """
 
 
@@ -54,6 +61,7 @@ def document(app: FastAPI, build: Any) -> dict[str, Any]:
             webhook_ip_literals=bool(policy.webhook_networks),
         )
         samples.add_code_samples(spec)
+        legacy.add_version_header(spec)
         app.openapi_schema = spec
     return app.openapi_schema
 
@@ -63,3 +71,15 @@ def install(app: FastAPI) -> None:
     build = app.openapi
     app.openapi = lambda: document(app, build)  # type: ignore[method-assign]
     app.include_router(pages.router)
+
+    @app.get(legacy.LEGACY_PATH, include_in_schema=False)
+    async def openapi_legacy(request: Request) -> JSONResponse:
+        return JSONResponse(legacy_document(request.app))
+
+
+def legacy_document(app: FastAPI) -> dict[str, Any]:
+    """``/openapi-legacy.json``, built once from the current document."""
+    cached: dict[str, Any] | None = getattr(app.state, "openapi_legacy", None)
+    if cached is None:
+        cached = app.state.openapi_legacy = legacy.build(app.openapi())
+    return cached

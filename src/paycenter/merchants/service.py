@@ -12,9 +12,9 @@ from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from paycenter import crypto, versions
+from paycenter import crypto, money, versions
 from paycenter.db import new_id
-from paycenter.errors import NotFound
+from paycenter.errors import NotFound, Unprocessable
 from paycenter.merchants.models import ApiToken, Merchant
 
 TOKEN_PREFIX = "pct_"
@@ -69,6 +69,41 @@ async def set_api_version(session: AsyncSession, *, merchant_id: str, api_versio
         raise NotFound(f"Merchant {merchant_id} not found")
     before, merchant.api_version = merchant.api_version, versions.check(api_version)
     return before, merchant.api_version
+
+
+# A tolerance is a rounding allowance, not a discount: refused above 1,000 major units (100000 minor).
+MAX_UNDERPAYMENT_TOLERANCE = 100_000
+
+
+def tolerance_from_text(text: str) -> int:
+    """A tolerance as an operator types it, in major units ("10", "10,50"; 2 decimals, as KZT),
+    into minor units. ``Unprocessable`` for anything else."""
+    try:
+        value = money.typed(text)
+        if value is None:
+            raise money.MoneyError("a tolerance is required")
+        return 0 if value == 0 else money.to_minor(value, "KZT")
+    except money.MoneyError as exc:
+        raise Unprocessable(f"underpayment tolerance: {exc}", code="invalid_tolerance") from None
+
+
+def checked_tolerance(tolerance: int) -> int:
+    if not 0 <= tolerance <= MAX_UNDERPAYMENT_TOLERANCE:
+        raise Unprocessable(
+            f"underpayment tolerance must be 0 to {MAX_UNDERPAYMENT_TOLERANCE // 100} (major units)",
+            code="invalid_tolerance",
+        )
+    return tolerance
+
+
+async def set_underpayment_tolerance(session: AsyncSession, *, merchant_id: str, tolerance: int) -> tuple[int, int]:
+    """How much a payment may lack and still count as paid (minor units); (before, after)."""
+    checked_tolerance(tolerance)
+    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise NotFound(f"Merchant {merchant_id} not found")
+    before, merchant.underpayment_tolerance = merchant.underpayment_tolerance, tolerance
+    return before, tolerance
 
 
 async def issue_token(session: AsyncSession, *, merchant_id: str, now: datetime, name: str = "") -> IssuedToken:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
-from paycenter import storable
+from paycenter import storable, versions
 from paycenter.db import new_id
+from paycenter.merchants.models import Merchant
 from paycenter.money import to_major_number
 from paycenter.payments.models import ATTEMPT_EVENT_TYPES, Event, EventType, Payment
 from paycenter.timefmt import iso
@@ -60,18 +63,35 @@ def webhook_body(
     return php_json(body)
 
 
-def sent_as_webhook(event_type: str) -> bool:
-    """Whether an event of this type is POSTed to the merchant's webhook URL, besides being recorded.
+# The old system's five event types: the only ones its merchants' receivers were written for.
+LEGACY_EVENT_TYPES = frozenset(
+    {EventType.PAID, EventType.PARTIALLY_PAID, EventType.CANCELLED, EventType.REFUNDED, EventType.EXPIRED}
+)
 
-    Attempt events (``attempt_cancelled``) are not, for any merchant: the old system's merchants
-    must get only its five event types (their receivers were written for those and no other), and
-    merchants have no API version yet that would tell the current ones apart (issue 13). Every
-    merchant reads them in ``GET /api/events`` and the payment's history instead. This is the one
-    place to change when merchants get an API version: then legacy merchants get the five old
-    types (``refund_failed``, sent to every merchant today, is not one of them), and current ones
-    may also get the attempt events.
+
+def sent_as_webhook(event_type: str, api_version: str | None = None) -> bool:
+    """Whether an event of this type is POSTed to a merchant of this API version, besides being
+    recorded (every event is readable in ``GET /api/events`` and the payment's history).
+
+    Merchants pinned to ``legacy`` get only the old system's five types: ``refund_failed`` and
+    whatever comes later are recorded for them, never sent. Attempt events (``attempt_cancelled``)
+    are sent to no merchant of any version: there is no way yet to subscribe to them, and a
+    receiver that treats an unknown type as the payment's end would close a payable order.
+    ``api_version`` None: the types that are sent to some merchant.
     """
-    return event_type not in ATTEMPT_EVENT_TYPES
+    if event_type in ATTEMPT_EVENT_TYPES:
+        return False
+    return api_version != versions.LEGACY or event_type in LEGACY_EVENT_TYPES
+
+
+async def merchant_version(session: AsyncSession, merchant_id: str) -> str:
+    """A merchant's pinned API version. Read from the session's identity map when the merchant is
+    already loaded (no query); otherwise one indexed column by primary key."""
+    loaded = session.identity_map.get(identity_key(Merchant, merchant_id))
+    if loaded is not None and "api_version" not in inspect(loaded).unloaded:  # no lazy load in async
+        return loaded.api_version
+    found = await session.scalar(select(Merchant.api_version).where(Merchant.id == merchant_id))
+    return found or versions.CURRENT
 
 
 async def emit(
@@ -84,7 +104,7 @@ async def emit(
     extras: dict[str, Any] | None = None,
 ) -> Event:
     """Record an event for a payment the caller holds locked, in the caller's transaction, with its
-    webhook delivery when it is one that is sent (``sent_as_webhook``)."""
+    webhook delivery when it is one that is sent to this merchant (``sent_as_webhook``)."""
     payment.last_sequence += 1
     event_id = new_id("evt")
     body = webhook_body(
@@ -106,6 +126,12 @@ async def emit(
         created_at=now,
     )
     session.add(event)
-    if sent_as_webhook(event_type):
+    # The five old types are sent to every merchant: only a newer type needs the merchant's version
+    # (one cheap read, and none on the hot path of paid and partially_paid).
+    sent = event_type in LEGACY_EVENT_TYPES or (
+        sent_as_webhook(event_type)
+        and sent_as_webhook(event_type, await merchant_version(session, payment.merchant_id))
+    )
+    if sent:
         await webhooks.enqueue(session, event, payment, now=now)
     return event

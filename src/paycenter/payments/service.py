@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
 from paycenter.errors import Conflict, NotFound, Unprocessable
@@ -308,18 +309,20 @@ async def record_operation(
     payment.received_amount += amount - fee
     payment.credited_amount += operation.credited
     payment.updated_at = now
+    full = is_paid(payment.amount, payment.credited_amount, await underpayment_tolerance(session, payment.merchant_id))
     extras = {
         "payment_method": payment_method or payment.provider,
-        # The payer paid another sum than this try asked for (without a try: more than the amount).
-        "payment_mismatch": amount != attempt.amount
-        if attempt is not None
-        else payment.credited_amount > payment.amount,
+        # The payer paid another sum than this try asked for (without a try: more than the amount),
+        # or the payment counts as paid while short of its amount (the merchant's tolerance).
+        "payment_mismatch": (
+            amount != attempt.amount if attempt is not None else payment.credited_amount > payment.amount
+        )
+        or (full and payment.credited_amount < payment.amount),
     }
     if payment.status not in PAYABLE:
         # Money after the payment expired or was cancelled is still money: counted, never
         # dropped, and reported, while the payment keeps its closed status.
         payment.paid_late = True
-        full = payment.credited_amount >= payment.amount
         if full and payment.paid_at is None:
             payment.paid_at = now
         await events.emit(
@@ -331,7 +334,7 @@ async def record_operation(
             extras=extras | {"paid_late": True},
         )
         return OperationResult(operation, counted=True)
-    if payment.credited_amount >= payment.amount:
+    if full:
         payment.paid_at = now
         previous = touch(payment, PaymentStatus.PAID, now)
         await events.emit(session, payment, EventType.PAID, previous_status=previous, now=now, extras=extras)
@@ -339,6 +342,24 @@ async def record_operation(
         previous = touch(payment, PaymentStatus.PARTIALLY_PAID, now)
         await events.emit(session, payment, EventType.PARTIALLY_PAID, previous_status=previous, now=now, extras=extras)
     return OperationResult(operation, counted=True)
+
+
+def is_paid(amount: int, credited: int, tolerance: int) -> bool:
+    """Whether money credited settles a payment: some arrived, and what it still lacks is within the
+    merchant's underpayment tolerance (the old system's 10 KZT for imported merchants, else none).
+    Paid short stays short: ``remaining_amount`` keeps saying what is missing, as the old system's
+    did, and the event says ``payment_mismatch``."""
+    return credited > 0 and amount - credited <= tolerance
+
+
+async def underpayment_tolerance(session: AsyncSession, merchant_id: str) -> int:
+    """The merchant's tolerance, in minor units: from the session when the merchant is loaded,
+    else one column by primary key (once per operation, not per request)."""
+    loaded = session.identity_map.get(identity_key(Merchant, merchant_id))
+    if loaded is not None and "underpayment_tolerance" not in inspect(loaded).unloaded:
+        return loaded.underpayment_tolerance
+    found = await session.scalar(select(Merchant.underpayment_tolerance).where(Merchant.id == merchant_id))
+    return found or 0
 
 
 async def end_attempt(
