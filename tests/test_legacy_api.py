@@ -507,3 +507,36 @@ async def test_api_paths_with_a_trailing_slash_are_served_not_redirected(
     assert r.status_code == 200, r.text
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get(f"/pay/{pid}")).status_code == 200
+
+
+# --- the answers match the legacy document ------------------------------------------------------
+
+
+async def test_every_legacy_answer_matches_the_legacy_document(
+    client: httpx.AsyncClient, legacy: MerchantCreds, other_merchant: MerchantCreds
+) -> None:
+    """The renderers and /openapi-legacy.json's models (payments.legacy_schemas) are written apart,
+    both from legacy-api.md: each legacy answer is validated strictly (no string taken for a
+    number or back) against the model its operation declares."""
+    from paycenter.payments import legacy_schemas as ls
+
+    headers = {"X-API-Token": legacy.token}
+    created = await client.post("/api/payment/init", json=SEED_BODY, headers=headers)
+    pid = created.json()["data"]["transaction_id"]
+    await client.post(f"/pay/{pid}/sandbox", data={"action": "pay", "amount": "100"})
+    second = (await create_payment(client, legacy))["transaction_id"]
+    answers: list[tuple[type[Any], httpx.Response]] = [
+        (ls.LegacyInitEnvelope, created),
+        (ls.LegacyPaymentEnvelope, await client.get(f"/api/payment/{pid}")),
+        (ls.LegacyPaymentEnvelope, await client.get(f"/api/payment/{pid}/status", headers=headers)),
+        (ls.LegacyTransactionsEnvelope, await client.get("/api/transactions?limit=5", headers=headers)),
+        (ls.LegacyTransactionEnvelope, await client.get(f"/api/transaction/{pid}", headers=headers)),
+        (ls.LegacyStatisticsEnvelope, await client.get("/api/statistics", headers=headers)),
+        (ls.LegacyEmptyEnvelope, await client.post(f"/api/payment/{second}/cancel", headers=headers)),
+        (ls.LegacyErrorEnvelope, await client.post("/api/payment/init", json={"amount": 0}, headers=headers)),
+        (ls.LegacyErrorEnvelope, await client.get("/api/transaction/" + "F" * 32, headers=headers)),
+    ]
+    for model, response in answers:
+        assert response.status_code < 500, response.text
+        model.model_validate(response.json(), strict=True)
+    assert "webhook_secret" not in answers[4][1].text

@@ -211,9 +211,10 @@ class LegacyMethodTotals(LegacyModel):
 
 
 class LegacyCreditInstallment(LegacyModel):
+    # Sums from the database like by_payment_method's (legacy-api.md gives no type): decimal strings.
     count: int
-    total_amount: float
-    total_commission: float
+    total_amount: str = _decimal()
+    total_commission: str = _decimal("0.00")
 
 
 class LegacyStatistics(LegacyModel):
