@@ -7,6 +7,7 @@ here so that a bad request never reaches the database.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
@@ -39,6 +40,46 @@ AmountIn = Annotated[
         'string in plain decimal notation ("500.50": ASCII digits and one dot, no sign, exponent or spaces). '
         "At most the currency's minor digits (KZT 2, JPY 0, KWD 3) and at most PAYCENTER_MAX_AMOUNT; "
         "the document lists the exact rule per currency.",
+    ),
+]
+
+
+METHOD_ID_MAX = 2**31 - 1  # an INTEGER column on every backend
+_METHOD_CODE = re.compile(r"[a-z0-9_]{1,32}\Z", re.ASCII)
+
+
+def _method_ref(value: Any) -> int | str | None:
+    """``payment_method_id``: the old system's numeric id (a number or a string of digits, as PHP
+    clients send either) or a method's code; null or "" for none. Whether it names an active method
+    is the service's check (a 422 before anything is written)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            value = int(value)
+        elif _METHOD_CODE.match(value):
+            return value
+        else:
+            raise ValueError("payment_method_id must be a payment method's id or code")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("payment_method_id must be a payment method's id or code")
+    if not 1 <= value <= METHOD_ID_MAX:
+        raise ValueError("payment_method_id names no payment method")
+    return value
+
+
+MethodRef = Annotated[
+    Any,
+    BeforeValidator(_method_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": METHOD_ID_MAX},
+                {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"},
+                {"type": "null"},
+            ]
+        }
     ),
 ]
 
@@ -197,6 +238,12 @@ class PaymentInit(RequestBody):
     )
     provider: str | None = Field(default=None, description="Payment provider; the merchant's default if omitted.")
     language: Literal["ru", "en", "kk"] | None = Field(default=None, description="Language of the payment page.")
+    payment_method_id: MethodRef = Field(
+        default=None,
+        description="The payment method the payer will pay with (Kaspi Gold, credit, ...): its `id` or `code` from "
+        "GET /api/payment-methods. The amount stays as sent: the method's fee, where the payer covers it, is "
+        "added once, when the payer starts paying. An unknown or inactive method is refused.",
+    )
 
     @field_validator("currency", mode="before")
     @classmethod

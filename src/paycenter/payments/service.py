@@ -27,6 +27,7 @@ from paycenter.payments.models import (
     EventType,
     Operation,
     Payment,
+    PaymentMethod,
     PaymentStatus,
 )
 from paycenter.payments.schemas import PaymentInit
@@ -64,6 +65,7 @@ async def create_payment(
         ssrf.check_webhook_url(data.webhook_url, policy.webhook_networks)
     except ValueError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "webhook_url", "message": str(exc)}]) from None
+    method = await preferred_method(session, data.payment_method_id)
     provider = data.provider or merchant.default_provider or "sandbox"
     if provider not in policy.providers:
         message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
@@ -89,6 +91,7 @@ async def create_payment(
         success_url=data.success_url,
         fail_url=data.fail_url,
         language=data.language,
+        payment_method=method,
         provider=provider,
         status=PaymentStatus.PENDING,
         paid_amount=0,
@@ -105,6 +108,22 @@ async def create_payment(
     await insert_new(session, payment)  # one INSERT, without the unit of work's overhead
     set_committed_value(payment, "has_webhook_secret", payment.__dict__.get("webhook_secret") is not None)
     return payment
+
+
+async def preferred_method(session: AsyncSession, ref: int | str | None) -> str | None:
+    """The code of the active method ``payment_method_id`` names (its old numeric id or its code).
+
+    The old system added the method's fee to the amount at init, and again when the payer paid
+    (1000 → 1010 → 1020.10). Here the payment keeps its amount and only remembers the method:
+    the attempt grosses the fee up once, and only where the payer covers it."""
+    if ref is None:
+        return None
+    by = PaymentMethod.legacy_id == ref if isinstance(ref, int) else PaymentMethod.code == ref
+    code = await session.scalar(select(PaymentMethod.code).where(by, PaymentMethod.is_active.is_(True)))
+    if code is None:
+        message = f"Unknown payment method {ref!r}: see GET /api/payment-methods"
+        raise Unprocessable(message, fields=[{"field": "payment_method_id", "message": message}])
+    return code
 
 
 def _check_id(payment_id: str) -> None:
