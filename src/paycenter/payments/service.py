@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -233,6 +233,34 @@ async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, re
             "payment_cancelled": True,
         },
     )
+    return payment
+
+
+async def track_visit(session: AsyncSession, *, payment_id: str, now: datetime) -> bool:
+    """The payer opened the payment: the first visit is kept, later ones change nothing. True if
+    this was the first. One guarded UPDATE, so two first visits at once still store one time."""
+    _check_id(payment_id)
+    result = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.first_visited_at.is_(None))
+        .values(first_visited_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    if await session.scalar(select(Payment.id).where(Payment.id == payment_id)) is None:
+        raise NotFound("Payment not found")
+    return False
+
+
+async def check_payable(session: AsyncSession, *, payment_id: str, now: datetime) -> Payment:
+    """The payment, locked, if a payer may still pay it; else ``Conflict`` (expiring it first when
+    its time is up, as starting an attempt does). Never makes a closed payment payable again."""
+    payment = await lock(session, payment_id)
+    if await expire_if_due(session, payment, now=now):
+        raise Conflict("Payment has expired", code="expired")
+    if payment.status not in PAYABLE:
+        raise Conflict(f"Payment is {payment.status} and can no longer be paid")
     return payment
 
 
