@@ -16,9 +16,11 @@ from sqlalchemy import select, update
 
 from conftest import Clock, MerchantCreds, create_payment, make_merchant, row_counts, sandbox
 from paycenter import versions
+from paycenter.admin.models import Role
 from paycenter.db import Database
 from paycenter.payments.models import Attempt, Payment, PaymentMethod
 from paycenter.providers.models import Terminal
+from test_admin import by_testid, new_user, signed_in
 from test_kaspi import Kaspi, kaspi, new_payment, qr_id  # noqa: F401 (kaspi: the fixture)
 
 LEGACY = {versions.HEADER: versions.LEGACY}
@@ -171,6 +173,19 @@ async def test_track_visit_keeps_the_first_visit(
     assert r.status_code == 200, r.text
     visited = (await _payment(db, pid)).first_visited_at
     assert visited is not None and abs((visited - first).total_seconds()) < 1  # the first, not the second
+
+
+async def test_the_admin_shows_the_first_visit_and_the_chosen_method(
+    client: httpx.AsyncClient, db: Database, merchant: MerchantCreds, clock: Clock
+) -> None:
+    operator = await new_user(db, clock, "boss", Role.ADMIN)
+    pid = (await create_payment(client, merchant, payment_method_id="kaspi_red"))["transaction_id"]
+    await signed_in(client, operator)
+    page = (await client.get(f"/admin/transactions/{pid}")).text
+    assert 'data-testid="first-visit"' not in page and by_testid(page, "method") == "kaspi_red"
+    assert (await client.post(f"/api/payment/{pid}/track-visit")).status_code == 200
+    page = (await client.get(f"/admin/transactions/{pid}")).text
+    assert by_testid(page, "first-visit")
 
 
 async def test_track_visit_of_an_unknown_payment(client: httpx.AsyncClient) -> None:
