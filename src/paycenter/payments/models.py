@@ -259,6 +259,18 @@ class RefundLeg(Base):
     return_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+# The methods every deployment has (migration 0003) and the old system's id of each (0015): the
+# values the API documents for ``payment_method_id`` and ``payment_method``. Operators change their
+# fees and switch them off (an inactive one is refused); they add none.
+METHOD_LEGACY_IDS = {
+    "kaspi_gold": 1,
+    "kaspi_red": 2,
+    "kaspi_credit": 3,
+    "kaspi_installment_12": 4,
+    "kaspi_installment_24": 5,
+}
+
+
 class PaymentMethod(Base):
     """How a payer pays (Kaspi Gold, Red, credit, instalments) and what the bank keeps of it."""
 

@@ -15,11 +15,11 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from paycenter import versions
 from paycenter.deps import Context, ExactJsonRoute, PublicRead, merchant_for_token, public_base_url
@@ -27,7 +27,7 @@ from paycenter.errors import ApiError, envelope, error_responses
 from paycenter.money import to_major_number, to_major_str
 from paycenter.observability import transaction_from_path
 from paycenter.payments import attempts, service, views
-from paycenter.payments.models import Attempt, Payment, PaymentMethod
+from paycenter.payments.models import METHOD_LEGACY_IDS, Attempt, Payment, PaymentMethod
 from paycenter.payments.schemas import Envelope
 from paycenter.providers import sandbox
 from paycenter.ratelimit import PublicRateLimit
@@ -83,13 +83,10 @@ def _number(minor: int, currency: str) -> int | float:
 # --- POST /api/payment/{id}/kaspi ----------------------------------------------------------------
 
 
-_METHOD_PATTERN = "^[a-z0-9_]{1,32}$"
-
-
 def _method_code(value: str | None) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if not re.fullmatch(_METHOD_PATTERN[1:-1], value, re.ASCII):
+    if value not in METHOD_LEGACY_IDS:
         raise ApiError(f"Unknown payment method {value[:40]!r}", code="unknown_payment_method", status_code=422)
     return value
 
@@ -99,9 +96,11 @@ class KaspiStart(BaseModel):
 
     # Documented only: checked in the handler, once the payment's API version is known, so that an
     # old client hears the old refusal ("Способ оплаты не найден") for any unknown code.
-    payment_method: str | None = Field(
+    payment_method: Annotated[
+        str | None,
+        WithJsonSchema({"anyOf": [{"type": "string", "enum": list(METHOD_LEGACY_IDS)}, {"type": "null"}]}),
+    ] = Field(
         default=None,
-        json_schema_extra={"maxLength": 32, "pattern": _METHOD_PATTERN},
         description="Code of an active method (GET /api/payment-methods/active). Omitted: the method chosen at "
         "init (payment_method_id), else kaspi_gold.",
     )

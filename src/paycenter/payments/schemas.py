@@ -7,12 +7,12 @@ here so that a bad request never reaches the database.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from paycenter import contract, money, storable
+from paycenter.payments.models import METHOD_LEGACY_IDS
 from paycenter.webhooks import ssrf, wire
 
 LANGUAGES = ("ru", "en", "kk")
@@ -44,29 +44,21 @@ AmountIn = Annotated[
 ]
 
 
-METHOD_ID_MAX = 2**31 - 1  # an INTEGER column on every backend
-_METHOD_CODE = re.compile(r"[a-z0-9_]{1,32}\Z", re.ASCII)
+_METHOD_IDS = sorted(METHOD_LEGACY_IDS.values())
+_METHOD_REFS = ["", *map(str, _METHOD_IDS), *METHOD_LEGACY_IDS]
 
 
 def _method_ref(value: Any) -> int | str | None:
-    """``payment_method_id``: the old system's numeric id (a number or a string of digits, as PHP
-    clients send either) or a method's code; null or "" for none. Whether it names an active method
-    is the service's check (a 422 before anything is written)."""
-    if value is None or value == "":
+    """``payment_method_id``: the old system's numeric id (a number, or a string of digits as PHP
+    clients send it too) or a method's code; null or "" for none. Exactly the documented values:
+    whether the method is active is the service's check (a 422 before anything is written)."""
+    if value is None or (isinstance(value, str) and value == ""):
         return None
-    if isinstance(value, str):
-        value = value.strip()
-        if value.isascii() and value.isdigit():
-            value = int(value)
-        elif _METHOD_CODE.match(value):
-            return value
-        else:
-            raise ValueError("payment_method_id must be a payment method's id or code")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("payment_method_id must be a payment method's id or code")
-    if not 1 <= value <= METHOD_ID_MAX:
-        raise ValueError("payment_method_id names no payment method")
-    return value
+    if isinstance(value, str) and value in _METHOD_REFS:
+        return int(value) if value.isdigit() else value
+    if isinstance(value, int) and not isinstance(value, bool) and value in _METHOD_IDS:
+        return value
+    raise ValueError(f"payment_method_id must be one of the ids {_METHOD_IDS} or a code of GET /api/payment-methods")
 
 
 MethodRef = Annotated[
@@ -75,8 +67,8 @@ MethodRef = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": METHOD_ID_MAX},
-                {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"},
+                {"type": "integer", "enum": _METHOD_IDS},
+                {"type": "string", "enum": _METHOD_REFS},
                 {"type": "null"},
             ]
         }
