@@ -571,6 +571,17 @@ async def test_examples_against_a_running_paycenter(
             "POST /api/payment/init", WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=webhook_secret, ORDER_ID=f"DOCS-{key}-2"
         )
         pid2 = second.answer["data"]["transaction_id"]
+        # The payer-side calls of the old API: a visit, then paying "at Kaspi" (a sandbox payment:
+        # the answer links to the page), and the methods to choose from.
+        visit, started, methods, active = await asyncio.gather(
+            run("POST /api/payment/{payment_id}/track-visit", PAYMENT_ID=pid2),
+            run("POST /api/payment/{payment_id}/kaspi", PAYMENT_ID=pid2),
+            run("GET /api/payment-methods"),
+            run("GET /api/payment-methods/active"),
+        )
+        assert visit.answer["data"] is None
+        assert started.answer["data"]["payment_url"].endswith(f"/pay/{pid2}")
+        assert [m["code"] for m in methods.answer["data"]] == [m["code"] for m in active.answer["data"]]
         assert (await run("POST /api/payment/{payment_id}/cancel", PAYMENT_ID=pid2)).answer["data"]
         await receiver.expect(rf"^accepted cancelled {pid2} sequence=1 status=cancelled$")
     finally:

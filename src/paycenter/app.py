@@ -25,6 +25,7 @@ from paycenter.jobs import heartbeats
 from paycenter.middleware import ApiTrailingSlash, BodyLimit
 from paycenter.observability import RequestContext, exposition
 from paycenter.payments.api import router as payments_router
+from paycenter.payments.payer_api import router as payer_router
 from paycenter.ratelimit import RateLimiter
 from paycenter.webhooks.api import router as webhooks_router
 from paycenter.worker import Worker
@@ -81,12 +82,18 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         openapi_tags=[
             {"name": "payments", "description": "Create, read, cancel and refund payments."},
             {"name": "webhooks", "description": "Delivery log, resends, the event feed and signing secrets."},
+            {
+                "name": "payer",
+                "description": "Public calls of the payer's side, kept from the old API: start paying at Kaspi, "
+                "record a visit, list the payment methods.",
+            },
         ],
     )
     app.state.ctx = context
     app.state.rate_limiter = RateLimiter(context.db, clock=context.clock)
     errors.install(app)
     app.include_router(payments_router)
+    app.include_router(payer_router)
     app.include_router(webhooks_router)
     app.include_router(checkout_router)
     app.mount("/static", static_files(), name="static")

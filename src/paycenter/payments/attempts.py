@@ -59,7 +59,9 @@ class Begun:
 async def active_methods(session: AsyncSession) -> list[PaymentMethod]:
     return list(
         await session.scalars(
-            select(PaymentMethod).where(PaymentMethod.is_active.is_(True)).order_by(PaymentMethod.sort_order)
+            select(PaymentMethod)
+            .where(PaymentMethod.is_active.is_(True))
+            .order_by(PaymentMethod.sort_order, PaymentMethod.code)
         )
     )
 
@@ -109,6 +111,7 @@ async def begin(
     providers: Providers,
     now: datetime,
     avoid: set[str] | None = None,
+    default_method: str | None = None,
 ) -> Begun:
     payment = await service.lock(session, payment_id)
     if await service.expire_if_due(session, payment, now=now):
@@ -120,7 +123,8 @@ async def begin(
         raise Conflict("This payment is not paid through a bank provider", code="wrong_provider")
     if await live_attempt(session, payment.id) is not None:
         raise Conflict("A payment attempt is already in progress", code="attempt_in_progress")
-    chosen = await method(session, method_code)
+    # The payer's choice, else the merchant's at init (payment_method_id), else the caller's default.
+    chosen = await method(session, method_code or payment.payment_method or default_method)
     fee_bp = chosen.fee_bp if chosen else 0
     covers = bool(chosen and chosen.payer_covers_fee)
     amount = fees.ask_for(payment.remaining_amount, fee_bp, covers, payment.currency)
@@ -340,7 +344,13 @@ def ref(attempt: Attempt, currency: str, terminal: Terminal | TerminalRef | None
 
 
 async def start(
-    db: Database, providers: Providers, *, payment_id: str, method_code: str | None, clock: Callable[[], datetime]
+    db: Database,
+    providers: Providers,
+    *,
+    payment_id: str,
+    method_code: str | None,
+    clock: Callable[[], datetime],
+    default_method: str | None = None,
 ) -> Attempt:
     """The payer starts paying (or pays the rest): the three steps above, end to end.
 
@@ -359,6 +369,7 @@ async def start(
                     providers=providers,
                     now=clock(),
                     avoid=refused,
+                    default_method=default_method,
                 )
         except TerminalsBusy:
             if not refused:

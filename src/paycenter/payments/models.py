@@ -136,6 +136,9 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The payer first opened the payment (POST /api/payment/{id}/track-visit, the old pages' call).
     first_visited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The method the merchant chose at init (``payment_method_id``, a code of payment_methods): the
+    # payer's attempt uses it, with its fee, unless the payer picks another.
+    payment_method: Mapped[str | None] = mapped_column(String(32))
 
     @property
     def remaining_amount(self) -> int:
@@ -256,10 +259,23 @@ class RefundLeg(Base):
     return_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+# The methods every deployment has (migration 0003) and the old system's id of each (0015): the
+# values the API documents for ``payment_method_id`` and ``payment_method``. Operators change their
+# fees and switch them off (an inactive one is refused); they add none.
+METHOD_LEGACY_IDS = {
+    "kaspi_gold": 1,
+    "kaspi_red": 2,
+    "kaspi_credit": 3,
+    "kaspi_installment_12": 4,
+    "kaspi_installment_24": 5,
+}
+
+
 class PaymentMethod(Base):
     """How a payer pays (Kaspi Gold, Red, credit, instalments) and what the bank keeps of it."""
 
     __tablename__ = "payment_methods"
+    __table_args__ = (UniqueConstraint("legacy_id", name="uq_payment_methods_legacy_id"),)
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -269,6 +285,9 @@ class PaymentMethod(Base):
     payer_covers_fee: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    # The old system's id of this method (1 = Kaspi Gold, ...): what its merchants send as
+    # payment_method_id and read as ``id``. None for a method the old system did not have.
+    legacy_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Event(Base):

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from paycenter import contract, money, storable
+from paycenter.payments.models import METHOD_LEGACY_IDS
 from paycenter.webhooks import ssrf, wire
 
 LANGUAGES = ("ru", "en", "kk")
@@ -39,6 +40,38 @@ AmountIn = Annotated[
         'string in plain decimal notation ("500.50": ASCII digits and one dot, no sign, exponent or spaces). '
         "At most the currency's minor digits (KZT 2, JPY 0, KWD 3) and at most PAYCENTER_MAX_AMOUNT; "
         "the document lists the exact rule per currency.",
+    ),
+]
+
+
+_METHOD_IDS = sorted(METHOD_LEGACY_IDS.values())
+_METHOD_REFS = ["", *map(str, _METHOD_IDS), *METHOD_LEGACY_IDS]
+
+
+def _method_ref(value: Any) -> int | str | None:
+    """``payment_method_id``: the old system's numeric id (a number, or a string of digits as PHP
+    clients send it too) or a method's code; null or "" for none. Exactly the documented values:
+    whether the method is active is the service's check (a 422 before anything is written)."""
+    if value is None or (isinstance(value, str) and value == ""):
+        return None
+    if isinstance(value, str) and value in _METHOD_REFS:
+        return int(value) if value.isdigit() else value
+    if isinstance(value, int) and not isinstance(value, bool) and value in _METHOD_IDS:
+        return value
+    raise ValueError(f"payment_method_id must be one of the ids {_METHOD_IDS} or a code of GET /api/payment-methods")
+
+
+MethodRef = Annotated[
+    Any,
+    BeforeValidator(_method_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "enum": _METHOD_IDS},
+                {"type": "string", "enum": _METHOD_REFS},
+                {"type": "null"},
+            ]
+        }
     ),
 ]
 
@@ -197,6 +230,12 @@ class PaymentInit(RequestBody):
     )
     provider: str | None = Field(default=None, description="Payment provider; the merchant's default if omitted.")
     language: Literal["ru", "en", "kk"] | None = Field(default=None, description="Language of the payment page.")
+    payment_method_id: MethodRef = Field(
+        default=None,
+        description="The payment method the payer will pay with (Kaspi Gold, credit, ...): its `id` or `code` from "
+        "GET /api/payment-methods. The amount stays as sent: the method's fee, where the payer covers it, is "
+        "added once, when the payer starts paying. An unknown or inactive method is refused.",
+    )
 
     @field_validator("currency", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -28,6 +28,7 @@ from paycenter.payments.models import (
     EventType,
     Operation,
     Payment,
+    PaymentMethod,
     PaymentStatus,
 )
 from paycenter.payments.schemas import PaymentInit
@@ -65,6 +66,7 @@ async def create_payment(
         ssrf.check_webhook_url(data.webhook_url, policy.webhook_networks)
     except ValueError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "webhook_url", "message": str(exc)}]) from None
+    method = await preferred_method(session, data.payment_method_id)
     provider = data.provider or merchant.default_provider or "sandbox"
     if provider not in policy.providers:
         message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
@@ -90,6 +92,7 @@ async def create_payment(
         success_url=data.success_url,
         fail_url=data.fail_url,
         language=data.language,
+        payment_method=method,
         provider=provider,
         status=PaymentStatus.PENDING,
         paid_amount=0,
@@ -106,6 +109,22 @@ async def create_payment(
     await insert_new(session, payment)  # one INSERT, without the unit of work's overhead
     set_committed_value(payment, "has_webhook_secret", payment.__dict__.get("webhook_secret") is not None)
     return payment
+
+
+async def preferred_method(session: AsyncSession, ref: int | str | None) -> str | None:
+    """The code of the active method ``payment_method_id`` names (its old numeric id or its code).
+
+    The old system added the method's fee to the amount at init, and again when the payer paid
+    (1000 → 1010 → 1020.10). Here the payment keeps its amount and only remembers the method:
+    the attempt grosses the fee up once, and only where the payer covers it."""
+    if ref is None:
+        return None
+    by = PaymentMethod.legacy_id == ref if isinstance(ref, int) else PaymentMethod.code == ref
+    code = await session.scalar(select(PaymentMethod.code).where(by, PaymentMethod.is_active.is_(True)))
+    if code is None:
+        message = f"Unknown payment method {ref!r}: see GET /api/payment-methods"
+        raise Unprocessable(message, fields=[{"field": "payment_method_id", "message": message}])
+    return code
 
 
 def _check_id(payment_id: str) -> None:
@@ -215,6 +234,34 @@ async def cancel(session: AsyncSession, *, merchant_id: str, payment_id: str, re
             "payment_cancelled": True,
         },
     )
+    return payment
+
+
+async def track_visit(session: AsyncSession, *, payment_id: str, now: datetime) -> bool:
+    """The payer opened the payment: the first visit is kept, later ones change nothing. True if
+    this was the first. One guarded UPDATE, so two first visits at once still store one time."""
+    _check_id(payment_id)
+    result = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.first_visited_at.is_(None))
+        .values(first_visited_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    if await session.scalar(select(Payment.id).where(Payment.id == payment_id)) is None:
+        raise NotFound("Payment not found")
+    return False
+
+
+async def check_payable(session: AsyncSession, *, payment_id: str, now: datetime) -> Payment:
+    """The payment, locked, if a payer may still pay it; else ``Conflict`` (expiring it first when
+    its time is up, as starting an attempt does). Never makes a closed payment payable again."""
+    payment = await lock(session, payment_id)
+    if await expire_if_due(session, payment, now=now):
+        raise Conflict("Payment has expired", code="expired")
+    if payment.status not in PAYABLE:
+        raise Conflict(f"Payment is {payment.status} and can no longer be paid")
     return payment
 
 
