@@ -245,8 +245,8 @@ class LegacyPaymentMethod(LegacyModel):
     icon_url: str | None
     icon_emoji: str | None
     commission_percent: str = _decimal("1.00")
-    credit_percent: str = _decimal("14.00")
-    installment_percent: str = _decimal("14.00")
+    credit_commission_percent: str = _decimal("14.00")
+    installment_commission_percent: str = _decimal("14.00")
     has_credit: Literal[0, 1]
     has_installment: Literal[0, 1]
     add_commission_to_amount: Literal[0, 1]

@@ -268,7 +268,7 @@ class PaymentMethodOut(BaseModel):
     id: int | None = Field(description="The old system's id (1 Kaspi Gold, 2 Red, 3 credit, 4 and 5 instalments).")
     code: str
     name: str
-    type: str = Field(description="credit, installment or wallet")
+    type: str = Field(description="wallet, card, credit or installment")
     provider: str
     country_id: int | None
     allowed_countries: str | None = Field(description="A JSON array as text, as the old API sent it; null: any.")
@@ -286,6 +286,14 @@ class PaymentMethodOut(BaseModel):
 
 
 _MONTHS = re.compile(r"_([0-9]{1,3})\Z")
+# What the old system's seed said of its five methods (type, icon); others are plain wallets.
+_OLD_SEED = {
+    "kaspi_gold": ("wallet", "💰"),
+    "kaspi_red": ("card", "💳"),
+    "kaspi_credit": ("credit", "🏦"),
+    "kaspi_installment_12": ("installment", "📅"),
+    "kaspi_installment_24": ("installment", "📆"),
+}
 
 
 def _method(m: PaymentMethod, legacy: bool) -> dict[str, Any]:
@@ -298,14 +306,15 @@ def _method(m: PaymentMethod, legacy: bool) -> dict[str, Any]:
         "id": m.legacy_id,
         "code": m.code,
         "name": m.name,
-        "type": "credit" if credit else "installment" if installment else "wallet",
-        "provider": m.code.split("_", 1)[0],
+        "type": _OLD_SEED.get(m.code, ("credit" if credit else "installment" if installment else "wallet", None))[0],
+        "provider": "Kaspi" if m.code.startswith("kaspi_") else m.code.split("_", 1)[0],
         "country_id": None,
         "allowed_countries": None,
         "payment_currency": "KZT",
         "icon_url": None,
-        "icon_emoji": None,
-        "commission_percent": percent,
+        "icon_emoji": _OLD_SEED.get(m.code, ("", None))[1],
+        # The old table kept a credit or instalment method's fee in its own column, 0 here.
+        "commission_percent": "0.00" if credit or installment else percent,
         "credit_commission_percent": percent if credit else "0.00",
         "installment_commission_percent": percent if installment else "0.00",
         "has_credit": flag(credit),
