@@ -544,3 +544,40 @@ async def test_every_legacy_answer_matches_the_legacy_document(
         assert response.status_code < 500, response.text
         model.model_validate(response.json(), strict=True)
     assert "webhook_secret" not in answers[4][1].text
+
+
+@pytest.mark.parametrize("legacy_version", [True, False])
+async def test_webhook_times_follow_the_merchants_version(
+    client: httpx.AsyncClient,
+    db: Database,
+    legacy: MerchantCreds,
+    merchant: MerchantCreds,
+    clock: Clock,
+    legacy_version: bool,
+) -> None:
+    """legacy-api.md §6: the old webhooks carried created_at/paid_at (and expired's expired_at) in
+    the old format; a current merchant's keep RFC 3339 UTC."""
+    import json
+
+    from paycenter.payments.expirer import expire_due
+    from paycenter.payments.models import Event
+
+    creds = legacy if legacy_version else merchant
+    at(clock, datetime(2024, 6, 1, 7, 0, 0, tzinfo=UTC))
+    paid = (await create_payment(client, creds))["transaction_id"]
+    await sandbox(client, paid)
+    expiring = (await create_payment(client, creds))["transaction_id"]
+    at(clock, datetime(2024, 6, 1, 9, 0, 0, tzinfo=UTC))  # past the default hour
+    await expire_due(db, now=datetime(2024, 6, 1, 9, 0, 0, tzinfo=UTC))
+    async with db.reading() as session:
+        bodies = {
+            (e.payment_id, e.type): json.loads(e.body)
+            for e in await session.scalars(select(Event).where(Event.payment_id.in_([paid, expiring])))
+        }
+    body = bodies[(paid, "paid")]
+    if legacy_version:
+        assert (body["created_at"], body["paid_at"]) == ("2024-06-01 12:00:00", "2024-06-01 12:00:00")
+    else:
+        assert (body["created_at"], body["paid_at"]) == ("2024-06-01T07:00:00Z", "2024-06-01T07:00:00Z")
+    expired = bodies[(expiring, "expired")]
+    assert expired["expired_at"] == ("2024-06-01 13:00:00" if legacy_version else "2024-06-01T08:00:00Z")

@@ -24,6 +24,7 @@ from test_admin import by_testid, new_user, signed_in
 from test_kaspi import Kaspi, kaspi, new_payment, qr_id  # noqa: F401 (kaspi: the fixture)
 
 LEGACY = {versions.HEADER: versions.LEGACY}
+CURRENT = {versions.HEADER: versions.CURRENT}
 METHOD_KEYS = [
     "id",
     "code",
@@ -101,8 +102,9 @@ async def _attempts(db: Database, pid: str) -> list[Attempt]:
 
 @pytest.mark.parametrize("path", ["/api/payment-methods", "/api/payment-methods/active"])
 async def test_methods_are_public_and_typed_per_version(client: httpx.AsyncClient, path: str) -> None:
-    current = await client.get(path)
-    legacy = await client.get(path, headers=LEGACY)
+    current = await client.get(path, headers=CURRENT)
+    legacy = await client.get(path)  # no token, no header: the old API's answer, as its payer page got it
+    assert legacy.json() == (await client.get(path, headers=LEGACY)).json()
     assert current.status_code == legacy.status_code == 200, (current.text, legacy.text)
     methods = current.json()["data"]
     assert [m["code"] for m in methods] == [
@@ -188,13 +190,15 @@ async def test_the_admin_shows_the_first_visit_and_the_chosen_method(
     assert by_testid(page, "first-visit")
 
 
-async def test_track_visit_of_an_unknown_payment(client: httpx.AsyncClient) -> None:
+async def test_track_visit_of_an_unknown_payment(client: httpx.AsyncClient, merchant: MerchantCreds) -> None:
     unknown = "0" * 32
+    # No payment, no token, no header: answered as the old API did (the old payer page called it so).
     r = await client.post(f"/api/payment/{unknown}/track-visit")
+    assert r.status_code == 400 and r.json()["message"] == "Транзакция не найдена"
+    r = await client.post(f"/api/payment/{unknown}/track-visit", headers=CURRENT)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    r = await client.post(f"/api/payment/{unknown}/track-visit", headers=LEGACY)
-    assert r.status_code == 400
-    assert (r.json()["success"], r.json()["message"]) == (False, "Транзакция не найдена")
+    r = await client.post(f"/api/payment/{unknown}/track-visit", headers=merchant.headers)  # a current token
+    assert r.status_code == 404
 
 
 # --- payment_method_id at init -------------------------------------------------------------------
@@ -318,7 +322,7 @@ async def test_kaspi_refusals_in_each_version(
         r = await client.post(f"/api/payment/{pid}/kaspi", json={"payment_method": odd})
         assert r.status_code == (400 if legacy else 422), r.text
         assert r.json()["error"]["code"] == "unknown_payment_method"
-    headers = LEGACY if legacy else {}
+    headers = LEGACY if legacy else CURRENT
     r = await client.post(f"/api/payment/{'F' * 32}/kaspi", headers=headers)
     assert r.status_code == (400 if legacy else 404), r.text
     assert r.json()["message"] == ("Транзакция не найдена" if legacy else "Payment not found")

@@ -19,7 +19,7 @@ from paycenter.db import new_id
 from paycenter.merchants.models import Merchant
 from paycenter.money import to_major_number
 from paycenter.payments.models import ATTEMPT_EVENT_TYPES, Event, EventType, Payment
-from paycenter.timefmt import iso
+from paycenter.timefmt import almaty, iso
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.wire import php_json
 
@@ -33,9 +33,13 @@ def webhook_body(
     previous_status: str,
     now: datetime,
     extras: dict[str, Any],
+    api_version: str = versions.CURRENT,
 ) -> str:
     """The event's body as it is stored, signed and sent: in PHP's own JSON (``webhooks.wire``),
-    so that PHP's ``json_encode(json_decode($body, true))`` gives back these very bytes."""
+    so that PHP's ``json_encode(json_decode($body, true))`` gives back these very bytes. Times
+    (also datetimes among the extras) as the merchant's API version writes them: RFC 3339 UTC, or
+    the old system's naive Almaty ``Y-m-d H:i:s`` for ``legacy``."""
+    stamp = almaty if api_version == versions.LEGACY else iso
     cur = payment.currency
     body: dict[str, Any] = {
         "event": str(event_type),
@@ -48,15 +52,15 @@ def webhook_body(
         "currency": cur,
         "status": payment.status,
         "description": payment.description,
-        "created_at": iso(payment.created_at),
-        "paid_at": iso(payment.paid_at),
+        "created_at": stamp(payment.created_at),
+        "paid_at": stamp(payment.paid_at),
         # The old system sent PHP's empty array for no metadata; merchants' code expects it (and
         # php_json writes {} so anyway: PHP's json_decode($body, true) reads {} as an empty array).
         # Sanitized: a row stored before the API refused NaN must not make every event unsendable.
         "metadata": storable.sanitized(payment.metadata_) or [],
         "timestamp": int(now.timestamp()),
     }
-    body.update(extras)
+    body.update({key: stamp(value) if isinstance(value, datetime) else value for key, value in extras.items()})
     body["event_id"] = event_id
     body["sequence"] = sequence
     body["previous_status"] = previous_status
@@ -107,6 +111,9 @@ async def emit(
     webhook delivery when it is one that is sent to this merchant (``sent_as_webhook``)."""
     payment.last_sequence += 1
     event_id = new_id("evt")
+    # The merchant's version shapes the body (its times) and whether it is sent: one read by
+    # primary key, none when the merchant is already in the session.
+    api_version = await merchant_version(session, payment.merchant_id)
     body = webhook_body(
         payment,
         event_type=event_type,
@@ -115,6 +122,7 @@ async def emit(
         previous_status=previous_status,
         now=now,
         extras=extras or {},
+        api_version=api_version,
     )
     event = Event(
         id=event_id,
@@ -126,12 +134,6 @@ async def emit(
         created_at=now,
     )
     session.add(event)
-    # The five old types are sent to every merchant: only a newer type needs the merchant's version
-    # (one cheap read, and none on the hot path of paid and partially_paid).
-    sent = event_type in LEGACY_EVENT_TYPES or (
-        sent_as_webhook(event_type)
-        and sent_as_webhook(event_type, await merchant_version(session, payment.merchant_id))
-    )
-    if sent:
+    if sent_as_webhook(event_type, api_version):
         await webhooks.enqueue(session, event, payment, now=now)
     return event

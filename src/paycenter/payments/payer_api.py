@@ -12,8 +12,8 @@ booleans and 404 for an unknown payment.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from paycenter import versions
+from paycenter.context import AppContext
 from paycenter.deps import Context, ExactJsonRoute, PublicRead, merchant_for_token, public_base_url
 from paycenter.errors import ApiError, envelope, error_responses
 from paycenter.money import to_major_number, to_major_str
@@ -52,13 +53,29 @@ _LEGACY_MESSAGES = {
 }
 
 
-@contextmanager
-def _rendered_for_version(request: Request) -> Iterator[None]:
+async def _settle_version(ctx: AppContext, request: Request) -> None:
+    """The version of a request that names no payment it could take one from (the methods list,
+    an unknown payment id): the header's, else that of the merchant whose token came with it, else
+    ``legacy``. These are the old API's endpoints, which the old payer page called with neither:
+    an old client gets the old answer, a current one says so with its token or the header."""
+    if "api_version" in (request.scope.get("state") or {}):
+        return
+    merchant_version = None
+    token = request.headers.get("x-api-token")
+    if token and versions.requested(request.scope) is None:
+        found = await merchant_for_token(ctx, token)
+        merchant_version = found[0].api_version if found else None
+    versions.use(request.scope, merchant_version or versions.LEGACY)
+
+
+@asynccontextmanager
+async def _rendered_for_version(ctx: AppContext, request: Request) -> AsyncIterator[None]:
     """Refusals in the request's version: the old API said 400 with its own (Russian) message,
     also for an unknown payment and for the bank's refusal; the current one keeps its codes."""
     try:
         yield
     except ApiError as exc:
+        await _settle_version(ctx, request)
         if not versions.is_legacy(request.scope):
             raise
         message = _LEGACY_MESSAGES.get(exc.code, exc.message)
@@ -162,10 +179,10 @@ def _started(
         "original_amount": to_major_str(base, cur),
         "commission_amount": commission,
         "commission_percent": _percent(fee_bp),
-        "payment_method": method.code if method else None,
         "payment_url": payment_url,
         "qr_code": (qr or "") if legacy else qr,
         "terminal_id": _terminal_id(terminal_id, legacy),
+        "payment_method": method.code if method else None,  # after the old keys, in their order
     }
 
 
@@ -190,7 +207,7 @@ async def start_kaspi(
     Rate limited per client address."""
     pid = _payment_id(payment_id)
     base_url = public_base_url(ctx, request)
-    with _rendered_for_version(request):
+    async with _rendered_for_version(ctx, request):
         async with ctx.db.read_once() as session:
             payment, api_version = await service.get_with_api_version(session, pid)
         versions.use(request.scope, api_version)
@@ -252,7 +269,7 @@ async def track_visit(payment_id: str, ctx: Context, request: Request, _: Public
 
     Rate limited per client address."""
     pid = _payment_id(payment_id)
-    with _rendered_for_version(request):
+    async with _rendered_for_version(ctx, request):
         async with ctx.db.read_once() as session:
             _payment, api_version = await service.get_with_api_version(session, pid)
         versions.use(request.scope, api_version)
@@ -342,15 +359,9 @@ async def list_payment_methods(ctx: Context, request: Request, _: PublicRead) ->
     methods a payer may choose, by `sort_order`, with their fees. Both paths give the same list.
 
     Rendered in the `Paycenter-Version` header's version, else in that of the merchant whose
-    `X-API-Token` is sent (an unknown token is ignored), else the current one."""
-    # No payment to take the version from: the header's, else that of the merchant whose token came
-    # with the request (the old bare endpoint took one), else the current version.
-    merchant_version = None
-    token = request.headers.get("x-api-token")
-    if token and versions.requested(request.scope) is None:
-        found = await merchant_for_token(ctx, token)
-        merchant_version = found[0].api_version if found else None
-    versions.use(request.scope, merchant_version)
+    `X-API-Token` is sent (an unknown token is ignored), else as the old API did (`legacy`): the
+    old payer page called it with neither."""
+    await _settle_version(ctx, request)
     legacy = versions.is_legacy(request.scope)
     async with ctx.db.read_once() as session:
         methods = await attempts.active_methods(session)

@@ -32,7 +32,6 @@ from paycenter.payments.models import (
     PaymentStatus,
 )
 from paycenter.payments.schemas import PaymentInit
-from paycenter.timefmt import iso
 from paycenter.webhooks import ssrf
 
 
@@ -197,7 +196,7 @@ async def expire_if_due(session: AsyncSession, payment: Payment, *, now: datetim
         EventType.EXPIRED,
         previous_status=previous,
         now=now,
-        extras={"expired_at": iso(payment.expires_at), "partially_paid": payment.paid_amount > 0},
+        extras={"expired_at": payment.expires_at, "partially_paid": payment.paid_amount > 0},
     )
     return True
 
