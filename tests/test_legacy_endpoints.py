@@ -192,8 +192,10 @@ async def test_the_admin_shows_the_first_visit_and_the_chosen_method(
 
 async def test_track_visit_of_an_unknown_payment(client: httpx.AsyncClient, merchant: MerchantCreds) -> None:
     unknown = "0" * 32
-    # No payment, no token, no header: answered as the old API did (the old payer page called it so).
+    # No payment, no token, no header: nothing says the caller is old; the documented 404.
     r = await client.post(f"/api/payment/{unknown}/track-visit")
+    assert r.status_code == 404
+    r = await client.post(f"/api/payment/{unknown}/track-visit", headers=LEGACY)
     assert r.status_code == 400 and r.json()["message"] == "Транзакция не найдена"
     r = await client.post(f"/api/payment/{unknown}/track-visit", headers=CURRENT)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

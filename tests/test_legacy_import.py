@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import undefer
 
 from conftest import REQUIRED, SERVER_URLS, row_counts
-from paycenter import crypto
+from paycenter import crypto, versions
 from paycenter.admin.models import AuditEntry
 from paycenter.db import Database, create_engine
 from paycenter.legacy.importer import (
@@ -473,7 +473,10 @@ async def test_webhook_log_is_history_never_resent(legacy_url: str, db: Database
 
 async def test_old_token_works_against_the_api(legacy_url: str, db: Database, client: httpx.AsyncClient) -> None:
     await run_import(legacy_url, db)
-    one = {"X-API-Token": TOKEN_ONE}
+    # The imported merchant is pinned to the old shapes; the current ones a header away.
+    old = (await client.get(f"/api/transaction/{T1}", headers={"X-API-Token": TOKEN_ONE})).json()["data"]
+    assert (old["transaction"]["transaction_id"], old["transaction"]["created_at"]) == (T1, "2025-03-10 00:30:00")
+    one = {"X-API-Token": TOKEN_ONE, "Paycenter-Version": versions.CURRENT}
 
     response = await client.get(f"/api/transaction/{T1}", headers=one)
     assert response.status_code == 200, response.text
@@ -545,7 +548,9 @@ async def test_secrets_are_stored_encrypted_when_keys_are_set(
         assert all(value.startswith("fernet:") for value in stored), stored
         assert "secret-one" not in stored[0] and "term-token-1" not in stored[2]
         assert payment is not None and payment.webhook_secret == "secret-one"  # read back through the keyring
-        response = await client.get(f"/api/transaction/{T1}", headers={"X-API-Token": TOKEN_ONE})
+        response = await client.get(
+            f"/api/transaction/{T1}", headers={"X-API-Token": TOKEN_ONE, "Paycenter-Version": versions.CURRENT}
+        )
         assert response.status_code == 200 and response.json()["data"]["has_webhook_secret"] is True
         assert (await run_import(legacy_url, db)).payments_present == 11  # a re-run reads no secret
     finally:

@@ -29,9 +29,9 @@ class ExactJsonRequest(Request):
             # A bare number as the whole body is no amount: a plain float, which validation then
             # refuses as a body (pydantic reads a float subclass's attributes like a model's).
             self._json = float(parsed) if isinstance(parsed, ExactFloat) else parsed
-            if self._json == []:
+            if self._json == [] and self.url.path.endswith("/cancel"):
                 # PHP's json_encode(array()) of an empty body ("[]", what an old client sends
-                # with a cancel): PHP has one type for both, so it is the empty object.
+                # with a cancel): PHP has one type for both, so it is the empty object there.
                 self._json = {}
         return self._json
 

@@ -394,7 +394,8 @@ $scenarios['track_visit'] = function () use ($api, $browser) {
     $data = reply($browser, $browser->trackVisit($made['transaction_id']), 200, 'POST /api/payment/{id}/track-visit');
     same($data, null, 'track-visit: data');
     $data = reply($browser, $browser->trackVisit($made['transaction_id']), 200, 'track-visit again');
-    reply($browser, $browser->trackVisit(str_repeat('0', 32)), 400, 'track-visit of an unknown id');
+    // No token and no payment: nothing tells paycenter the caller is old; refused with the documented 404.
+    reply($browser, $browser->trackVisit(str_repeat('0', 32)), 404, 'track-visit of an unknown id');
 };
 
 $scenarios['cancel'] = function () use ($api, $other, $browser) {
@@ -758,7 +759,7 @@ $scenarios['kaspi'] = function () use ($browser) {
     same($body['metadata'], array('order_id' => 'K-1'), 'Kaspi paid webhook: metadata');
 
     reply($browser, $browser->kaspi($id), 400, 'kaspi on a paid payment');
-    reply($browser, $browser->kaspi(str_repeat('0', 32)), 400, 'kaspi on an unknown id');
+    reply($browser, $browser->kaspi(str_repeat('0', 32)), 404, 'kaspi on an unknown id (no token: the documented 404)');
 
     $made = create_payment($kaspi, array('amount' => 1000), 'init, then an unknown method');
     reply($browser, $browser->kaspi($made['transaction_id'], 'kaspi_nope'), 400, 'kaspi with an unknown payment_method');

@@ -53,11 +53,12 @@ _LEGACY_MESSAGES = {
 }
 
 
-async def _settle_version(ctx: AppContext, request: Request) -> None:
+async def _settle_version(ctx: AppContext, request: Request, default: str = versions.LEGACY) -> None:
     """The version of a request that names no payment it could take one from (the methods list,
     an unknown payment id): the header's, else that of the merchant whose token came with it, else
-    ``legacy``. These are the old API's endpoints, which the old payer page called with neither:
-    an old client gets the old answer, a current one says so with its token or the header."""
+    ``default``: ``legacy`` for the methods list (the old payer page called it with neither: an old
+    client gets the old answer, a current one says so with its token or the header); the current
+    version for an unknown payment's refusal (404, as the document and its fuzzing expect)."""
     if "api_version" in (request.scope.get("state") or {}):
         return
     merchant_version = None
@@ -65,7 +66,7 @@ async def _settle_version(ctx: AppContext, request: Request) -> None:
     if token and versions.requested(request.scope) is None:
         found = await merchant_for_token(ctx, token)
         merchant_version = found[0].api_version if found else None
-    versions.use(request.scope, merchant_version or versions.LEGACY)
+    versions.use(request.scope, merchant_version or default)
 
 
 @asynccontextmanager
@@ -75,7 +76,7 @@ async def _rendered_for_version(ctx: AppContext, request: Request) -> AsyncItera
     try:
         yield
     except ApiError as exc:
-        await _settle_version(ctx, request)
+        await _settle_version(ctx, request, default=versions.CURRENT)
         if not versions.is_legacy(request.scope):
             raise
         message = _LEGACY_MESSAGES.get(exc.code, exc.message)

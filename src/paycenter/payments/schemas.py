@@ -56,6 +56,8 @@ def _method_ref(value: Any) -> int | str | None:
         return None
     if isinstance(value, str) and value in _METHOD_REFS:
         return int(value) if value.isdigit() else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 is the integer 5 in JSON (and in JSON Schema)
     if isinstance(value, int) and not isinstance(value, bool) and value in _METHOD_IDS:
         return value
     raise ValueError(f"payment_method_id must be one of the ids {_METHOD_IDS} or a code of GET /api/payment-methods")
