@@ -33,10 +33,17 @@ def almaty_date(value: datetime) -> date:
 
 
 def almaty_day_start(day: date) -> datetime:
-    """The instant (UTC) an Almaty calendar day begins."""
-    return datetime.combine(day, time(), tzinfo=ALMATY).astimezone(UTC)
+    """The instant (UTC) an Almaty calendar day begins; the first and last days a datetime can
+    hold are clamped to its range (0001-01-01 in Almaty began before year 1 in UTC)."""
+    try:
+        return datetime.combine(day, time(), tzinfo=ALMATY).astimezone(UTC)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC) if day.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 def almaty_day_end(day: date) -> datetime:
     """The instant (UTC) an Almaty calendar day ends (the next day's start, excluded)."""
-    return almaty_day_start(day + timedelta(days=1))
+    try:
+        return almaty_day_start(day + timedelta(days=1))
+    except OverflowError:  # 9999-12-31 has no next day
+        return datetime.max.replace(tzinfo=UTC)
