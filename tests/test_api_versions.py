@@ -98,3 +98,14 @@ async def test_a_json_body_is_read_whatever_its_declared_type(
     # PHP's json_encode(array()) as a cancel's body: the empty object, not a refusal.
     cancelled = await client.post(f"/api/payment/{pid}/cancel", content="[]", headers=headers)
     assert cancelled.status_code == 200, cancelled.text
+
+
+def test_the_deployments_default_version_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from paycenter.config import Settings
+
+    assert Settings(_env_file=None).default_api_version == versions.CURRENT  # type: ignore[call-arg]
+    assert Settings(_env_file=None, default_api_version="legacy").default_api_version == "legacy"  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="Unknown API version"):
+        Settings(_env_file=None, default_api_version="1999-01-01")  # type: ignore[call-arg]

@@ -105,6 +105,10 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
     # API versions (docs/migrating.md): pinned at creation, changed later, refused when unknown.
     old = (await cli("merchant", "create", "Old shop", "--api-version", "legacy", "--json")).json()
     assert old["api_version"] == "legacy"
+    onboarded = await cli(
+        "merchant", "create", "Late old shop", "--json", env_extra={"PAYCENTER_DEFAULT_API_VERSION": "legacy"}
+    )
+    assert onboarded.json()["api_version"] == "legacy"  # the deployment's default for new merchants
     bad = await cli("merchant", "create", "Odd shop", "--api-version", "2001-01-01")
     assert bad.rc == 2 and "Unknown API version" in bad.err
     moved = (await cli("merchant", "api-version", old["merchant_id"], versions.CURRENT)).ok()
@@ -123,6 +127,7 @@ async def test_merchants_and_tokens_end_to_end(cli: Cli) -> None:
         ("Coffee & Co", "https://shop.example/hook", versions.CURRENT),
         ("Second shop", None, versions.CURRENT),
         ("Old shop", None, versions.CURRENT),
+        ("Late old shop", None, "legacy"),
     ]
     assert listed[0]["merchant_id"] == mid
     table = listed_table.ok().out
@@ -276,6 +281,7 @@ async def test_every_changing_command_is_audited_with_the_os_user(cli: Cli) -> N
         "name": "Coffee & Co",
         "webhook_url": "https://shop.example/hook",
         "api_version": versions.CURRENT,
+        "default_provider": None,
     }
     assert made[2][3] == {"fee_bp": [100, 250], "payer_covers_fee": [False, True]}
     assert made[3][3] == {"name": "till-1"}

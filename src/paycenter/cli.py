@@ -106,7 +106,9 @@ async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | N
     demo = admin_password = None
     async with db.transaction() as session:
         if not await session.scalar(select(func.count()).select_from(Merchant)):
-            merchant = await merchants.create_merchant(session, name="Demo shop", now=utcnow())
+            merchant = await merchants.create_merchant(
+                session, name="Demo shop", now=utcnow(), api_version=get_settings().default_api_version
+            )
             issued = await merchants.issue_token(session, merchant_id=merchant.id, name="demo", now=utcnow())
             await _audit(session, "merchant_create", merchant.id, token_id=issued.token.id, name=merchant.name)
             demo = (merchant, issued.secret)
@@ -254,12 +256,13 @@ def merchant_create(
     name: str,
     webhook_url: Annotated[str | None, typer.Option(help="Default webhook URL for its payments.")] = None,
     api_version: Annotated[
-        str,
+        str | None,
         typer.Option(
             help=f"API version its answers are rendered in ({', '.join(versions.VERSIONS)}); "
-            "'legacy' for an integration written for the old PHP system."
+            "'legacy' for an integration written for the old PHP system. Default: "
+            "PAYCENTER_DEFAULT_API_VERSION (the current version unless set)."
         ),
-    ] = versions.CURRENT,
+    ] = None,
     default_provider: Annotated[
         str | None,
         typer.Option(
@@ -271,7 +274,7 @@ def merchant_create(
 ) -> None:
     """Create a merchant and print its first API token (shown only once)."""
     try:
-        api_version = versions.check(api_version)
+        api_version = versions.check(api_version or get_settings().default_api_version)
         from paycenter.providers.registry import KNOWN as KNOWN_PROVIDERS  # providers load on demand
 
         if default_provider is not None and default_provider not in KNOWN_PROVIDERS:

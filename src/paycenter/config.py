@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from paycenter import versions
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYCENTER_", env_file=".env", extra="ignore")
@@ -130,6 +132,12 @@ class Settings(BaseSettings):
     # answered. The public endpoints (a payment's status, payment methods, ...) answer any origin.
     cors_origins: str = ""
 
+    # API version of merchants created from now on (`merchant create`, the admin, the demo
+    # merchant) when none is named (paycenter.versions, docs/migrating.md): the current one, or
+    # "legacy" on a deployment that replaces the old PHP system and onboards more of its shops.
+    # Merchants made by `import-legacy` are always "legacy"; existing merchants keep theirs.
+    default_api_version: str = versions.CURRENT
+
     # /readyz answers 503 when more webhook deliveries than this are overdue.
     ready_max_backlog: int = 10_000
 
@@ -204,6 +212,11 @@ class Settings(BaseSettings):
                     "without path or trailing slash, e.g. https://shop.example.kz; or *)"
                 )
         return value
+
+    @field_validator("default_api_version")
+    @classmethod
+    def _check_api_version(cls, value: str) -> str:
+        return versions.check(value)
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -653,7 +653,9 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
         return back(request, "/admin/merchants", error="name")
     now = ctx.now()
     async with ctx.db.transaction() as session:
-        merchant = await merchants.create_merchant(session, name=name, webhook_url=url, now=now)
+        merchant = await merchants.create_merchant(
+            session, name=name, webhook_url=url, now=now, api_version=ctx.settings.default_api_version
+        )
         issued = await merchants.issue_token(session, merchant_id=merchant.id, name="default", now=now)
         await _record(
             session, request, operator, "merchant_create", target=merchant.id, now=now, token_id=issued.token.id
