@@ -477,6 +477,9 @@ async def test_old_token_works_against_the_api(legacy_url: str, db: Database, cl
     old = (await client.get(f"/api/transaction/{T1}", headers={"X-API-Token": TOKEN_ONE})).json()["data"]
     assert (old["transaction"]["transaction_id"], old["transaction"]["created_at"]) == (T1, "2025-03-10 00:30:00")
     one = {"X-API-Token": TOKEN_ONE, "Paycenter-Version": versions.CURRENT}
+    # The old system matched its hex tokens case-insensitively: so does the import.
+    upper = await client.get(f"/api/transaction/{T1}", headers={"X-API-Token": TOKEN_ONE.upper()})
+    assert upper.status_code == 200, upper.text
 
     response = await client.get(f"/api/transaction/{T1}", headers=one)
     assert response.status_code == 200, response.text

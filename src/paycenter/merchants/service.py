@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,8 +21,15 @@ from paycenter.merchants.models import ApiToken, Merchant
 TOKEN_PREFIX = "pct_"
 
 
+# The old system's tokens: 64 hex digits, which it matched case-insensitively (a MySQL collation).
+_OLD_TOKEN = re.compile(r"[0-9A-Fa-f]{64}")
+
+
 def hash_token(token: str) -> str:
-    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force. An old
+    # system's token is hashed in lower case, so it is found however its merchant writes it.
+    if _OLD_TOKEN.fullmatch(token):
+        token = token.lower()
     return hashlib.sha256(token.encode()).hexdigest()
 
 
