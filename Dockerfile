@@ -16,10 +16,14 @@ WORKDIR /src
 # Every dependency ships a wheel for x86_64 and arm64 Linux on CPython 3.11; on another platform
 # add `apt-get install -y build-essential` here.
 RUN python -m venv /opt/paycenter
+# The locked versions, checked against their hashes (requirements.lock, `make lock`); then the
+# package itself without resolving anything again. tzdata (the IANA zones: cleanup runs in
+# Asia/Almaty) is one of the locked dependencies, whatever the base image carries.
+COPY requirements.lock ./
+RUN /opt/paycenter/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-# tzdata: the IANA time zones (cleanup runs in Asia/Almaty) whatever the base image carries.
-RUN /opt/paycenter/bin/pip install . tzdata \
+RUN /opt/paycenter/bin/pip install --no-deps . \
  && /opt/paycenter/bin/paycenter --help >/dev/null
 
 # --- run -------------------------------------------------------------------------------------------

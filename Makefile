@@ -5,13 +5,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PAYCENTER_DATABASE_URL ?= sqlite:///./paycenter.db
 
-.PHONY: run test lint bench migrate clean
+.PHONY: run test lint bench migrate clean lock
 
-$(STAMP): pyproject.toml
+# Dependencies come from the lock (exact versions and hashes); `make lock` refreshes it after a
+# change to pyproject.toml (tests/test_lock.py fails until then).
+$(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# requirements-test.lock: what `make test` installs; requirements.lock: the runtime subset, the
+# same versions, for the Docker image. Resolved by uv (installed into the venv for this only).
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --quiet
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv>=0.4,<1'
+	$(UV_COMPILE) --extra test -o requirements-test.lock
+	$(UV_COMPILE) -c requirements-test.lock -o requirements.lock
 
 # Local development: let webhooks reach endpoints on this machine (the SSRF guard blocks
 # loopback otherwise). `paycenter run` prints this setting when it starts.
