@@ -338,3 +338,15 @@ async def test_payment_page(client, merchant):
     client.cookies.clear()
     r = await client.get("/pay/0000000000000000000000000000000F")
     assert r.status_code == 404 and "Платёж не найден" in r.text
+
+
+async def test_payment_page_default_language_is_the_deployments(client, merchant, ctx) -> None:
+    """PAYCENTER_DEFAULT_LANGUAGE: the page's language when the link, the payer and the payment
+    name none (it was documented and never read)."""
+    pid = (await create_payment(client, merchant))["transaction_id"]
+    ctx.settings.default_language = "en"
+    assert "Awaiting payment" in (await client.get(f"/pay/{pid}")).text
+    assert "Ожидает оплаты" in (await client.get(f"/pay/{pid}?lang=ru")).text  # the link still wins
+    client.cookies.clear()
+    ctx.settings.default_language = "kk"
+    assert "Төлемді күтуде" in (await client.get(f"/pay/{pid}")).text

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = 24 * 3600
     # Providers a merchant may pick per payment; `sandbox` pays without a bank.
     enabled_providers: str = "sandbox"
-    default_language: str = "ru"
+    # The payment page's language when neither the link (?lang=), the payer's choice (cookie) nor
+    # the payment (`language` at init) names one.
+    default_language: Literal["ru", "kk", "en"] = "ru"
     # SQLite: how long a writer waits for the write lock before "database is locked".
     sqlite_busy_timeout_ms: int = 30_000
     # Database connections each process keeps open. Past them, up to max_overflow more are opened

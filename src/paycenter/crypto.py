@@ -53,10 +53,6 @@ class Keyring:
         except InvalidToken:
             raise SecretsError("a secret could not be decrypted with any key in PAYCENTER_SECRET_KEYS") from None
 
-    def rotate(self, value: str) -> str:
-        """The value sealed with the first key (whatever sealed it before)."""
-        return self.seal(self.open(value))
-
 
 _keyring = Keyring([])
 

@@ -66,11 +66,6 @@ class Unprocessable(ApiError):
     code = "validation_error"
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    code = "body_too_large"
-
-
 # --- schemas used in the OpenAPI document --------------------------------------------------
 
 

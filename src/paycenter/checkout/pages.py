@@ -42,7 +42,7 @@ def _language(request: Request, payment: Payment | None) -> str:
     ):
         if candidate in i18n.LANGUAGES:
             return candidate
-    return i18n.DEFAULT
+    return str(request.app.state.ctx.settings.default_language)  # PAYCENTER_DEFAULT_LANGUAGE
 
 
 def _page(request: Request, name: str, context: dict[str, Any], lang: str, status_code: int = 200) -> HTMLResponse:

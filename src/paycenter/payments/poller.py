@@ -96,7 +96,6 @@ class Poller:
         # least interval between polls holds: the attempt's own (Kaspi's StatusPollingInterval
         # for that QR), else its provider's (Provider.poll_every).
         self._polled_at: dict[str, datetime] = {}
-        self.last_report: CycleReport | None = None
         self.last_cycle_at = 0.0
         self._tokens_checked_at: datetime | None = None
 
@@ -110,7 +109,7 @@ class Poller:
                 self.last_cycle_at = began
                 try:
                     if await leadership.hold(self.db, LEASE, owner=self.owner, ttl=ttl, now=self.clock()):
-                        self.last_report = await self.cycle()
+                        await self.cycle()
                 except Exception:
                     log.exception("poll cycle failed")
                 left = self.interval - (time.monotonic() - began)
