@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -25,6 +25,9 @@ from paycenter.money import to_major_str
 from paycenter.observability import configure_logging
 from paycenter.quarantine import Loop
 from paycenter.webhooks.ssrf import check_webhook_url, parse_networks
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 app = typer.Typer(help="paycenter: self-hosted payment center.", no_args_is_help=True, add_completion=False)
 merchant_app = typer.Typer(help="Merchants (the shops that take payments).", no_args_is_help=True)
@@ -847,7 +850,7 @@ def kaspi_register_device(
     typer.echo(f"device token: {token}\nset PAYCENTER_KASPI_QR_DEVICE_TOKEN={token}")
 
 
-def _run_kaspi(fn: Callable[[], Awaitable[T]]) -> T:
+def _run_kaspi(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     from paycenter.providers.base import ProviderError
 
     try:
@@ -866,10 +869,11 @@ def simulate(
     """Serve a provider simulator (the real protocol over HTTP) for demos and local testing."""
     import uvicorn
 
+    make: Callable[[], Starlette]  # either simulator's factory, called with its defaults
     if provider == "kaspi-qr":
         from paycenter.simulators.kaspi_qr import create_app as make
     elif provider == "kaspi-pos":
-        from paycenter.simulators.kaspi_pos import create_app as make  # type: ignore[assignment]
+        from paycenter.simulators.kaspi_pos import create_app as make
     else:
         typer.echo("error: PROVIDER must be kaspi-qr or kaspi-pos", err=True)
         raise typer.Exit(2)

@@ -99,7 +99,7 @@ def load_settings(env_file: Path | None) -> tuple[Settings | None, list[Finding]
     if env_file is not None and not env_file.is_file():
         return None, [Finding("error", "", f"--env-file {env_file}: no such file")]
     try:
-        settings = Settings(_env_file=env_file) if env_file is not None else Settings()  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file) if env_file is not None else Settings()
     except ValidationError as exc:
         return None, [_validation_finding(err) for err in exc.errors()]
     except ValueError as exc:  # pydantic_settings.SettingsError: e.g. a list setting that is not JSON
@@ -298,7 +298,7 @@ def check_misc(settings: Settings, report: Report) -> None:
 def _keyring(settings: Settings) -> Any:
     """The keyring PAYCENTER_SECRET_KEYS makes, None when this paycenter has no such setting; raises
     the keyring's error for a bad key."""
-    keys = getattr(settings, "secret_keys", _MISSING)
+    keys: Any = getattr(settings, "secret_keys", _MISSING)  # whatever the settings object holds
     if keys is _MISSING:
         return None
     if isinstance(keys, SecretStr):
@@ -550,7 +550,7 @@ _PAYMENT_SAMPLE = 100
 async def _check_encrypted_rows(db: Any, settings: Settings, report: Report) -> None:
     """Every merchant's and terminal's secret (and the newest payments') must open with the keys
     configured: a key dropped before `paycenter secrets rotate` finished breaks every webhook."""
-    from sqlalchemy import column, select, table
+    from sqlalchemy import ColumnClause, column, select, table
 
     try:
         keyring = _keyring(settings)
@@ -562,7 +562,7 @@ async def _check_encrypted_rows(db: Any, settings: Settings, report: Report) -> 
     unreadable: dict[str, int] = {}
     plain = 0
     for name, col, newest in _ENCRYPTED_COLUMNS:
-        cols = [column(col)] + ([column(newest)] if newest else [])
+        cols: list[ColumnClause[Any]] = [column(col)] + ([column(newest)] if newest else [])
         t = table(name, *cols)
         query = select(t.c[col]).where(t.c[col].is_not(None))
         if newest:

@@ -17,19 +17,19 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Text, event, insert
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Table, Text, event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import CursorResult, Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
+from sqlalchemy.orm import DeclarativeBase, Mapper, make_transient_to_detached
 from sqlalchemy.types import TypeDecorator
 
 # Constraint names fixed by convention so migrations are the same on every backend.
@@ -185,7 +185,7 @@ _INSERT_PLANS: dict[type, tuple[Any, list[tuple[str, str, bool]]]] = {}
 def _insert_plan(cls: type) -> tuple[Any, list[tuple[str, str, bool]]]:
     plan = _INSERT_PLANS.get(cls)
     if plan is None:
-        mapper = sa_inspect(cls)
+        mapper: Mapper[Any] = sa_inspect(cls)
         columns = []
         for prop in mapper.column_attrs:
             column = prop.columns[0]
@@ -193,7 +193,8 @@ def _insert_plan(cls: type) -> tuple[Any, list[tuple[str, str, bool]]]:
                 continue  # a SQL expression (column_property), not a column to write
             defaulted = column.default is not None or column.server_default is not None
             columns.append((prop.key, column.key, defaulted))
-        plan = _INSERT_PLANS[cls] = (insert(mapper.local_table), columns)
+        # A declarative class maps one Table (typed as the broader FromClause).
+        plan = _INSERT_PLANS[cls] = (insert(cast(Table, mapper.local_table)), columns)
     return plan
 
 
@@ -316,3 +317,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``execute`` is typed to return a ``Result``; a DML
+    statement without RETURNING gives a ``CursorResult``, the one that has ``rowcount``."""
+    return cast(CursorResult[Any], result).rowcount

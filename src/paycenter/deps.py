@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response, Security
@@ -36,7 +36,7 @@ class ExactJsonRequest(Request):
         return self._json
 
 
-def _json_whatever_the_type(scope: dict[str, Any]) -> dict[str, Any]:
+def _json_whatever_the_type(scope: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The scope with its body declared JSON: the old API decoded the body as JSON whatever its
     Content-Type (legacy-api.md §1), and PHP's curl sends a JSON string given as POSTFIELDS as
     ``application/x-www-form-urlencoded``. A body that is not JSON is then refused as such (400)."""
@@ -66,7 +66,8 @@ class ExactJsonRoute(APIRoute):
 
 async def get_context(request: Request) -> AppContext:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: AppContext = request.app.state.ctx  # create_app keeps it there
+    return ctx
 
 
 Context = Annotated[AppContext, Depends(get_context)]

@@ -13,7 +13,7 @@ from sqlalchemy import String, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paycenter.db import Base, Database, UTCDateTime
+from paycenter.db import Base, Database, UTCDateTime, rowcount
 
 
 class Lease(Base):
@@ -35,7 +35,7 @@ async def hold(db: Database, name: str, *, owner: str, ttl: timedelta, now: date
             .values(owner=owner, expires_at=now + ttl, renewed_at=now)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount:  # type: ignore[attr-defined]
+        if rowcount(result):
             return True
         if await session.scalar(select(Lease.name).where(Lease.name == name)) is not None:
             return False  # someone else holds it

@@ -187,7 +187,8 @@ def exposition(extra_gauges: dict[str, tuple[str, dict[tuple[tuple[str, str], ..
     """The Prometheus text: this process's (or all processes') metrics plus database facts."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client leaves MultiProcessCollector.__init__ unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         text = generate_latest(registry)
     else:
         text = generate_latest(REGISTRY)

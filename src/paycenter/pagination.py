@@ -44,7 +44,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 async def page(
     session: AsyncSession,
-    stmt: Select[tuple[T]],
+    stmt: Select[T],
     *,
     created_col: Any,
     id_col: Any,

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paycenter.db import Base, Database, UTCDateTime
+from paycenter.db import Base, Database, UTCDateTime, rowcount
 from paycenter.observability import LOOP_ROW_FAILURES, TRANSACTION_ID
 
 log = logging.getLogger("paycenter.quarantine")
@@ -120,7 +120,7 @@ async def release(session: AsyncSession, *, loop: Loop | str, row_id: str) -> bo
         .where(QuarantinedRow.loop == str(loop), QuarantinedRow.row_id == row_id)
         .execution_options(synchronize_session=False)
     )
-    return bool(gone.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(gone))
 
 
 async def rows(

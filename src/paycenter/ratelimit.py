@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paycenter.db import Base, Database, UTCDateTime
+from paycenter.db import Base, Database, UTCDateTime, rowcount
 from paycenter.errors import ApiError
 
 log = logging.getLogger("paycenter.ratelimit")
@@ -106,7 +106,7 @@ class RateLimiter:
                         .values(count=RateCounter.count + n)
                         .execution_options(synchronize_session=False)
                     )
-                    if not added.rowcount:  # type: ignore[attr-defined]
+                    if not rowcount(added):
                         # A new window: restart the row (or create it).
                         renewed = await session.execute(
                             update(RateCounter)
@@ -114,7 +114,7 @@ class RateLimiter:
                             .values(window_start=window, count=n)
                             .execution_options(synchronize_session=False)
                         )
-                        if not renewed.rowcount:  # type: ignore[attr-defined]
+                        if not rowcount(renewed):
                             async with session.begin_nested():
                                 session.add(RateCounter(key=key, window_start=window, count=n))
                     total = await session.scalar(
@@ -157,7 +157,7 @@ async def purge_stale(session: AsyncSession, *, now: datetime) -> int:
         .where(RateCounter.window_start < _window(now) - timedelta(seconds=WINDOW))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result) or 0
 
 
 def client_address(request: Request) -> str:

@@ -13,6 +13,7 @@ merchant or the payment's merchant, so the error handlers render refusals in it 
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 LEGACY = "legacy"
@@ -34,7 +35,7 @@ def check(value: str) -> str:
     return value
 
 
-def requested(scope: dict[str, Any]) -> str | None:
+def requested(scope: MutableMapping[str, Any]) -> str | None:
     """The version the request's ``Paycenter-Version`` header names, None without one."""
     for name, value in scope.get("headers", ()):
         if name == b"paycenter-version":
@@ -42,14 +43,14 @@ def requested(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def use(scope: dict[str, Any], merchant_version: str | None) -> str:
+def use(scope: MutableMapping[str, Any], merchant_version: str | None) -> str:
     """Settle the request's version: its header, else the merchant's, else the current one."""
     version = requested(scope) or merchant_version or CURRENT
     scope.setdefault("state", {})[_STATE_KEY] = version
     return version
 
 
-def of(scope: dict[str, Any]) -> str:
+def of(scope: MutableMapping[str, Any]) -> str:
     """The version settled for this request (``use``), else its header's, else the current one."""
     state = scope.get("state") or {}
     found = state.get(_STATE_KEY)
@@ -61,5 +62,5 @@ def of(scope: dict[str, Any]) -> str:
         return CURRENT
 
 
-def is_legacy(scope: dict[str, Any]) -> bool:
+def is_legacy(scope: MutableMapping[str, Any]) -> bool:
     return of(scope) == LEGACY

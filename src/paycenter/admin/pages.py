@@ -154,7 +154,7 @@ async def login(request: Request, ctx: Context) -> Response:
     one_time = result is not None and result.user.must_change_password
     async with ctx.db.transaction() as session:
         action = "login" if result else "login_failed"
-        details = {"one_time_password": True} if one_time else {}
+        details: dict[str, Any] = {"one_time_password": True} if one_time else {}
         await service.audit(session, actor=username or "?", action=action, now=now, ip=ip, **details)
     if result is None:
         return _login_form(request, {"next": next_url, "message": "wrong_login"}, status_code=401)

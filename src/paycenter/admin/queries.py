@@ -112,7 +112,7 @@ class Filters:
     def query(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
 
-    def statement(self) -> Select[tuple[Payment]]:
+    def statement(self) -> Select[Payment]:
         """The filtered query. Every filter is checked here, before any query runs: a bad one is
         an Unprocessable with the reason to show, never an error from the database."""
         for name, value in self.__dict__.items():

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
-from paycenter.db import Database, new_id
+from paycenter.db import Database, new_id, rowcount
 from paycenter.errors import ApiError, Conflict
 
 HASHER = PasswordHash.recommended()
@@ -158,14 +158,14 @@ async def set_password(
         .values(password_hash=password_hash, must_change_password=False, password_set_at=now)
         .execution_options(synchronize_session=False)
     )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(changed) != 1:
         raise PasswordRefused("password_changed_meanwhile", status_code=409)
     ended = await session.execute(
         delete(AdminSession)
         .where(AdminSession.user_id == user_id, AdminSession.id != (keep_session or ""))
         .execution_options(synchronize_session=False)
     )
-    return ended.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(ended) or 0
 
 
 async def unlock(session: AsyncSession, *, username: str | None = None, ip: str | None = None) -> int:
@@ -175,7 +175,7 @@ async def unlock(session: AsyncSession, *, username: str | None = None, ip: str 
     result = await session.execute(
         delete(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result) or 0
 
 
 async def any_user(session: AsyncSession) -> bool:
@@ -416,7 +416,7 @@ async def purge_stale(session: AsyncSession, *, now: datetime) -> int:
         ),
     ):
         result = await session.execute(statement.execution_options(synchronize_session=False))
-        gone += result.rowcount or 0  # type: ignore[attr-defined]
+        gone += rowcount(result) or 0
     return gone
 
 

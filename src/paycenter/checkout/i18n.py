@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from paycenter.money import shown_exponent
@@ -192,7 +193,7 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-def translator(lang: str):  # type: ignore[no-untyped-def]
+def translator(lang: str) -> Callable[..., str]:
     def t(key: str, **kwargs: object) -> str:
         text = TEXTS[key].get(lang) or TEXTS[key][DEFAULT]
         return text.format(**kwargs) if kwargs else text

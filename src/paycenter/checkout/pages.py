@@ -76,7 +76,10 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         methods = await attempts.active_methods(session) if payment.provider in KASPI else []
         awaiting_refunds = await refunds.awaiting_payer(session, payment_id=payment.id)
     lang = _language(request, payment)
-    money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
+
+    def money(minor: int) -> str:
+        return i18n.format_money(minor, payment.currency, lang)
+
     now = ctx.now()
     payable = payment.status in PAYABLE and payment.expires_at > now
     return_url = None
@@ -110,7 +113,7 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
         ],
         "attempt": live,
         "terminal_name": terminal.name if terminal else None,
-        "qr_image": _qr(live.qr_payload or live.pay_link) if live and (live.qr_payload or live.pay_link) else None,
+        "qr_image": _qr(code) if live and (code := live.qr_payload or live.pay_link) else None,
         "attempt_seconds_left": (
             max(int((live.expires_at - now).total_seconds()), 0) if live and live.expires_at else None
         ),
@@ -133,7 +136,10 @@ async def refund_page(payment_id: str, refund_id: str, request: Request, ctx: Co
             return _page(request, "not_found.html", {"what": "refund_not_found"}, lang, status_code=404)
         merchant_name = await service.merchant_name(session, payment.merchant_id)
     lang = _language(request, payment)
-    money = lambda minor: i18n.format_money(minor, payment.currency, lang)  # noqa: E731
+
+    def money(minor: int) -> str:
+        return i18n.format_money(minor, payment.currency, lang)
+
     now = ctx.now()
     shown = [_return_qr(leg, now) for leg in legs]
     context = {

@@ -69,6 +69,7 @@ def document(app: FastAPI, build: Any) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     """Mount the documentation on ``app`` (its own ``docs_url``/``redoc_url`` must be off)."""
     build = app.openapi
+    # FastAPI's documented way to extend the schema: replace the app's openapi method.
     app.openapi = lambda: document(app, build)  # type: ignore[method-assign]
     app.include_router(pages.router)
 

@@ -107,7 +107,8 @@ def legacy_model_for(method: str, path: str) -> type[BaseModel] | None:
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema([(m, "serialization") for m in legacy.LEGACY_MODELS], ref_template=REF)
-    return top.get("$defs", {})
+    defs: dict[str, Any] = top.get("$defs", {})
+    return defs
 
 
 def _json(model: type[BaseModel]) -> dict[str, Any]:

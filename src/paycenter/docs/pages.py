@@ -178,7 +178,8 @@ def _load(name: str) -> Asset:
 
 async def asset(name: str) -> Asset:
     """An asset, read and gzipped once per process (off the event loop: the bundle is 4.8 MB)."""
-    return _assets.get(name) or await asyncio.to_thread(_load, name)
+    found = _assets.get(name)  # an Asset is never falsy: "is None" is what "or" tested
+    return found if found is not None else await asyncio.to_thread(_load, name)
 
 
 @router.get("/docs/static/{name:path}", name="docs_static")

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from paycenter import leadership, quarantine
-from paycenter.db import Database
+from paycenter.db import Database, rowcount
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.payments.models import Attempt, AttemptStatus
 from paycenter.webhooks.models import Delivery, DeliveryStatus
@@ -30,7 +30,7 @@ async def beat(
             .values(last_seen_at=now, loops=loops)
             .execution_options(synchronize_session=False)
         )
-        if updated.rowcount:  # type: ignore[attr-defined]
+        if rowcount(updated):
             return
     try:
         async with db.transaction() as session:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, SupportsInt
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
@@ -303,7 +303,7 @@ def _clip(value: object, length: int) -> str | None:
     return raw[:length] if raw else None
 
 
-def _flag(value: object, default: bool) -> bool:
+def _flag(value: str | bytes | SupportsInt | None, default: bool) -> bool:
     if value is None:
         return default
     if isinstance(value, bytes):  # BIT(1)
@@ -1292,9 +1292,16 @@ async def _import_batch(
         report.warnings.extend(f"transaction {plan.legacy_id} ({payment.id}): {w}" for w in plan.warnings)
         if payment.status in PAYABLE and payment.expires_at <= ctx.now:
             report.overdue_payable += 1
-        for stage, items in enumerate(
-            ([payment], plan.operations, plan.refunds, plan.legs, plan.events, plan.deliveries, plan.attempts)
-        ):
+        groups: tuple[Sequence[Base], ...] = (
+            [payment],
+            plan.operations,
+            plan.refunds,
+            plan.legs,
+            plan.events,
+            plan.deliveries,
+            plan.attempts,
+        )
+        for stage, items in enumerate(groups):
             stages[stage].extend(items)
     await _write(target, stages, opts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -21,7 +22,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _online() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    # migrate.py sets the URL; without one create_engine refuses None as it always did.
+    engine = create_engine(cast(str, config.get_main_option("sqlalchemy.url")))
     async with engine.connect() as conn:
         await conn.run_sync(_run)
     await engine.dispose()

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import ColumnElement, Exists, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import leadership, quarantine, ratelimit
 from paycenter.admin import service as admin_service
 from paycenter.config import Settings
-from paycenter.db import Database
+from paycenter.db import Database, rowcount
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.jobs.models import CleanupRun
 from paycenter.payments.models import (
@@ -56,20 +56,20 @@ class CleanupResult:
     stale_rows_removed: int = 0  # admin sessions, login counters, rate-limit windows past use
 
 
-def _closed_at() -> object:
+def _closed_at() -> ColumnElement[datetime]:
     return func.coalesce(Payment.cancelled_at, Payment.expires_at)
 
 
-def _webhook_pending() -> object:
+def _webhook_pending() -> Exists:
     return exists().where(Delivery.payment_id == Payment.id, Delivery.status == DeliveryStatus.PENDING)
 
 
-def _removable(cutoff: datetime) -> list[object]:
+def _removable(cutoff: datetime) -> list[ColumnElement[bool]]:
     return [
         Payment.status.in_(CLOSED),
         Payment.paid_amount == 0,
         _closed_at() < cutoff,
-        ~_webhook_pending(),  # type: ignore[operator]
+        ~_webhook_pending(),
         quarantine.not_quarantined(Loop.CLEANUP, Payment.id),
     ]
 
@@ -129,7 +129,7 @@ async def run(
             gone = await session.execute(
                 delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_ttl)
             )
-            result.idempotency_keys_removed = gone.rowcount or 0  # type: ignore[attr-defined]
+            result.idempotency_keys_removed = rowcount(gone) or 0
             result.stale_rows_removed = await admin_service.purge_stale(session, now=now)
             result.stale_rows_removed += await ratelimit.purge_stale(session, now=now)
     async with db.transaction() as session:

@@ -20,7 +20,7 @@ def fee_of(gross: int, fee_bp: int) -> int:
 
 def gross_for(net: int, fee_bp: int, currency: str) -> int:
     """The smallest whole-unit gross whose net after the fee is at least ``net``."""
-    unit = 10 ** exponent(currency)
+    unit: int = 10 ** exponent(currency)  # int ** int is typed Any (a negative power is a float)
     if fee_bp <= 0:
         return -(-net // unit) * unit
     gross = -(-(net * BP) // (BP - fee_bp))  # ceil(net / (1 - p))
@@ -37,5 +37,5 @@ def ask_for(remaining: int, fee_bp: int, payer_covers_fee: bool, currency: str) 
     """What an attempt asks the payer for."""
     if payer_covers_fee:
         return gross_for(remaining, fee_bp, currency)
-    unit = 10 ** exponent(currency)
+    unit: int = 10 ** exponent(currency)  # int ** int is typed Any (a negative power is a float)
     return -(-remaining // unit) * unit

@@ -179,7 +179,8 @@ def legacy_day(values: dict[str, str], name: str) -> date | None:
     if raw is None:
         return None
     try:
-        return _day(raw.strip())  # type: ignore[no-any-return]
+        day: date = _day(raw.strip())  # a date, given text
+        return day
     except ValueError as exc:
         raise _refuse(name, str(exc)) from None
 

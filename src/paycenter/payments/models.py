@@ -150,7 +150,7 @@ class Payment(Base):
 
 
 # Whether the payment has its own webhook secret, from the column as stored (no decryption).
-Payment.has_webhook_secret = column_property(Payment.__table__.c.webhook_secret.is_not(None))  # type: ignore[attr-defined]
+Payment.has_webhook_secret = column_property(Payment.__table__.c.webhook_secret.is_not(None))
 
 
 class Attempt(Base):

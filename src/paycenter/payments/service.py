@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id
+from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id, rowcount
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
 from paycenter.money import MoneyError, api_minor
@@ -70,6 +70,8 @@ async def create_payment(
     if provider not in policy.providers:
         message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
         raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    # PaymentInit's metadata validator turns the old API's empty list into None: an object or None here.
+    metadata = cast(dict[str, Any] | None, data.metadata)
     payment = Payment(
         id=new_payment_id(),
         merchant_id=merchant.id,
@@ -77,8 +79,8 @@ async def create_payment(
         currency=data.currency,
         description=data.description,
         metadata_=data.metadata or {},
-        order_id=_metadata_key(data.metadata, "order_id"),
-        metadata_user_id=_metadata_key(data.metadata, "user_id"),
+        order_id=_metadata_key(metadata, "order_id"),
+        metadata_user_id=_metadata_key(metadata, "user_id"),
         customer_phone=data.customer_phone,
         customer_email=data.customer_email,
         customer_name=data.customer_name,
@@ -246,7 +248,7 @@ async def track_visit(session: AsyncSession, *, payment_id: str, now: datetime) 
         .values(first_visited_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount:  # type: ignore[attr-defined]
+    if rowcount(result):
         return True
     if await session.scalar(select(Payment.id).where(Payment.id == payment_id)) is None:
         raise NotFound("Payment not found")

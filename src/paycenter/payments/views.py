@@ -58,6 +58,7 @@ def detail(payment: Payment, base_url: str) -> dict[str, Any]:
         "customer_email": payment.customer_email,
         "customer_name": payment.customer_name,
         "webhook_url": payment.webhook_url,
+        # A column_property added after the class (payments/models.py): not among its annotations.
         "has_webhook_secret": bool(payment.has_webhook_secret),  # type: ignore[attr-defined]
         "success_url": payment.success_url,
         "fail_url": payment.fail_url,

@@ -166,7 +166,7 @@ class KaspiPosProvider:
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=None if self.verify_tls else False)
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self.verify_tls)
             )
         return self._session
 

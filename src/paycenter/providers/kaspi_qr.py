@@ -150,7 +150,9 @@ def parse_time(value: Any) -> datetime | None:
         else:
             sign = -1 if zone[0] == "-" else 1
             tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:] or 0)))
-        return datetime(*(int(f or 0) for f in fields), microsecond, tzinfo=tz).astimezone(UTC)
+        # _KASPI_TIME has six groups before the fraction: year, month, day, hour, minute, second.
+        year, month, day, hour, minute, second = (int(f or 0) for f in fields)
+        return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tz).astimezone(UTC)
     except (ValueError, OverflowError):  # a field out of range, an offset of a day or more
         return None
 
@@ -274,7 +276,7 @@ class KaspiQrClient:
                 raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
         if not isinstance(payload, dict):
             raise ProviderError("Kaspi answered something that is not an object")
-        code = payload.get("StatusCode")
+        code: Any = payload.get("StatusCode")  # whatever JSON Kaspi sent: read by int() below
         if code not in (0, "0"):
             try:
                 number = int(code)

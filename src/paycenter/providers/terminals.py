@@ -14,7 +14,7 @@ from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto
-from paycenter.db import Database, new_id, utcnow
+from paycenter.db import Database, new_id, rowcount, utcnow
 from paycenter.errors import Conflict, NotFound
 from paycenter.providers.base import ProviderError, TerminalRef, TokenRejected
 from paycenter.providers.models import Terminal
@@ -241,7 +241,7 @@ async def take(session: AsyncSession, *, terminal_id: str, holder: str, now: dat
         .values(busy_with=holder, busy_since=now, last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(taken) != 1:
         return None
     return await session.get(Terminal, terminal_id, populate_existing=True)
 

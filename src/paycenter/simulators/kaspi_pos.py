@@ -55,7 +55,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -728,7 +728,7 @@ class Simulator:
             raise ProtocolError(ERR_REVOKE_REFUSED, "Revoke Error. Wrong name")
         if not secrets.compare_digest(grant.refresh_token.encode(), refresh.encode()):
             raise ProtocolError(ERR_REVOKE_REFUSED, "Revoke Error. Wrong refresh token")
-        del term.grants[token]  # type: ignore[arg-type]
+        del term.grants[cast(str, token)]  # live_grant refused a missing token
         return term.issue(name)
 
     # -- the payer's side (controls) --------------------------------------------------------------
@@ -767,7 +767,7 @@ class Simulator:
         op.method = method
         self._take(op, cheque_method)
         op.cheque_amount = cheque_amount
-        term.purchases[op.transaction_id] = op  # type: ignore[index]
+        term.purchases[cast(str, op.transaction_id)] = op  # _take gave the operation its id
         self._finish(term, op, STATUS_SUCCESS, SUB_SUCCESS[cheque_method])
         return op.snapshot()
 

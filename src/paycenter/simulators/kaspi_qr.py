@@ -56,7 +56,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -388,7 +388,6 @@ class Payment:
     product: str | None = None
     loan_term: int | None = None
     transaction_id: str | None = None
-    paid_at: datetime | None = None
     customer: str | None = None  # who paid it: return/operations lists a customer's purchases
     returned: Decimal = Decimal(0)
     returns: list[dict[str, Any]] = field(default_factory=list)
@@ -464,7 +463,7 @@ class Simulator:
         *,
         api_key: str = "test-api-key",
         organization_bin: str = "123456789012",
-        trade_points: list[dict] | None = None,
+        trade_points: list[dict[str, Any]] | None = None,
         polling_interval: int = 5,
         scan_wait_timeout: int = 180,
         confirmation_timeout: int = 65,
@@ -709,7 +708,7 @@ class Simulator:
         r.status = RST_ERROR
         return self.describe_return(r)
 
-    def set_mode(self, mode: str, payment_id: int | str | None = None) -> None:
+    def set_mode(self, mode: str | None, payment_id: int | str | None = None) -> None:
         """How status calls answer: "normal"; "silent" (hang until the mode changes, at most ``silent_cap``
         seconds, then -999); "error" (-999 at once). For one payment, or globally: a global change also
         drops every per-payment mode."""
@@ -725,7 +724,9 @@ class Simulator:
             self.payment_modes[pid] = mode
         self._notify_mode_change()
 
-    def inject_error(self, operation: str, code: int, *, message: str | None = None, times: int | None = 1) -> None:
+    def inject_error(
+        self, operation: str | None, code: int | None, *, message: str | None = None, times: int | None = 1
+    ) -> None:
         """Make the next ``times`` calls of ``operation`` (e.g. "payment/return", "qr/create",
         "payment/status"; None = until cleared) answer ``code`` after the credential checks."""
         if operation not in ALL_OPERATIONS:
@@ -805,7 +806,7 @@ class Simulator:
         if self.now() >= min(r.created_at + timedelta(seconds=self.scan_wait_timeout), r.expire_at):
             r.status = RST_ERROR
 
-    def _trade_point(self, trade_point_id: Any) -> dict | None:
+    def _trade_point(self, trade_point_id: Any) -> dict[str, Any] | None:
         for tp in self.trade_points:
             if str(tp[F_TRADE_POINT_ID]) == str(trade_point_id):
                 return tp
@@ -832,13 +833,13 @@ class Simulator:
 
     # ---- protocol operations: (scheme, body, query) -> (code, data) -------------------------------
 
-    def op_tradepoints(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_tradepoints(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return 0, [
             {F_TRADE_POINT_ID: tp[F_TRADE_POINT_ID], F_TRADE_POINT_NAME: tp.get(F_TRADE_POINT_NAME)}
             for tp in self.trade_points
         ]
 
-    def op_device_register(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_device_register(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         device_id = body.get(F_DEVICE_ID)
         if not isinstance(device_id, str | int) or isinstance(device_id, bool) or str(device_id) == "":
             return ERR_BAD_REQUEST, None
@@ -848,14 +849,14 @@ class Simulator:
             return ERR_TRADE_POINT_NOT_FOUND, None
         return 0, {F_DEVICE_TOKEN: self.register_device(str(device_id), body.get(F_TRADE_POINT_ID))}
 
-    def op_device_delete(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_device_delete(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
         device.active = False
         return 0, None
 
-    def _create(self, kind: str, body: dict) -> tuple[int, Any]:
+    def _create(self, kind: str, body: dict[str, Any]) -> tuple[int, Any]:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
@@ -876,10 +877,10 @@ class Simulator:
         self.payments_by_id[p.id] = p
         return 0, (wire_qr_created(p, self) if kind == "qr" else wire_link_created(p, self))
 
-    def op_qr_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_qr_create(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._create("qr", body)
 
-    def op_link_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_link_create(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._create("link", body)
 
     def _own_payment(self, device: Device, payment_id: Any) -> Payment | None:
@@ -890,7 +891,7 @@ class Simulator:
         self._expire_if_due(p)
         return p
 
-    def op_details(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_details(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         device = self._device(query.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
@@ -899,7 +900,7 @@ class Simulator:
             return ERR_PURCHASE_NOT_FOUND, None
         return 0, wire_details(p, self)
 
-    def op_return(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_return(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
             return device, None
@@ -943,7 +944,7 @@ class Simulator:
         p.returns.append(record)
         return 0, wire_return(operation_id)
 
-    def op_return_create(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_return_create(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         # §3 return/create: DeviceToken req, ExternalId opt.
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
@@ -960,7 +961,7 @@ class Simulator:
         self.returns_by_id[r.id] = r
         return 0, wire_return_created(r, self)
 
-    def op_return_status(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_return_status(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         # §3 return/status/{QrReturnId}: codes 0, -999, -10000, -1601; no DeviceToken asked.
         rid = _parse_id(query.get(F_QR_RETURN_ID))
         r = self.returns_by_id.get(rid) if rid is not None else None
@@ -969,7 +970,7 @@ class Simulator:
         self._expire_return_if_due(r)
         return 0, {"Status": r.status}
 
-    def op_return_operations(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_return_operations(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         # §3 return/operations: DeviceToken req, QrReturnId req, MaxResult opt (default and maximum 10).
         device = self._device(body.get(F_DEVICE_TOKEN))
         if isinstance(device, int):
@@ -1012,7 +1013,7 @@ class Simulator:
         paid.sort(key=lambda p: (p.paid_at or p.created_at, p.id), reverse=True)
         return paid[:MAX_RESULT]
 
-    def _test_call(self, body: dict, expect: str, action: Callable[[int], Any]) -> tuple[int, Any]:
+    def _test_call(self, body: dict[str, Any], expect: str, action: Callable[[int], Any]) -> tuple[int, Any]:
         pid = _parse_id(body.get(F_TEST_PAYMENT_ID))
         p = self.payments_by_id.get(pid) if pid is not None else None
         if p is None:
@@ -1023,16 +1024,16 @@ class Simulator:
         action(p.id)
         return 0, None
 
-    def op_test_scan(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_test_scan(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._test_call(body, ST_CREATED, self.scan)
 
-    def op_test_confirm(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_test_confirm(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._test_call(body, ST_WAIT, self.confirm)
 
-    def op_test_scan_error(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_test_scan_error(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._test_call(body, ST_CREATED, self.fail)
 
-    def op_test_confirm_error(self, scheme: str, body: dict, query: dict) -> tuple[int, Any]:
+    def op_test_confirm_error(self, scheme: str, body: dict[str, Any], query: dict[str, Any]) -> tuple[int, Any]:
         return self._test_call(body, ST_WAIT, self.fail)
 
     async def op_status(self, version: str, payment_id: str) -> tuple[int, Any]:
@@ -1070,7 +1071,7 @@ class Simulator:
 
 
 # (method, operation) -> Simulator method, all under v01
-_OPERATIONS: dict[tuple[str, str], Callable[[Simulator, str, dict, dict], tuple[int, Any]]] = {
+_OPERATIONS: dict[tuple[str, str], Callable[[Simulator, str, dict[str, Any], dict[str, Any]], tuple[int, Any]]] = {
     ("GET", OP_TRADEPOINTS): Simulator.op_tradepoints,
     ("POST", OP_DEVICE_REGISTER): Simulator.op_device_register,
     ("POST", OP_DEVICE_DELETE): Simulator.op_device_delete,
@@ -1116,7 +1117,7 @@ def _not_found() -> Response:
     return _envelope(ERR_BAD_REQUEST, message="Not found", status=404)
 
 
-async def _read_json(request: Request) -> dict | None:
+async def _read_json(request: Request) -> dict[str, Any] | None:
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -1127,18 +1128,19 @@ async def _read_json(request: Request) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _api_key(scope: dict) -> bytes | None:
+def _api_key(scope: MutableMapping[str, Any]) -> bytes | None:
     return _header(scope, API_KEY_HEADER)
 
 
-def _header(scope: dict, wanted: bytes) -> bytes | None:
-    for name, value in scope["headers"]:
+def _header(scope: MutableMapping[str, Any], wanted: bytes) -> bytes | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]  # ASGI: (name, value) byte pairs
+    for name, value in headers:
         if name == wanted:
             return value
     return None
 
 
-def _query(scope: dict) -> dict[str, str]:
+def _query(scope: MutableMapping[str, Any]) -> dict[str, str]:
     raw = scope.get("query_string") or b""
     return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
 
@@ -1188,7 +1190,7 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
     query = _query(scope) if method == "GET" else {}
     if path_id is not None:
         query = {**query, F_QR_RETURN_ID: path_id}
-    body: dict = {}
+    body: dict[str, Any] = {}
     if method == "POST":
         parsed = await _read_json(request)
         if parsed is None:
@@ -1227,7 +1229,7 @@ async def _protocol(sim: Simulator, request: Request, parts: list[str]) -> Respo
 
 async def _control(sim: Simulator, request: Request, parts: list[str]) -> Response:
     method = request.method
-    body: dict = {}
+    body: dict[str, Any] = {}
     if method == "POST":
         parsed = await _read_json(request)
         if parsed is None:
@@ -1239,7 +1241,7 @@ async def _control(sim: Simulator, request: Request, parts: list[str]) -> Respon
         return _json_response({"error": str(exc)}, exc.status)
 
 
-def _control_dispatch(sim: Simulator, method: str, parts: list[str], body: dict) -> Any:
+def _control_dispatch(sim: Simulator, method: str, parts: list[str], body: dict[str, Any]) -> Any:
     match (method, parts):
         case ("GET", ["payments"]):
             return sim.payments()
@@ -1295,7 +1297,7 @@ def create_app(
     *,
     api_key: str = "test-api-key",
     organization_bin: str = "123456789012",
-    trade_points: list[dict] | None = None,
+    trade_points: list[dict[str, Any]] | None = None,
     polling_interval: int = 5,
     scan_wait_timeout: int = 180,
     confirmation_timeout: int = 65,

@@ -17,13 +17,13 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, bindparam, insert, select, text, type_coerce, update
+from sqlalchemy import String, Table, bindparam, insert, select, text, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto, quarantine
-from paycenter.db import new_id
+from paycenter.db import new_id, rowcount
 from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
 from paycenter.payments.models import Event, Payment
@@ -137,7 +137,7 @@ async def claim(
         .values(lease_owner=owner, next_attempt_at=lease_until)
         .execution_options(synchronize_session=False)
     )
-    if not marked.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(marked):
         return []
     rows = await session.execute(
         select(
@@ -316,8 +316,9 @@ async def record(
         )
     if not attempts:
         return
-    await session.execute(insert(DeliveryAttempt.__table__), attempts)
-    table = Delivery.__table__
+    # Declarative classes map one Table each (``__table__`` is typed as the broader FromClause).
+    await session.execute(insert(cast(Table, DeliveryAttempt.__table__)), attempts)
+    table = cast(Table, Delivery.__table__)
     # Guarded by owner and try number: a worker whose lease was taken over records its try in the
     # log but cannot overwrite the state the new owner is responsible for.
     await session.execute(

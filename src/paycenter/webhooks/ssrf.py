@@ -291,8 +291,7 @@ class GuardedResolver(AbstractResolver):
 
 def _result(hostname: str, host: str, port: int) -> ResolveResult:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    result: Any = {"hostname": hostname, "host": host, "port": port, "family": family, "proto": 0, "flags": 0}
-    return result  # type: ignore[no-any-return]
+    return {"hostname": hostname, "host": host, "port": port, "family": family, "proto": 0, "flags": 0}
 
 
 class StaticResolver(AbstractResolver):

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Protocol
 
 TOLERANCE = 5 * 60  # seconds: a webhook-timestamp further from now is a replay (or a bad clock)
 
@@ -28,6 +29,12 @@ SIGNING_SECRETS = [s.strip() for s in os.environ.get("WEBHOOK_SIGNING_SECRETS", 
 # Keep these in your database: a unique key on the event id, the last sequence per payment.
 seen_events: set[str] = set()
 last_sequence: dict[str, int] = {}
+
+
+class Headers(Protocol):
+    """What the handler reads of the request's headers: a dict or http.server's headers alike."""
+
+    def get(self, name: str, default: str, /) -> str: ...
 
 
 class Rejected(Exception):
@@ -41,7 +48,7 @@ def verify_hex_signature(body: bytes, signature: str, secret: str) -> None:
         raise Rejected("bad X-Webhook-Signature")
 
 
-def verify_standard_webhooks(body: bytes, headers, secrets: list[str], now: float) -> str:
+def verify_standard_webhooks(body: bytes, headers: Headers, secrets: list[str], now: float) -> str:
     """webhook-signature: "v1,<base64>" HMAC-SHA256 of "id.timestamp.body" with a whsec_ secret.
 
     Several signatures, space-separated, during a secret rotation. Returns the event id."""
@@ -61,7 +68,7 @@ def verify_standard_webhooks(body: bytes, headers, secrets: list[str], now: floa
     raise Rejected("bad webhook-signature")
 
 
-def handle(body: bytes, headers) -> tuple[int, str]:
+def handle(body: bytes, headers: Headers) -> tuple[int, str]:
     """Check, deduplicate and order one delivery. Returns (HTTP status, what happened)."""
     try:
         verify_hex_signature(body, headers.get("X-Webhook-Signature", ""), WEBHOOK_SECRET)
@@ -92,7 +99,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(outcome.encode())
 
-    def log_message(self, format, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the outcome line above is enough
 
 
