@@ -68,6 +68,12 @@ def is_payment_id(value: str) -> bool:
     return _PAYMENT_ID.fullmatch(value) is not None
 
 
+def normalize_payment_id(value: str) -> str:
+    """A payment id as a merchant or payer may write it (lower case, spaces around: the old
+    system looked ids up case-insensitively) in its stored form. The one place that says so."""
+    return value.strip().upper()
+
+
 # Integer primary keys that autoincrement on SQLite too (it only does so for INTEGER).
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
 Money = BigInteger  # minor units; SQLite's NUMERIC would be a float

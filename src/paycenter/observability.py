@@ -26,6 +26,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paycenter.db import normalize_payment_id
+
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 TRANSACTION_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("transaction_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -63,7 +65,7 @@ async def transaction_from_path(request: Request) -> None:
     """Router dependency: routes with a ``payment_id`` in their path log it on every line."""
     payment_id = request.path_params.get("payment_id")
     if isinstance(payment_id, str):
-        TRANSACTION_ID.set(payment_id.strip().upper()[:32])
+        TRANSACTION_ID.set(normalize_payment_id(payment_id)[:32])
 
 
 # --- logs ----------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from paycenter.admin.web import (
     language,
     render,
 )
+from paycenter.db import normalize_payment_id
 from paycenter.deps import Context
 from paycenter.errors import ApiError
 from paycenter.jobs import heartbeats, retries
@@ -369,7 +370,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         try:
             # Secrets are not shown, and not read: the page of a payment whose stored secret (or
             # its merchant's) no key decrypts is where an operator looks into it.
-            payment = await payments.get(session, payment_id.strip().upper())
+            payment = await payments.get(session, normalize_payment_id(payment_id))
         except ApiError:
             return render(request, "not_found.html", {}, operator=operator, status_code=404)
         history = await payment_queries.history(session, payment.id)

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from paycenter.checkout import i18n
+from paycenter.db import normalize_payment_id
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
 from paycenter.observability import transaction_from_path
@@ -67,7 +68,7 @@ def _known(key: str, prefix: str = "notice_") -> str | None:
 async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLResponse:
     async with ctx.db.reading() as session:
         try:
-            payment = await service.get(session, payment_id.strip().upper())
+            payment = await service.get(session, normalize_payment_id(payment_id))
         except NotFound:
             return _page(request, "not_found.html", {}, _language(request, None), status_code=404)
         merchant_name = await service.merchant_name(session, payment.merchant_id)
@@ -129,7 +130,7 @@ async def refund_page(payment_id: str, refund_id: str, request: Request, ctx: Co
     random ids in the path make it unguessable; it shows nothing secret."""
     async with ctx.db.reading() as session:
         try:
-            payment = await service.get(session, payment_id.strip().upper())
+            payment = await service.get(session, normalize_payment_id(payment_id))
             refund, legs = await refunds.with_return_qrs(session, payment_id=payment.id, refund_id=refund_id)
         except NotFound:
             lang = _language(request, None)
@@ -187,7 +188,7 @@ async def start_attempt(
     method: Annotated[str | None, Form(max_length=32, pattern=r"^[a-z0-9_]+$")] = None,
 ) -> Response:
     """The payer starts paying at Kaspi (or pays the rest): a new QR or terminal operation."""
-    pid = payment_id.strip().upper()
+    pid = normalize_payment_id(payment_id)
     target = f"/pay/{pid}"
     try:
         await attempts.start(ctx.db, ctx.providers, payment_id=pid, method_code=method, clock=ctx.clock)
@@ -208,7 +209,7 @@ async def start_attempt(
 @router.post("/pay/{payment_id}/cancel-attempt")
 async def cancel_attempt(payment_id: str, ctx: Context) -> Response:
     """The payer gives up this QR / terminal operation; the payment stays payable."""
-    pid = payment_id.strip().upper()
+    pid = normalize_payment_id(payment_id)
     closed = await attempts.payer_cancel(ctx.db, ctx.providers, payment_id=pid, clock=ctx.clock)
     return RedirectResponse(f"/pay/{pid}?notice=cancelled" if closed else f"/pay/{pid}", status_code=303)
 
@@ -222,7 +223,7 @@ async def sandbox_action(
     checkout_id: Annotated[str | None, Form(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> Response:
     """The sandbox's buttons. Answers with a redirect back to the page (post/redirect/get)."""
-    pid = payment_id.strip().upper()
+    pid = normalize_payment_id(payment_id)
     target = f"/pay/{pid}"
     try:
         async with ctx.db.transaction() as session:

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import NullPool
 
 from paycenter import storable, versions
-from paycenter.db import Base, Database, create_engine, is_payment_id, utcnow
+from paycenter.db import Base, Database, create_engine, is_payment_id, normalize_payment_id, utcnow
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token, new_signing_secret
 from paycenter.money import exponent, to_major_str
@@ -594,7 +594,7 @@ def plan_payment(
 ) -> PaymentPlan:
     """Everything one old transaction becomes. Raises BadRow when it cannot be carried over."""
     legacy_id = int(row["id"])
-    payment_id = (_text(row["transaction_id"]) or "").strip().upper()
+    payment_id = normalize_payment_id(_text(row["transaction_id"]) or "")
     if not is_payment_id(payment_id):
         raise BadRow(f"transaction_id {row['transaction_id']!r} is not 32 hex characters")
     source = row["source_id"]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paycenter import contract, versions
 from paycenter.context import AppContext
 from paycenter.contract import DateTime
+from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
 from paycenter.errors import ApiError, Conflict, NotFound, Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
@@ -84,10 +85,6 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _payment_id(value: str) -> str:
-    return value.strip().upper()
-
-
 @router.post(
     "/payment/init",
     status_code=201,
@@ -117,7 +114,7 @@ async def init_payment(
 async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
     try:
         async with ctx.db.read_once() as session:
-            payment, api_version = await service.get_with_api_version(session, _payment_id(payment_id))
+            payment, api_version = await service.get_with_api_version(session, normalize_payment_id(payment_id))
     except NotFound:
         if versions.is_legacy(request.scope):  # no payment, no merchant: the header's version
             raise NotFound(views_legacy.NOT_FOUND) from None
@@ -174,7 +171,7 @@ async def cancel_payment(
     now = ctx.now()
     body = body or CancelRequest()
     base_url = public_base_url(ctx, request)
-    pid = _payment_id(payment_id)
+    pid = normalize_payment_id(payment_id)
     legacy = versions.is_legacy(request.scope)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
@@ -234,7 +231,7 @@ async def refund_payment(
             raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
     now = ctx.now()
     base_url = public_base_url(ctx, request)
-    pid = _payment_id(payment_id)
+    pid = normalize_payment_id(payment_id)
 
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         refund = await refunds.request(
@@ -321,7 +318,9 @@ async def get_transaction(payment_id: str, merchant: ReadingMerchant, ctx: Conte
     if versions.is_legacy(request.scope):
         return await _legacy_transaction(payment_id, merchant, ctx, request)
     async with ctx.db.reading() as session:
-        payment = await service.get_for_merchant(session, merchant_id=merchant.id, payment_id=_payment_id(payment_id))
+        payment = await service.get_for_merchant(
+            session, merchant_id=merchant.id, payment_id=normalize_payment_id(payment_id)
+        )
         hist = await queries.history(session, payment.id)
     cur = payment.currency
     data = views.detail(payment, public_base_url(ctx, request)) | {
@@ -337,7 +336,7 @@ async def _legacy_transaction(payment_id: str, merchant: Merchant, ctx: Context,
     try:
         async with ctx.db.reading() as session:
             payment = await service.get_for_merchant(
-                session, merchant_id=merchant.id, payment_id=_payment_id(payment_id)
+                session, merchant_id=merchant.id, payment_id=normalize_payment_id(payment_id)
             )
             parts = await queries.paid_parts(session, payment.id)
             tries = await queries.webhook_tries(session, payment.id)

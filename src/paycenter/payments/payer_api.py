@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from paycenter import versions
 from paycenter.context import AppContext
+from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, ExactJsonRoute, PublicRead, merchant_for_token, public_base_url
 from paycenter.errors import ApiError, envelope, error_responses
 from paycenter.money import to_major_number, to_major_str
@@ -82,10 +83,6 @@ async def _rendered_for_version(ctx: AppContext, request: Request) -> AsyncItera
         message = _LEGACY_MESSAGES.get(exc.code, exc.message)
         status = 400 if exc.status_code in (404, 409, 422, 502) else exc.status_code
         raise ApiError(message, code=exc.code, status_code=status, fields=exc.fields, headers=exc.headers) from None
-
-
-def _payment_id(value: str) -> str:
-    return value.strip().upper()
 
 
 def _percent(fee_bp: int) -> str:
@@ -206,7 +203,7 @@ async def start_kaspi(
     hosted page, so an integration of this call can be exercised in test mode.
 
     Rate limited per client address."""
-    pid = _payment_id(payment_id)
+    pid = normalize_payment_id(payment_id)
     base_url = public_base_url(ctx, request)
     async with _rendered_for_version(ctx, request):
         async with ctx.db.read_once() as session:
@@ -269,7 +266,7 @@ async def track_visit(payment_id: str, ctx: Context, request: Request, _: Public
     is kept (shown to operators); later calls change nothing. Any body is ignored.
 
     Rate limited per client address."""
-    pid = _payment_id(payment_id)
+    pid = normalize_payment_id(payment_id)
     async with _rendered_for_version(ctx, request):
         async with ctx.db.read_once() as session:
             _payment, api_version = await service.get_with_api_version(session, pid)

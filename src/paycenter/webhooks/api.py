@@ -12,6 +12,7 @@ from sqlalchemy import exists, select
 
 from paycenter import pagination, storable
 from paycenter.contract import TEXT_PATTERN, DateTime, json_int
+from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
@@ -152,7 +153,7 @@ async def payment_webhooks(payment_id: str, merchant: CurrentMerchant, ctx: Cont
     """Every delivery of every event of the payment, with each HTTP try: what was sent, what came back."""
     async with ctx.db.reading() as session:
         payment = await payments.get_for_merchant(
-            session, merchant_id=merchant.id, payment_id=payment_id.strip().upper()
+            session, merchant_id=merchant.id, payment_id=normalize_payment_id(payment_id)
         )
         logs = await service.deliveries_of(session, payment.id)
         types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
@@ -235,7 +236,7 @@ async def list_events(
     if type is not None:
         stmt = stmt.where(Event.type == type)
     if transaction_id is not None:
-        stmt = stmt.where(Event.payment_id == transaction_id.strip().upper())
+        stmt = stmt.where(Event.payment_id == normalize_payment_id(transaction_id))
     if delivery_status is not None:
         stmt = stmt.where(exists().where(Delivery.event_id == Event.id, Delivery.status == delivery_status))
     if created_from is not None:
