@@ -50,7 +50,10 @@ class Kaspi:
 
     async def webhooks(self, pid: str, event: str | None = None) -> list[dict]:
         bodies = [json.loads(r.body) for r in self.sink.received]
-        return [b for b in bodies if b["transaction_id"] == pid and (event is None or b["event"] == event)]
+        found = [b for b in bodies if b["transaction_id"] == pid and (event is None or b["event"] == event)]
+        # In the payment's order (sequence), not in arrival order: deliveries run concurrently, so
+        # two refunds' webhooks may arrive the other way round (CI saw it once on MariaDB).
+        return sorted(found, key=lambda b: b["sequence"])
 
     async def wait_event(self, pid: str, event: str, count: int = 1) -> dict:
         async def check() -> list[dict]:
