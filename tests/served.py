@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,35 +35,37 @@ class Running:
 
 
 @asynccontextmanager
-async def paycenter_run(workdir: Path, env: dict[str, str]) -> AsyncIterator[Running]:
-    port = free_port()
-    log = workdir / "server.log"
+async def serving(
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+    probe: str,
+    ready: Callable[[httpx.Response], bool] = lambda _r: True,
+) -> AsyncIterator[None]:
+    """A server process (``cmd``), awaited until ``probe`` (a URL) answers as ``ready`` says, with
+    everything it prints in ``log``; stopped (SIGTERM, then SIGKILL) when the block ends."""
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            *(str(PAYCENTER), "run", "--port", str(port)),
-            cwd=workdir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
+            *cmd, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
         )
-    base_url = f"http://127.0.0.1:{port}"
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
             while True:
                 if proc.returncode is not None:
-                    pytest.fail(f"`paycenter run` exited with {proc.returncode}:\n{log.read_text()}")
+                    pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{_read(log)}")
                 try:
-                    if (await http.get("/healthz")).status_code == 200:
+                    if ready(await http.get(probe)):
                         break
                 except httpx.TransportError:
                     pass
                 if loop.time() > deadline:
-                    pytest.fail(f"`paycenter run` did not serve /healthz within {START_TIMEOUT} s:\n{log.read_text()}")
+                    pytest.fail(f"`{' '.join(cmd)}` did not answer {probe} within {START_TIMEOUT} s:\n{_read(log)}")
                 await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        yield Running(base_url, log)
+        yield
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -72,6 +74,22 @@ async def paycenter_run(workdir: Path, env: dict[str, str]) -> AsyncIterator[Run
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+@asynccontextmanager
+async def paycenter_run(workdir: Path, env: dict[str, str]) -> AsyncIterator[Running]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = workdir / "server.log"
+    cmd = [str(PAYCENTER), "run", "--port", str(port)]
+    async with serving(
+        cmd, cwd=workdir, env=env, log=log, probe=f"{base_url}/healthz", ready=lambda r: r.status_code == 200
+    ):
+        yield Running(base_url, log)
 
 
 async def paycenter_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120.0) -> tuple[int, str, str]:

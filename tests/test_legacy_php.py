@@ -29,18 +29,14 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import REQUIRED
-from served import PAYCENTER, free_port, paycenter_cli, paycenter_run
+from served import PAYCENTER, free_port, paycenter_cli, paycenter_run, serving
 
 PHP_DIR = Path(__file__).parent / "php"
-START_TIMEOUT = 20.0  # a helper process (simulator, receiver) answering on its port
 PHP_TIMEOUT = 120.0  # the whole old-merchant script (it waits on its own deadlines, 20 s each at most)
 CLI_TIMEOUT = 60.0
 
@@ -65,43 +61,6 @@ def _base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")}
     env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", **extra)
     return env
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-@asynccontextmanager
-async def _serving(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, probe: str) -> AsyncIterator[None]:
-    """A helper server process, until ``probe`` (a URL) answers; stopped when the block ends."""
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
-            while True:
-                if proc.returncode is not None:
-                    pytest.fail(f"{' '.join(cmd)} exited with {proc.returncode}:\n{_read(log)}")
-                try:
-                    await http.get(probe)
-                    break
-                except httpx.TransportError:
-                    pass
-                if loop.time() > deadline:
-                    pytest.fail(f"{' '.join(cmd)} did not answer within {START_TIMEOUT} s:\n{_read(log)}")
-                await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        yield
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def _cli(*args: str, cwd: Path, env: dict[str, str]) -> str:
@@ -136,7 +95,7 @@ async def test_old_php_merchant_works_unchanged(tmp_path: Path) -> None:
         PAYCENTER_WORKER_POLL_INTERVAL="0.2",
         PAYCENTER_LOG_LEVEL="warning",
     )
-    sim = _serving(
+    sim = serving(
         [str(PAYCENTER), "simulate", "kaspi-qr", "--port", str(sim_port)],
         cwd=tmp_path,
         env=env,
@@ -170,7 +129,7 @@ async def test_old_php_merchant_works_unchanged(tmp_path: Path) -> None:
             receiver_log = tmp_path / "webhooks.jsonl"
             receiver_url = f"http://127.0.0.1:{receiver_port}"
             receiver_env = _base_env(RECEIVER_LOG=str(receiver_log), WEBHOOK_SECRET=secret)
-            receiver = _serving(
+            receiver = serving(
                 [php, "-S", f"127.0.0.1:{receiver_port}", str(PHP_DIR / "receiver.php")],
                 cwd=tmp_path,
                 env=receiver_env,
