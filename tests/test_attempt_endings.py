@@ -29,6 +29,7 @@ from paycenter.context import AppContext
 from paycenter.payments import attempts
 from paycenter.payments import service as payments
 from paycenter.payments.models import PAYABLE, Attempt, AttemptStatus, Event
+from paycenter.payments.port import locked
 from paycenter.providers import terminals
 from paycenter.providers.base import PollResult, PollState, Started
 from paycenter.providers.models import Terminal
@@ -133,7 +134,8 @@ async def start_failed(ctx: AppContext, pid: str, attempt_id: str | None) -> Non
 
 async def _sandbox(ctx: AppContext, pid: str, action: PayerAction) -> None:
     async with ctx.db.transaction() as session:
-        await payer_action(session, payment_id=pid, action=action, amount=None, checkout_id="c", now=ctx.clock())
+        payment = await locked(session, pid)
+        await payer_action(payment, action=action, amount=None, checkout_id="c", now=ctx.clock())
 
 
 async def sandbox_cancel(ctx: AppContext, pid: str, attempt_id: str | None) -> None:

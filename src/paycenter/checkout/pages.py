@@ -18,7 +18,7 @@ from paycenter.db import normalize_payment_id
 from paycenter.deps import Context
 from paycenter.errors import ApiError, NotFound
 from paycenter.observability import transaction_from_path
-from paycenter.payments import attempts, fees, refunds, service
+from paycenter.payments import attempts, fees, port, refunds, service
 from paycenter.payments.models import FINAL, PAYABLE, Payment, PaymentStatus, RefundLeg, RefundStatus
 from paycenter.providers import sandbox
 from paycenter.providers.models import Terminal
@@ -228,8 +228,7 @@ async def sandbox_action(
     try:
         async with ctx.db.transaction() as session:
             outcome = await sandbox.payer_action(
-                session,
-                payment_id=pid,
+                await port.locked(session, pid),
                 action=action,
                 amount=amount,
                 checkout_id=checkout_id or secrets.token_hex(16),

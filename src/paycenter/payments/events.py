@@ -108,7 +108,8 @@ async def emit(
     extras: dict[str, Any] | None = None,
 ) -> Event:
     """Record an event for a payment the caller holds locked, in the caller's transaction, with its
-    webhook delivery when it is one that is sent to this merchant (``sent_as_webhook``)."""
+    webhook delivery when it is one that is sent to this merchant (``sent_as_webhook``). Webhooks
+    gets plain values: the body rendered here, the payment's own endpoint (else its merchant's)."""
     payment.last_sequence += 1
     event_id = new_id("evt")
     # The merchant's version shapes the body (its times) and whether it is sent: one read by
@@ -124,16 +125,15 @@ async def emit(
         extras=extras or {},
         api_version=api_version,
     )
-    event = Event(
-        id=event_id,
+    return await webhooks.publish(
+        session,
+        event_id=event_id,
         payment_id=payment.id,
         merchant_id=payment.merchant_id,
-        type=str(event_type),
+        event_type=str(event_type),
         sequence=payment.last_sequence,
         body=body,
-        created_at=now,
+        url=payment.webhook_url,
+        deliver=sent_as_webhook(event_type, api_version),
+        now=now,
     )
-    session.add(event)
-    if sent_as_webhook(event_type, api_version):
-        await webhooks.enqueue(session, event, payment, now=now)
-    return event

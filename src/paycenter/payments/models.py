@@ -1,9 +1,10 @@
-"""Payment domain tables: payment, attempt, operation, refund, event.
+"""Payment domain tables: payment, attempt, operation, refund (and the event types).
 
 A payment is what the merchant asked for; an attempt is one try at a provider; an operation is
 money that actually arrived (unique per provider transaction id, so a repeated notice never counts
 twice); a refund sends money back; an event is the immutable record of a state change, written in
-the same transaction as the change and later delivered as a webhook.
+the same transaction as the change and later delivered as a webhook (its table is the webhook
+outbox, in ``webhooks.models``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from paycenter.crypto import EncryptedString
-from paycenter.db import Base, LongText, Money, UTCDateTime, utcnow
+from paycenter.db import Base, Money, UTCDateTime, utcnow
+
+# The events table is the webhook outbox and lives beside its deliveries (``webhooks.models``), so
+# that webhooks needs nothing of payments; payments writes it through ``webhooks.service.publish``
+# and reads it as its history. Named here too, where its readers have always found it.
+from paycenter.webhooks.models import Event as Event
 
 
 class PaymentStatus(enum.StrEnum):
@@ -288,18 +294,3 @@ class PaymentMethod(Base):
     # The old system's id of this method (1 = Kaspi Gold, ...): what its merchants send as
     # payment_method_id and read as ``id``. None for a method the old system did not have.
     legacy_id: Mapped[int | None] = mapped_column(Integer)
-
-
-class Event(Base):
-    """What happened to a payment, frozen as the exact webhook body bytes at the time."""
-
-    __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("payment_id", "sequence", name="uq_events_payment_sequence"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
-    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
-    type: Mapped[str] = mapped_column(String(32))
-    sequence: Mapped[int] = mapped_column(Integer)
-    body: Mapped[str] = mapped_column(LongText)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

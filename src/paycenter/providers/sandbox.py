@@ -6,21 +6,19 @@ import enum
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from paycenter.errors import Conflict, Unprocessable
 from paycenter.money import MoneyError, to_minor, typed
-from paycenter.payments import service
-from paycenter.payments.models import PAYABLE, AttemptStatus, PaymentStatus
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
     PollResult,
+    PollState,
     ProviderError,
     RefundLegRef,
     RefundOutcome,
     Started,
 )
+from paycenter.providers.port import PaymentPort
 
 
 class SandboxProvider:
@@ -69,32 +67,29 @@ class Outcome(enum.StrEnum):
 
 
 async def payer_action(
-    session: AsyncSession,
+    payment: PaymentPort,
     *,
-    payment_id: str,
     action: PayerAction,
     amount: Any | None,
     checkout_id: str,
     now: datetime,
 ) -> Outcome:
-    """One sandbox attempt, decided on the spot by the payer's button.
+    """One sandbox attempt, decided on the spot by the payer's button, reported through the port
+    of the payment that payments holds locked (``payments.port.locked``).
 
     ``checkout_id`` comes from the rendered form and names the operation, so a double-submitted
     form is the same operation reported twice and counts once. Whoever posts the form chooses it,
     so it names an operation of this payment only: the provider transaction id is scoped by the
     payment's id (a real bank's ids are its own and unique; a payer's are not).
     """
-    payment = await service.lock(session, payment_id)
     if payment.provider != SandboxProvider.name:
         raise Conflict("This payment is not a sandbox payment", code="wrong_provider")
-    txn_id = f"sb:{payment.id}:{checkout_id}"  # ≤ 3 + 32 + 1 + 64 = 100, the column's width
-    if await service.find_operation(session, provider=payment.provider, provider_txn_id=txn_id) is not None:
+    txn_id = f"sb:{payment.payment_id}:{checkout_id}"  # ≤ 3 + 32 + 1 + 64 = 100, the column's width
+    if await payment.recorded(txn_id):
         return Outcome.DUPLICATE
-    if await service.expire_if_due(session, payment, now=now):
+    remaining = await payment.payable(now=now)
+    if remaining is None:
         return Outcome.EXPIRED
-    if payment.status not in PAYABLE:
-        raise Conflict(f"Payment is {payment.status} and can no longer be paid")
-    remaining = payment.remaining_amount
     try:
         wanted = typed(amount) if isinstance(amount, str) else amount
         minor = remaining if wanted is None else to_minor(wanted, payment.currency)
@@ -102,18 +97,16 @@ async def payer_action(
         raise Unprocessable(str(exc), code="invalid_amount") from None
     if minor > remaining:
         raise Unprocessable("Amount exceeds what remains to be paid", code="invalid_amount")
-    attempt = await service.open_attempt(session, payment, amount=minor, now=now)
     if action is PayerAction.PAY:
-        await service.record_operation(
-            session, payment, provider_txn_id=txn_id, amount=minor, now=now, attempt=attempt, payment_method="sandbox"
-        )
-        return Outcome.PAID if payment.status == PaymentStatus.PAID else Outcome.PARTIAL
+        decided = PollResult(PollState.SUCCEEDED, provider_txn_id=txn_id, amount=minor, payment_method="sandbox")
+        paid = await payment.report(amount=minor, result=decided, now=now)
+        return Outcome.PAID if paid else Outcome.PARTIAL
     if action is PayerAction.CANCEL:
-        await service.end_attempt(
-            session, attempt, payment, AttemptStatus.CANCELLED, now=now, error="cancelled by the payer"
+        await payment.report(
+            amount=minor, result=PollResult(PollState.CANCELLED, error="cancelled by the payer"), now=now
         )
         return Outcome.CANCELLED
-    await service.end_attempt(
-        session, attempt, payment, AttemptStatus.FAILED, now=now, error="declined by the sandbox bank"
+    await payment.report(
+        amount=minor, result=PollResult(PollState.FAILED, error="declined by the sandbox bank"), now=now
     )
     return Outcome.FAILED

@@ -1,12 +1,18 @@
-"""The webhook log: one delivery per (event, target URL), one attempt row per HTTP try."""
+"""The webhook outbox and its log: the events, one delivery per (event, target URL), one attempt
+row per HTTP try.
+
+Events belong to payments' story (payments writes them through ``service.publish`` and reads them
+as a payment's history), but they are the outbox deliveries are sent from, so they live here:
+webhooks imports nothing of payments. Its foreign keys name payments' tables, never their models.
+"""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from paycenter.db import Base, BigIntPK, LongText, UTCDateTime, utcnow
 
@@ -27,6 +33,21 @@ class ErrorClass(enum.StrEnum):
     # Our side could not make or record the try (its secrets unreadable, a bug): not sent, and
     # the delivery waits in quarantine for an operator.
     INTERNAL = "internal"
+
+
+class Event(Base):
+    """What happened to a payment, frozen as the exact webhook body bytes at the time."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("payment_id", "sequence", name="uq_events_payment_sequence"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(LongText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Delivery(Base):
@@ -55,6 +76,9 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Never loaded (readers use the ids): declared so that one flush inserts the event before the
+    # delivery naming it. Without it the unit of work orders unrelated mappers by class name.
+    event: Mapped[Event] = relationship(lazy="raise")
 
 
 class DeliveryAttempt(Base):

@@ -19,35 +19,68 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, insert, select, text, type_coerce, update
+from sqlalchemy import String, Table, bindparam, column, insert, select, table, text, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto, quarantine
 from paycenter.db import new_id, rowcount
 from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
-from paycenter.payments.models import Event, Payment
 from paycenter.quarantine import Loop
-from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass
+from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, Event
 from paycenter.webhooks.sender import SendResult
 
 # Name of the PostgreSQL channel (and of the in-process signal) that says "deliveries are due".
 WAKE_CHANNEL = "paycenter_webhooks"
 
+# The one thing webhooks reads of payments: a payment's own signing key (``X-Webhook-Signature``),
+# read when a delivery is sent, by table name as ``Delivery.payment_id``'s foreign key names it
+# (importing payments' model would make webhooks depend on the domain above it). Untyped, so it
+# is read as stored, encrypted, and opened row by row (``_open``).
+_payment_secrets = table("payments", column("id", String()), column("webhook_secret", String()))
 
-async def enqueue(session: AsyncSession, event: Event, payment: Payment, *, now: datetime) -> None:
-    """Write the delivery of a new event, in the transaction that writes the event."""
-    url = payment.webhook_url
+
+async def publish(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    payment_id: str,
+    merchant_id: str,
+    event_type: str,
+    sequence: int,
+    body: str,
+    url: str | None,
+    deliver: bool,
+    now: datetime,
+) -> Event:
+    """Record an event in the transaction of the change it records, with its delivery when
+    ``deliver``: to ``url`` (the payment's own endpoint), else to its merchant's.
+
+    ``body`` is the exact text that will be signed and sent (payments renders it, in the
+    merchant's API version): deliveries never render anything, so a resend carries the same bytes.
+    """
+    event = Event(
+        id=event_id,
+        payment_id=payment_id,
+        merchant_id=merchant_id,
+        type=event_type,
+        sequence=sequence,
+        body=body,
+        created_at=now,
+    )
+    session.add(event)
+    if not deliver:
+        return event
     if not url:
-        url = await session.scalar(select(Merchant.webhook_url).where(Merchant.id == payment.merchant_id))
+        url = await session.scalar(select(Merchant.webhook_url).where(Merchant.id == merchant_id))
     if not url:
-        return  # no endpoint: the event stays readable through GET /api/events
+        return event  # no endpoint: the event stays readable through GET /api/events
     session.add(
         Delivery(
             id=new_id("whd"),
-            event_id=event.id,
-            payment_id=payment.id,
-            merchant_id=payment.merchant_id,
+            event_id=event_id,
+            payment_id=payment_id,
+            merchant_id=merchant_id,
             url=url,
             status=DeliveryStatus.PENDING,
             attempt_count=0,
@@ -62,6 +95,7 @@ async def enqueue(session: AsyncSession, event: Event, payment: Payment, *, now:
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             # Transactional: other processes hear it when (and only if) this commits.
             await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+    return event
 
 
 # --- what a worker needs to send a claimed delivery ---------------------------------------
@@ -150,13 +184,13 @@ async def claim(
             Event.body,
             Event.created_at,
             Delivery.payment_id,
-            _as_stored(Payment.webhook_secret),
+            _payment_secrets.c.webhook_secret,
             _as_stored(Merchant.signing_secret),
             _as_stored(Merchant.previous_signing_secret),
             Merchant.previous_secret_expires_at,
         )
         .join(Event, Event.id == Delivery.event_id)
-        .join(Payment, Payment.id == Delivery.payment_id)
+        .join(_payment_secrets, _payment_secrets.c.id == Delivery.payment_id)
         .join(Merchant, Merchant.id == Delivery.merchant_id)
         .where(
             Delivery.status == DeliveryStatus.PENDING,
