@@ -16,8 +16,8 @@ import grimp
 #   cleanup:  payments/cleanup.py is a job kept in payments; it imports admin.service and jobs.models.
 #   routers:  payments/api.py, payments/payer_api.py and webhooks/api.py are edges kept in domain
 #             packages; they import deps and context, which import payments, providers and webhooks.
-#   webhooks: webhooks imports payments (its router and the docs' samples; enqueue and the sender
-#             take plain values since the events table moved beside the deliveries).
+#   webhooks: webhooks imports payments (its router and the docs' samples; publish and the sender
+#             take plain values: the events table moved beside the deliveries).
 # Each cycle is written starting from its smallest name; the comment names the debts that close it.
 KNOWN_CYCLES = {
     ("admin", "payments"),  # cleanup
