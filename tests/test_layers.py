@@ -14,30 +14,12 @@ import grimp
 
 # Every cycle is closed by one or more of these debts (the ignored imports of the layers contract):
 #   cleanup:  payments/cleanup.py is a job kept in payments; it imports admin.service and jobs.models.
-#   routers:  payments/api.py, payments/payer_api.py and webhooks/api.py are edges kept in domain
-#             packages; they import deps and context, which import payments, providers and webhooks.
-#   webhooks: webhooks imports payments (its router and the docs' samples; publish and the sender
-#             take plain values: the events table moved beside the deliveries).
 # Each cycle is written starting from its smallest name; the comment names the debts that close it.
 KNOWN_CYCLES = {
     ("admin", "payments"),  # cleanup
-    ("context", "payments"),  # routers
     ("jobs", "payments"),  # cleanup
-    ("payments", "webhooks"),  # webhooks
     ("admin", "jobs", "payments"),  # cleanup
-    ("admin", "webhooks", "payments"),  # cleanup, webhooks
-    ("context", "payments", "deps"),  # routers
-    ("context", "webhooks", "deps"),  # routers
-    ("context", "webhooks", "payments"),  # routers, webhooks
-    ("jobs", "webhooks", "payments"),  # cleanup, webhooks
     ("admin", "deps", "context", "payments"),  # cleanup
-    ("admin", "jobs", "webhooks", "payments"),  # cleanup, webhooks
-    ("context", "payments", "webhooks", "deps"),  # routers
-    ("context", "webhooks", "payments", "deps"),  # routers, webhooks
-    ("admin", "deps", "context", "webhooks", "payments"),  # cleanup, webhooks
-    ("admin", "webhooks", "deps", "context", "payments"),  # cleanup, routers
-    ("context", "payments", "jobs", "webhooks", "deps"),  # cleanup, routers
-    ("admin", "jobs", "webhooks", "deps", "context", "payments"),  # cleanup, routers
 }
 
 

@@ -1,4 +1,4 @@
-"""The old API's payer-side endpoints (issue 13, paycenter.payments.payer_api), on every backend:
+"""The old API's payer-side endpoints (issue 13, paycenter.api.payer), on every backend:
 POST /api/payment/{id}/kaspi, POST /api/payment/{id}/track-visit, GET /api/payment-methods[/active],
 and payment_method_id at init. Each in both renderings (legacy: the old wire types, Russian
 messages, 400 for refusals; current: decimal strings, booleans, 404/409/422), and what must not

@@ -16,6 +16,9 @@ from fastapi.staticfiles import StaticFiles
 
 from paycenter import docs, errors
 from paycenter.admin import pages as admin_pages
+from paycenter.api.payer import router as payer_router
+from paycenter.api.payments import router as payments_router
+from paycenter.api.webhooks import router as webhooks_router
 from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
@@ -24,10 +27,7 @@ from paycenter.cors import Cors
 from paycenter.jobs import heartbeats
 from paycenter.middleware import ApiTrailingSlash, BodyLimit
 from paycenter.observability import RequestContext, exposition
-from paycenter.payments.api import router as payments_router
-from paycenter.payments.payer_api import router as payer_router
 from paycenter.ratelimit import RateLimiter
-from paycenter.webhooks.api import router as webhooks_router
 from paycenter.worker import Worker
 
 # A loop that has not gone round for this long is stuck (each normally cycles in about a second).

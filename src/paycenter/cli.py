@@ -494,7 +494,7 @@ def webhooks_test(
     signing_secret: Annotated[str | None, typer.Option(help="whsec_ secret for webhook-signature")] = None,
 ) -> None:
     """Send a signed sample event to URL and show what came back (respects the SSRF guard)."""
-    from paycenter.webhooks import samples
+    from paycenter.payments import samples
 
     settings = get_settings()
     if event not in samples.EVENT_TYPES:

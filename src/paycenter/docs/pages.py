@@ -28,8 +28,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from paycenter.docs import samples
+from paycenter.payments.samples import sample_body
 from paycenter.webhooks import signing
-from paycenter.webhooks.samples import sample_body
 
 HERE = Path(__file__).parent
 SCALAR_VERSION = "1.76.0"  # static/scalar/NOTICE.md says where it comes from

@@ -7,11 +7,12 @@ here so that a bad request never reaches the database.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from paycenter import contract, money, storable
+from paycenter.envelope import RequestBody
 from paycenter.payments.models import METHOD_LEGACY_IDS
 from paycenter.webhooks import ssrf, wire
 
@@ -19,8 +20,6 @@ LANGUAGES = ("ru", "en", "kk")
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_VALUE_LENGTH = 500
-
-T = TypeVar("T")
 
 
 def _amount(value: Any) -> Any:
@@ -83,23 +82,6 @@ def _clean_text(value: str | None) -> str | None:
         return None
     value = value.strip()
     return value or None
-
-
-class RequestBody(BaseModel):
-    """A request body. Everything in it must be storable on every backend and renderable by every
-    answer and page (``paycenter.storable``): no NUL characters (PostgreSQL cannot store them), no
-    lone surrogates (no UTF-8 encoder takes them), finite numbers only (Python's JSON parser takes
-    NaN, Infinity and 1e999), nesting at most ``storable.MAX_DEPTH`` deep. Refused here with a 422
-    naming the field, the same on every backend, before anything is written. Fields a body does
-    not know are ignored, unread and unstored, as the old system did."""
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
-        found = storable.problem(value)
-        if found:
-            raise ValueError(f"{info.field_name} {found}")
-        return value
 
 
 def _php_int_problem(number: int) -> str | None:
@@ -332,12 +314,6 @@ class CancelRequest(RequestBody):
 
 
 # --- responses ----------------------------------------------------------------------------
-
-
-class Envelope(BaseModel, Generic[T]):
-    success: bool = True
-    message: str
-    data: T
 
 
 class PaymentCreated(BaseModel):

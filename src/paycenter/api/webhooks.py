@@ -8,18 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, BeforeValidator, Field
-from sqlalchemy import exists, select
 
 from paycenter import pagination, storable
 from paycenter.contract import TEXT_PATTERN, DateTime, json_int
 from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute
+from paycenter.envelope import Envelope, RequestBody
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
 from paycenter.observability import transaction_from_path
+from paycenter.payments import feed
 from paycenter.payments import service as payments
-from paycenter.payments.models import Event, EventType
-from paycenter.payments.schemas import Envelope, RequestBody
+from paycenter.payments.models import EventType
 from paycenter.timefmt import iso
 from paycenter.webhooks import service
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
@@ -156,7 +156,7 @@ async def payment_webhooks(payment_id: str, merchant: CurrentMerchant, ctx: Cont
             session, merchant_id=merchant.id, payment_id=normalize_payment_id(payment_id)
         )
         logs = await service.deliveries_of(session, payment.id)
-        types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
+        types = await feed.event_types(session, payment.id)
     return envelope([delivery_log(d, types.get(d.event_id, ""), attempts) for d, attempts in logs])
 
 
@@ -177,7 +177,7 @@ async def resend_delivery(delivery_id: str, merchant: CurrentMerchant, ctx: Cont
             retries=len(ctx.settings.retry_schedule),
             now=ctx.now(),
         )
-        event_type = await session.scalar(select(Event.type).where(Event.id == delivery.event_id)) or ""
+        event_type = await feed.event_type(session, delivery.event_id)
     return envelope(delivery_log(delivery, event_type, []), "Delivery queued")
 
 
@@ -232,27 +232,17 @@ async def list_events(
 ) -> dict[str, Any]:
     """The events feed: pull what you missed, whatever happened to its webhooks. It also has the
     events that are not sent as webhooks (`attempt_cancelled`), with no deliveries."""
-    stmt = select(Event).where(Event.merchant_id == merchant.id)
-    if type is not None:
-        stmt = stmt.where(Event.type == type)
-    if transaction_id is not None:
-        stmt = stmt.where(Event.payment_id == normalize_payment_id(transaction_id))
-    if delivery_status is not None:
-        stmt = stmt.where(exists().where(Delivery.event_id == Event.id, Delivery.status == delivery_status))
-    if created_from is not None:
-        stmt = stmt.where(Event.created_at >= created_from)
     async with ctx.db.reading() as session:
-        rows, next_cursor = await pagination.page(
-            session, stmt, created_col=Event.created_at, id_col=Event.id, limit=limit, cursor=cursor
+        rows, deliveries, next_cursor = await feed.events_page(
+            session,
+            merchant_id=merchant.id,
+            type=type,
+            payment_id=None if transaction_id is None else normalize_payment_id(transaction_id),
+            delivery_status=delivery_status,
+            created_from=created_from,
+            limit=limit,
+            cursor=cursor,
         )
-        deliveries: dict[str, list[dict[str, Any]]] = {e.id: [] for e in rows}
-        if rows:
-            for d in await session.scalars(
-                select(Delivery).where(Delivery.event_id.in_(list(deliveries))).order_by(Delivery.created_at)
-            ):
-                deliveries[d.event_id].append(
-                    {"id": d.id, "url": d.url, "status": d.status, "attempt_count": d.attempt_count}
-                )
     items = [
         {
             "id": e.id,
@@ -261,7 +251,10 @@ async def list_events(
             "sequence": e.sequence,
             "created_at": iso(e.created_at),
             "data": storable.loads(e.body) or {},
-            "deliveries": deliveries[e.id],
+            "deliveries": [
+                {"id": d.id, "url": d.url, "status": d.status, "attempt_count": d.attempt_count}
+                for d in deliveries[e.id]
+            ],
         }
         for e in rows
     ]

@@ -1,4 +1,6 @@
-"""Sample events for `paycenter webhooks test`: real wire format, made-up payment."""
+"""Sample events for `paycenter webhooks test` and the docs' webhook guide: real wire format, made-up
+payment. In payments because the body is payments' own renderer (``events.webhook_body``) applied to a
+payment row, and payments may use webhooks' signing and sender; webhooks imports nothing of payments."""
 
 from __future__ import annotations
 

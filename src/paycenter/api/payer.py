@@ -25,12 +25,12 @@ from paycenter import versions
 from paycenter.context import AppContext
 from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, ExactJsonRoute, PublicRead, merchant_for_token, public_base_url
+from paycenter.envelope import Envelope
 from paycenter.errors import ApiError, envelope, error_responses
 from paycenter.money import to_major_number, to_major_str
 from paycenter.observability import transaction_from_path
 from paycenter.payments import attempts, service, views
 from paycenter.payments.models import METHOD_LEGACY_IDS, Attempt, Payment, PaymentMethod
-from paycenter.payments.schemas import Envelope
 from paycenter.providers import sandbox
 from paycenter.ratelimit import PublicRateLimit
 

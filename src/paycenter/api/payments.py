@@ -15,6 +15,7 @@ from paycenter.context import AppContext
 from paycenter.contract import DateTime
 from paycenter.db import normalize_payment_id
 from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
+from paycenter.envelope import Envelope
 from paycenter.errors import ApiError, Conflict, NotFound, Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
@@ -24,7 +25,6 @@ from paycenter.payments import listing, queries, refunds, service, views, views_
 from paycenter.payments.models import PaymentStatus
 from paycenter.payments.schemas import (
     CancelRequest,
-    Envelope,
     PaymentCreated,
     PaymentDetail,
     PaymentFull,
