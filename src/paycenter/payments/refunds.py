@@ -507,7 +507,13 @@ async def poll_leg(
             outcome = await resync(provider, ref, db=db, operation_id=leg.operation_id, leg_id=leg.id)
     except NotSent as exc:
         async with db.transaction() as session:
-            await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
+            if ref.provider_ref:
+                # The provider has this refund (a terminal waiting for the customer): only the call
+                # following it did not get through (the terminal unreachable). Nothing to send
+                # again; unsend_leg would leave the leg due, asked every cycle with no word of why.
+                await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
+            else:
+                await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
         return
     except ProviderError as exc:
         async with db.transaction() as session:
