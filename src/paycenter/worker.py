@@ -16,11 +16,11 @@ import time
 
 from paycenter.context import AppContext
 from paycenter.jobs import heartbeats
-from paycenter.payments.cleanup import CleanupJob
-from paycenter.payments.expirer import Expirer
-from paycenter.payments.poller import Poller
+from paycenter.jobs.cleanup import CleanupJob
+from paycenter.jobs.dispatcher import Dispatcher, listen_postgres
+from paycenter.jobs.expirer import Expirer
+from paycenter.jobs.poller import Poller
 from paycenter.webhooks import service as webhooks
-from paycenter.webhooks.dispatcher import Dispatcher, listen_postgres
 from paycenter.webhooks.sender import Sender
 from paycenter.webhooks.ssrf import parse_networks
 
