@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bench.kaspi_kit import Setup, live_payments
-from paycenter.payments.poller import Poller
+from paycenter.jobs.poller import Poller
 
 # A QR is asked no more often than its StatusPollingInterval (the simulator answers 5 s): the
 # poller's clock moves on by that much before each timed cycle, so every QR is due in each.

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 
 from conftest import create_payment, sandbox
+from paycenter.jobs import cleanup
+from paycenter.jobs.expirer import expire_due
 from paycenter.jobs.heartbeats import health
 from paycenter.jobs.models import CleanupRun
-from paycenter.payments import cleanup, service
-from paycenter.payments.expirer import expire_due
+from paycenter.payments import service
 from paycenter.payments.models import Event, Operation, Payment
 from paycenter.webhooks.models import Delivery
 

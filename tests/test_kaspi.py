@@ -24,8 +24,8 @@ from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Database, utcnow
+from paycenter.jobs import poller
 from paycenter.payments import attempts as attempts_module
-from paycenter.payments import poller
 from paycenter.payments.models import Attempt, Operation, PaymentMethod, RefundLeg
 from paycenter.providers import kaspi_pos as kaspi_pos_provider
 from paycenter.providers import terminals

@@ -559,7 +559,7 @@ async def test_webhook_times_follow_the_merchants_version(
     the old format; a current merchant's keep RFC 3339 UTC."""
     import json
 
-    from paycenter.payments.expirer import expire_due
+    from paycenter.jobs.expirer import expire_due
     from paycenter.payments.models import Event
 
     creds = legacy if legacy_version else merchant

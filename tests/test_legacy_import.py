@@ -26,6 +26,7 @@ from conftest import REQUIRED, SERVER_URLS, row_counts
 from paycenter import crypto, versions
 from paycenter.admin.models import AuditEntry
 from paycenter.db import Database, create_engine
+from paycenter.jobs.expirer import expire_due
 from paycenter.legacy.importer import (
     BadRow,
     ImportReport,
@@ -38,7 +39,6 @@ from paycenter.legacy.importer import (
 )
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token
-from paycenter.payments.expirer import expire_due
 from paycenter.payments.models import Event, Operation, Payment, Refund, RefundLeg
 from paycenter.providers.models import Terminal
 from paycenter.webhooks import service as webhooks

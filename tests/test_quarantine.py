@@ -34,13 +34,13 @@ from paycenter import quarantine
 from paycenter.admin.models import AuditEntry, Role
 from paycenter.context import AppContext
 from paycenter.db import Database, new_payment_id
+from paycenter.jobs import cleanup
+from paycenter.jobs.dispatcher import Dispatcher
+from paycenter.jobs.expirer import expire_due
 from paycenter.observability import LOOP_ROW_FAILURES
-from paycenter.payments import cleanup
-from paycenter.payments.expirer import expire_due
 from paycenter.payments.models import Attempt, Payment, Refund, RefundLeg
 from paycenter.quarantine import Loop, QuarantinedRow
 from paycenter.webhooks import service as webhooks
-from paycenter.webhooks.dispatcher import Dispatcher
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 from paycenter.webhooks.sender import Sender, SendResult
 from paycenter.worker import Worker

@@ -15,8 +15,8 @@ from standardwebhooks import Webhook
 from conftest import Clock, create_payment, make_merchant, sandbox
 from paycenter.config import Settings
 from paycenter.context import AppContext
+from paycenter.jobs.expirer import expire_due
 from paycenter.merchants.models import Merchant
-from paycenter.payments.expirer import expire_due
 from paycenter.payments.models import Event
 from paycenter.providers.registry import Providers
 from paycenter.webhooks.models import Delivery, DeliveryAttempt

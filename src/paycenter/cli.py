@@ -888,7 +888,7 @@ def cleanup(
     """Remove unpaid expired and cancelled payments past their retention, as the daily run does."""
     from datetime import timedelta
 
-    from paycenter.payments import cleanup as job
+    from paycenter.jobs import cleanup as job
 
     settings = get_settings()
 
@@ -967,7 +967,7 @@ def check_active_payments(
 ) -> None:
     """Poll every live Kaspi attempt once, printing lines like the old cron script did."""
     from paycenter.context import AppContext
-    from paycenter.payments.poller import Poller
+    from paycenter.jobs.poller import Poller
     from paycenter.worker import worker_id
 
     settings = get_settings()

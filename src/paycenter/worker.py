@@ -16,15 +16,38 @@ import time
 
 from paycenter.context import AppContext
 from paycenter.jobs import heartbeats
-from paycenter.payments.cleanup import CleanupJob
-from paycenter.payments.expirer import Expirer
-from paycenter.payments.poller import Poller
+from paycenter.jobs.cleanup import CleanupJob
+from paycenter.jobs.dispatcher import Dispatcher, listen_postgres
+from paycenter.jobs.expirer import Expirer
+from paycenter.jobs.loop import BackgroundLoop
+from paycenter.jobs.poller import Poller
 from paycenter.webhooks import service as webhooks
-from paycenter.webhooks.dispatcher import Dispatcher, listen_postgres
 from paycenter.webhooks.sender import Sender
 from paycenter.webhooks.ssrf import parse_networks
 
 log = logging.getLogger("paycenter.worker")
+
+
+class Heartbeat(BackgroundLoop):
+    """The worker's row in ``worker_heartbeats``: alive, and how far behind each loop is."""
+
+    def __init__(self, worker: Worker, *, every: float = 5.0) -> None:
+        super().__init__(worker.ctx.db, clock=worker.ctx.clock, interval=every, log=log, failure="heartbeat failed")
+        self.worker = worker
+
+    async def step(self) -> None:
+        await heartbeats.beat(
+            self.db,
+            worker_id=self.worker.id,
+            started_at=self.worker.started_at,
+            loops=self.worker.loop_lags(),
+            now=self.clock(),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await super().run(stop)
+        with contextlib.suppress(Exception):
+            await heartbeats.forget(self.db, worker_id=self.worker.id)
 
 
 def worker_id() -> str:
@@ -57,6 +80,7 @@ class Worker:
         self.poller = Poller(ctx.db, ctx.providers, settings, owner=self.id, clock=ctx.clock)
         self.cleanup = CleanupJob(ctx.db, settings, owner=self.id, clock=ctx.clock)
         self.started_at = ctx.clock()
+        self.heartbeat = Heartbeat(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -67,8 +91,8 @@ class Worker:
             asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"),
             asyncio.create_task(self.expirer.run(self._stop), name="expirer"),
             asyncio.create_task(self.poller.run(self._stop), name="poller"),
-            asyncio.create_task(self.cleanup.run_forever(self._stop), name="cleanup"),
-            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self.cleanup.run(self._stop), name="cleanup"),
+            asyncio.create_task(self.heartbeat.run(self._stop), name="heartbeat"),
         ]
         if self.ctx.db.backend == "postgresql":
             self._tasks.append(
@@ -101,23 +125,6 @@ class Worker:
             "cleanup": self.cleanup.last_cycle_at,
         }
         return {name: (round(now - at, 3) if at else None) for name, at in loops.items()}
-
-    async def _heartbeat(self, every: float = 5.0) -> None:
-        while not self._stop.is_set():
-            try:
-                await heartbeats.beat(
-                    self.ctx.db,
-                    worker_id=self.id,
-                    started_at=self.started_at,
-                    loops=self.loop_lags(),
-                    now=self.ctx.clock(),
-                )
-            except Exception:
-                log.exception("heartbeat failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every)
-        with contextlib.suppress(Exception):
-            await heartbeats.forget(self.ctx.db, worker_id=self.id)
 
     async def run_forever(self) -> None:
         await self.start()

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import quarantine
 from paycenter.db import Database
+from paycenter.jobs.loop import BackgroundLoop
 from paycenter.observability import DELIVERY_ATTEMPTS, EVENT_TO_DELIVERY, bind_transaction
 from paycenter.quarantine import Loop
 from paycenter.webhooks import service, signing
@@ -35,7 +36,7 @@ from paycenter.webhooks.sender import Sender, SendResult
 log = logging.getLogger("paycenter.webhooks")
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
     def __init__(
         self,
         db: Database,
@@ -50,28 +51,22 @@ class Dispatcher:
         max_retry_after: float = 3600.0,
         batch_size: int = 200,
     ) -> None:
-        self.db = db
+        # A claim pass every poll interval, sooner when woken (see the module's docstring).
+        super().__init__(db, clock=clock, interval=poll_interval, log=log, failure="claiming webhook deliveries failed")
         self.sender = sender
         self.owner = owner
-        self.clock = clock
         self.schedule = schedule
         self.max_in_flight = max_in_flight
         self.lease = timedelta(seconds=lease_seconds)
-        self.poll_interval = poll_interval
         self.max_retry_after = max_retry_after
         self.batch_size = batch_size
         self._last_lease = datetime.min.replace(tzinfo=UTC)
         self._closing = False  # set once the sends in flight are done: the recorder may stop
-        self._wake = asyncio.Event()
         # Claimed and not yet recorded (their leases are renewed); `_sending` of them are on the wire.
         self._in_flight: dict[str, service.Job] = {}
         self._sending = 0
         self._done: list[service.Outcome] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.last_cycle_at: float = 0.0  # monotonic time of the last claim pass, for health checks
-
-    def wake(self) -> None:
-        self._wake.set()
 
     @property
     def in_flight(self) -> int:
@@ -88,7 +83,7 @@ class Dispatcher:
         unsubscribe = self.db.subscribe(service.WAKE_CHANNEL, self.wake)
         recorder = asyncio.create_task(self._record_loop(stop), name="webhooks-recorder")
         try:
-            await self._claim_loop(stop)
+            await super().run(stop)  # the claimer
         finally:
             unsubscribe()
             # Let sends in flight finish (each is bounded by the HTTP timeout), then let the
@@ -103,22 +98,11 @@ class Dispatcher:
                 async with self.db.transaction() as session:
                     await service.release(session, owner=self.owner, now=self.clock())
 
-    async def _claim_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self.last_cycle_at = time.monotonic()
-            claimed = 0
-            try:
-                claimed = await self.claim_once()
-            except Exception:
-                log.exception("claiming webhook deliveries failed")
-            if claimed >= self.batch_size and self.room > 0:
-                continue  # more may be due right now
-            # Sleep until a commit signals new deliveries, a flush frees room, or the poll interval.
-            self._wake.clear()
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            _, pending = await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-            for fut in pending:
-                fut.cancel()
+    async def step(self) -> int:
+        return await self.claim_once()
+
+    def again(self, claimed: int) -> bool:
+        return claimed >= self.batch_size and self.room > 0  # more may be due right now
 
     async def claim_once(self) -> int:
         room = self.room
@@ -179,7 +163,7 @@ class Dispatcher:
         finally:
             self._sending -= 1
             if self._sending == self.max_in_flight // 2:
-                self._wake.set()  # half the sends are done: claim more
+                self.wake()  # half the sends are done: claim more
         result.started_at = started  # the app's clock, so schedules follow it (and tests can move it)
         self._done.append(service.Outcome(job, headers, result))
 
@@ -262,7 +246,7 @@ class Dispatcher:
                     )
             else:
                 DELIVERY_ATTEMPTS.labels(outcome.result.error_class or "failed").inc()
-        self._wake.set()  # room freed: claim more
+        self.wake()  # room freed: claim more
 
 
 class UnsendableDelivery(Exception):

@@ -11,10 +11,7 @@ Every run, scheduled or by hand, is recorded in ``cleanup_runs`` with its counts
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +26,7 @@ from paycenter.admin import service as admin_service
 from paycenter.config import Settings
 from paycenter.db import Database, rowcount
 from paycenter.idempotency.models import IdempotencyKey
+from paycenter.jobs.loop import BackgroundLoop
 from paycenter.jobs.models import CleanupRun
 from paycenter.payments.models import (
     Attempt,
@@ -182,21 +180,28 @@ async def _delete(session: AsyncSession, ids: list[str], cutoff: datetime) -> li
     return still
 
 
-class CleanupJob:
+class CleanupJob(BackgroundLoop):
     """Runs the cleanup on its cron schedule, in one process at a time (the ``cleanup`` lease).
 
     A run missed while no worker was up (the host was down at 03:00) happens as soon as one is.
+    Every ``check_every`` seconds it looks whether a run is due.
     """
 
-    def __init__(self, db: Database, settings: Settings, *, owner: str, clock: Callable[[], datetime]) -> None:
-        self.db = db
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+        check_every: float = 30.0,
+    ) -> None:
+        super().__init__(db, clock=clock, interval=check_every, log=log, failure="cleanup failed")
         self.owner = owner
-        self.clock = clock
         self.schedule = settings.cleanup_schedule
         self.zone = ZoneInfo(settings.cleanup_timezone)
         self.retention = timedelta(seconds=settings.cleanup_retention_seconds)
         self.idempotency_ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
-        self.last_cycle_at = 0.0
 
     def due_since(self, now: datetime) -> datetime:
         """The latest scheduled moment at or before ``now``."""
@@ -219,12 +224,5 @@ class CleanupJob:
             self.db, now=now, retention=self.retention, idempotency_ttl=self.idempotency_ttl, trigger="schedule"
         )
 
-    async def run_forever(self, stop: asyncio.Event, *, check_every: float = 30.0) -> None:
-        while not stop.is_set():
-            self.last_cycle_at = time.monotonic()
-            try:
-                await self.run_if_due()
-            except Exception:
-                log.exception("cleanup failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=check_every)
+    async def step(self) -> CleanupResult | None:
+        return await self.run_if_due()

@@ -8,10 +8,7 @@ read) is quarantined alone, and every other payment of its chunk still expires i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -20,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import quarantine
 from paycenter.db import Database
+from paycenter.jobs.loop import BackgroundLoop
 from paycenter.payments import service
 from paycenter.payments.models import PAYABLE, Payment
 from paycenter.quarantine import Loop
@@ -55,19 +53,9 @@ async def expire_due(db: Database, *, now: datetime, limit: int = 500, chunk: in
     return sum(done)
 
 
-class Expirer:
+class Expirer(BackgroundLoop):
     def __init__(self, db: Database, *, clock: Callable[[], datetime], interval: float = 0.25) -> None:
-        self.db = db
-        self.clock = clock
-        self.interval = interval
-        self.last_cycle_at = 0.0
+        super().__init__(db, clock=clock, interval=interval, log=log, failure="expiring payments failed")
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self.last_cycle_at = time.monotonic()
-            try:
-                await expire_due(self.db, now=self.clock())
-            except Exception:
-                log.exception("expiring payments failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+    async def step(self) -> int:
+        return await expire_due(self.db, now=self.clock())

@@ -34,6 +34,7 @@ from sqlalchemy import or_, select
 from paycenter import leadership, quarantine
 from paycenter.config import Settings
 from paycenter.db import Database
+from paycenter.jobs.loop import BackgroundLoop
 from paycenter.observability import POLL_CYCLE, PROVIDER_CALLS, PROVIDER_ERRORS
 from paycenter.payments import attempts, refunds
 from paycenter.payments.models import Attempt, AttemptStatus, Payment, Refund, RefundLeg, RefundStatus
@@ -67,7 +68,7 @@ class CycleReport:
     notes: list[str] = field(default_factory=list)
 
 
-class Poller:
+class Poller(BackgroundLoop):
     def __init__(
         self,
         db: Database,
@@ -77,11 +78,12 @@ class Poller:
         owner: str,
         clock: Callable[[], datetime],
     ) -> None:
-        self.db = db
+        # Fixed rate: a cycle starts every interval, however long the last one's calls took.
+        super().__init__(
+            db, clock=clock, interval=settings.poller_interval, log=log, failure="poll cycle failed", fixed_rate=True
+        )
         self.providers = providers
         self.owner = owner
-        self.clock = clock
-        self.interval = settings.poller_interval
         self.give_up_after = settings.poller_give_up_after
         self.max_backoff = settings.poller_max_backoff
         # A start whose provider answer was never recorded (crash) is given up after this.
@@ -96,29 +98,21 @@ class Poller:
         # least interval between polls holds: the attempt's own (Kaspi's StatusPollingInterval
         # for that QR), else its provider's (Provider.poll_every).
         self._polled_at: dict[str, datetime] = {}
-        self.last_cycle_at = 0.0
         self._tokens_checked_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.pull:
             return  # nothing to poll: the sandbox decides on the spot
-        ttl = timedelta(seconds=max(5.0, 5 * self.interval))
         try:
-            while not stop.is_set():
-                began = time.monotonic()
-                self.last_cycle_at = began
-                try:
-                    if await leadership.hold(self.db, LEASE, owner=self.owner, ttl=ttl, now=self.clock()):
-                        await self.cycle()
-                except Exception:
-                    log.exception("poll cycle failed")
-                left = self.interval - (time.monotonic() - began)
-                if left > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=left)
+            await super().run(stop)
         finally:
             with contextlib.suppress(Exception):
                 await leadership.release(self.db, LEASE, owner=self.owner, now=self.clock())
+
+    async def step(self) -> None:
+        ttl = timedelta(seconds=max(5.0, 5 * self.interval))
+        if await leadership.hold(self.db, LEASE, owner=self.owner, ttl=ttl, now=self.clock()):
+            await self.cycle()
 
     async def cycle(self) -> CycleReport:
         self.cycles += 1
@@ -208,17 +202,9 @@ class Poller:
     async def _isolated(
         self, loop: Loop, row_id: str, payment_id: str | None, work: Awaitable[None], report: CycleReport
     ) -> None:
-        """One row's work: whatever it raises is that row's failure, never the cycle's."""
-        try:
-            await work
-        except Exception as exc:
+        """One row's work (see ``BackgroundLoop.isolated``), its failure counted in the report."""
+        if not await self.isolated(work, loop=loop, row_id=row_id, payment_id=payment_id):
             report.errors += 1
-            if quarantine.is_transient(exc):
-                log.warning("%s: row %s failed (%s); trying again next cycle", loop.value, row_id, exc)
-                return
-            await quarantine.isolate(
-                self.db, loop=loop, row_id=row_id, exc=exc, now=self.clock(), payment_id=payment_id
-            )
 
     async def _follow_live(
         self,
