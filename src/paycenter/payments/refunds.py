@@ -52,7 +52,7 @@ from paycenter.payments.models import (
     RefundStatus,
 )
 from paycenter.providers import terminals
-from paycenter.providers.base import NotSent, ProviderError, RefundLegRef, RefundOutcome
+from paycenter.providers.base import NotSent, Provider, ProviderError, RefundLegRef, RefundOutcome, ReportsReturns
 from paycenter.providers.models import Terminal
 from paycenter.quarantine import Loop
 
@@ -520,15 +520,16 @@ async def poll_leg(
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
 
 
-async def resync(provider: Any, ref: RefundLegRef, *, db: Database, operation_id: str, leg_id: str) -> RefundOutcome:
+async def resync(
+    provider: Provider, ref: RefundLegRef, *, db: Database, operation_id: str, leg_id: str
+) -> RefundOutcome:
     """A leg sent without an answer: ask the provider whether the money went back."""
-    returned = getattr(provider, "returned", None)
-    if returned is None or not ref.attempt_ref:
+    if not isinstance(provider, ReportsReturns) or not ref.attempt_ref:
         return RefundOutcome(
             succeeded=False,
             error="the provider never answered and cannot be asked again: check with the bank before retrying",
         )
-    total, available = await returned(ref.attempt_ref)
+    total, available = await provider.returned(ref.attempt_ref)
     async with db.reading() as session:
         others = await session.scalar(
             select(func.coalesce(func.sum(RefundLeg.amount), 0)).where(
