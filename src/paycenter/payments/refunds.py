@@ -220,9 +220,16 @@ async def awaiting_payer(session: AsyncSession, *, payment_id: str) -> list[str]
     return list(dict.fromkeys(rows.scalars()))
 
 
+async def _lock_leg(session: AsyncSession, leg_id: str) -> RefundLeg | None:
+    """A refund leg to change, locked and read afresh (a copy loaded earlier in the session may
+    predate a change committed while this waited). The lock order is ``service.lock_attempt``'s:
+    a caller that needs the payment too locks it first (``record_leg``), never after the leg."""
+    return await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+
+
 async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
     """Mark an unsent leg as being sent (and hold its terminal); None if it can't go now."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is not None:
         return None
     payment = await _payment_of(session, leg)
@@ -238,7 +245,7 @@ async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tup
 async def begin_return(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
     """Mark the return of a leg whose payer scanned its return QR as being sent; None if it
     cannot go now (settled meanwhile, or already sent)."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     if (
         leg is None
         or leg.status != RefundStatus.PENDING
@@ -268,7 +275,7 @@ async def record_leg(session: AsyncSession, *, leg_id: str, outcome: RefundOutco
     if payment_id is None:
         raise NotFound("Refund leg not found")
     payment = await service.lock(session, payment_id)  # payment first: the lock order everywhere
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     assert leg is not None
     if leg.status != RefundStatus.PENDING:
         return
@@ -448,7 +455,7 @@ async def unsend_leg(
         outcome = RefundOutcome(succeeded=False, error=f"{error} (still not done after {minutes} min of retries)")
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=now)  # locks the payment first
         return
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING and leg.provider_ref is None:
         if leg.return_sent_at is not None:
             leg.return_sent_at = None  # the payer's scan still stands: the return goes again with it
@@ -462,13 +469,13 @@ async def unsend_leg(
 
 async def follow_now(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
     """A leg let out of quarantine: the poller takes it up on its next cycle."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING:
         leg.next_poll_at = now
 
 
 async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING:
         leg.error = error[:500]
         leg.next_poll_at = now + timedelta(seconds=5)
