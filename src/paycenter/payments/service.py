@@ -182,10 +182,11 @@ async def lock_attempt(session: AsyncSession, attempt_id: str) -> tuple[Payment,
     """An attempt to change, by id, with its payment locked; None if there is no such attempt.
 
     The lock order, everywhere: the payment's row first (``lock``), then what hangs off it (its
-    attempts, refund legs and refunds), then a terminal. The payment row is the one lock that
-    serialises every change to its attempts, so the attempt is not locked itself but read again
-    once the lock is held (``populate_existing``): a copy loaded earlier in the session may
-    predate a change committed while this one waited."""
+    attempts, refund legs and refunds) and the terminal they hold; never the payment after a row
+    below it (docs/architecture.md, "Locks"). The payment row is the one lock that serialises
+    every change to its attempts, so the attempt is not locked itself but read again once the
+    lock is held (``populate_existing``): a copy loaded earlier in the session may predate a
+    change committed while this one waited."""
     payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
     if payment_id is None:
         return None
