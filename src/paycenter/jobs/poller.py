@@ -39,8 +39,16 @@ from paycenter.observability import POLL_CYCLE, PROVIDER_CALLS, PROVIDER_ERRORS
 from paycenter.payments import attempts, refunds
 from paycenter.payments.models import Attempt, AttemptStatus, Payment, Refund, RefundLeg, RefundStatus
 from paycenter.providers import terminals
-from paycenter.providers.base import AttemptRef, NeedsOperator, PollState, Provider, ProviderError, TerminalRef
-from paycenter.providers.kaspi_pos import KaspiPosProvider
+from paycenter.providers.base import (
+    AttemptRef,
+    ClearsTerminal,
+    KeepsTokens,
+    NeedsOperator,
+    PollState,
+    Provider,
+    ProviderError,
+    TerminalRef,
+)
 from paycenter.providers.models import Terminal
 from paycenter.providers.registry import Providers
 from paycenter.quarantine import Loop
@@ -357,7 +365,7 @@ class Poller(BackgroundLoop):
 
     async def _clear_terminal(self, provider: Provider, terminal: TerminalRef) -> bool:
         """Clear whatever runs on the terminal; True if it was cleared."""
-        if not isinstance(provider, KaspiPosProvider):
+        if not isinstance(provider, ClearsTerminal):
             return True
         try:
             await provider.clear(terminal)
@@ -390,7 +398,7 @@ class Poller(BackgroundLoop):
             await terminals.free(session, terminal_id=terminal_id, holder=attempt.id)
 
     async def _token_jobs(self, now: datetime) -> list[Awaitable[None]]:
-        keepers = [p for p in self.pull.values() if isinstance(p, KaspiPosProvider)]
+        keepers = [p for p in self.pull.values() if isinstance(p, KeepsTokens)]
         if not keepers or (self._tokens_checked_at is not None and now - self._tokens_checked_at < TOKEN_CHECK_EVERY):
             return []
         self._tokens_checked_at = now
@@ -398,7 +406,7 @@ class Poller(BackgroundLoop):
             pool = await terminals.refs(session, None)
         return [self._keep_token(provider, terminal) for provider in keepers for terminal in pool.values()]
 
-    async def _keep_token(self, provider: KaspiPosProvider, terminal: TerminalRef | Exception) -> None:
+    async def _keep_token(self, provider: KeepsTokens, terminal: TerminalRef | Exception) -> None:
         """One terminal's renewal: a failure is that terminal's (its health says why), not the cycle's."""
         if isinstance(terminal, Exception):
             return  # unreadable: the attempts that use it report it

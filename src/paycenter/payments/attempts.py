@@ -156,12 +156,10 @@ async def begin(
 
 async def attach(session: AsyncSession, *, attempt_id: str, started: Started, now: datetime) -> bool:
     """Record the provider's handle; False if the attempt was closed meanwhile (then cancel it)."""
-    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
-    if payment_id is None:
+    locked = await service.lock_attempt(session, attempt_id)
+    if locked is None:
         raise NotFound("Attempt not found")
-    payment = await service.lock(session, payment_id)
-    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
+    payment, attempt = locked
     if attempt.status != AttemptStatus.LIVE:
         return False
     attempt.provider_ref = started.provider_ref
@@ -204,12 +202,10 @@ async def close_by_id(
     error: str | None = None,
     free_terminal: bool = True,
 ) -> Attempt | None:
-    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
-    if payment_id is None:
+    locked = await service.lock_attempt(session, attempt_id)
+    if locked is None:
         return None
-    payment = await service.lock(session, payment_id)
-    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
+    payment, attempt = locked
     was_live = attempt.status == AttemptStatus.LIVE
     await close(session, attempt, payment, status, now=now, error=error, free_terminal=free_terminal)
     return attempt if was_live else None
@@ -217,12 +213,10 @@ async def close_by_id(
 
 async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, now: datetime) -> bool:
     """What the provider said about a live attempt; True if the attempt ended."""
-    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
-    if payment_id is None:
+    locked = await service.lock_attempt(session, attempt_id)
+    if locked is None:
         return False
-    payment = await service.lock(session, payment_id)
-    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
+    payment, attempt = locked
     if attempt.status != AttemptStatus.LIVE:
         return False
     attempt.provider_status = result.raw_status[:40] or None
@@ -267,12 +261,12 @@ async def apply(session: AsyncSession, *, attempt_id: str, result: PollResult, n
 async def apply_late(session: AsyncSession, *, attempt_id: str, result: PollResult, now: datetime) -> bool:
     """A try we had closed was paid after all: count the money (``paid_late`` if the payment
     has closed meanwhile). True if counted."""
-    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
-    if payment_id is None or result.provider_txn_id is None:
+    if result.provider_txn_id is None:
         return False
-    payment = await service.lock(session, payment_id)
-    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
+    locked = await service.lock_attempt(session, attempt_id)
+    if locked is None:
+        return False
+    payment, attempt = locked
     if attempt.status == AttemptStatus.SUCCEEDED:
         return False
     gross = result.amount if result.amount is not None else attempt.amount
@@ -305,12 +299,10 @@ async def trouble(
     session: AsyncSession, *, attempt_id: str, error: str, now: datetime, give_up_after: float, max_backoff: float
 ) -> bool:
     """The provider failed or does not know: back off, and give up after a while (True then)."""
-    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
-    if payment_id is None:
+    locked = await service.lock_attempt(session, attempt_id)
+    if locked is None:
         return False
-    payment = await service.lock(session, payment_id)
-    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
+    payment, attempt = locked
     if attempt.status != AttemptStatus.LIVE:
         return False
     attempt.poll_failures += 1

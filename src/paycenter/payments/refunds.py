@@ -52,7 +52,7 @@ from paycenter.payments.models import (
     RefundStatus,
 )
 from paycenter.providers import terminals
-from paycenter.providers.base import NotSent, ProviderError, RefundLegRef, RefundOutcome
+from paycenter.providers.base import NotSent, Provider, ProviderError, RefundLegRef, RefundOutcome, ReportsReturns
 from paycenter.providers.models import Terminal
 from paycenter.quarantine import Loop
 
@@ -220,9 +220,16 @@ async def awaiting_payer(session: AsyncSession, *, payment_id: str) -> list[str]
     return list(dict.fromkeys(rows.scalars()))
 
 
+async def _lock_leg(session: AsyncSession, leg_id: str) -> RefundLeg | None:
+    """A refund leg to change, locked and read afresh (a copy loaded earlier in the session may
+    predate a change committed while this waited). The lock order is ``service.lock_attempt``'s:
+    a caller that needs the payment too locks it first (``record_leg``), never after the leg."""
+    return await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+
+
 async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
     """Mark an unsent leg as being sent (and hold its terminal); None if it can't go now."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is None or leg.status != RefundStatus.PENDING or leg.sent_at is not None:
         return None
     payment = await _payment_of(session, leg)
@@ -238,7 +245,7 @@ async def begin_leg(session: AsyncSession, *, leg_id: str, now: datetime) -> tup
 async def begin_return(session: AsyncSession, *, leg_id: str, now: datetime) -> tuple[str, RefundLegRef] | None:
     """Mark the return of a leg whose payer scanned its return QR as being sent; None if it
     cannot go now (settled meanwhile, or already sent)."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     if (
         leg is None
         or leg.status != RefundStatus.PENDING
@@ -268,7 +275,7 @@ async def record_leg(session: AsyncSession, *, leg_id: str, outcome: RefundOutco
     if payment_id is None:
         raise NotFound("Refund leg not found")
     payment = await service.lock(session, payment_id)  # payment first: the lock order everywhere
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True, populate_existing=True)
+    leg = await _lock_leg(session, leg_id)
     assert leg is not None
     if leg.status != RefundStatus.PENDING:
         return
@@ -448,7 +455,7 @@ async def unsend_leg(
         outcome = RefundOutcome(succeeded=False, error=f"{error} (still not done after {minutes} min of retries)")
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=now)  # locks the payment first
         return
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING and leg.provider_ref is None:
         if leg.return_sent_at is not None:
             leg.return_sent_at = None  # the payer's scan still stands: the return goes again with it
@@ -462,13 +469,13 @@ async def unsend_leg(
 
 async def follow_now(session: AsyncSession, *, leg_id: str, now: datetime) -> None:
     """A leg let out of quarantine: the poller takes it up on its next cycle."""
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING:
         leg.next_poll_at = now
 
 
 async def note_leg_trouble(session: AsyncSession, *, leg_id: str, error: str, now: datetime) -> None:
-    leg = await session.get(RefundLeg, leg_id, with_for_update=True)
+    leg = await _lock_leg(session, leg_id)
     if leg is not None and leg.status == RefundStatus.PENDING:
         leg.error = error[:500]
         leg.next_poll_at = now + timedelta(seconds=5)
@@ -526,15 +533,16 @@ async def poll_leg(
         await record_leg(session, leg_id=leg_id, outcome=outcome, now=clock())
 
 
-async def resync(provider: Any, ref: RefundLegRef, *, db: Database, operation_id: str, leg_id: str) -> RefundOutcome:
+async def resync(
+    provider: Provider, ref: RefundLegRef, *, db: Database, operation_id: str, leg_id: str
+) -> RefundOutcome:
     """A leg sent without an answer: ask the provider whether the money went back."""
-    returned = getattr(provider, "returned", None)
-    if returned is None or not ref.attempt_ref:
+    if not isinstance(provider, ReportsReturns) or not ref.attempt_ref:
         return RefundOutcome(
             succeeded=False,
             error="the provider never answered and cannot be asked again: check with the bank before retrying",
         )
-    total, available = await returned(ref.attempt_ref)
+    total, available = await provider.returned(ref.attempt_ref)
     async with db.reading() as session:
         others = await session.scalar(
             select(func.coalesce(func.sum(RefundLeg.amount), 0)).where(

@@ -178,6 +178,24 @@ async def lock(session: AsyncSession, payment_id: str, *, merchant_id: str | Non
     return payment
 
 
+async def lock_attempt(session: AsyncSession, attempt_id: str) -> tuple[Payment, Attempt] | None:
+    """An attempt to change, by id, with its payment locked; None if there is no such attempt.
+
+    The lock order, everywhere: the payment's row first (``lock``), then what hangs off it (its
+    attempts, refund legs and refunds) and the terminal they hold; never the payment after a row
+    below it (docs/architecture.md, "Locks"). The payment row is the one lock that serialises
+    every change to its attempts, so the attempt is not locked itself but read again once the
+    lock is held (``populate_existing``): a copy loaded earlier in the session may predate a
+    change committed while this one waited."""
+    payment_id = await session.scalar(select(Attempt.payment_id).where(Attempt.id == attempt_id))
+    if payment_id is None:
+        return None
+    payment = await lock(session, payment_id)
+    attempt = await session.get(Attempt, attempt_id, populate_existing=True)
+    assert attempt is not None  # attempts are never deleted apart from their payment, locked now
+    return payment, attempt
+
+
 def touch(payment: Payment, status: PaymentStatus | str, now: datetime) -> str:
     """Set a payment's status; returns the previous one (for the event)."""
     previous = payment.status

@@ -4,6 +4,11 @@ A provider starts attempts, reports what happened to them, cancels them and send
 calls reach a bank or a terminal, so they are made outside any database transaction and take
 plain values (no ORM rows); what they report goes back through the payment service, the only
 code that changes payments. Pull providers (Kaspi) never call back: the poller asks them.
+
+What only some providers can do is a capability, a Protocol of its own below ``Provider``
+(``ReportsReturns``, ``ClearsTerminal``, ``KeepsTokens``, ``RemembersTerminals``): callers ask
+``isinstance(provider, Capability)``, never a concrete class or ``getattr``, so mypy checks the call
+against the capability's signature and a new provider gains a path by implementing the method.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 # The old system's names for Kaspi payment methods, still sent by merchants and forms.
 METHOD_ALIASES = {"kaspi_kredit": "kaspi_credit", "kaspi_rassrochka": "kaspi_installment_12"}
@@ -215,3 +220,40 @@ class Provider(Protocol):
     async def poll_refund(self, leg: RefundLegRef) -> RefundOutcome: ...
 
     async def close(self) -> None: ...
+
+
+# --- capabilities: what only some providers can do (``isinstance(provider, Capability)``) ------
+
+
+@runtime_checkable
+class ReportsReturns(Protocol):
+    """Says how much of a purchase has gone back (Kaspi QR's payment/details), so that a refund leg
+    sent without an answer is looked up (``refunds.resync``) instead of failed or sent twice."""
+
+    async def returned(self, qr_payment_id: str) -> tuple[int, int]:
+        """(total, still returnable) of the purchase with this attempt handle, in minor units."""
+        ...
+
+
+@runtime_checkable
+class ClearsTerminal(Protocol):
+    """Can end whatever operation runs on a terminal without knowing its handle (a bare
+    ``/v2/cancel``): the poller frees a terminal whose start was never recorded this way."""
+
+    async def clear(self, terminal: TerminalRef) -> None: ...
+
+
+@runtime_checkable
+class KeepsTokens(Protocol):
+    """Holds per-terminal credentials that expire: the poller has it renew an idle terminal's
+    token in time, since no call would renew it otherwise."""
+
+    async def keep_token(self, terminal: TerminalRef) -> None: ...
+
+
+@runtime_checkable
+class RemembersTerminals(Protocol):
+    """Keeps what it learns about a terminal (renewed tokens, features) in a ``TerminalStore``,
+    given once the database is up (``Providers.attach``); None: it learns for this process only."""
+
+    store: TerminalStore | None

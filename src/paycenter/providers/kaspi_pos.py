@@ -19,6 +19,7 @@ import aiohttp
 
 from paycenter.config import Settings
 from paycenter.money import reported_minor
+from paycenter.providers import kaspi_http
 from paycenter.providers.base import (
     METHOD_ALIASES,
     AttemptRef,
@@ -204,18 +205,15 @@ class KaspiPosProvider:
                     payload = await resp.json(content_type=None)
                 except ValueError:
                     payload = None
-        except aiohttp.ClientConnectorError as exc:  # no connection: the request never reached it
-            raise NotSent(f"terminal {terminal.name} is unreachable: {exc}", code="unreachable") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:  # it may have acted: not "not sent"
-            raise ProviderError(f"terminal {terminal.name} did not answer: {type(exc).__name__}: {exc}") from exc
+        except kaspi_http.TRANSPORT_ERRORS as exc:  # NotSent only if it never reached the terminal
+            who = f"terminal {terminal.name}"
+            raise kaspi_http.transport_error(exc, who, lost="did not answer", unsent_if_refused=True) from exc
         code = str(payload.get("statusCode")) if isinstance(payload, dict) else None
         if str(http_status) in TOKEN_CODES or code in TOKEN_CODES:
             raise TokenRejected(f"terminal {terminal.name} refused its access token", code="token")
         if not isinstance(payload, dict):
-            detail = "without JSON" if payload is None else "something that is not an object"
-            raise ProviderError(
-                f"terminal {terminal.name} answered HTTP {http_status} {detail}",
-                code=NO_SUCH_PATH if http_status == 404 else None,
+            raise kaspi_http.not_an_answer(
+                f"terminal {terminal.name}", http_status, payload, code=NO_SUCH_PATH if http_status == 404 else None
             )
         if code != "0":
             message = payload.get("errorText") or payload.get("message") or "no message"
@@ -261,8 +259,8 @@ class KaspiPosProvider:
                 url, params={"name": client_name}, timeout=aiohttp.ClientTimeout(total=REGISTER_TIMEOUT)
             ) as resp:
                 payload = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ProviderError(f"terminal {terminal.name} did not register us: {type(exc).__name__}: {exc}") from exc
+        except (*kaspi_http.TRANSPORT_ERRORS, ValueError) as exc:  # ValueError: an answer not JSON
+            raise kaspi_http.transport_error(exc, f"terminal {terminal.name}", lost="did not register us") from exc
         if not isinstance(payload, dict) or str(payload.get("statusCode")) != "0":
             message = payload.get("errorText") if isinstance(payload, dict) else None
             raise ProviderError(f"terminal {terminal.name} refused the registration: {message or payload!r}")
@@ -348,7 +346,7 @@ class KaspiPosProvider:
         try:
             async with session.get(terminal.camera_url, params={"timeout": QR_SCAN_TIMEOUT_MS}) as resp:
                 payload = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (*kaspi_http.TRANSPORT_ERRORS, ValueError):
             return None  # the payer can still scan the terminal itself
         if isinstance(payload, dict) and payload.get("success") and payload.get("qrData"):
             return str(payload["qrData"])

@@ -23,6 +23,7 @@ import aiohttp
 from paycenter.config import Settings
 from paycenter.crypto import reveal
 from paycenter.money import reported_minor, to_major_str
+from paycenter.providers import kaspi_http
 from paycenter.providers.base import (
     AttemptRef,
     AttemptStart,
@@ -271,9 +272,9 @@ class KaspiQrClient:
             except aiohttp.ServerDisconnectedError as exc:
                 if left:
                     continue
-                raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ProviderError(f"Kaspi is unreachable: {type(exc).__name__}: {exc}") from exc
+                raise kaspi_http.transport_error(exc, "Kaspi") from exc
+            except kaspi_http.TRANSPORT_ERRORS as exc:
+                raise kaspi_http.transport_error(exc, "Kaspi") from exc
         if not isinstance(payload, dict):
             raise ProviderError("Kaspi answered something that is not an object")
         code: Any = payload.get("StatusCode")  # whatever JSON Kaspi sent: read by int() below
@@ -308,7 +309,7 @@ class KaspiQrClient:
             try:
                 return await resp.json(content_type=None)
             except ValueError:
-                raise ProviderError(f"Kaspi answered HTTP {resp.status} without JSON") from None
+                raise kaspi_http.not_an_answer("Kaspi", resp.status, None) from None
 
     async def trade_points(self) -> list[dict[str, Any]]:
         path = f"partner/tradepoints/{self.bin}" if self.scheme == "r3" else "partner/tradepoints"

@@ -8,7 +8,7 @@ from datetime import datetime
 from paycenter.config import Settings
 from paycenter.db import Database
 from paycenter.providers import terminals
-from paycenter.providers.base import Provider
+from paycenter.providers.base import Provider, RemembersTerminals
 from paycenter.providers.kaspi_pos import KaspiPosProvider
 from paycenter.providers.kaspi_qr import KaspiQrProvider
 from paycenter.providers.sandbox import SandboxProvider
@@ -33,7 +33,7 @@ class Providers:
     def attach(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
         """Give terminal providers the pool to keep what they learn (renewed tokens, features)."""
         for provider in self._providers.values():
-            if isinstance(provider, KaspiPosProvider):
+            if isinstance(provider, RemembersTerminals):
                 provider.store = terminals.TokenStore(db, clock) if clock else terminals.TokenStore(db)
 
     def names(self) -> list[str]:
