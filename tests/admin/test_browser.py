@@ -55,7 +55,7 @@ LAPTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": 
 TIMEOUT_MS = 10_000
 ALMATY = ZoneInfo("Asia/Almaty")
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _text(s: str) -> str:

@@ -43,6 +43,7 @@ NEAR_AMOUNTS = st.from_regex(r"\A[+-]?[0-9٥５]{0,12}(\.[0-9]{0,7})?([eE][+-]?[
 MAXIMA = st.sampled_from([10**8, 12345, 1, 999])
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(exp=st.sampled_from([0, 2, 3, 4]), most=MAXIMA, data=st.data())
 @example(exp=2, most=10**8, data=None)
@@ -71,6 +72,7 @@ def test_amount_strings_the_document_allows_are_exactly_those_the_server_takes(e
     | st.integers(-5, 10**9)
     | st.floats(allow_nan=False, allow_infinity=False),
 )
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 def test_amount_numbers_the_document_allows_are_exactly_those_the_server_takes(exp, most, number):
     # The number as a client's JSON encoder writes it, and as the server reads that text.
     text = json.dumps(float(number)) if isinstance(number, float) else str(number)
@@ -89,6 +91,7 @@ NEAR_DATETIMES = st.from_regex(
 )
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(text=NEAR_DATETIMES | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()) | st.text(max_size=30))
 @example(text="2016-12-31T23:59:60Z")
@@ -117,6 +120,7 @@ NEAR_URLS = st.from_regex(
 )
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(ips=st.booleans(), text=NEAR_URLS | st.text(max_size=30), data=st.data())
 def test_urls_the_document_allows_are_exactly_those_the_server_takes(ips, text, data):
@@ -130,6 +134,7 @@ def test_urls_the_document_allows_are_exactly_those_the_server_takes(ips, text, 
 # --- cursors, statuses, idempotency keys -------------------------------------------------------
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(cursor=st.from_regex(pagination.CURSOR_PATTERN, fullmatch=True))
 def test_every_cursor_the_pattern_allows_is_a_position(cursor):
@@ -144,6 +149,7 @@ def test_a_page_cursor_reads_back_as_its_row():
     assert pagination.decode_cursor(cursor) == (when, "0123456789ABCDEF0123456789ABCDEF")
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(text=st.from_regex(r"\A[a-z_ ,]{0,40}\Z") | st.text(max_size=20))
 @example(text="paid,pending")
@@ -154,6 +160,7 @@ def test_status_filters_the_document_allows_are_exactly_those_the_server_takes(t
     assert documented == _takes(queries.parse_statuses, text), text
 
 
+@pytest.mark.slow  # hypothesis: hundreds of generated inputs
 @PROPERTY
 @given(key=st.text(st.characters(max_codepoint=0xFF), min_size=0, max_size=260))
 @example(key=" padded ")

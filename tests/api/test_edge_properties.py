@@ -277,6 +277,7 @@ async def admin_browser(db: Database, clock: Clock, app: Any) -> AsyncIterator[h
 # --- the property --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 100 hostile payments through every way in
 @seed(SEED)
 @settings(
     max_examples=MAX_EXAMPLES,

@@ -67,6 +67,8 @@ from paycenter.context import AppContext
 from paycenter.db import Database
 from paycenter.providers.registry import Providers
 
+pytestmark = pytest.mark.slow  # schemathesis fuzzes every operation: minutes
+
 MAX_EXAMPLES = int(os.environ.get("PAYCENTER_FUZZ_EXAMPLES", "150"))
 SEED = os.environ.get("PAYCENTER_FUZZ_SEED")
 BODY_LIMIT = 1024

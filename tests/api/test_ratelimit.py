@@ -83,6 +83,7 @@ async def _poll_once(client: httpx.AsyncClient, ids: list[str], headers: dict[st
     return codes
 
 
+@pytest.mark.slow  # 200 payments polled for a minute of the app's clock
 async def test_200_live_payments_polled_every_second_with_one_token(app, client, db, merchant, clock):
     """200 live payments, each one's status read every second for 70 s of the app's clock (past a
     window's end), all from one address with one token and the default limits: never a 429. The
@@ -103,6 +104,7 @@ async def test_200_live_payments_polled_every_second_with_one_token(app, client,
     assert not [key for key in counted if key.startswith("ip:")]  # the address paid for none
 
 
+@pytest.mark.slow  # polls up to the per-address limit
 @pytest.mark.parametrize("token", ["none", "made-up", "revoked"])
 async def test_polling_without_a_valid_token_is_limited_per_address(client, db, merchant, clock, token):
     """The same polling with no token, a made-up one or a revoked one is the address's: 600 reads

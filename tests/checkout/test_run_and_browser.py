@@ -26,6 +26,8 @@ from kit.api import SEED_BODY
 from kit.db import REQUIRED
 from kit.served import paycenter_run
 
+pytestmark = pytest.mark.slow  # a `paycenter run` process
+
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
 CHROMIUM_ARGS = [

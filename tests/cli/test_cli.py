@@ -31,6 +31,8 @@ from paycenter import versions
 from paycenter.app import create_app
 from paycenter.config import Settings
 
+pytestmark = pytest.mark.slow  # every command a `paycenter` process
+
 CLI_BACKENDS = ["sqlite"] + (["postgresql"] if SERVER_URLS["postgresql"] or "postgresql" in REQUIRED else [])
 
 

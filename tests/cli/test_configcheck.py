@@ -40,6 +40,8 @@ from paycenter.db import Database, create_engine, utcnow
 from paycenter.jobs.models import WorkerHeartbeat
 from paycenter.migrate import alembic_config, upgrade
 
+pytestmark = pytest.mark.slow  # `paycenter config check` as a process, per case
+
 BACKENDS = ["sqlite"] + [name for name, url in SERVER_URLS.items() if url or name in REQUIRED]
 ROOT = Path(__file__).resolve().parents[2]
 

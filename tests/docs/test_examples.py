@@ -51,6 +51,8 @@ from paycenter.docs import samples
 from paycenter.webhooks import signing
 from paycenter.webhooks.wire import php_json
 
+pytestmark = pytest.mark.slow  # a `paycenter run` process and every example in three languages
+
 EXAMPLES = samples.EXAMPLES
 RUN_TIMEOUT = 30.0  # one example program
 WEBHOOK_TIMEOUT = 10.0  # from the payment to the receiver's line

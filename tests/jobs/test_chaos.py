@@ -37,6 +37,8 @@ from paycenter.payments.models import Attempt, Event, Operation, Payment
 from paycenter.providers.registry import Providers
 from paycenter.simulators import kaspi_qr
 
+pytestmark = pytest.mark.slow  # worker processes killed at random
+
 PAYMENTS = 500
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 LEASE_TTL = 5.0  # the poller's lease: max(5 s, 5 poll intervals)

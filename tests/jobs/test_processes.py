@@ -29,6 +29,8 @@ from paycenter.db import Database
 from paycenter.jobs.models import WorkerHeartbeat
 from paycenter.payments.models import Event, Payment
 
+pytestmark = pytest.mark.slow  # API and worker processes, stopped and restarted
+
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 PAYMENTS = 120
 

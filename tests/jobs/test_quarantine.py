@@ -44,6 +44,8 @@ from paycenter.webhooks.dispatcher import Dispatcher
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 from paycenter.webhooks.sender import Sender, SendResult
 
+pytestmark = pytest.mark.slow  # every loop driven past a poison row, and the CLI as a process
+
 UNDECRYPTABLE = "fernet:gAAAAABnot-a-token-under-any-key"
 # A payment row no loop can act on: its events' amounts need the currency's minor digits.
 POISON_CURRENCY = "UPDATE payments SET currency = 'ZZZ' WHERE id = :id"

@@ -23,6 +23,8 @@ from paycenter.payments.schemas import PaymentInit
 from paycenter.webhooks.models import Delivery
 from paycenter.webhooks.ssrf import parse_networks
 
+pytestmark = pytest.mark.slow  # worker processes killed and restarted
+
 EVENTS = 1000
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 

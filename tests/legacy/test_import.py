@@ -628,6 +628,7 @@ async def _cli(database_url: str, cwd: Path, *args: str, **env_extra: str) -> tu
     return await paycenter_cli(*args, cwd=cwd, env=env)
 
 
+@pytest.mark.slow  # `paycenter import-legacy` as a process
 async def test_cli_end_to_end(legacy_url: str, tmp_path: Path) -> None:
     """The console script against a fresh SQLite file: dry run, import (migrating first), re-run."""
     target = f"sqlite:///{tmp_path / 'paycenter.db'}"

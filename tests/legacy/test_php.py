@@ -36,6 +36,8 @@ import pytest
 from kit.db import REQUIRED
 from kit.served import PAYCENTER, free_port, paycenter_cli, paycenter_run, serving
 
+pytestmark = pytest.mark.slow  # php-cli against a `paycenter run` process
+
 PHP_DIR = Path(__file__).parents[1] / "php"
 PHP_TIMEOUT = 120.0  # the whole old-merchant script (it waits on its own deadlines, 20 s each at most)
 CLI_TIMEOUT = 60.0

@@ -57,6 +57,8 @@ from paycenter.payments.schemas import (
 )
 from paycenter.webhooks.wire import PHP_INT_MAX, PHP_INT_MIN, php_json
 
+pytestmark = pytest.mark.slow  # php-cli for every generated body
+
 MAX_EXAMPLES = int(os.environ.get("PAYCENTER_PHP_EXAMPLES", "300"))
 SEED = int(os.environ.get("PAYCENTER_PHP_SEED", "13"))
 

@@ -336,6 +336,7 @@ def test_the_corpus_names_a_blocked_address_once_read_as_the_client_reads_it(hos
     assert ip is not None and is_blocked(ip, []), (host, url.raw_host)
 
 
+@pytest.mark.slow  # hypothesis: generated notations
 @settings(max_examples=300, deadline=None)
 @given(hostile_host(LOOPBACK + PRIVATE))
 def test_every_generated_notation_is_read_as_its_address(host):
