@@ -1,4 +1,4 @@
-"""Test kit: every database test runs once per configured backend, against a real server.
+"""Fixtures: every database test runs once per configured backend, against a real server.
 
 SQLite always runs. PostgreSQL and MariaDB run when their URLs are set (``.ci/run`` sets them):
     PAYCENTER_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres
@@ -9,86 +9,37 @@ failure instead of a quiet SQLite-only run.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from kit.admin import Operator, new_user
+from kit.api import SEED_BODY, MerchantCreds, make_merchant
+from kit.asgi_server import serve
+from kit.clock import Clock
+from kit.db import BACKENDS, KEEP_TABLES, SERVER_URLS, _drop_server_database, _fresh_server_database
+from kit.kaspi import Kaspi
+from kit.sink import Sink
+from kit.worker import worker_settings
 from paycenter import models  # noqa: F401
+from paycenter.admin.models import Role
 from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
-from paycenter.db import Base, Database, create_engine, utcnow
-from paycenter.merchants import service as merchants
+from paycenter.db import Base, Database, utcnow
 from paycenter.migrate import upgrade
-from paycenter.payments.models import Event
+from paycenter.providers import terminals
 from paycenter.providers.registry import Providers
-from paycenter.webhooks.models import Delivery
-
-SERVER_URLS = {
-    "postgresql": os.environ.get("PAYCENTER_TEST_POSTGRES_URL", ""),
-    "mariadb": os.environ.get("PAYCENTER_TEST_MARIADB_URL", ""),
-}
-REQUIRED = {b.strip() for b in os.environ.get("PAYCENTER_TEST_REQUIRE", "").split(",") if b.strip()}
-# Reference data the migrations seed; tests that change it put it back.
-KEEP_TABLES = {"payment_methods"}
-BACKENDS = ["sqlite"] + [name for name, url in SERVER_URLS.items() if url or name in REQUIRED]
+from paycenter.simulators import kaspi_pos, kaspi_qr
+from paycenter.worker import Worker
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"paycenter database backends: {', '.join(BACKENDS)}"
-
-
-class Clock:
-    """The app's clock, movable by tests: expiry and retention without sleeping."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-        self.frozen: datetime | None = None
-
-    def __call__(self) -> datetime:
-        return (self.frozen or utcnow()) + self.offset
-
-    def freeze(self) -> None:
-        """Stop the clock where it is: from now on only ``advance`` moves it, so a test about
-        intervals is exact however slowly the machine runs."""
-        self.frozen = utcnow()
-
-    def advance(self, **kwargs: float) -> None:
-        self.offset += timedelta(**kwargs)
-
-
-async def _fresh_server_database(backend: str, server_url: str) -> str:
-    """Create an empty database on a running server and return its URL."""
-    name = f"paycenter_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        await admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_server_database(server_url: str, url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            if make_url(server_url).get_backend_name() == "postgresql":
-                await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            else:
-                await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -162,24 +113,6 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-@dataclass
-class MerchantCreds:
-    merchant_id: str
-    token: str
-    token_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Token": self.token}
-
-
-async def make_merchant(db: Database, name: str = "Test shop", **kwargs: Any) -> MerchantCreds:
-    async with db.transaction() as session:
-        merchant = await merchants.create_merchant(session, name=name, now=utcnow(), **kwargs)
-        issued = await merchants.issue_token(session, merchant_id=merchant.id, now=utcnow())
-    return MerchantCreds(merchant.id, issued.secret, issued.token.id)
-
-
 @pytest.fixture
 async def merchant(db: Database) -> MerchantCreds:
     return await make_merchant(db)
@@ -190,56 +123,91 @@ async def other_merchant(db: Database) -> MerchantCreds:
     return await make_merchant(db, name="Other shop")
 
 
-SEED_BODY: dict[str, Any] = {
-    "amount": 500,
-    "currency": "KZT",
-    "description": "Тестовый платеж",
-    "webhook_url": "https://webhook.site/YOUR-ID",
-    "webhook_secret": "test_secret_key",
-    "metadata": {"user_id": "12345", "order_id": "TEST-001"},
-}
-
-
 @pytest.fixture
 def seed_body() -> dict[str, Any]:
     return {**SEED_BODY, "metadata": dict(SEED_BODY["metadata"])}
 
 
-async def create_payment(client: httpx.AsyncClient, creds: MerchantCreds, **overrides: Any) -> dict[str, Any]:
-    body = {**SEED_BODY, **overrides}
-    response = await client.post("/api/payment/init", json=body, headers=creds.headers)
-    assert response.status_code == 201, response.text
-    return response.json()["data"]
-
-
-async def sandbox(client: httpx.AsyncClient, payment_id: str, action: str = "pay", **form: str) -> httpx.Response:
-    response = await client.post(f"/pay/{payment_id}/sandbox", data={"action": action, **form})
-    assert response.status_code == 303, response.text
-    return response
-
-
-async def delivered_types(db: Database, payment_id: str) -> list[str]:
-    """The types of the payment's events that have a webhook delivery, in sequence order: what its
-    merchant is or will be sent (a delivery is written with its event, whether or not sent yet)."""
-    async with db.reading() as session:
-        rows = await session.scalars(
-            select(Event.type)
-            .join(Delivery, Delivery.event_id == Event.id)
-            .where(Event.payment_id == payment_id)
-            .order_by(Event.sequence)
-        )
-        return list(rows)
-
-
-async def row_counts(db: Database) -> dict[str, int]:
-    """Rows in every table of the schema: compare before and after to prove nothing was written."""
-    async with db.reading() as session:
-        return {
-            table.name: int(await session.scalar(select(func.count()).select_from(table)) or 0)
-            for table in Base.metadata.sorted_tables
-        }
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def admin(db: Database, clock: Clock) -> Operator:
+    return await new_user(db, clock, "boss", Role.ADMIN)
+
+
+@pytest.fixture
+async def kaspi(
+    request: pytest.FixtureRequest, db: Database, database_url: str, merchant: MerchantCreds, clock: Clock
+) -> AsyncIterator[Kaspi]:
+    """Both simulators, the app and its worker. The Kaspi QR scheme is r1 unless a test asks for
+    another with ``@pytest.mark.parametrize("kaspi", ["r3"], indirect=True)``: refunds differ per
+    scheme (kaspi-qr-api.md §5)."""
+    scheme = getattr(request, "param", "r1")
+    # Int64 ids past 2^53, where a float drops digits (kaspi-qr-api.md §2: Int64, above 2^32 occur).
+    # No StatusPollingInterval of its own (0), so QRs are polled at kaspi_qr_status_interval below.
+    qr_app = kaspi_qr.create_app(id_floor=2**62, polling_interval=0)
+    pos_app = kaspi_pos.create_app()
+    sink = await Sink().start()
+    async with serve(qr_app) as qr_url, serve(pos_app) as pos_url:
+        device_token = qr_app.state.sim.register_device("paycenter-test", 1)
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=database_url,
+            public_url="http://pay.test",
+            run_worker=False,
+            enabled_providers="sandbox,kaspi_qr,kaspi_pos",
+            kaspi_qr_base_url=qr_url,
+            kaspi_qr_scheme=scheme,
+            kaspi_qr_api_key="test-api-key",
+            kaspi_qr_organization_bin=qr_app.state.sim.organization_bin,
+            kaspi_qr_device_token=device_token,
+            webhook_allowed_networks="127.0.0.0/8",
+            worker_poll_interval=0.05,
+            poller_interval=0.1,
+            # Faster than the document's 5 s so that flows finish quickly; the 5 s rule itself:
+            # test_qr_status_is_asked_no_faster_than_the_documents_interval.
+            kaspi_qr_status_interval=0.1,
+            poller_give_up_after=30,
+        )
+        ctx = AppContext(settings=settings, db=db, providers=Providers(settings, clock), clock=clock)
+        async with db.transaction() as session:
+            for name in ("T1", "T2", "T3"):
+                await terminals.add(
+                    session,
+                    name=name,
+                    base_url=f"{pos_url}/terminals/{name}",
+                    access_token=f"token-{name}",
+                    camera_url=f"{pos_url}/camera/scan-qr/{name}",
+                    now=utcnow(),
+                )
+        worker = Worker(ctx)
+        await worker.start()
+        app = create_app(ctx=ctx)
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://pay.test", headers=merchant.headers
+            ) as client:
+                yield Kaspi(client, db, ctx, qr_app.state.sim, pos_app.state.sim, sink, worker)
+        finally:
+            await worker.stop()
+            await ctx.providers.close()
+            await sink.stop()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = await Sink().start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def worker(ctx: AppContext) -> AsyncIterator[Worker]:
+    ctx.settings = worker_settings(ctx.settings.database_url)
+    w = Worker(ctx)
+    await w.start()
+    yield w
+    await w.stop()

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     # - per API token, for reads of one payment (GET /api/payment/{id}[/status] with the token,
     #   GET /api/transaction/{id}): the old docs tell merchants to poll each live payment every
     #   second, so 30000 (500 a second) lets one merchant poll 500 live payments, 2.5 times the 200
-    #   tests/test_ratelimit.py::test_200_live_payments_polled_every_second_with_one_token checks;
+    #   tests/api/test_ratelimit.py::test_200_live_payments_polled_every_second_with_one_token checks;
     # - per client address, on the public endpoints (the payment page, the public reads) for
     #   requests without a valid token: a made-up or revoked token counts as none.
     rate_limit_token_per_minute: int = 6000

@@ -11,8 +11,8 @@ What only the state of a resource decides (a refund larger than what is left, an
 than that payment's currency) is a 409, not a 422: the document cannot know it, and 409 says
 "this request, on this resource, now" rather than "this request is malformed".
 
-``tests/test_openapi_fuzz.py`` holds the server to the document with schemathesis's positive and
-negative checks; ``tests/test_contract.py`` holds each pattern to its parser, property-based.
+``tests/api/test_openapi_fuzz.py`` holds the server to the document with schemathesis's positive and
+negative checks; ``tests/api/test_contract.py`` holds each pattern to its parser, property-based.
 """
 
 from __future__ import annotations

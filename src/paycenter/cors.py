@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Public endpoints (legacy-api.md §2: "token ignored"), by method; a trailing slash is harmless, as
 # it was in the old API. Those not built yet are listed so that they answer like the old ones once
-# they are; tests/test_cors.py checks this table against the routes' security in /openapi.json.
+# they are; tests/api/test_cors.py checks this table against the routes' security in /openapi.json.
 _PUBLIC = {
     "GET": re.compile(
         r"/api/(?:payment/[^/]+(?:/status)?|payment-methods(?:/active)?|countries(?:/active|/exchange-rates)?)/?"

@@ -4,7 +4,7 @@
  * paycenter: the calls an old merchant's code makes and what it relies on, as the old API's wire facts
  * give them (legacy-api.md), without the old defects (its §7).
  *
- * Environment (tests/test_legacy_php.py sets it):
+ * Environment (tests/legacy/test_php.py sets it):
  *   PAYCENTER_URL     base URL of `paycenter run`
  *   LEGACY_TOKEN      API token of a merchant pinned to API version `legacy` (new payments: sandbox)
  *   OTHER_TOKEN       API token of another legacy merchant

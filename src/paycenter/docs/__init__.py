@@ -11,7 +11,7 @@
   (``legacy.py``), made once from ``/openapi.json``.
 
 The examples live inside the package (``paycenter/docs/examples/``) so that any install has them;
-``samples.py`` says how they become code samples, and tests/test_docs_examples.py runs them.
+``samples.py`` says how they become code samples, and tests/docs/test_examples.py runs them.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ too; the repository's ``docs/examples/`` only points here):
 - ``<lang>/webhook_receiver.*``: the webhook receivers the guide at ``/docs/webhooks`` shows.
 
 :func:`add_code_samples` puts them into the document as ``x-codeSamples`` (which Scalar renders).
-tests/test_docs_examples.py runs the samples, taken from the served ``/openapi.json``, against a
+tests/docs/test_examples.py runs the samples, taken from the served ``/openapi.json``, against a
 running paycenter.
 """
 

@@ -12,7 +12,7 @@ Behaviour, per terminal (one operation at a time, like the device):
 - ``/v2/payment`` starts a payment: status ``wait`` until the payer confirms (by QR or by card),
   fails or cancels (controls), or the merchant cancels (``/v2/cancel``). The terminal is busy while
   it is ``wait``. Every answer has the keys S (kaspi.md §B) gives it, and only those: the contract
-  table tests/fixtures/kaspi_pos_contract.json holds S's bodies and tests/test_kaspi_pos_contract.py
+  table tests/fixtures/kaspi_pos_contract.json holds S's bodies and tests/providers/test_kaspi_pos_contract.py
   replays them against this simulator.
 - ``/v2/refund`` starts a refund of a successful payment *made on this terminal*; it is an operation
   too (the terminal is busy) and stays ``wait`` until the customer confirms in the Kaspi app (control

@@ -5,7 +5,7 @@ PHP's ``json_encode(json_decode($raw, true))`` before verifying (issue 13). So t
 fixed point of that round trip in PHP 8 with its defaults (``serialize_precision = -1``, no
 flags): whatever the body holds, PHP decodes and re-encodes it to the very same bytes (and so
 with ``json_decode($raw)`` too, which reads objects as objects). Each rule
-below was checked against php-cli (``tests/test_webhook_php_roundtrip.py`` holds the encoder to
+below was checked against php-cli (``tests/webhooks/test_php_roundtrip.py`` holds the encoder to
 it, property-based):
 
 - compact; ``/`` escaped as ``\\/``; non-ASCII as ``\\uXXXX`` in lowercase hex (astral characters
