@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import contract, crypto, versions
@@ -108,7 +107,7 @@ async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | N
 
     demo = admin_password = None
     async with db.transaction() as session:
-        if not await session.scalar(select(func.count()).select_from(Merchant)):
+        if not await merchants.any_merchant(session):
             merchant = await merchants.create_merchant(
                 session, name="Demo shop", now=utcnow(), api_version=get_settings().default_api_version
             )
@@ -703,11 +702,11 @@ def terminal_check() -> None:
 @method_app.command("list")
 def method_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Payment methods, their fee and who pays it."""
-    from paycenter.payments.models import PaymentMethod
+    from paycenter.payments import queries
 
     async def go(db: Database) -> list[Any]:
         async with db.reading() as session:
-            return list(await session.scalars(select(PaymentMethod).order_by(PaymentMethod.sort_order)))
+            return await queries.payment_methods(session)
 
     rows = [
         {
@@ -737,7 +736,7 @@ def method_set(
     active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
 ) -> None:
     """Change a payment method's fee, who pays it, or whether payers see it."""
-    from paycenter.payments import attempts
+    from paycenter.payments import service as payments
 
     if fee is not None and not 0 <= fee < 100:
         typer.echo("error: --fee must be at least 0 and below 100 (percent)", err=True)
@@ -745,7 +744,7 @@ def method_set(
 
     async def go(db: Database) -> None:
         async with db.transaction() as session:
-            changes = await attempts.set_method(
+            changes = await payments.set_method(
                 session,
                 code=code,
                 fee_bp=None if fee is None else round(fee * 100),
@@ -1102,41 +1101,24 @@ def secrets_rotate() -> None:
 
     Run it after putting a new key first; then the old keys can be removed.
     """
-    from sqlalchemy import update
-
-    from paycenter.merchants.models import Merchant
-    from paycenter.payments.models import Payment
-    from paycenter.providers.models import Terminal
+    from paycenter import models  # noqa: F401  (every table on the metadata)
+    from paycenter.db import Base
 
     settings = get_settings()
     if not crypto.configure(settings.secret_keys).enabled:
         typer.echo("error: PAYCENTER_SECRET_KEYS is empty: nothing to encrypt with", err=True)
         raise typer.Exit(1)
-    targets = [
-        (Payment, Payment.id, [Payment.webhook_secret]),
-        (Merchant, Merchant.id, [Merchant.signing_secret, Merchant.previous_signing_secret]),
-        (Terminal, Terminal.id, [Terminal.access_token, Terminal.refresh_token]),
+    tables = Base.metadata.tables
+    columns = [
+        tables["payments"].c.webhook_secret,
+        tables["merchants"].c.signing_secret,
+        tables["merchants"].c.previous_signing_secret,
+        tables["terminals"].c.access_token,
+        tables["terminals"].c.refresh_token,
     ]
 
     async def go(db: Database) -> int:
-        changed = 0
-        for model, key, columns in targets:
-            last = ""
-            while True:  # in batches, each its own transaction
-                async with db.transaction() as session:
-                    rows = (
-                        await session.execute(select(key, *columns).where(key > last).order_by(key).limit(500))
-                    ).all()
-                    for row in rows:
-                        values = {c.key: getattr(row, c.key) for c in columns if getattr(row, c.key) is not None}
-                        if values:
-                            # Read through the type (decrypted), written back through it (sealed
-                            # with the first key).
-                            await session.execute(update(model).where(key == row[0]).values(**values))
-                            changed += 1
-                if len(rows) < 500:
-                    break
-                last = rows[-1][0]
+        changed = await crypto.reseal(db, columns)
         # Re-sealed in batches, each its own transaction: the record follows the last.
         async with db.transaction() as session:
             await _audit(session, "secrets_rotate", rows=changed)
