@@ -563,9 +563,8 @@ def terminal_register(
     token expired while paycenter was down, or was refused). paycenter renews the pair itself
     from then on, before it expires.
     """
-    from paycenter.providers import terminals
+    from paycenter.providers import registry, terminals
     from paycenter.providers.base import ProviderError, TerminalRef
-    from paycenter.providers.kaspi_pos import KaspiPosProvider
 
     _check_terminal_urls(url, camera_url)
     if not client_name.strip() or len(client_name) > 100:
@@ -574,7 +573,7 @@ def terminal_register(
     settings = get_settings()
 
     async def go(db: Database) -> tuple[Any, bool, dict[str, Any] | str]:
-        provider = KaspiPosProvider(settings, store=terminals.TokenStore(db))
+        provider = registry.terminal_provider(settings, db)
         unregistered = TerminalRef(id="", name=name, base_url=url.rstrip("/"), access_token="")
         try:
             typer.echo(f"Asking {url} to register {client_name!r}: approve the request on the terminal's screen...")
@@ -666,31 +665,28 @@ def terminal_enable(name: str) -> None:
 @terminal_app.command("check")
 def terminal_check() -> None:
     """Ask every terminal for its device info and record its health."""
-    from paycenter.providers import terminals
-    from paycenter.providers.base import ProviderError
-    from paycenter.providers.kaspi_pos import KaspiPosProvider
+    from paycenter.providers import devices, registry, terminals
 
     settings = get_settings()
 
     async def go(db: Database) -> list[str]:
-        provider = KaspiPosProvider(settings, store=terminals.TokenStore(db))
+        provider = registry.terminal_provider(settings, db)
         lines = []
         try:
             async with db.reading() as session:
                 pool = await terminals.all_terminals(session)
             for terminal in pool:
-                try:
-                    info = await provider.device_info(terminals.ref(terminal))
-                    health, error = "ok", None
-                    lines.append(f"{terminal.name}: ok {json.dumps(info, ensure_ascii=False)[:200]}")
-                except ProviderError as exc:
-                    health, error = terminals.health_after(exc), exc.message
-                    lines.append(f"{terminal.name}: {exc.message}")
-                async with db.transaction() as session:
-                    await terminals.record_health(
-                        session, terminal_id=terminal.id, health=health, error=error, now=utcnow()
-                    )
-                    await _audit(session, "terminal_check", terminal.id, health=health, error=error)
+
+                async def record(
+                    session: AsyncSession, checked: devices.Checked, terminal_id: str = terminal.id
+                ) -> None:
+                    await _audit(session, "terminal_check", terminal_id, health=checked.health, error=checked.error)
+
+                checked = await devices.check(db, provider, terminal, now=utcnow(), audit=record)
+                if checked.health == "ok":
+                    lines.append(f"{terminal.name}: ok {json.dumps(checked.info, ensure_ascii=False)[:200]}")
+                else:
+                    lines.append(f"{terminal.name}: {checked.error}")
         finally:
             await provider.close()
         return lines

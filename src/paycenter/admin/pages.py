@@ -48,9 +48,7 @@ from paycenter.payments import refunds
 from paycenter.payments import service as payments
 from paycenter.payments.events import sent_as_webhook
 from paycenter.payments.models import PaymentStatus
-from paycenter.providers import terminals
-from paycenter.providers.base import ProviderError
-from paycenter.providers.kaspi_pos import KaspiPosProvider
+from paycenter.providers import devices, registry, terminals
 from paycenter.timefmt import iso
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks.ssrf import check_webhook_url
@@ -827,20 +825,17 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
                 terminal = await terminals.get(session, terminal_id)
         except ApiError as exc:
             return back(request, "/admin/terminals", error=exc.message)
-        provider = KaspiPosProvider(ctx.settings, clock=ctx.clock, store=terminals.TokenStore(ctx.db, ctx.clock))
+
+        async def record(session: AsyncSession, checked: devices.Checked) -> None:
+            details = {"health": checked.health, "error": checked.error}
+            await _record(session, request, operator, "terminal_check", target=terminal.id, now=now, **details)
+
+        provider = registry.terminal_provider(ctx.settings, ctx.db, ctx.clock)
         try:
-            await provider.device_info(terminals.ref(terminal))
-            health, error = "ok", None
-        except ProviderError as exc:
-            health, error = terminals.health_after(exc), exc.message
+            checked = await devices.check(ctx.db, provider, terminal, now=now, audit=record)
         finally:
             await provider.close()
-        async with ctx.db.transaction() as session:
-            await terminals.record_health(session, terminal_id=terminal.id, health=health, error=error, now=now)
-            await _record(
-                session, request, operator, "terminal_check", target=terminal.id, now=now, health=health, error=error
-            )
-        return back(request, "/admin/terminals", notice=health)
+        return back(request, "/admin/terminals", notice=checked.health)
     try:
         async with ctx.db.transaction() as session:
             await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
