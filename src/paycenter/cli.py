@@ -1097,24 +1097,15 @@ def secrets_rotate() -> None:
 
     Run it after putting a new key first; then the old keys can be removed.
     """
-    from paycenter import models  # noqa: F401  (every table on the metadata)
-    from paycenter.db import Base
+    from paycenter.models import ENCRYPTED_COLUMNS
 
     settings = get_settings()
     if not crypto.configure(settings.secret_keys).enabled:
         typer.echo("error: PAYCENTER_SECRET_KEYS is empty: nothing to encrypt with", err=True)
         raise typer.Exit(1)
-    tables = Base.metadata.tables
-    columns = [
-        tables["payments"].c.webhook_secret,
-        tables["merchants"].c.signing_secret,
-        tables["merchants"].c.previous_signing_secret,
-        tables["terminals"].c.access_token,
-        tables["terminals"].c.refresh_token,
-    ]
 
     async def go(db: Database) -> int:
-        changed = await crypto.reseal(db, columns)
+        changed = await crypto.reseal(db, ENCRYPTED_COLUMNS)
         # Re-sealed in batches, each its own transaction: the record follows the last.
         async with db.transaction() as session:
             await _audit(session, "secrets_rotate", rows=changed)
