@@ -712,10 +712,6 @@ EnvFileOption = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(config_app, name="config")
-
-
 @config_app.command("check")
 def check(
     env_file: EnvFileOption = None,
