@@ -12,12 +12,15 @@ database with Fernet (AES-128-CBC + HMAC), under keys from ``PAYCENTER_SECRET_KE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import String
+from sqlalchemy import Column, String, Table, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from paycenter.db import Database
 
 PREFIX = "fernet:"
 
@@ -88,3 +91,31 @@ class EncryptedString(TypeDecorator[str]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         return None if value is None else _keyring.open(str(value))
+
+
+async def reseal(db: Database, columns: Sequence[Column[Any]], *, batch: int = 500) -> int:
+    """Re-encrypt every stored value of ``columns`` with the first key (``paycenter secrets rotate``);
+    returns how many rows were written.
+
+    Each value is read through its type (decrypted with whichever key opens it) and written back
+    through it (sealed with the first key). By primary key in batches, each its own transaction,
+    so no table is held locked for the whole run."""
+    tables: dict[Table, list[Column[Any]]] = {}
+    for column in columns:
+        tables.setdefault(column.table, []).append(column)
+    changed = 0
+    for table, sealed in tables.items():
+        (key,) = table.primary_key.columns
+        last = ""
+        while True:
+            async with db.transaction() as session:
+                rows = (await session.execute(select(key, *sealed).where(key > last).order_by(key).limit(batch))).all()
+                for row in rows:
+                    values = {c: row._mapping[c] for c in sealed if row._mapping[c] is not None}
+                    if values:
+                        await session.execute(update(table).where(key == row[0]).values(values))
+                        changed += 1
+            if len(rows) < batch:
+                break
+            last = rows[-1][0]
+    return changed

@@ -1,6 +1,12 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
+from typing import Any
+
+from sqlalchemy import Column
+
 from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
+from paycenter.crypto import EncryptedString
+from paycenter.db import Base
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
@@ -11,7 +17,18 @@ from paycenter.quarantine import QuarantinedRow
 from paycenter.ratelimit import RateCounter
 from paycenter.webhooks.models import Delivery, DeliveryAttempt
 
+# Every column sealed with PAYCENTER_SECRET_KEYS, found by its type on the models themselves (by
+# table name, then as declared): `paycenter secrets rotate` re-seals them and `paycenter config
+# check` tests that the keys open them, so a new secret column is covered by declaring it.
+ENCRYPTED_COLUMNS: tuple[Column[Any], ...] = tuple(
+    column
+    for table in sorted(Base.metadata.tables.values(), key=lambda table: table.name)
+    for column in table.columns
+    if isinstance(column.type, EncryptedString)
+)
+
 __all__ = [
+    "ENCRYPTED_COLUMNS",
     "AdminSession",
     "AdminUser",
     "ApiToken",

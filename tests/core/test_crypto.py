@@ -84,3 +84,16 @@ def test_a_wrong_key_is_a_clear_error(keys):
 
 def test_payment_webhook_secret_column_is_encrypted():
     assert isinstance(Payment.__table__.c.webhook_secret.type, crypto.EncryptedString)
+
+
+def test_the_encrypted_columns_are_found_on_the_models():
+    """`secrets rotate` and `config check` cover every column declared encrypted, and only those."""
+    from paycenter.models import ENCRYPTED_COLUMNS
+
+    assert [f"{c.table.name}.{c.name}" for c in ENCRYPTED_COLUMNS] == [
+        "merchants.signing_secret",
+        "merchants.previous_signing_secret",
+        "payments.webhook_secret",
+        "terminals.access_token",
+        "terminals.refresh_token",
+    ]

@@ -16,14 +16,11 @@ from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from paycenter import contract, quarantine, storable, versions
 from paycenter.admin import queries, service
 from paycenter.admin.i18n import translator
-from paycenter.admin.models import AuditEntry
 from paycenter.admin.web import (
     COOKIE,
     BadInput,
@@ -44,19 +41,16 @@ from paycenter.deps import Context
 from paycenter.errors import ApiError
 from paycenter.jobs import heartbeats, retries
 from paycenter.merchants import service as merchants
-from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.merchants.models import ApiToken
 from paycenter.money import MoneyError, to_major_str, typed
 from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments
 from paycenter.payments.events import sent_as_webhook
-from paycenter.payments.models import Event, PaymentStatus
-from paycenter.providers import terminals
-from paycenter.providers.base import ProviderError
-from paycenter.providers.kaspi_pos import KaspiPosProvider
+from paycenter.payments.models import PaymentStatus
+from paycenter.providers import devices, registry, terminals
 from paycenter.timefmt import iso
 from paycenter.webhooks import service as webhooks
-from paycenter.webhooks.models import Delivery
 from paycenter.webhooks.ssrf import check_webhook_url
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(clean_path)])
@@ -266,7 +260,7 @@ async def transactions(request: Request, ctx: Context, operator: Operator) -> HT
             rows, next_cursor = await queries.transactions(
                 session, filters, cursor=request.query_params.get("cursor") or None
             )
-            names = dict((await session.execute(select(Merchant.id, Merchant.name))).all())
+            names = await merchants.names(session)
     except ApiError as exc:
         problem, names = exc.message, {}
     return _transactions_page(request, ctx, operator, filters, rows, next_cursor, names, problem)
@@ -375,15 +369,8 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             return render(request, "not_found.html", {}, operator=operator, status_code=404)
         history = await payment_queries.history(session, payment.id)
         logs = await webhooks.deliveries_of(session, payment.id)
-        merchant = await session.get(
-            Merchant,
-            payment.merchant_id,
-            options=[
-                defer(Merchant.signing_secret, raiseload=True),
-                defer(Merchant.previous_signing_secret, raiseload=True),
-            ],
-        )
-        types = dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment.id))).all())
+        merchant = await merchants.get_without_secrets(session, payment.merchant_id)
+        types = await queries.payment_event_types(session, payment.id)
         marks = await quarantine.rows(session, payment_id=payment.id)
         awaiting_payer = await refunds.awaiting_payer(session, payment_id=payment.id)
     deliveries = [
@@ -561,9 +548,7 @@ async def webhook_list(request: Request, ctx: Context, operator: Operator) -> HT
             )
         except ApiError:
             rows, next_cursor = [], None
-        types = dict(
-            (await session.execute(select(Event.id, Event.type).where(Event.id.in_([d.event_id for d in rows])))).all()
-        )
+        types = await queries.event_types(session, [d.event_id for d in rows])
     return render(
         request,
         "webhooks.html",
@@ -840,20 +825,17 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
                 terminal = await terminals.get(session, terminal_id)
         except ApiError as exc:
             return back(request, "/admin/terminals", error=exc.message)
-        provider = KaspiPosProvider(ctx.settings, clock=ctx.clock, store=terminals.TokenStore(ctx.db, ctx.clock))
+
+        async def record(session: AsyncSession, checked: devices.Checked) -> None:
+            details = {"health": checked.health, "error": checked.error}
+            await _record(session, request, operator, "terminal_check", target=terminal.id, now=now, **details)
+
+        provider = registry.terminal_provider(ctx.settings, ctx.db, ctx.clock)
         try:
-            await provider.device_info(terminals.ref(terminal))
-            health, error = "ok", None
-        except ProviderError as exc:
-            health, error = terminals.health_after(exc), exc.message
+            checked = await devices.check(ctx.db, provider, terminal, now=now, audit=record)
         finally:
             await provider.close()
-        async with ctx.db.transaction() as session:
-            await terminals.record_health(session, terminal_id=terminal.id, health=health, error=error, now=now)
-            await _record(
-                session, request, operator, "terminal_check", target=terminal.id, now=now, health=health, error=error
-            )
-        return back(request, "/admin/terminals", notice=health)
+        return back(request, "/admin/terminals", notice=checked.health)
     try:
         async with ctx.db.transaction() as session:
             await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
@@ -913,14 +895,14 @@ async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_log(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
     async with ctx.db.reading() as session:
-        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.at.desc()).limit(500)))
+        rows = await queries.audit_entries(session)
     return render(request, "audit.html", {"rows": rows}, operator=operator)
 
 
 @router.get("/deliveries/{delivery_id}", response_class=HTMLResponse)
 async def delivery_page(delivery_id: str, ctx: Context, operator: Operator) -> Response:
     async with ctx.db.reading() as session:
-        delivery = await session.get(Delivery, delivery_id[:40])
+        delivery = await queries.delivery(session, delivery_id[:40])
     if delivery is None:
         return RedirectResponse("/admin/webhooks", status_code=303)
     return RedirectResponse(f"/admin/transactions/{delivery.payment_id}#{delivery.id}", status_code=303)

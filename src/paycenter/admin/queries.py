@@ -12,10 +12,11 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import pagination, storable
+from paycenter.admin.models import AuditEntry
 from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.money import MoneyError, to_minor, typed
-from paycenter.payments.models import Payment, PaymentStatus
+from paycenter.payments.models import Event, Payment, PaymentStatus
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -195,3 +196,22 @@ async def deliveries(
         cursor=cursor,
     )
     return list(rows), next_cursor
+
+
+async def payment_event_types(session: AsyncSession, payment_id: str) -> dict[str, str]:
+    """The type of each of a payment's events, by event id (its deliveries name only the id)."""
+    return dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment_id))).all())
+
+
+async def event_types(session: AsyncSession, event_ids: list[str]) -> dict[str, str]:
+    """The type of each of these events, by event id."""
+    return dict((await session.execute(select(Event.id, Event.type).where(Event.id.in_(event_ids)))).all())
+
+
+async def delivery(session: AsyncSession, delivery_id: str) -> Delivery | None:
+    return await session.get(Delivery, delivery_id)
+
+
+async def audit_entries(session: AsyncSession, *, limit: int = 500) -> list[AuditEntry]:
+    """The newest entries of the audit log, newest first."""
+    return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.at.desc()).limit(limit)))

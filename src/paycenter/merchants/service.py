@@ -187,6 +187,29 @@ async def list_merchants(session: AsyncSession) -> list[Merchant]:
     )
 
 
+async def any_merchant(session: AsyncSession) -> bool:
+    """Whether a merchant exists (on an empty database, ``paycenter run`` makes a demo one)."""
+    return await session.scalar(select(Merchant.id).limit(1)) is not None
+
+
+async def names(session: AsyncSession) -> dict[str, str]:
+    """Every merchant's name by its id."""
+    return {merchant_id: name for merchant_id, name in (await session.execute(select(Merchant.id, Merchant.name)))}
+
+
+async def get_without_secrets(session: AsyncSession, merchant_id: str) -> Merchant | None:
+    """A merchant, its signing secrets neither read nor decrypted (accessing them raises): a page
+    about its payment must show whatever became of the stored secret."""
+    return await session.get(
+        Merchant,
+        merchant_id,
+        options=[
+            defer(Merchant.signing_secret, raiseload=True),
+            defer(Merchant.previous_signing_secret, raiseload=True),
+        ],
+    )
+
+
 async def signing_secret_hints(session: AsyncSession, *, length: int = 12) -> dict[str, str | None]:
     """The first characters of each merchant's signing secret, to tell secrets apart on screen;
     None where no configured key decrypts it (decrypted row by row, so one such merchant is shown

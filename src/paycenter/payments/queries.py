@@ -308,3 +308,8 @@ async def legacy_statistics(
     )
     by_method = [MethodTotals(code, name, cur, int(n), int(a), int(f)) for code, name, cur, n, a, f in methods]
     return totals, refund_count, by_method
+
+
+async def payment_methods(session: AsyncSession) -> list[PaymentMethod]:
+    """Every payment method, inactive ones too, in the order payers see them."""
+    return list(await session.scalars(select(PaymentMethod).order_by(PaymentMethod.sort_order)))

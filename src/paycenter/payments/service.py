@@ -128,6 +128,27 @@ async def preferred_method(session: AsyncSession, ref: int | str | None) -> str 
     return code
 
 
+async def set_method(
+    session: AsyncSession,
+    *,
+    code: str,
+    fee_bp: int | None = None,
+    payer_covers_fee: bool | None = None,
+    active: bool | None = None,
+) -> dict[str, object]:
+    """Change a payment method's fee, who carries it, or whether payers see it; returns what changed
+    as {field: [before, after]}. Attempts keep the fee they were made with."""
+    found = await session.get(PaymentMethod, code, with_for_update=True)
+    if found is None:
+        raise NotFound(f"Unknown payment method {code!r}", code="unknown_payment_method")
+    changes: dict[str, object] = {}
+    for name, value in (("fee_bp", fee_bp), ("payer_covers_fee", payer_covers_fee), ("is_active", active)):
+        if value is not None and getattr(found, name) != value:
+            changes[name] = [getattr(found, name), value]
+            setattr(found, name, value)
+    return changes
+
+
 def _check_id(payment_id: str) -> None:
     # A malformed id names no payment. Not sending it to the database also keeps text PostgreSQL
     # refuses (a NUL character) from turning a 404 into a 500.

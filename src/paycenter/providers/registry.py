@@ -26,6 +26,20 @@ def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -
     raise ValueError(f"unknown provider {name!r} in PAYCENTER_ENABLED_PROVIDERS (known: {', '.join(KNOWN)})")
 
 
+def _pool(db: Database, clock: Callable[[], datetime] | None) -> terminals.TokenStore:
+    return terminals.TokenStore(db, clock) if clock else terminals.TokenStore(db)
+
+
+def terminal_provider(
+    settings: Settings, db: Database, clock: Callable[[], datetime] | None = None
+) -> KaspiPosProvider:
+    """The terminal pool's provider, keeping what it learns in the pool, for registering and
+    checking terminals. Built whether or not kaspi_pos is enabled: terminals are set up first."""
+    provider = KaspiPosProvider(settings, clock=clock)
+    provider.store = _pool(db, clock)
+    return provider
+
+
 class Providers:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self._providers: dict[str, Provider] = {name: build(name, settings, clock) for name in settings.providers}
@@ -34,7 +48,7 @@ class Providers:
         """Give terminal providers the pool to keep what they learn (renewed tokens, features)."""
         for provider in self._providers.values():
             if isinstance(provider, RemembersTerminals):
-                provider.store = terminals.TokenStore(db, clock) if clock else terminals.TokenStore(db)
+                provider.store = _pool(db, clock)
 
     def names(self) -> list[str]:
         return list(self._providers)

@@ -1,0 +1,211 @@
+"""Commands that serve: migrate, run (everything in one process), api, worker, and the provider simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from paycenter.cli.common import audit, one_time_note, safe_url, with_db
+from paycenter.config import Settings, get_settings
+from paycenter.db import Database, utcnow
+from paycenter.merchants import service as merchants
+from paycenter.merchants.models import Merchant
+from paycenter.migrate import upgrade
+from paycenter.observability import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+app = typer.Typer()
+
+
+def _migrate(settings: Settings) -> None:
+    asyncio.run(upgrade(settings.database_url))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest version."""
+    settings = get_settings()
+    _migrate(settings)
+    typer.echo(f"database is at the newest schema ({safe_url(settings.database_url)})")
+
+
+async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | None]:
+    """On an empty database, a demo merchant (and its token) and a first admin (and its one-time
+    password), so the product can be tried at once."""
+    from paycenter.admin import service as admins
+    from paycenter.admin.models import Role
+
+    demo = admin_password = None
+    async with db.transaction() as session:
+        if not await merchants.any_merchant(session):
+            merchant = await merchants.create_merchant(
+                session, name="Demo shop", now=utcnow(), api_version=get_settings().default_api_version
+            )
+            issued = await merchants.issue_token(session, merchant_id=merchant.id, name="demo", now=utcnow())
+            await audit(session, "merchant_create", merchant.id, token_id=issued.token.id, name=merchant.name)
+            demo = (merchant, issued.secret)
+        if not await admins.any_user(session):
+            _, admin_password = await admins.create_user(session, username="admin", role=Role.ADMIN, now=utcnow())
+            await audit(session, "admin_user_create", "admin", role=str(Role.ADMIN))
+    return demo, admin_password
+
+
+def _demo_curl(base: str, token: str) -> str:
+    body = json.dumps(
+        {
+            "amount": 500,
+            "currency": "KZT",
+            "description": "Тестовый платеж",
+            "metadata": {"user_id": "12345", "order_id": "TEST-001"},
+        },
+        ensure_ascii=False,
+    )
+    return (
+        f"curl -X POST {base}/api/payment/init \\\n"
+        f"  -H 'Content-Type: application/json' \\\n"
+        f"  -H 'X-API-Token: {token}' \\\n"
+        f"  -d {shlex.quote(body)}"
+    )
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Migrate the database and serve everything (API, payment page, docs) in one process."""
+    import uvicorn
+
+    from paycenter.app import create_app
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    _migrate(settings)
+    base = settings.public_url.rstrip("/") or f"http://{host}:{port}"
+    demo, admin_password = with_db(_bootstrap, settings)
+    typer.echo(f"paycenter: database {safe_url(settings.database_url)}")
+    if demo:
+        merchant, token = demo
+        typer.echo(
+            f"\nCreated a demo merchant {merchant.name!r} ({merchant.id}).\n"
+            f"Its API token (shown only now, keep it):\n\n    {token}\n\n"
+            f"Try it:\n\n{_demo_curl(base, token)}\n"
+        )
+    else:
+        typer.echo("Merchants exist already; `paycenter token create MERCHANT_ID` makes a new API token.")
+    typer.echo(f"API docs: {base}/docs   OpenAPI: {base}/openapi.json   Admin: {base}/admin")
+    if admin_password:
+        typer.echo(f"Created the first admin: user 'admin', one-time password: {admin_password}")
+        typer.echo(one_time_note())
+    if settings.webhook_allowed_networks:
+        typer.echo(
+            f"Webhooks may reach these private networks: {settings.webhook_allowed_networks} "
+            "(PAYCENTER_WEBHOOK_ALLOWED_NETWORKS; for local development only)"
+        )
+    typer.echo("")
+    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=log_config,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
+) -> None:
+    """Serve the API, payment page and admin only (no background loops: run `paycenter worker`).
+
+    Several processes share the port; SIGTERM lets each finish the requests it is serving.
+    Migrate first (`paycenter migrate`): API processes never change the schema.
+    """
+    import os
+    import tempfile
+
+    import uvicorn
+
+    # API processes run no background loops; the app factory (in this process with one worker,
+    # in each child with several) reads the settings from the environment.
+    os.environ["PAYCENTER_RUN_WORKER"] = "false"
+    get_settings.cache_clear()
+    settings = get_settings()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # One /metrics for all processes: prometheus_client sums their files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycenter-metrics-")
+    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    uvicorn.run(
+        "paycenter.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=log_config,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the background loops (webhook delivery, expiry) without the web server.
+
+    Any number of workers may run against one database. SIGTERM finishes what is in flight,
+    records it and gives back the worker's claims.
+    """
+    import signal
+
+    from paycenter.context import AppContext
+    from paycenter.worker import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+
+    async def go() -> None:
+        ctx = AppContext.from_settings(settings)
+        w = Worker(ctx)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, w.request_stop)
+        typer.echo(f"worker {w.id} on {safe_url(settings.database_url)}")
+        try:
+            await w.run_forever()
+        finally:
+            await ctx.providers.close()
+            await ctx.db.dispose()
+
+    asyncio.run(go())
+
+
+@app.command()
+def simulate(
+    provider: Annotated[str, typer.Argument(help="kaspi-qr or kaspi-pos")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8100,
+) -> None:
+    """Serve a provider simulator (the real protocol over HTTP) for demos and local testing."""
+    import uvicorn
+
+    make: Callable[[], Starlette]  # either simulator's factory, called with its defaults
+    if provider == "kaspi-qr":
+        from paycenter.simulators.kaspi_qr import create_app as make
+    elif provider == "kaspi-pos":
+        from paycenter.simulators.kaspi_pos import create_app as make
+    else:
+        typer.echo("error: PROVIDER must be kaspi-qr or kaspi-pos", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{provider} simulator on http://{host}:{port} (controls under /_sim)")
+    uvicorn.run(make(), host=host, port=port, log_level="warning")
