@@ -26,12 +26,12 @@ from kit.kaspi import Kaspi
 from kit.sink import Sink
 from kit.worker import worker_settings
 from paycenter import models  # noqa: F401
-from paycenter.admin.models import Role
 from paycenter.app import create_app
 from paycenter.config import Settings
 from paycenter.context import AppContext
 from paycenter.db import Base, Database, utcnow
 from paycenter.migrate import upgrade
+from paycenter.operators.models import Role
 from paycenter.providers import terminals
 from paycenter.providers.registry import Providers
 from paycenter.simulators import kaspi_pos, kaspi_qr

@@ -4,13 +4,13 @@ from typing import Any
 
 from sqlalchemy import Column
 
-from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
 from paycenter.crypto import EncryptedString
 from paycenter.db import Base
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
 from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.operators.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentMethod, Refund, RefundLeg
 from paycenter.providers.models import Terminal
 from paycenter.quarantine import QuarantinedRow

@@ -25,10 +25,10 @@ from kit.api import MerchantCreds, create_payment, make_merchant, sandbox
 from kit.clock import Clock
 from kit.db import BACKENDS, SERVER_URLS, _drop_server_database, _fresh_server_database
 from paycenter import versions
-from paycenter.admin import service as admins
-from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.db import Base, Database, new_id, new_payment_id
 from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.operators import service as admins
+from paycenter.operators.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.payments.models import Payment, PaymentStatus, Refund
 from paycenter.providers import terminals
 from paycenter.providers.models import Terminal
@@ -341,7 +341,7 @@ async def test_five_wrong_passwords_lock_the_login(client, db, admin, clock, bro
 async def test_an_operator_locked_out_on_purpose_is_let_back_in(client, db, admin, browsers):
     """Anyone can lock a username with five guesses; `paycenter admin unlock` lifts it at once
     (and `reset-password` does too), for the username and, if asked, the address."""
-    from paycenter.admin import service as admins
+    from paycenter.operators import service as admins
 
     attacker = await browsers("10.9.8.7")
     for _ in range(5):

@@ -28,9 +28,9 @@ from kit.clock import Clock
 from kit.db import REQUIRED, SERVER_URLS, row_counts
 from kit.legacy import FIXTURES, NOW, sql_statements
 from paycenter import storable
-from paycenter.admin.models import Role
 from paycenter.db import Database, create_engine, new_id
 from paycenter.legacy.importer import Options, import_legacy, parse_metadata
+from paycenter.operators.models import Role
 from paycenter.payments.models import Event, Operation, Payment, Refund
 
 

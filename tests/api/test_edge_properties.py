@@ -45,9 +45,9 @@ from kit.api import MerchantCreds
 from kit.clock import Clock
 from kit.db import row_counts
 from paycenter import storable
-from paycenter.admin.models import Role
 from paycenter.db import Database
 from paycenter.merchants.models import Merchant
+from paycenter.operators.models import Role
 from paycenter.payments.models import Event, Payment
 from paycenter.webhooks import signing
 

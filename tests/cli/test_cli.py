@@ -230,8 +230,8 @@ OS_USER = "ops-aigerim"  # the account an operator runs the commands as (getpass
 async def audit_log(database_url: str) -> list[tuple[str, str, str | None, dict[str, Any]]]:
     from sqlalchemy import select
 
-    from paycenter.admin.models import AuditEntry
     from paycenter.db import Database
+    from paycenter.operators.models import AuditEntry
 
     db = Database(database_url)
     try:
@@ -346,7 +346,7 @@ def test_the_cli_actor_falls_back_to_the_uid(monkeypatch: pytest.MonkeyPatch) ->
     """A container user with no name still gets recorded, by its uid."""
     import getpass
 
-    from paycenter.admin import service as admins
+    from paycenter.operators import service as admins
 
     monkeypatch.delenv("SUDO_USER", raising=False)
     monkeypatch.setenv("LOGNAME", "ops-aigerim")

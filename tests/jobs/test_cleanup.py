@@ -140,7 +140,7 @@ async def test_readyz_reports_an_overdue_backlog(client, db, merchant, ctx):
 
 async def test_cleanup_forgets_dead_admin_sessions_login_counters_and_rate_windows(db, clock):
     """Rows that can never matter again go; live ones stay."""
-    from paycenter.admin.models import AdminSession, AdminUser, LoginThrottle
+    from paycenter.operators.models import AdminSession, AdminUser, LoginThrottle
     from paycenter.ratelimit import RateCounter
 
     now = clock()

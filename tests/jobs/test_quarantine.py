@@ -33,12 +33,12 @@ from kit.quarantine import UNDECRYPTABLE, mark_of, plant, quarantined
 from kit.served import paycenter_cli
 from kit.sink import Sink, eventually, wait_until
 from paycenter import quarantine
-from paycenter.admin.models import AuditEntry, Role
 from paycenter.db import Database, new_payment_id
 from paycenter.jobs import cleanup
 from paycenter.jobs.dispatcher import Dispatcher
 from paycenter.jobs.expirer import expire_due
 from paycenter.observability import LOOP_ROW_FAILURES
+from paycenter.operators.models import AuditEntry, Role
 from paycenter.payments.models import Attempt, Payment, Refund, RefundLeg
 from paycenter.quarantine import Loop, QuarantinedRow
 from paycenter.webhooks import service as webhooks

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from kit.clock import Clock
-from paycenter.admin import service as admins
-from paycenter.admin.models import Role
 from paycenter.db import Database
+from paycenter.operators import service as admins
+from paycenter.operators.models import Role
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

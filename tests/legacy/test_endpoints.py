@@ -20,8 +20,8 @@ from kit.clock import Clock
 from kit.db import row_counts
 from kit.kaspi import Kaspi, new_payment, qr_id
 from paycenter import versions
-from paycenter.admin.models import Role
 from paycenter.db import Database
+from paycenter.operators.models import Role
 from paycenter.payments.models import Attempt, Payment, PaymentMethod
 from paycenter.providers.models import Terminal
 

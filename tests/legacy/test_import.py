@@ -26,7 +26,6 @@ from kit.db import REQUIRED, SERVER_URLS, row_counts
 from kit.legacy import FIXTURES, NOW, sql_statements
 from kit.served import paycenter_cli
 from paycenter import crypto, versions
-from paycenter.admin.models import AuditEntry
 from paycenter.db import Database, create_engine
 from paycenter.jobs.expirer import expire_due
 from paycenter.legacy.importer import (
@@ -41,6 +40,7 @@ from paycenter.legacy.importer import (
 )
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.merchants.service import hash_token
+from paycenter.operators.models import AuditEntry
 from paycenter.payments.models import Event, Operation, Payment, Refund, RefundLeg
 from paycenter.providers.models import Terminal
 from paycenter.webhooks import service as webhooks

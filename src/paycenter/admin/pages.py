@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import contract, quarantine, storable, versions
-from paycenter.admin import queries, service
+from paycenter.admin import queries
 from paycenter.admin.i18n import translator
 from paycenter.admin.web import (
     COOKIE,
@@ -43,6 +43,7 @@ from paycenter.jobs import heartbeats, retries
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import ApiToken
 from paycenter.money import MoneyError, to_major_str, typed
+from paycenter.operators import service
 from paycenter.payments import queries as payment_queries
 from paycenter.payments import refunds
 from paycenter.payments import service as payments

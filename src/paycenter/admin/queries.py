@@ -12,10 +12,10 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import pagination, storable
-from paycenter.admin.models import AuditEntry
 from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.money import MoneyError, to_minor, typed
+from paycenter.operators.models import AuditEntry
 from paycenter.payments.models import Event, Payment, PaymentStatus
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 

@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from paycenter import storable
-from paycenter.admin import service
 from paycenter.admin.i18n import LANGUAGES, translator
 from paycenter.admin.queries import ALMATY
 from paycenter.deps import Context
 from paycenter.money import to_major_str
+from paycenter.operators import service
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -18,8 +18,8 @@ def admin_create_user(
     role: Annotated[str, typer.Option(help="admin (everything) or viewer (read only)")] = "viewer",
 ) -> None:
     """Create an admin panel user; prints a one-time password."""
-    from paycenter.admin import service as admins
-    from paycenter.admin.models import Role
+    from paycenter.operators import service as admins
+    from paycenter.operators.models import Role
 
     if role not in (Role.ADMIN, Role.VIEWER):
         typer.echo("error: --role must be admin or viewer", err=True)
@@ -39,7 +39,7 @@ def admin_create_user(
 @app.command("reset-password")
 def admin_reset_password(name: str) -> None:
     """Give a user a new one-time password (and end their sessions)."""
-    from paycenter.admin import service as admins
+    from paycenter.operators import service as admins
 
     async def go(db: Database) -> str:
         async with db.transaction() as session:
@@ -57,7 +57,7 @@ def admin_unlock(
     ip: Annotated[str | None, typer.Option(help="Also lift the lock of this client address.")] = None,
 ) -> None:
     """Lift a login lock (five wrong passwords lock a username and an address for 15 minutes)."""
-    from paycenter.admin import service as admins
+    from paycenter.operators import service as admins
 
     async def go(db: Database) -> int:
         async with db.transaction() as session:

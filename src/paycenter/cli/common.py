@@ -37,7 +37,7 @@ def with_db(fn: Callable[[Database], Awaitable[T]], settings: Settings | None = 
 
 async def audit(session: AsyncSession, action: str, target: str | None = None, **details: Any) -> None:
     """A command's change in the audit log, in the change's own transaction, by ``cli:<os user>``."""
-    from paycenter.admin import service as admins
+    from paycenter.operators import service as admins
 
     await admins.audit(session, actor=admins.cli_actor(), action=action, now=utcnow(), target=target, **details)
 

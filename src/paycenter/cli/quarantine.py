@@ -52,8 +52,8 @@ def quarantine_retry(
     """Put rows back in their loop once the cause is fixed; a row that fails again comes back here."""
     import getpass
 
-    from paycenter.admin import service as admins
     from paycenter.jobs import retries
+    from paycenter.operators import service as admins
 
     if (row_id is None) == (not all_rows):
         typer.echo("error: give a ROW_ID or --all", err=True)

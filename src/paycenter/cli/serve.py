@@ -39,8 +39,8 @@ def migrate() -> None:
 async def _bootstrap(db: Database) -> tuple[tuple[Merchant, str] | None, str | None]:
     """On an empty database, a demo merchant (and its token) and a first admin (and its one-time
     password), so the product can be tried at once."""
-    from paycenter.admin import service as admins
-    from paycenter.admin.models import Role
+    from paycenter.operators import service as admins
+    from paycenter.operators.models import Role
 
     demo = admin_password = None
     async with db.transaction() as session:

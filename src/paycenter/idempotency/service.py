@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import contract
-from paycenter.db import Database
+from paycenter.db import Database, rowcount
 from paycenter.errors import ApiError, Conflict, Unprocessable
 from paycenter.idempotency.models import IdempotencyKey
 
@@ -117,3 +117,10 @@ async def run(
     if replay is None:
         raise Conflict("A request with this Idempotency-Key is still in progress", code="idempotency_in_progress")
     return replay.status, replay.body, True
+
+
+async def purge_stale(session: AsyncSession, *, now: datetime, ttl: timedelta) -> int:
+    """Forget keys older than their time to live (the daily cleanup; an old key no longer replays
+    anyway, see ``_stored``). Returns how many went."""
+    gone = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - ttl))
+    return rowcount(gone) or 0

@@ -18,27 +18,20 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import ColumnElement, Exists, delete, exists, func, select
+from sqlalchemy import ColumnElement, Exists, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import leadership, quarantine, ratelimit
-from paycenter.admin import service as admin_service
 from paycenter.config import Settings
-from paycenter.db import Database, rowcount
-from paycenter.idempotency.models import IdempotencyKey
+from paycenter.db import Database
+from paycenter.idempotency import service as idempotency
 from paycenter.jobs.loop import BackgroundLoop
 from paycenter.jobs.models import CleanupRun
-from paycenter.payments.models import (
-    Attempt,
-    Event,
-    Operation,
-    Payment,
-    PaymentStatus,
-    Refund,
-    RefundLeg,
-)
+from paycenter.operators import service as admin_service
+from paycenter.payments import service as payments
+from paycenter.payments.models import Payment, PaymentStatus
 from paycenter.quarantine import Loop
-from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
+from paycenter.webhooks.models import Delivery, DeliveryStatus
 
 log = logging.getLogger("paycenter.cleanup")
 CLOSED = (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED)
@@ -124,10 +117,7 @@ async def run(
         )
         result.removed = [pid for done in removed for pid in done]
         async with db.transaction() as session:
-            gone = await session.execute(
-                delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_ttl)
-            )
-            result.idempotency_keys_removed = rowcount(gone) or 0
+            result.idempotency_keys_removed = await idempotency.purge_stale(session, now=now, ttl=idempotency_ttl)
             result.stale_rows_removed = await admin_service.purge_stale(session, now=now)
             result.stale_rows_removed += await ratelimit.purge_stale(session, now=now)
     async with db.transaction() as session:
@@ -158,26 +148,7 @@ async def run(
 
 
 async def _delete(session: AsyncSession, ids: list[str], cutoff: datetime) -> list[str]:
-    # Lock and re-check: late money or a resend since the candidates were read keeps a payment.
-    still = list(
-        await session.scalars(select(Payment.id).where(Payment.id.in_(ids), *_removable(cutoff)).with_for_update())
-    )
-    if not still:
-        return []
-    deliveries = select(Delivery.id).where(Delivery.payment_id.in_(still))
-    refunds = select(Refund.id).where(Refund.payment_id.in_(still))
-    for stmt in (
-        delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)),
-        delete(Delivery).where(Delivery.payment_id.in_(still)),
-        delete(Event).where(Event.payment_id.in_(still)),
-        delete(RefundLeg).where(RefundLeg.refund_id.in_(refunds)),
-        delete(Refund).where(Refund.payment_id.in_(still)),
-        delete(Operation).where(Operation.payment_id.in_(still)),
-        delete(Attempt).where(Attempt.payment_id.in_(still)),
-        delete(Payment).where(Payment.id.in_(still)),
-    ):
-        await session.execute(stmt.execution_options(synchronize_session=False))
-    return still
+    return await payments.delete_closed(session, ids, still=_removable(cutoff))
 
 
 class CleanupJob(BackgroundLoop):

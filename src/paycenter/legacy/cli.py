@@ -11,11 +11,11 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 
 from paycenter import crypto
-from paycenter.admin import service as admins
 from paycenter.config import get_settings
 from paycenter.db import Database, utcnow
 from paycenter.legacy.importer import LegacyImportError, Options, import_legacy
 from paycenter.migrate import upgrade
+from paycenter.operators import service as admins
 
 
 def _counts(value: Any) -> Any:

@@ -1,4 +1,6 @@
-"""The only code that changes payments, attempts, operations and refunds.
+"""Payments' service: with ``attempts.py`` (an attempt's life) and ``refunds.py`` (a refund's), the
+only code that changes payments, attempts, operations and refunds (tests/project/test_writes.py
+checks it); routers, jobs, the CLI and the admin call these.
 
 Every function runs inside the caller's transaction and never commits. A change to a payment is
 made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write transaction's
@@ -7,11 +9,12 @@ made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import ColumnElement, delete, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -30,8 +33,11 @@ from paycenter.payments.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    Refund,
+    RefundLeg,
 )
 from paycenter.payments.schemas import PaymentInit
+from paycenter.webhooks import service as webhooks
 from paycenter.webhooks import ssrf
 
 
@@ -488,3 +494,25 @@ def settle_status(payment: Payment, now: datetime) -> None:
 
 async def merchant_name(session: AsyncSession, merchant_id: str) -> str:
     return await session.scalar(select(Merchant.name).where(Merchant.id == merchant_id)) or ""
+
+
+async def delete_closed(session: AsyncSession, ids: list[str], *, still: Sequence[ColumnElement[bool]]) -> list[str]:
+    """Delete payments and everything recorded about them: the daily cleanup's last step.
+
+    ``still`` are the cleanup's rules (closed, unpaid, past retention, webhooks final), checked again
+    here under the rows' locks: late money or a resend since the candidates were read keeps a payment.
+    Returns the ids deleted."""
+    kept = list(await session.scalars(select(Payment.id).where(Payment.id.in_(ids), *still).with_for_update()))
+    if not kept:
+        return []
+    await webhooks.forget(session, kept)
+    refund_ids = select(Refund.id).where(Refund.payment_id.in_(kept))
+    for stmt in (
+        delete(RefundLeg).where(RefundLeg.refund_id.in_(refund_ids)),
+        delete(Refund).where(Refund.payment_id.in_(kept)),
+        delete(Operation).where(Operation.payment_id.in_(kept)),
+        delete(Attempt).where(Attempt.payment_id.in_(kept)),
+        delete(Payment).where(Payment.id.in_(kept)),
+    ):
+        await session.execute(stmt.execution_options(synchronize_session=False))
+    return kept

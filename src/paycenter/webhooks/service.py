@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, column, insert, select, table, text, type_coerce, update
+from sqlalchemy import String, Table, bindparam, column, delete, insert, select, table, text, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import crypto, quarantine
@@ -475,3 +476,15 @@ async def deliveries_of(session: AsyncSession, payment_id: str) -> list[tuple[De
         for attempt in rows:
             attempts[attempt.delivery_id].append(attempt)
     return [(d, attempts[d.id]) for d in deliveries]
+
+
+async def forget(session: AsyncSession, payment_ids: Sequence[str]) -> None:
+    """Delete the events and deliveries (with their attempts) of payments that are being deleted
+    (the daily cleanup, through ``payments.service.delete_closed``, in its transaction)."""
+    deliveries = select(Delivery.id).where(Delivery.payment_id.in_(payment_ids))
+    for stmt in (
+        delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)),
+        delete(Delivery).where(Delivery.payment_id.in_(payment_ids)),
+        delete(Event).where(Event.payment_id.in_(payment_ids)),
+    ):
+        await session.execute(stmt.execution_options(synchronize_session=False))

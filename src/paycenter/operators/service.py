@@ -25,9 +25,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paycenter.admin.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 from paycenter.db import Database, new_id, rowcount
 from paycenter.errors import ApiError, Conflict
+from paycenter.operators.models import AdminSession, AdminUser, AuditEntry, LoginThrottle, Role
 
 HASHER = PasswordHash.recommended()
 # A hash to verify against when the user does not exist, so both cases take the same time.
