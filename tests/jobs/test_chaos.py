@@ -93,6 +93,10 @@ async def test_two_workers_killed_at_random(db: Database, database_url: str, mer
                 kaspi_qr_base_url=qr_url,
                 kaspi_qr_api_key="test-api-key",
                 kaspi_qr_device_token=sim.register_device("chaos", 1),
+                # The test is about workers killed mid-flight, not the start's deadline: 20 starts at
+                # once share one event loop with the simulator and the app, under coverage, and a
+                # 5 s connect deadline (min(5, kaspi_timeout)) was missed once on a loaded CI host.
+                kaspi_timeout=60.0,
             )
             ctx = AppContext(settings=settings, db=db, providers=Providers(settings), clock=Clock())
             env = worker_env(settings)
