@@ -351,6 +351,10 @@ async def test_cancel_support_is_learnt_once_even_if_the_store_is_down(pos: Pos)
     result = await p.poll(attempt(pos.ref(), second.provider_ref))
     assert result.state in (PollState.CANCELLED, PollState.FAILED)
     assert store.notes == []
+    # A cancel the terminal refuses (no such process) is its answer, not a missing call.
+    with pytest.raises(ProviderError) as refused:
+        await p.cancel(attempt(pos.ref(), "no-such-process"))
+    assert not isinstance(refused.value, CancelUnsupported) and refused.value.code != "404"
 
 
 async def test_a_terminal_without_cancel_is_asked_once(pos: Pos) -> None:
@@ -404,7 +408,8 @@ async def test_a_refund_the_customer_declines_fails_with_the_terminals_reason(po
 
 class OddKaspi:
     """What stands between us and Kaspi answering not as the API does (a gateway's 502, an HTML
-    error page, a JSON list, a StatusCode that is not a number, a status the document lacks)."""
+    error page, a JSON list, a StatusCode that is not a number, a status the document lacks); it
+    also plays a terminal whose firmware leaves out the ids of its answers."""
 
     def __init__(self) -> None:
         self.answer: Response = JSONResponse({"StatusCode": 0, "Data": None})
@@ -528,3 +533,20 @@ async def test_a_return_status_the_document_lacks_reads_as_not_scanned_yet(odd: 
     provider = qr_provider(base, "r2")
     polled = await provider.poll_refund(paid_leg(attempt_ref="4294967297", return_qr_ref="5"))
     assert (polled.succeeded, polled.poll_in) == (None, provider.poll_every)
+
+
+async def test_a_terminal_answer_without_its_ids_starts_nothing_and_proves_nothing(odd: tuple[str, OddKaspi]) -> None:
+    """statusCode 0 without a processId started nothing we can follow; a success without a
+    transactionId cannot be refunded later, so it is not taken as paid (kaspi.md §B: the
+    transactionId is the cheque's orderNumber or rrn)."""
+    base, fake = odd
+    terminal = TerminalRef(id="trm_odd", name="K9", base_url=base, access_token=TOKEN)
+    fake.answer = JSONResponse({"statusCode": 0, "data": {}})
+    p = provider()
+    with pytest.raises(ProviderError, match="started no process"):
+        await p.start(start_request(terminal))
+    refused = await p.refund(leg(terminal))
+    assert refused.succeeded is False and "no refund process" in (refused.error or "")
+    fake.answer = JSONResponse({"statusCode": 0, "data": {"status": "success", "chequeInfo": {"amount": "1500 ₸"}}})
+    result = await p.poll(attempt(terminal, "1"))
+    assert result.state is PollState.UNKNOWN and result.error == "success without a transactionId"
