@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from kit.api import create_payment, sandbox
@@ -34,6 +35,7 @@ async def test_forty_concurrent_full_refunds_refund_once(client, db, merchant):
         assert await session.scalar(select(func.count()).where(Event.payment_id == pid, Event.type == "refunded")) == 1
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_forty_concurrent_partial_refunds_never_exceed_paid(client, db, merchant):
     pid = (await create_payment(client, merchant, amount=500))["transaction_id"]
     await sandbox(client, pid, checkout_id="pay")

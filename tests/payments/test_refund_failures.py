@@ -166,6 +166,7 @@ async def test_refunds_that_cannot_be_reserved_are_refused_and_write_nothing(kas
 # --- the terminal says no --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_a_terminal_refund_the_customer_declines_fails_and_stays_refundable(kaspi: Kaspi, merchant):
     k = kaspi
     pid, name = await paid_pos(k, merchant)
@@ -226,6 +227,7 @@ async def test_a_refund_in_tiyn_on_a_terminal_fails_at_once_from_the_admin(kaspi
 # --- the terminal is busy: the leg waits, unsent --------------------------------------------------
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_a_refund_waits_for_its_terminal_while_payers_hold_it(kaspi: Kaspi, merchant):
     k = kaspi
     pid, name = await paid_pos(k, merchant)

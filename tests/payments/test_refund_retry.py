@@ -84,6 +84,7 @@ async def test_a_refund_kaspi_asks_to_retry_goes_through_on_its_own(kaspi: Kaspi
     assert sum(float(p["Returned"]) for p in k.qr.payments()) == 500
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_a_refund_kaspi_keeps_refusing_fails_and_the_merchant_hears(kaspi: Kaspi, merchant):
     k = kaspi
     clock = k.ctx.clock
@@ -139,6 +140,7 @@ async def test_a_refund_kaspi_keeps_refusing_fails_and_the_merchant_hears(kaspi:
     assert sum(float(p["Returned"]) for p in k.qr.payments()) == 500
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_a_partly_failed_refund_says_what_went_back_and_what_did_not(kaspi: Kaspi, merchant):
     k = kaspi
     pid = await paid(k, merchant, 200, 300)  # two QR payments: the refund goes back in two legs

@@ -205,6 +205,7 @@ async def test_qr_status_is_asked_no_faster_than_the_documents_interval(kaspi: K
     await k.wait_event(pid, "paid")
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_each_qr_is_polled_at_the_interval_its_creation_answered(kaspi: Kaspi, merchant, clock):
     """kaspi-qr-api.md §3, §4: qr/create answers StatusPollingInterval for that QR; poll it at that
     interval, not faster. Before: every QR at PAYCENTER_KASPI_QR_STATUS_INTERVAL (0.1 s here), whatever
@@ -326,6 +327,7 @@ def test_a_loan_is_told_apart_by_its_offer_then_its_term(term, offer, method):
 # --- Kaspi Smart POS ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_pos_card_payment_is_refunded_as_card(kaspi: Kaspi, merchant):
     """A card at the terminal: its transactionId is the rrn and the terminal refunds it only with
     method=card (kaspi.md §B; S). Before, every refund went as PAYCENTER_KASPI_POS_REFUND_METHOD
@@ -347,6 +349,7 @@ async def test_pos_card_payment_is_refunded_as_card(kaspi: Kaspi, merchant):
     await k.wait_event(pid, "refunded")
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_pos_pay_in_two_parts_then_refund_twice(kaspi: Kaspi, merchant):
     k = kaspi
     pid = await new_payment(k, merchant, "kaspi_pos")
@@ -597,6 +600,7 @@ async def _free_terminals_eq(db: Database, n: int) -> bool:
     return await _free_terminals(db) == n
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_check_active_payments_once(kaspi: Kaspi, merchant):
     """The old cron script's manual run, now one poll pass; it prints the same kind of lines."""
     k = kaspi

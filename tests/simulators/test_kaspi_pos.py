@@ -548,6 +548,7 @@ async def test_status_calls_are_counted_and_terminals_can_be_added(pos: Pos) -> 
     assert "K10" in pos.sim.terminals  # terminals survive a reset
 
 
+@pytest.mark.slow  # over 2 s: make test runs it, make test-fast does not
 async def test_many_terminals_polled_in_parallel() -> None:
     app = create_app(terminals={})
     sim: Simulator = app.state.sim
