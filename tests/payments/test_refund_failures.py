@@ -19,6 +19,7 @@ units) is what the simulator returned and what the `refunded` webhooks said, onc
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -392,6 +393,32 @@ async def test_a_leg_no_key_can_send_is_quarantined_and_goes_after_the_operators
     await drive(k.ctx.clock, lambda: settles_now(k, refund["id"], "succeeded"), step=2, what="the refund")
     await k.wait_event(pid, "refunded")
     assert len(k.pos.terminal(name)["refunds"]) == 1 and await mark_of(k.db, Loop.REFUNDS, leg.id) is None
+    await assert_books(k, pid, 50000)
+
+
+async def test_a_refund_the_terminal_already_has_is_never_unsent_or_failed_by_a_lost_call(kaspi: Kaspi, merchant):
+    """Whoever reports a lost call for a leg the terminal already has (its provider_ref), and however
+    long after the refund was asked, the leg is neither sent again nor failed: its money may still
+    move at the terminal. It says why it waits and is asked again after a pause. (Before, the poller's
+    own path was special-cased; unsend_leg failed such a leg once retry_for had passed.)"""
+    k = kaspi
+    pid, name = await paid_pos(k, merchant)
+    refund = await asked(k, pid)
+    leg = await only_leg(k, refund["id"])
+    assert refund["status"] == "pending" and leg.provider_ref is not None
+    late = leg.created_at + refunds.DEFAULT_RETRY_FOR + timedelta(minutes=1)
+    async with k.db.transaction() as session:
+        await refunds.unsend_leg(session, leg_id=leg.id, error="terminal unreachable", now=late)
+    row = await only_leg(k, refund["id"])
+    assert row.status == "pending" and row.provider_ref == leg.provider_ref and row.sent_at == leg.sent_at
+    assert row.error == "terminal unreachable" and row.next_poll_at == late + timedelta(seconds=5)
+    assert await held_by(k, name, leg.id)  # the terminal stays the refund's until it answers
+
+    k.pos.confirm_refund(name)
+    k.ctx.clock.advance(seconds=(row.next_poll_at - k.ctx.clock()).total_seconds() + 1)  # its pause over
+    done = await settles(k, refund["id"], "succeeded")
+    assert done.refunded_amount == 50000
+    await k.wait_event(pid, "refunded")
     await assert_books(k, pid, 50000)
 
 

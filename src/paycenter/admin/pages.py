@@ -44,8 +44,8 @@ from paycenter.merchants import service as merchants
 from paycenter.merchants.models import ApiToken
 from paycenter.money import MoneyError, to_major_str, typed
 from paycenter.operators import service
+from paycenter.payments import feed, refunds
 from paycenter.payments import queries as payment_queries
-from paycenter.payments import refunds
 from paycenter.payments import service as payments
 from paycenter.payments.events import sent_as_webhook
 from paycenter.payments.models import PaymentStatus
@@ -371,7 +371,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         history = await payment_queries.history(session, payment.id)
         logs = await webhooks.deliveries_of(session, payment.id)
         merchant = await merchants.get_without_secrets(session, payment.merchant_id)
-        types = await queries.payment_event_types(session, payment.id)
+        types = await feed.event_types(session, payment.id)
         marks = await quarantine.rows(session, payment_id=payment.id)
         awaiting_payer = await refunds.awaiting_payer(session, payment_id=payment.id)
     deliveries = [

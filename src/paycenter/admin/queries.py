@@ -198,11 +198,6 @@ async def deliveries(
     return list(rows), next_cursor
 
 
-async def payment_event_types(session: AsyncSession, payment_id: str) -> dict[str, str]:
-    """The type of each of a payment's events, by event id (its deliveries name only the id)."""
-    return dict((await session.execute(select(Event.id, Event.type).where(Event.payment_id == payment_id))).all())
-
-
 async def event_types(session: AsyncSession, event_ids: list[str]) -> dict[str, str]:
     """The type of each of these events, by event id."""
     return dict((await session.execute(select(Event.id, Event.type).where(Event.id.in_(event_ids)))).all())

@@ -1,8 +1,9 @@
 """Read-only queries over a merchant's events and their webhook deliveries: the event feed
-(``GET /api/events``) and the event types the delivery log names.
+(``GET /api/events``) and the event types the delivery logs name (the API's and the admin's).
 
-Beside ``queries`` rather than in webhooks: an event is payments' row, and webhooks imports nothing
-of payments (the layer map, docs/architecture.md), while payments may read webhooks' deliveries.
+In payments rather than webhooks although the events table (the outbox) is webhooks' model: the
+feed speaks payments' ``EventType``, and webhooks imports nothing of payments (the layer map,
+docs/architecture.md), while payments may read webhooks' tables.
 """
 
 from __future__ import annotations

@@ -446,9 +446,20 @@ async def unsend_leg(
 ) -> None:
     """The provider did not do it (it said so, or it has no record of it): the leg waits to be
     sent again, unless it has been refused for ``retry_for`` since the refund was asked: then
-    it fails."""
-    created = await session.scalar(select(RefundLeg.created_at).where(RefundLeg.id == leg_id))
-    if created is None:
+    it fails.
+
+    A leg the provider already has (its ``provider_ref``: a terminal waiting for the customer) is
+    not that case, whoever calls: only a call following it did not get through (the terminal
+    unreachable). Nothing is sent again and nothing fails it while its money may still move; it
+    says why it waits and is asked again after a pause."""
+    found = (
+        await session.execute(select(RefundLeg.created_at, RefundLeg.provider_ref).where(RefundLeg.id == leg_id))
+    ).first()
+    if found is None:
+        return
+    created, provider_ref = found
+    if provider_ref is not None:  # set once, never cleared: safe to read before the leg's lock
+        await note_leg_trouble(session, leg_id=leg_id, error=error, now=now)
         return
     if now - created >= retry_for:
         minutes = round(retry_for.total_seconds() / 60)
@@ -514,13 +525,7 @@ async def poll_leg(
             outcome = await resync(provider, ref, db=db, operation_id=leg.operation_id, leg_id=leg.id)
     except NotSent as exc:
         async with db.transaction() as session:
-            if ref.provider_ref:
-                # The provider has this refund (a terminal waiting for the customer): only the call
-                # following it did not get through (the terminal unreachable). Nothing to send
-                # again; unsend_leg would leave the leg due, asked every cycle with no word of why.
-                await note_leg_trouble(session, leg_id=leg_id, error=exc.message, now=clock())
-            else:
-                await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
+            await unsend_leg(session, leg_id=leg_id, error=exc.message, now=clock(), retry_for=retry_for)
         return
     except ProviderError as exc:
         async with db.transaction() as session:
