@@ -31,7 +31,7 @@ from sqlalchemy import update
 
 from kit.api import SEED_BODY, MerchantCreds, make_merchant
 from kit.clock import Clock
-from kit.recorded import Call, Normaliser, differences, dumps, send
+from kit.recorded import Call, Normaliser, differences, dumps, key, send
 from paycenter import versions
 from paycenter.app import create_app
 from paycenter.config import Settings
@@ -46,7 +46,8 @@ RECORDING = Path(__file__).parent / "recorded" / "responses.json"
 RECORD = os.environ.get("PAYCENTER_RECORD") == "1"
 START = datetime(2026, 12, 1, 8, 59, 30, 250000, tzinfo=UTC)  # 13:59:30 in Almaty
 STEP = timedelta(seconds=1, microseconds=1000)
-ORIGIN = "https://shop.example"
+ORIGIN = "https://shop.example"  # the one origin PAYCENTER_CORS_ORIGINS lists
+EVIL = "https://evil.example"
 UNKNOWN_ID = "0123456789ABCDEF0123456789ABCDEF"  # well formed, never created
 _recorded_in_this_run: list[dict[str, Any]] = []
 
@@ -79,6 +80,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CURRENT = {**SHOP, **JSON}
 LEGACY = {**OLD, **JSON}
 INIT = "/api/payment/init"
+AS_LEGACY = {versions.HEADER: versions.LEGACY}
 FULL = body(
     SEED_BODY,
     amount="1250.50",
@@ -156,9 +158,7 @@ SCENARIO: list[Call | Do] = [
     _init("amount as a decimal string, only the amount", body({"amount": "99.90"})),
     _init("token with spaces around it", body({"amount": 1}), {**CURRENT, "X-API-Token": "  <token:shop>  "}),
     post("init: trailing slash", INIT + "/", CURRENT, SEED),
-    post(
-        "init: Paycenter-Version legacy on a current merchant", INIT, {**CURRENT, "Paycenter-Version": "legacy"}, SEED
-    ),
+    post("init: Paycenter-Version legacy on a current merchant", INIT, {**CURRENT, **AS_LEGACY}, SEED),
     # --- init, legacy version ---------------------------------------------------------------------
     _init("legacy merchant", SEED, LEGACY),
     _init("legacy merchant, PHP's curl (form type, escaped JSON)", PHP_SEED, {**LEGACY, **FORM}),
@@ -223,7 +223,7 @@ SCENARIO: list[Call | Do] = [
     _init("revoked token", SEED, {**CURRENT, "X-API-Token": "<token:revoked>"}),
     Do("deactivate merchant 'inactive'", _deactivate),
     _init("deactivated merchant", SEED, {**CURRENT, "X-API-Token": "<token:inactive>"}),
-    get("legacy transactions, no token", "/api/transactions", {"Paycenter-Version": "legacy"}),
+    get("legacy transactions, no token", "/api/transactions", AS_LEGACY),
     # --- methods and paths -------------------------------------------------------------------------
     get("GET on init (a payment named 'init')", INIT, SHOP),
     get("unknown API path", "/api/nothing-here", SHOP),
@@ -241,7 +241,7 @@ SCENARIO: list[Call | Do] = [
         "CORS preflight, other origin",
         "OPTIONS",
         INIT,
-        {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        {"Origin": EVIL, "Access-Control-Request-Method": "POST"},
     ),
     get("CORS read", "/api/payment/<payment:1>", {"Origin": ORIGIN}),
     # --- public reads ------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ SCENARIO: list[Call | Do] = [
     get("public read, trailing slash", "/api/payment/<payment:1>/"),
     get("public read, unknown id", f"/api/payment/{UNKNOWN_ID}"),
     get("public status, unknown id", f"/api/payment/{UNKNOWN_ID}/status"),
-    get("public read, unknown id, legacy header", f"/api/payment/{UNKNOWN_ID}", {"Paycenter-Version": "legacy"}),
+    get("public read, unknown id, legacy header", f"/api/payment/{UNKNOWN_ID}", AS_LEGACY),
     get("public read, malformed id", "/api/payment/not-an-id"),
     get("public read, id too long", "/api/payment/" + "A" * 300),
     get("public read, non-ASCII id", "/api/payment/%D0%B6"),
@@ -301,6 +301,16 @@ SCENARIO: list[Call | Do] = [
     get("transactions, bad date", "/api/transactions?date_from=2026-02-30", SHOP),
     get("transactions, no token", "/api/transactions"),
     get("transactions, trailing slash", "/api/transactions/?limit=1", SHOP),
+    get("transactions from the listed origin (CORS)", "/api/transactions?limit=1", {**SHOP, "Origin": ORIGIN}),
+    get("transactions from another origin (CORS)", "/api/transactions?limit=1", {**SHOP, "Origin": EVIL}),
+    get("transaction, legacy header on a current merchant", "/api/transaction/<payment:3>", {**SHOP, **AS_LEGACY}),
+    Call("HEAD of a public read", "HEAD", "/api/payment/<payment:1>"),
+    Call(
+        "CORS preflight of a public read, any origin",
+        "OPTIONS",
+        "/api/payment/<payment:1>/status",
+        {"Origin": EVIL, "Access-Control-Request-Method": "GET"},
+    ),
     get("legacy transactions", "/api/transactions", OLD),
     get(
         "legacy transactions, old filters",
@@ -411,13 +421,15 @@ async def test_the_api_answers_as_recorded(run: Run, backend: str) -> None:
                 await step.act(run)
                 entries.append({"do": step.name})
                 continue
-            run.clock.advance(seconds=STEP.total_seconds())
+            run.clock.offset += STEP
             entries.append(await send(client, norm, step))
     if RECORD and not _recorded_in_this_run:
         RECORDING.parent.mkdir(exist_ok=True)
         RECORDING.write_text(dumps(entries), encoding="utf-8")
         _recorded_in_this_run.extend(entries)
         return
+    names = [key(e) for e in entries]
+    assert len(set(names)) == len(names), "two steps of the scenario share a name"
     recorded = json.loads(RECORDING.read_text(encoding="utf-8"))
     replayed = json.loads(dumps(entries))  # as the file holds them (lists, not tuples)
     if replayed != recorded:

@@ -165,26 +165,35 @@ def dumps(entries: list[dict[str, Any]]) -> str:
     return json.dumps(entries, ensure_ascii=False, indent=1) + "\n"
 
 
+def key(entry: dict[str, Any]) -> str:
+    """An entry's name, unique in a recording (``do: ...`` for a change between requests)."""
+    return str(entry["name"]) if "name" in entry else f"do: {entry['do']}"
+
+
 def differences(recorded: list[dict[str, Any]], replayed: list[dict[str, Any]], *, show: int = 8) -> str:
-    """A readable report of the entries that differ: a unified diff of each, the first ``show``."""
-    count = max(len(recorded), len(replayed))
-    pairs = [
-        (i, recorded[i] if i < len(recorded) else None, replayed[i] if i < len(replayed) else None)
-        for i in range(count)
-    ]
-    differing = [(i, a, b) for i, a, b in pairs if a != b]
-    out = [f"{len(differing)} of {count} entries differ ({len(recorded)} recorded, {len(replayed)} replayed)"]
-    for i, a, b in differing[:show]:
-        name = (b or a or {}).get("name", "?")
-        diff = difflib.unified_diff(_lines(a), _lines(b), "recorded", "replayed", lineterm="", n=3)
-        out.append(f"\n#{i} {name}:\n" + "\n".join(diff))
+    """A readable report of what differs, entries paired by name: those only on one side, and a
+    unified diff of each entry that differs (the first ``show``)."""
+    before = {key(e): e for e in recorded}
+    after = {key(e): e for e in replayed}
+    out = []
+    gone = [k for k in before if k not in after]
+    new = [k for k in after if k not in before]
+    if gone:
+        out.append(f"{len(gone)} recorded entries were not replayed: {', '.join(gone[:show])}")
+    if new:
+        out.append(f"{len(new)} replayed entries are not in the recording (record again?): {', '.join(new[:show])}")
+    if [k for k in before if k in after] != [k for k in after if k in before]:
+        out.append("the entries were replayed in another order")
+    differing = [k for k in after if k in before and before[k] != after[k]]
+    out.append(f"{len(differing)} of {len(after)} replayed entries answer otherwise than recorded")
+    for name in differing[:show]:
+        diff = difflib.unified_diff(_lines(before[name]), _lines(after[name]), "recorded", "replayed", lineterm="", n=3)
+        out.append(f"\n{name}:\n" + "\n".join(diff))
     return "\n".join(out)
 
 
-def _lines(entry: dict[str, Any] | None) -> list[str]:
+def _lines(entry: dict[str, Any]) -> list[str]:
     """An entry as lines for a diff: the body broken after each comma, so a diff points at a field."""
-    if entry is None:
-        return []
     if "do" in entry:
         return [f"do: {entry['do']}"]
     request = entry["request"]
