@@ -246,21 +246,43 @@ class Database:
         max_overflow: int | None = None,
         **engine_kwargs: Any,
     ) -> None:
+        self.backend = make_url(async_url(url)).get_backend_name()
+        size = 10 if pool_size is None else pool_size
+        overflow = 20 if max_overflow is None else max_overflow
+        # A quarter of the connections serve read_once (below) on a server database.
+        once_size, once_overflow = (max(1, size // 4), overflow // 4) if self.backend != "sqlite" else (0, 0)
         self.engine = create_engine(
-            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow, **engine_kwargs
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=max(1, size - once_size),
+            max_overflow=overflow - once_overflow,
+            **engine_kwargs,
         )
-        self.backend = backend_name(self.engine)
         read_engine = (
             self.engine.execution_options(sqlite_begin="DEFERRED") if self.backend == "sqlite" else self.engine
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
-        # PostgreSQL: a lone SELECT needs no transaction around it. psycopg sends BEGIN and the
-        # closing ROLLBACK as round trips of their own, so autocommit turns three into one. Only
-        # there: MySQL drivers would pay a SET autocommit each way instead, and SQLite is in-process.
-        once_engine = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.backend == "postgresql" else read_engine
-        )
+        # A lone SELECT (read_once: the token lookup and the public reads, the API's hot path)
+        # needs no transaction around it. On a server database it runs on a small pool of its own
+        # whose connections are in autocommit for life: no BEGIN, no ROLLBACK when a connection
+        # goes back (nothing to roll back, so no reset either), and no isolation level switched
+        # per checkout, which is what a shared pool would need and cost 0.16 ms of CPU per read
+        # on PostgreSQL (docs/benchmarks.md, issue 15), more than the round trips it saved. Its
+        # connections are carved out of pool_size, so the server sees no more than configured.
+        # SQLite is in-process: a deferred BEGIN costs nothing there.
+        self._once_engine: AsyncEngine | None = None
+        once_engine = read_engine
+        if once_size:
+            self._once_engine = create_engine(
+                url,
+                pool_size=once_size,
+                max_overflow=once_overflow,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                **engine_kwargs,
+            )
+            once_engine = self._once_engine
         self._once = async_sessionmaker(once_engine, expire_on_commit=False, autoflush=False)
         self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
@@ -323,6 +345,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._once_engine is not None:
+            await self._once_engine.dispose()
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -114,7 +114,7 @@ async def init_payment(
 async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
     try:
         async with ctx.db.read_once() as session:
-            payment, api_version = await service.get_with_api_version(session, normalize_payment_id(payment_id))
+            payment, api_version = await service.get_public(session, normalize_payment_id(payment_id))
     except NotFound:
         if versions.is_legacy(request.scope):  # no payment, no merchant: the header's version
             raise NotFound(views_legacy.NOT_FOUND) from None

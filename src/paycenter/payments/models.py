@@ -16,12 +16,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
     String,
     UniqueConstraint,
+    case,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from paycenter.crypto import EncryptedString
@@ -146,9 +149,15 @@ class Payment(Base):
     # payer's attempt uses it, with its fee, unless the payer picks another.
     payment_method: Mapped[str | None] = mapped_column(String(32))
 
-    @property
+    @hybrid_property
     def remaining_amount(self) -> int:
         return max(self.amount - self.credited_amount, 0)
+
+    @remaining_amount.inplace.expression
+    @classmethod
+    def _remaining_amount_sql(cls) -> ColumnElement[int]:
+        # The same rule in SQL, for reads that select columns rather than load the payment.
+        return case((cls.amount > cls.credited_amount, cls.amount - cls.credited_amount), else_=0)
 
     @property
     def refundable_amount(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, inspect, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -23,7 +23,7 @@ from paycenter.db import insert_new, is_payment_id, new_id, new_payment_id, rowc
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
 from paycenter.money import MoneyError, api_minor
-from paycenter.payments import events
+from paycenter.payments import events, views
 from paycenter.payments.models import (
     PAYABLE,
     Attempt,
@@ -185,6 +185,40 @@ async def get_with_api_version(session: AsyncSession, payment_id: str) -> tuple[
     if row is None:
         raise NotFound("Payment not found")
     return row[0], row[1]
+
+
+# A public read (GET /api/payment/{id}, the hot path merchants and payment pages poll) as plain
+# columns: exactly what views.public and views_legacy.public show, and the merchant's API version.
+# Built once, and no ORM object per poll: loading all 33 columns into a Payment cost more CPU than
+# the rest of the request's database work (issue 15, docs/benchmarks.md).
+_PUBLIC_READ = (
+    select(
+        Payment.id,
+        Payment.amount,
+        Payment.currency,
+        Payment.status,
+        Payment.description,
+        Payment.paid_amount,
+        Payment.remaining_amount.label("remaining_amount"),
+        Payment.refunded_amount,
+        Payment.created_at,
+        Payment.paid_at,
+        Payment.expires_at,
+        Payment.paid_late,
+        Merchant.api_version,
+    )
+    .join(Merchant, Merchant.id == Payment.merchant_id)
+    .where(Payment.id == bindparam("payment_id"))
+)
+
+
+async def get_public(session: AsyncSession, payment_id: str) -> tuple[views.Shown, str]:
+    """What anyone may read of a payment (``views.Shown``), and its merchant's API version."""
+    _check_id(payment_id)
+    row = (await session.execute(_PUBLIC_READ, {"payment_id": payment_id})).first()
+    if row is None:
+        raise NotFound("Payment not found")
+    return cast(views.Shown, row), row.api_version
 
 
 async def get_for_merchant(session: AsyncSession, *, merchant_id: str, payment_id: str) -> Payment:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from paycenter import storable
 from paycenter.money import to_major_str
@@ -25,7 +26,37 @@ def created(payment: Payment, base_url: str) -> dict[str, Any]:
     }
 
 
-def public(payment: Payment, base_url: str) -> dict[str, Any]:
+class Shown(Protocol):
+    """What the public view reads of a payment: a ``Payment``, or the row of a read that selects
+    only these columns (``service.get_public``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def paid_amount(self) -> int: ...
+    @property
+    def remaining_amount(self) -> int: ...
+    @property
+    def refunded_amount(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def paid_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def paid_late(self) -> bool: ...
+
+
+def public(payment: Shown, base_url: str) -> dict[str, Any]:
     cur = payment.currency
     return {
         "transaction_id": payment.id,

@@ -59,7 +59,7 @@ def created(payment: Payment, base_url: str) -> dict[str, Any]:
     return views.created(payment, base_url) | {"expires_at": almaty(payment.expires_at)}
 
 
-def public(payment: Payment, base_url: str) -> dict[str, Any]:
+def public(payment: views.Shown, base_url: str) -> dict[str, Any]:
     """The current public view cut to the old keys, in their order, with the old formats."""
     shown = views.public(payment, base_url)
     return {key: shown[key] for key in PUBLIC_KEYS} | {
