@@ -61,11 +61,16 @@ def bind_transaction(payment_id: str | None) -> None:
     TRANSACTION_ID.set(payment_id)
 
 
-async def transaction_from_path(request: Request) -> None:
-    """Router dependency: routes with a ``payment_id`` in their path log it on every line."""
-    payment_id = request.path_params.get("payment_id")
+def bind_path_transaction(path_params: dict[str, Any]) -> None:
+    """Routes with a ``payment_id`` in their path log it on every line."""
+    payment_id = path_params.get("payment_id")
     if isinstance(payment_id, str):
         TRANSACTION_ID.set(normalize_payment_id(payment_id)[:32])
+
+
+async def transaction_from_path(request: Request) -> None:
+    """Router dependency of the pages (the API's route class binds it itself: ``deps.ApiRoute``)."""
+    bind_path_transaction(request.path_params)
 
 
 # --- logs ----------------------------------------------------------------------------------------

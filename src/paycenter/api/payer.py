@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -28,15 +28,12 @@ from paycenter.deps import Context, ExactJsonRoute, PublicRead, merchant_for_tok
 from paycenter.envelope import Envelope
 from paycenter.errors import ApiError, envelope, error_responses
 from paycenter.money import to_major_number, to_major_str
-from paycenter.observability import transaction_from_path
 from paycenter.payments import attempts, service, views
 from paycenter.payments.models import METHOD_LEGACY_IDS, Attempt, Payment, PaymentMethod
 from paycenter.providers import sandbox
 from paycenter.ratelimit import PublicRateLimit
 
-router = APIRouter(
-    prefix="/api", tags=["payer"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
-)
+router = APIRouter(prefix="/api", tags=["payer"], route_class=ExactJsonRoute)
 
 # The old endpoint's method when the body names none (and the payment none at init).
 DEFAULT_METHOD = "kaspi_gold"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,13 +14,21 @@ from paycenter import contract, versions
 from paycenter.context import AppContext
 from paycenter.contract import DateTime
 from paycenter.db import normalize_payment_id
-from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute, PublicRead, ReadingMerchant, public_base_url
+from paycenter.deps import (
+    Context,
+    CurrentMerchant,
+    ExactJsonRoute,
+    ReadingMerchant,
+    context_of,
+    limit_public_read,
+    public_base_url,
+)
 from paycenter.envelope import Envelope
 from paycenter.errors import ApiError, Conflict, NotFound, Unprocessable, envelope, error_responses
 from paycenter.idempotency import service as idempotency
 from paycenter.merchants.models import Merchant
 from paycenter.money import FINEST_CURRENCY, MoneyError, api_minor, to_major_str
-from paycenter.observability import bind_transaction, transaction_from_path
+from paycenter.observability import bind_transaction
 from paycenter.payments import listing, queries, refunds, service, views, views_legacy
 from paycenter.payments.models import PaymentStatus
 from paycenter.payments.schemas import (
@@ -37,9 +45,7 @@ from paycenter.payments.schemas import (
 )
 from paycenter.timefmt import almaty_date
 
-router = APIRouter(
-    prefix="/api", tags=["payments"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
-)
+router = APIRouter(prefix="/api", tags=["payments"], route_class=ExactJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -111,10 +117,14 @@ async def init_payment(
     return _answer(status, data, replayed)
 
 
-async def _public(ctx: Context, request: Request, payment_id: str) -> JSONResponse:
+async def _public(request: Request, payment_id: str) -> JSONResponse:
+    # The hot path of every payment page and merchant poll: the context and the rate limit are
+    # plain calls, not dependencies, which cost a pass of FastAPI's solver each (issue 15).
+    ctx = context_of(request)
+    await limit_public_read(request, ctx)
     try:
-        async with ctx.db.read_once() as session:
-            payment, api_version = await service.get_public(session, normalize_payment_id(payment_id))
+        async with ctx.db.read_row() as conn:
+            payment, api_version = await service.get_public(conn, normalize_payment_id(payment_id))
     except NotFound:
         if versions.is_legacy(request.scope):  # no payment, no merchant: the header's version
             raise NotFound(views_legacy.NOT_FOUND) from None
@@ -133,13 +143,13 @@ async def _public(ctx: Context, request: Request, payment_id: str) -> JSONRespon
     responses=error_responses(404, 429),
     summary="Get a payment (public)",
 )
-async def get_payment(payment_id: str, ctx: Context, request: Request, _: PublicRead) -> JSONResponse:
+async def get_payment(payment_id: str, request: Request) -> JSONResponse:
     """Public: anyone with the 128-bit payment id may read its amounts and status (the payment page
     does). No metadata, customer data or webhook settings are shown here.
 
     Rate limited per client address; a server polling its payments may send its `X-API-Token`, and
     is then counted against the token's far larger read limit (an unknown token counts as none)."""
-    return await _public(ctx, request, payment_id)
+    return await _public(request, payment_id)
 
 
 @router.get(
@@ -148,8 +158,8 @@ async def get_payment(payment_id: str, ctx: Context, request: Request, _: Public
     responses=error_responses(404, 429),
     summary="Get a payment's status (public)",
 )
-async def get_payment_status(payment_id: str, ctx: Context, request: Request, _: PublicRead) -> JSONResponse:
-    return await _public(ctx, request, payment_id)
+async def get_payment_status(payment_id: str, request: Request) -> JSONResponse:
+    return await _public(request, payment_id)
 
 
 @router.post(

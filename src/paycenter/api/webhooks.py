@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from paycenter import pagination, storable
@@ -16,7 +16,6 @@ from paycenter.deps import Context, CurrentMerchant, ExactJsonRoute
 from paycenter.envelope import Envelope, RequestBody
 from paycenter.errors import envelope, error_responses
 from paycenter.merchants import service as merchants
-from paycenter.observability import transaction_from_path
 from paycenter.payments import feed
 from paycenter.payments import service as payments
 from paycenter.payments.models import EventType
@@ -24,9 +23,7 @@ from paycenter.timefmt import iso
 from paycenter.webhooks import service
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
 
-router = APIRouter(
-    prefix="/api", tags=["webhooks"], dependencies=[Depends(transaction_from_path)], route_class=ExactJsonRoute
-)
+router = APIRouter(prefix="/api", tags=["webhooks"], route_class=ExactJsonRoute)
 
 
 class AttemptLog(BaseModel):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, bindparam, delete, inspect, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -212,10 +212,11 @@ _PUBLIC_READ = (
 )
 
 
-async def get_public(session: AsyncSession, payment_id: str) -> tuple[views.Shown, str]:
-    """What anyone may read of a payment (``views.Shown``), and its merchant's API version."""
+async def get_public(conn: AsyncConnection, payment_id: str) -> tuple[views.Shown, str]:
+    """What anyone may read of a payment (``views.Shown``), and its merchant's API version
+    (on ``Database.read_row``'s connection)."""
     _check_id(payment_id)
-    row = (await session.execute(_PUBLIC_READ, {"payment_id": payment_id})).first()
+    row = (await conn.execute(_PUBLIC_READ, {"payment_id": payment_id})).first()
     if row is None:
         raise NotFound("Payment not found")
     return cast(views.Shown, row), row.api_version
