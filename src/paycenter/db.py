@@ -14,7 +14,7 @@ import asyncio
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -251,11 +251,30 @@ async def insert_values(session: AsyncSession, cls: type[_T], values: dict[str, 
     values = dict(values)
     row = _row(cls, columns, values)
     await session.execute(statement, row)
+    obj = detached(cls, values)
+    session.add(obj)
+    return obj
+
+
+def detached(cls: type[_T], values: Mapping[Any, Any]) -> _T:
+    """An ORM object for a row read or written with Core, as a session would have loaded it and
+    then closed: built without the mapped constructor (whose per-attribute events are the cost
+    on hot paths), its values in its state, detached with its identity."""
     obj = cast(_T, sa_inspect(cls).class_manager.new_instance())
     instance_state(obj).dict.update(values)
     make_transient_to_detached(obj)
-    session.add(obj)
     return obj
+
+
+def column_attributes(cls: type) -> list[Any]:
+    """The table columns a mapped class loads, each labelled with its attribute's name: a Core
+    select of them gives rows that ``detached`` turns into objects."""
+    mapper: Mapper[Any] = sa_inspect(cls)
+    return [
+        prop.columns[0].label(prop.key)
+        for prop in mapper.column_attrs
+        if isinstance(prop.columns[0], Column) and prop.columns[0].table is mapper.local_table
+    ]
 
 
 def backend_name(engine: AsyncEngine) -> str:

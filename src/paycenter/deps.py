@@ -95,8 +95,8 @@ async def merchant_for_token(ctx: AppContext, token: str | None) -> tuple[Mercha
         return None
     token = token.strip()
     token_hash = merchants.hash_token(token)
-    async with ctx.db.read_once() as session:
-        merchant = await merchants.authenticate(session, token, token_hash=token_hash)
+    async with ctx.db.read_row() as conn:
+        merchant = await merchants.authenticate(conn, token, token_hash=token_hash)
     return None if merchant is None else (merchant, token_hash)
 
 
