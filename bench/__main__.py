@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, SQLite and PostgreSQL, printed as Markdown tables."""
+"""`make bench`: every benchmark printed as Markdown tables (SQLite and PostgreSQL; bench.api MariaDB too)."""
 
 import sys
 

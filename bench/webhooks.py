@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import socket
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import aiohttp
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from paycenter.config import Settings
 from paycenter.context import AppContext
@@ -45,6 +47,8 @@ from paycenter.webhooks.ssrf import parse_networks
 from paycenter.worker import Worker
 
 PG_SERVER = os.environ.get("PAYCENTER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MARIADB_SERVER = os.environ.get("PAYCENTER_BENCH_MARIADB_URL", "mysql://root@127.0.0.1:3306/mysql")
+SERVERS = {"postgresql": PG_SERVER, "mariadb": MARIADB_SERVER}
 PAYCENTER = Path(sys.executable).with_name("paycenter")
 
 
@@ -66,25 +70,29 @@ def start_sink() -> tuple[subprocess.Popen[str], int]:
 
 
 async def fresh_database(kind: str, workdir: Path) -> str:
+    """A new, migrated database: a file for SQLite, a fresh database on the server otherwise."""
     if kind == "sqlite":
         url = f"sqlite:///{workdir / 'bench.db'}"
     else:
         name = f"paycenter_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        admin = create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
         async with admin.connect() as conn:
             await conn.execute(text(f"CREATE DATABASE {name}"))
         await admin.dispose()
-        url = PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+        url = make_url(SERVERS[kind]).set(database=name).render_as_string(hide_password=False)
+    # MariaDB warns that it ignores each PRIMARY KEY's name in the migrations; asyncmy logs every one.
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)
     await upgrade(url)
     return url
 
 
 async def drop_database(kind: str, url: str) -> None:
-    if kind != "postgresql":
+    if kind == "sqlite":
         return
-    admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    force = " WITH (FORCE)" if kind == "postgresql" else ""
+    admin = create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
-        await conn.execute(text(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
+        await conn.execute(text(f"DROP DATABASE IF EXISTS {make_url(url).database}{force}"))
     await admin.dispose()
 
 

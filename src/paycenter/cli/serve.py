@@ -122,11 +122,30 @@ def run(
     )
 
 
+# uvicorn's supervisor (--workers above 1) pings every worker each half second and kills one that
+# has not answered within `timeout_worker_healthcheck` s, uvicorn's default 5, then starts another.
+# A new worker answers only from its pong thread, which it starts after multiprocessing's spawn has
+# re-imported this console script's module (the whole CLI: sqlalchemy, pydantic, FastAPI..., about
+# 1.3 s of CPU) in the child. On a busy host that took over 5 s: the worker was killed ("Child process
+# died" 5.5 s after start, at load 7) and its replacement was as slow. A worker that has started
+# answers at once, so a long timeout costs nothing while all is well; it only delays replacing a
+# worker whose pong thread cannot run at all (the interpreter wedged), by this much.
+WORKER_HEALTHCHECK_TIMEOUT = 60
+
+
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
+    worker_healthcheck_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Seconds a worker may take to answer the supervisor's health check, starting up included, "
+            "before it is killed and replaced (with --workers above 1).",
+        ),
+    ] = WORKER_HEALTHCHECK_TIMEOUT,
 ) -> None:
     """Serve the API, payment page and admin only (no background loops: run `paycenter worker`).
 
@@ -153,6 +172,7 @@ def api(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
+        timeout_worker_healthcheck=worker_healthcheck_timeout,
         log_config=log_config,
         proxy_headers=True,
         timeout_graceful_shutdown=20,
