@@ -366,7 +366,8 @@ def run(kind: str, server_name: str, args: argparse.Namespace) -> tuple[list[dic
         # advises: with fewer, the overflow ones are opened and closed per request.
         "PAYCENTER_DATABASE_POOL_SIZE": str(pool_size(args.connections, args.workers)),
         "PAYCENTER_DATABASE_MAX_OVERFLOW": "0",
-        "PYTHONPATH": str(ROOT),
+        # This checkout's code, whatever the virtualenv's editable install points at.
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     }
     server = subprocess.Popen(server_command(server_name, args.workers, port), env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"

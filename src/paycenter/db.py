@@ -300,8 +300,9 @@ class Database:
         self.backend = make_url(async_url(url)).get_backend_name()
         size = 10 if pool_size is None else pool_size
         overflow = 20 if max_overflow is None else max_overflow
-        # A quarter of the connections serve read_once (below) on a server database.
-        once_size, once_overflow = (max(1, size // 4), overflow // 4) if self.backend != "sqlite" else (0, 0)
+        # Half the connections serve lone reads (read_once, read_row: below) on a server database:
+        # the API's traffic is mostly polls, and a write is two round trips more than a read.
+        once_size, once_overflow = (max(1, size // 2), overflow // 2) if self.backend != "sqlite" else (0, 0)
         self.engine = create_engine(
             url,
             busy_timeout_ms=busy_timeout_ms,

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select, text
 
 from kit.api import create_payment
-from paycenter.db import Database, create_engine, insert_new, utcnow
+from paycenter.db import Database, create_engine, insert_new, insert_values, utcnow
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
-from paycenter.payments import service
+from paycenter.payments import service, views, views_legacy
 from paycenter.payments.models import Payment
 from paycenter.payments.schemas import PaymentInit
 
@@ -64,3 +68,81 @@ async def test_pool_settings_reach_the_engine(database_url):
         await engine.dispose()
     memory = Database("sqlite:///:memory:", pool_size=7, max_overflow=0)  # no queue pool to size: ignored
     await memory.dispose()
+
+
+# --- issue 15: rows instead of ORM loads, a pool of its own for lone reads ----------------------
+
+
+async def test_a_server_database_shares_its_pool_between_writes_and_lone_reads(database_url):
+    db = Database(database_url, pool_size=8, max_overflow=4)
+    try:
+        if db.backend == "sqlite":
+            assert db._once_engine is None  # in-process: one pool, reads in a deferred BEGIN
+            return
+        assert db._once_engine is not None
+        writes, reads = db.engine.pool, db._once_engine.pool
+        assert (writes.size(), reads.size()) == (4, 4)  # type: ignore[attr-defined]
+        assert (writes._max_overflow, reads._max_overflow) == (2, 2)  # type: ignore[attr-defined]
+        async with db.read_row() as conn:
+            # autocommit for life: each statement is a transaction of its own, none is left open
+            if db.backend == "postgresql":
+                first, second = [(await conn.execute(text("SELECT txid_current()"))).scalar() for _ in range(2)]
+                assert first != second
+            else:
+                assert (await conn.execute(text("SELECT @@autocommit"))).scalar() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_the_authenticated_merchant_is_the_row_as_the_orm_loads_it(db, merchant):
+    """merchants.authenticate builds the Merchant from a Core row (db.detached): every column the
+    same as a session's load, and detached with its identity, as a closed session leaves it."""
+    async with db.read_row() as conn:
+        found = await merchants.authenticate(conn, merchant.token)
+    async with db.reading() as session:
+        loaded = await session.get(Merchant, merchant.merchant_id)
+    assert found is not None and loaded is not None
+    columns = [attr.key for attr in sa_inspect(Merchant).column_attrs]
+    assert {c: getattr(found, c) for c in columns} == {c: getattr(loaded, c) for c in columns}
+    state = sa_inspect(found)
+    assert state.detached and state.identity == (merchant.merchant_id,)
+    async with db.read_row() as conn:
+        assert await merchants.authenticate(conn, merchant.token + "x") is None
+
+
+async def test_insert_values_refuses_a_name_that_is_no_column(db, merchant):
+    async with db.transaction() as session:
+        with pytest.raises(ValueError, match="no column amont"):
+            await insert_values(session, Payment, {"id": "B" * 32, "amont": 1})
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    amount=st.integers(min_value=1, max_value=10**12),
+    credited=st.integers(min_value=0, max_value=2 * 10**12),
+    paid=st.integers(min_value=0, max_value=2 * 10**12),
+    refunded=st.integers(min_value=0, max_value=2 * 10**12),
+)
+async def test_the_public_read_shows_what_the_loaded_payment_shows(db, merchant, amount, credited, paid, refunded):
+    """The public read selects columns (service.get_public) and computes remaining_amount in SQL
+    (the hybrid's expression): for any amounts, the view of its row equals the view of the ORM
+    payment, which computes it in Python. Overpaid payments (credited > amount) included."""
+    now = utcnow()
+    data = PaymentInit.model_validate({"amount": 500})
+    async with db.transaction() as session:
+        owner = await session.get(Merchant, merchant.merchant_id)
+        payment = await service.create_payment(session, merchant=owner, data=data, policy=POLICY, now=now)
+        payment.amount, payment.credited_amount = amount, credited
+        payment.paid_amount, payment.refunded_amount = paid, refunded
+    async with db.reading() as session:
+        loaded = await service.get(session, payment.id)
+    async with db.read_row() as conn:
+        row, api_version = await service.get_public(conn, payment.id)
+    assert views.public(row, "https://pay.example") == views.public(loaded, "https://pay.example")
+    assert views_legacy.public(row, "https://pay.example") == views_legacy.public(loaded, "https://pay.example")
+    assert api_version == owner.api_version
