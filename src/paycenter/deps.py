@@ -40,11 +40,13 @@ class ExactJsonRequest(Request):
 def _json_whatever_the_type(scope: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The scope with its body declared JSON: the old API decoded the body as JSON whatever its
     Content-Type (legacy-api.md §1), and PHP's curl sends a JSON string given as POSTFIELDS as
-    ``application/x-www-form-urlencoded``. A body that is not JSON is then refused as such (400)."""
+    ``application/x-www-form-urlencoded``. A body that is not JSON is then refused as such (400).
+    A body with no Content-Type at all too: FastAPI no longer reads it as JSON (0.165 refused it
+    as "not an object", found by the recorded answers of issue 15)."""
     headers = scope.get("headers") or []
     declared = [value for name, value in headers if name == b"content-type"]
-    if not declared or any(b"json" in value.lower() for value in declared):
-        return scope  # FastAPI reads a body without a type as JSON already
+    if declared and any(b"json" in value.lower() for value in declared):
+        return scope
     scope.setdefault("state", {})  # shared with the copy: the request's API version is kept there
     kept = [(name, value) for name, value in headers if name != b"content-type"]
     return {**scope, "headers": [*kept, (b"content-type", b"application/json")]}

@@ -291,7 +291,7 @@ SCENARIO: list[Call | Do] = [
     # --- authenticated reads --------------------------------------------------------------------------
     get("transactions", "/api/transactions", SHOP),
     get("transactions, first page of 3", "/api/transactions?limit=3", SHOP),
-    get("transactions, next page", "/api/transactions?limit=3&cursor=1796115644324000.<payment:20>", SHOP),
+    get("transactions, next page", "/api/transactions?limit=3&cursor=1796115644324000.<payment:22>", SHOP),
     get("transactions, filtered", "/api/transactions?status=paid,pending&order_id=ORD-7&amount_from=1000", SHOP),
     get("transactions, by Almaty day", "/api/transactions?date_from=2026-12-01&date_to=2026-12-01&limit=1", SHOP),
     get("transactions, unknown parameter", "/api/transactions?colour=red", SHOP),
