@@ -45,8 +45,6 @@ class Settings(BaseSettings):
     # The server must allow (API processes + workers) x (pool + overflow) connections. The default
     # keeps all 30 open and opens none per request: under load 20 + 10 opened and closed hundreds of
     # PostgreSQL connections a second (bench/api.py, docs/benchmarks.md) for the same maximum.
-    # On PostgreSQL and MariaDB the pool (and the overflow) is shared out half and half, at least
-    # one each, between write transactions and lone reads in autocommit (paycenter.db.Database).
     database_pool_size: int = Field(default=30, ge=1)
     database_max_overflow: int = Field(default=0, ge=0)
     log_level: str = "info"

@@ -297,46 +297,16 @@ class Database:
         max_overflow: int | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        self.backend = make_url(async_url(url)).get_backend_name()
-        size = 10 if pool_size is None else pool_size
-        overflow = 20 if max_overflow is None else max_overflow
-        # Half the connections serve lone reads (read_once, read_row: below) on a server database:
-        # the API's traffic is mostly polls, and a write is two round trips more than a read.
-        once_size, once_overflow = (max(1, size // 2), overflow // 2) if self.backend != "sqlite" else (0, 0)
         self.engine = create_engine(
-            url,
-            busy_timeout_ms=busy_timeout_ms,
-            pool_size=max(1, size - once_size),
-            max_overflow=overflow - once_overflow,
-            **engine_kwargs,
+            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow, **engine_kwargs
         )
+        self.backend = backend_name(self.engine)
         read_engine = (
             self.engine.execution_options(sqlite_begin="DEFERRED") if self.backend == "sqlite" else self.engine
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
-        # A lone SELECT (read_once: the token lookup and the public reads, the API's hot path)
-        # needs no transaction around it. On a server database it runs on a small pool of its own
-        # whose connections are in autocommit for life: no BEGIN, no ROLLBACK when a connection
-        # goes back (nothing to roll back, so no reset either), and no isolation level switched
-        # per checkout, which is what a shared pool would need and cost 0.16 ms of CPU per read
-        # on PostgreSQL (docs/benchmarks.md, issue 15), more than the round trips it saved. Its
-        # connections are carved out of pool_size, so the server sees no more than configured.
-        # SQLite is in-process: a deferred BEGIN costs nothing there.
-        self._once_engine: AsyncEngine | None = None
-        once_engine = read_engine
-        if once_size:
-            self._once_engine = create_engine(
-                url,
-                pool_size=once_size,
-                max_overflow=once_overflow,
-                isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,
-                **engine_kwargs,
-            )
-            once_engine = self._once_engine
-        self._once = async_sessionmaker(once_engine, expire_on_commit=False, autoflush=False)
-        self._once_bind = once_engine
+        self._read_bind = read_engine
         self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
 
@@ -389,16 +359,33 @@ class Database:
         """A session for one read statement (the hot paths: API token lookup, public payment
         reads), outside any transaction where the backend allows it. Never write through it, and
         use ``reading()`` when several statements belong together."""
-        async with self._once() as session:
+        async with self.read_row() as conn, AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session:
             yield session
 
     @asynccontextmanager
     async def read_row(self) -> AsyncIterator[AsyncConnection]:
         """``read_once`` for one Core statement that selects columns, not objects: a connection
         without an ORM session around it, whose execute and close cost about half as much CPU
-        (the public payment read, polled by every payment page; issue 15)."""
-        async with self._once_bind.connect() as conn:
-            yield conn
+        (the public payment read, polled by every payment page; issue 15).
+
+        PostgreSQL: the statement runs in autocommit. psycopg would send BEGIN and, when the pool
+        takes the connection back, ROLLBACK, each a round trip. The driver's own switch is set
+        and reset here (no I/O): SQLAlchemy's isolation_level option did the same at 0.16 ms of
+        CPU per checkout, more than the round trips cost, and a second pool in autocommit for
+        life splits the connections, so that requests wait for one of the half they may use.
+        MySQL drivers would send a SET autocommit each way, and SQLite is in-process: there the
+        read is a transaction (deferred on SQLite), rolled back when the connection goes back."""
+        async with self._read_bind.connect() as conn:
+            if self.backend != "postgresql":
+                yield conn
+                return
+            driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+            assert driver is not None  # a connection that has started has its driver's
+            await driver.set_autocommit(True)
+            try:
+                yield conn
+            finally:
+                await driver.set_autocommit(False)
 
     def session(self) -> AsyncSession:
         """A write-capable session whose transactions the caller scopes with ``begin()``."""
@@ -406,8 +393,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._once_engine is not None:
-            await self._once_engine.dispose()
 
 
 def rowcount(result: Result[Any]) -> int:
