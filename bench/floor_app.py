@@ -42,6 +42,11 @@ def create() -> FastAPI:
             row = (await conn.execute(read, {"id": row_id})).one_or_none()
         return JSONResponse({"id": row[0], "amount": row[1]} if row else {}, status_code=200 if row else 404)
 
+    @app.get("/_floor/nothing", include_in_schema=False)
+    async def floor_nothing() -> JSONResponse:
+        """No database at all: what uvicorn, FastAPI and paycenter's middlewares cost by themselves."""
+        return JSONResponse({"ok": True})
+
     # First in the routing table, where the API's routers are: FastAPI tries routes in order, and
     # a route added after the admin's, the docs' and the pages' pays for matching all of them
     # first (at the end, the floor read cost more than paycenter's own read).
