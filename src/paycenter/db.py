@@ -184,7 +184,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:  # None: a lone read (Database.read_row), a transaction of its own
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 _INSERT_PLANS: dict[type, tuple[Any, list[tuple[str, str, bool]]]] = {}
@@ -306,7 +307,9 @@ class Database:
         )
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
-        self._read_bind = read_engine
+        # SQLite: a lone read needs no BEGIN (each statement outside one reads one snapshot by
+        # itself), and each statement is a hop to aiosqlite's thread.
+        self._read_bind = self.engine.execution_options(sqlite_begin=None) if self.backend == "sqlite" else read_engine
         self._subscribers: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -91,6 +92,28 @@ async def test_a_lone_read_on_postgresql_runs_in_autocommit_and_leaves_the_conne
         async with db.read_once() as session:  # read_once is read_row's connection under a session
             first, second = [(await session.execute(txid)).scalar() for _ in range(2)]
             assert first != second
+    finally:
+        await db.dispose()
+
+
+async def test_a_lone_read_on_sqlite_opens_no_transaction(tmp_path):
+    """On SQLite read_row sends no BEGIN (one hop to aiosqlite's thread fewer); writes still take
+    the write lock up front with BEGIN IMMEDIATE."""
+    db = Database(f"sqlite:///{tmp_path / 'lone.db'}")
+    try:
+
+        def in_transaction(conn: Any) -> bool:
+            return bool(conn.sync_connection.connection.driver_connection.in_transaction)
+
+        async with db.read_row() as conn:
+            await conn.execute(text("SELECT 1"))
+            assert not in_transaction(conn)
+        async with db.read_once() as session:
+            await session.execute(text("SELECT 1"))
+            assert not in_transaction(await session.connection())
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            assert in_transaction(await session.connection())
     finally:
         await db.dispose()
 
