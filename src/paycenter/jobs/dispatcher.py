@@ -65,7 +65,8 @@ class Dispatcher(BackgroundLoop):
         self.batch_size = batch_size
         self._last_lease = datetime.min.replace(tzinfo=UTC)
         self._closing = False  # set once the sends in flight are done: the recorder may stop
-        self._draining = False  # stopping: claimed deliveries still waiting for a slot are not sent
+        # Set when the worker stops: claimed deliveries still waiting for a slot are not sent.
+        self._stop = asyncio.Event()
         # Claimed and not yet recorded (their leases are renewed); `_unsent` of them have not been
         # sent yet (they wait for a slot or are on the wire), `_sending` of them are on the wire.
         self._in_flight: dict[str, service.Job] = {}
@@ -100,14 +101,14 @@ class Dispatcher(BackgroundLoop):
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._closing = self._draining = False
+        self._closing = False
+        self._stop = stop
         unsubscribe = self.db.subscribe(service.WAKE_CHANNEL, self.wake)
         recorder = asyncio.create_task(self._record_loop(stop), name="webhooks-recorder")
         try:
             await super().run(stop)  # the claimer
         finally:
             unsubscribe()
-            self._draining = True  # those still waiting for a slot are given back below (release)
             # Let sends in flight finish (each is bounded by the HTTP timeout), then let the
             # recorder write them down: it is never cancelled mid-batch, or a batch of tries
             # that reached the merchant would go unrecorded and be sent again by another worker.
@@ -167,8 +168,9 @@ class Dispatcher(BackgroundLoop):
     async def _deliver(self, job: service.Job) -> None:
         try:
             async with self._slots:
-                if self._draining:
-                    # Never sent, so no try to record: its lease is given back with the others.
+                if self._stop.is_set():
+                    # Never sent, so no try to record: its lease is given back with the others
+                    # when the dispatcher stops (service.release).
                     self._in_flight.pop(job.delivery_id, None)
                     return
                 await self._try(job)
