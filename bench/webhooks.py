@@ -7,8 +7,15 @@
    the rate counts until every delivery is recorded as succeeded in the database.
 3. Latency: with the worker idle, events are committed one by one at a steady pace; latency is
    the time from the commit returning to the sink receiving the request (same clock, one machine).
-   On PostgreSQL the worker is a separate `paycenter worker` process (woken by LISTEN/NOTIFY); on
-   SQLite it runs in the producing process, as `paycenter run` does.
+On PostgreSQL the worker is a separate `paycenter worker` process (woken by LISTEN/NOTIFY): the
+deliveries are held back (due in 2100) while it starts, then made due at once and the clock
+starts. On SQLite it runs in the producing process, as `paycenter run` does.
+
+CPU per delivery (utime + stime from /proc, stable on a shared machine where req/s is not): of the
+worker process and of the PostgreSQL backends serving it (its connections carry their own
+``application_name``); for the bare loop, of the process that runs it. On SQLite the worker's CPU
+is the bench process's, which also polls for the end. ``--py-spy FILE`` records a py-spy profile
+of the worker process during the throughput phase (PostgreSQL; py-spy must be installed).
 Only loopback is used.
 """
 
@@ -26,10 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from paycenter.config import Settings
@@ -43,6 +51,7 @@ from paycenter.payments.models import Event
 from paycenter.payments.schemas import PaymentInit
 from paycenter.providers.registry import Providers
 from paycenter.webhooks.models import Delivery, DeliveryStatus
+from paycenter.webhooks.service import WAKE_CHANNEL
 from paycenter.webhooks.ssrf import parse_networks
 from paycenter.worker import Worker
 
@@ -50,6 +59,18 @@ PG_SERVER = os.environ.get("PAYCENTER_BENCH_POSTGRES_URL", "postgresql://postgre
 MARIADB_SERVER = os.environ.get("PAYCENTER_BENCH_MARIADB_URL", "mysql://root@127.0.0.1:3306/mysql")
 SERVERS = {"postgresql": PG_SERVER, "mariadb": MARIADB_SERVER}
 PAYCENTER = Path(sys.executable).with_name("paycenter")
+WORKER_APP_NAME = "paycenter_bench_worker"
+HELD = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (0 if it is gone), from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state); utime is 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -134,8 +155,9 @@ async def commit_events(db: Database, merchant_id: str, urls: list[str], count: 
     return commits
 
 
-async def bare_loop(urls: list[str], bodies: list[bytes], concurrency: int) -> float:
-    """Requests per second of aiohttp alone posting ``bodies`` round-robin over ``urls``."""
+async def bare_loop(urls: list[str], bodies: list[bytes], concurrency: int) -> tuple[float, float]:
+    """Requests per second of aiohttp alone posting ``bodies`` round-robin over ``urls``, and this
+    process's CPU seconds per request meanwhile."""
     sem = asyncio.Semaphore(concurrency)
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -145,9 +167,10 @@ async def bare_loop(urls: list[str], bodies: list[bytes], concurrency: int) -> f
                 await resp.read()
                 assert resp.status == 200
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(post(i) for i in range(len(bodies))))
-        return len(bodies) / (time.perf_counter() - t0)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        return len(bodies) / elapsed, cpu / len(bodies)
 
 
 async def delivered(db: Database) -> int:
@@ -175,6 +198,59 @@ async def sink_reset(port: int) -> None:
         await r.read()
 
 
+def start_worker(url: str) -> subprocess.Popen[bytes]:
+    """``paycenter worker`` on ``url``, its database connections named for ``backend_cpu``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+    env |= {
+        "PAYCENTER_DATABASE_URL": f"{url}?application_name={WORKER_APP_NAME}",
+        "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "PAYCENTER_LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen([str(PAYCENTER), "worker"], env=env, stdout=subprocess.DEVNULL)
+
+
+async def wait_ready(db: Database, proc: subprocess.Popen[bytes]) -> None:
+    """Until the worker's first heartbeat is written (its loops are running)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        async with db.reading() as session:
+            if await session.scalar(text("SELECT count(*) FROM worker_heartbeats WHERE pid = :p"), {"p": proc.pid}):
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("worker did not start")
+
+
+async def backend_cpu(db: Database) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the bench's worker process."""
+    async with db.reading() as session:
+        pids = await session.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :n"), {"n": WORKER_APP_NAME}
+        )
+        return {pid: cpu_seconds(pid) for pid in pids}
+
+
+async def set_due(db: Database, when: datetime) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.status == DeliveryStatus.PENDING)
+            .values(next_attempt_at=when)
+            .execution_options(synchronize_session=False)
+        )
+        if db.backend == "postgresql":
+            await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
+async def drain(db: Database, port: int, events: int) -> None:
+    """Until the sink has every event and the database shows every delivery succeeded."""
+    while (await sink_count(port)) < events:  # cheap to ask; the database is busy
+        await asyncio.sleep(0.05)
+    while await delivered(db) < events:
+        await asyncio.sleep(0.05)
+
+
 def settings_for(url: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
         database_url=url,
@@ -184,7 +260,9 @@ def settings_for(url: str) -> Settings:
     )
 
 
-async def run(kind: str, events: int, endpoints: int, latency_events: int, latency_rate: float) -> dict:
+async def run(
+    kind: str, events: int, endpoints: int, latency_events: int, latency_rate: float, py_spy: str | None
+) -> dict:
     sink, port = start_sink()
     workdir = Path(tempfile.mkdtemp(prefix="paycenter-bench-"))
     url = await fresh_database(kind, workdir)
@@ -192,43 +270,69 @@ async def run(kind: str, events: int, endpoints: int, latency_events: int, laten
     ctx = AppContext(settings=settings, db=Database(url), providers=Providers(settings))
     urls = [f"http://127.0.0.1:{port}/ep/{n}" for n in range(endpoints)]
     result: dict = {"db": kind, "events": events, "endpoints": endpoints}
+    proc: subprocess.Popen[bytes] | None = None
+    spy: subprocess.Popen[bytes] | None = None
     try:
         merchant_id = await make_merchant(ctx.db)
         # Throughput: everything committed first, then one worker drains it.
         await commit_events(ctx.db, merchant_id, urls, events, batch=500)
         async with ctx.db.reading() as session:
             bodies = [b.encode() for b in await session.scalars(text("SELECT body FROM events"))]
-        result["bare_rps"] = await bare_loop(urls, bodies, settings.webhook_max_in_flight)
+        result["bare_rps"], result["bare_cpu"] = await bare_loop(urls, bodies, settings.webhook_max_in_flight)
         await sink_reset(port)
-        worker = Worker(ctx)
-        t0 = time.perf_counter()
-        await worker.start()
-        while (await sink_count(port)) < events:  # cheap to ask; the database is busy
-            await asyncio.sleep(0.05)
-        while await delivered(ctx.db) < events:  # ... and everything recorded
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - t0
-        await worker.stop()
+        if kind == "postgresql":
+            await set_due(ctx.db, HELD)
+            proc = start_worker(url)
+            await wait_ready(ctx.db, proc)
+            await asyncio.sleep(1)  # its LISTEN connection too
+            if py_spy:
+                spy = subprocess.Popen(
+                    [
+                        str(PAYCENTER.with_name("py-spy")),
+                        "record",
+                        "--pid",
+                        str(proc.pid),
+                        "--output",
+                        py_spy,
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                await asyncio.sleep(1)
+            backends0 = await backend_cpu(ctx.db)
+            cpu0 = cpu_seconds(proc.pid)
+            t0 = time.perf_counter()
+            await set_due(ctx.db, utcnow())
+            await drain(ctx.db, port, events)
+            elapsed = time.perf_counter() - t0
+            result["worker_cpu"] = (cpu_seconds(proc.pid) - cpu0) / events
+            backends1 = await backend_cpu(ctx.db)
+            result["db_cpu"] = sum(cpu - backends0.get(pid, 0.0) for pid, cpu in backends1.items()) / events
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its file
+                spy.wait(timeout=60)
+            result["worker"] = "separate process (LISTEN/NOTIFY)"
+        else:
+            worker = Worker(ctx)
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            await worker.start()
+            await drain(ctx.db, port, events)
+            elapsed = time.perf_counter() - t0
+            result["worker_cpu"] = (time.process_time() - cpu0) / events
+            result["db_cpu"] = None
+            await worker.stop()
+            result["worker"] = "same process (in-process signal)"
         result["paycenter_rps"] = events / elapsed
         result["ratio"] = result["paycenter_rps"] / result["bare_rps"]
 
-        # Latency: an idle worker, events committed one at a time.
+        # Latency: an idle worker (on PostgreSQL the same process), events committed one at a time.
         await sink_reset(port)
-        proc = None
-        if kind == "postgresql":
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
-            env |= {
-                "PAYCENTER_DATABASE_URL": url,
-                "PAYCENTER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-                "PAYCENTER_LOG_LEVEL": "warning",
-            }
-            proc = subprocess.Popen([str(PAYCENTER), "worker"], env=env, stdout=subprocess.DEVNULL)
-            await asyncio.sleep(2)  # let it start and LISTEN before measuring
-            result["latency_worker"] = "separate process (LISTEN/NOTIFY)"
-        else:
+        if proc is None:
             worker = Worker(ctx)
             await worker.start()
-            result["latency_worker"] = "same process (in-process signal)"
         by_payment: dict[str, float] = {}
         for _ in range(latency_events):
             by_payment |= await commit_events(ctx.db, merchant_id, urls, 1, batch=1)
@@ -248,12 +352,16 @@ async def run(kind: str, events: int, endpoints: int, latency_events: int, laten
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+            proc = None
         else:
             await worker.stop()
         result["latency_n"] = len(latencies)
         result["latency_median_ms"] = statistics.median(latencies)
         result["latency_p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=30)
         await ctx.db.dispose()
         await drop_database(kind, url)
         sink.terminate()
@@ -268,19 +376,25 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=100)
     parser.add_argument("--latency-events", type=int, default=300)
     parser.add_argument("--latency-rate", type=float, default=50.0, help="events per second in the latency phase")
+    parser.add_argument("--py-spy", metavar="FILE", help="py-spy profile of the worker process (PostgreSQL only)")
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average before: {os.getloadavg()[0]:.2f}")
     print(
-        "| db | events | bare aiohttp req/s | paycenter deliveries/s | ratio | latency median | latency p99 | worker |"
+        "| db | events | bare aiohttp req/s | bare CPU ms/req | paycenter deliveries/s | ratio "
+        "| worker CPU ms/delivery | DB CPU ms/delivery | latency median | latency p99 | worker |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.db or ["sqlite", "postgresql"]:
-        r = asyncio.run(run(kind, args.events, args.endpoints, args.latency_events, args.latency_rate))
+        r = asyncio.run(run(kind, args.events, args.endpoints, args.latency_events, args.latency_rate, args.py_spy))
+        db_cpu = "n/a" if r["db_cpu"] is None else f"{r['db_cpu'] * 1000:.3f}"
         print(
-            f"| {r['db']} | {r['events']} | {r['bare_rps']:.0f} | {r['paycenter_rps']:.0f} | {r['ratio']:.0%} | "
-            f"{r['latency_median_ms']:.1f} ms | {r['latency_p99_ms']:.1f} ms | {r['latency_worker']} |",
+            f"| {r['db']} | {r['events']} | {r['bare_rps']:.0f} | {r['bare_cpu'] * 1000:.3f} | "
+            f"{r['paycenter_rps']:.0f} | {r['ratio']:.0%} | {r['worker_cpu'] * 1000:.3f} | {db_cpu} | "
+            f"{r['latency_median_ms']:.1f} ms | {r['latency_p99_ms']:.1f} ms | {r['worker']} |",
             flush=True,
         )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

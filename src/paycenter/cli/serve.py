@@ -186,6 +186,7 @@ def worker() -> None:
     Any number of workers may run against one database. SIGTERM finishes what is in flight,
     records it and gives back the worker's claims.
     """
+    import gc
     import signal
 
     from paycenter.context import AppContext
@@ -201,6 +202,11 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, w.request_stop)
         typer.echo(f"worker {w.id} on {safe_url(settings.database_url)}")
+        # As the app does at start-up (app.py): what is loaded by now lives as long as the process,
+        # so keep it out of the cyclic collector's walks. Measured with bench/webhooks.py, full
+        # collections took about a quarter of the worker's CPU per delivery without this.
+        gc.collect()
+        gc.freeze()
         try:
             await w.run_forever()
         finally:
