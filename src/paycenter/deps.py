@@ -130,18 +130,16 @@ async def _authenticated(request: Request, ctx: AppContext, token: str | None, *
     return merchant
 
 
-async def current_merchant(
-    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
-) -> Merchant:
-    return await _authenticated(request, ctx, token, read=False)
+async def current_merchant(request: Request, token: Annotated[str | None, Security(_token_header)]) -> Merchant:
+    # The context as a plain call, not a sub-dependency: every merchant call pays the solver per
+    # dependency (issue 15).
+    return await _authenticated(request, context_of(request), token, read=False)
 
 
-async def reading_merchant(
-    request: Request, ctx: Context, token: Annotated[str | None, Security(_token_header)]
-) -> Merchant:
+async def reading_merchant(request: Request, token: Annotated[str | None, Security(_token_header)]) -> Merchant:
     """``current_merchant`` for reads of one payment, which merchants poll: counted against the
     token's read limit (PAYCENTER_RATE_LIMIT_TOKEN_READS_PER_MINUTE)."""
-    return await _authenticated(request, ctx, token, read=True)
+    return await _authenticated(request, context_of(request), token, read=True)
 
 
 async def limit_public_read(request: Request, ctx: Context) -> None:

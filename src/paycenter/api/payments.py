@@ -99,9 +99,10 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
     summary="Create a payment",
 )
 async def init_payment(
-    body: PaymentInit, merchant: CurrentMerchant, ctx: Context, request: Request, idempotency_key: IdempotencyKey = None
+    body: PaymentInit, merchant: CurrentMerchant, request: Request, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Create a payment and get the link to send the payer to (`payment_url`)."""
+    ctx = context_of(request)
     now = ctx.now()
     base_url = public_base_url(ctx, request)
     legacy = versions.is_legacy(request.scope)
