@@ -388,7 +388,13 @@ class Database:
             try:
                 yield conn
             finally:
-                await driver.set_autocommit(False)
+                try:
+                    await driver.set_autocommit(False)
+                except BaseException:
+                    # Never back to the pool in autocommit, where a write would lose its
+                    # transaction (a cancelled or broken read can refuse the switch): dropped.
+                    await conn.invalidate()
+                    raise
 
     def session(self) -> AsyncSession:
         """A write-capable session whose transactions the caller scopes with ``begin()``."""

@@ -96,6 +96,33 @@ async def test_a_lone_read_on_postgresql_runs_in_autocommit_and_leaves_the_conne
         await db.dispose()
 
 
+async def test_a_connection_that_refuses_to_leave_autocommit_never_goes_back_to_the_pool(database_url):
+    """If switching autocommit off fails (a cancelled or broken read), the connection is dropped:
+    a later write transaction on the pool is still one transaction."""
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        if db.backend != "postgresql":
+            pytest.skip("PostgreSQL only: the switch is psycopg's")
+        txid = text("SELECT txid_current()")
+        with pytest.raises(RuntimeError, match="refused"):
+            async with db.read_row() as conn:
+                driver = conn.sync_connection.connection.driver_connection
+                switch = driver.set_autocommit
+
+                async def refuse(value: bool) -> None:
+                    if not value:
+                        raise RuntimeError("refused")
+                    await switch(value)
+
+                driver.set_autocommit = refuse
+                await conn.execute(txid)
+        async with db.transaction() as session:
+            first, second = [(await session.execute(txid)).scalar() for _ in range(2)]
+            assert first == second
+    finally:
+        await db.dispose()
+
+
 async def test_a_lone_read_on_sqlite_opens_no_transaction(tmp_path):
     """On SQLite read_row sends no BEGIN (one hop to aiosqlite's thread fewer); writes still take
     the write lock up front with BEGIN IMMEDIATE."""
