@@ -210,47 +210,27 @@ def _insert_plan(cls: type) -> tuple[Any, list[tuple[str, str, bool]]]:
 _T = TypeVar("_T")
 
 
-def _row(cls: type, columns: list[tuple[str, str, bool]], values: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for key, column, defaulted in columns:
-        if key not in values:
-            if defaulted:
-                raise ValueError(f"{cls.__name__}.{key} must be set before insert_new")
-            values[key] = None
-        row[column] = values[key]
-    return row
-
-
-async def insert_new(session: AsyncSession, obj: Any) -> None:
-    """INSERT one new ORM object with a single Core statement, then attach it to the session as
-    the row it now is (changes to it flush as UPDATEs, as after ``add`` and ``flush``).
-
-    For hot paths: the unit of work spends about as much CPU on one object as the database
-    spends on the whole INSERT. Every column that has a default must be set explicitly (the
-    statement applies no ORM defaults on the object's behalf); unset nullable ones are NULL.
-    """
-    statement, columns = _insert_plan(type(obj))
-    values = dict(obj.__dict__)
-    row = _row(type(obj), columns, values)
-    for key, _column, _defaulted in columns:
-        if key not in obj.__dict__:
-            setattr(obj, key, None)
-    await session.execute(statement, row)
-    make_transient_to_detached(obj)
-    session.add(obj)
-
-
 async def insert_values(session: AsyncSession, cls: type[_T], values: dict[str, Any]) -> _T:
-    """``insert_new`` from the column values rather than an object: the object is built the way
-    a loaded row is (``ClassManager.new_instance``, values placed in its state), not through the
-    mapped constructor, whose per-attribute events cost a payment init about a tenth of its CPU
-    (issue 15). The same rules: every column with a default set, unknown names refused."""
+    """INSERT one new row of ``cls`` with a single Core statement, and return it as the session's
+    object for that row (changes to it flush as UPDATEs, as after ``add`` and ``flush``).
+
+    For hot paths: the unit of work spends about as much CPU on one object as the database spends
+    on the whole INSERT, and the mapped constructor's per-attribute events cost a payment init
+    about a tenth of its CPU (issue 15); the object is built the way a loaded row is
+    (``detached``). Every column that has a default must be given (the statement applies no ORM
+    defaults); unset nullable ones are NULL; a name that is no column is refused."""
     statement, columns = _insert_plan(cls)
     unknown = values.keys() - {key for key, _column, _defaulted in columns}
     if unknown:
         raise ValueError(f"{cls.__name__} has no column {', '.join(sorted(unknown))}")
     values = dict(values)
-    row = _row(cls, columns, values)
+    row: dict[str, Any] = {}
+    for key, column, defaulted in columns:
+        if key not in values:
+            if defaulted:
+                raise ValueError(f"{cls.__name__}.{key} must be set before insert_values")
+            values[key] = None
+        row[column] = values[key]
     await session.execute(statement, row)
     obj = detached(cls, values)
     session.add(obj)
@@ -376,8 +356,8 @@ class Database:
         and reset here (no I/O): SQLAlchemy's isolation_level option did the same at 0.16 ms of
         CPU per checkout, more than the round trips cost, and a second pool in autocommit for
         life splits the connections, so that requests wait for one of the half they may use.
-        MySQL drivers would send a SET autocommit each way, and SQLite is in-process: there the
-        read is a transaction (deferred on SQLite), rolled back when the connection goes back."""
+        SQLite sends no BEGIN (``_read_bind``). MySQL drivers would send a SET autocommit each
+        way: there the read is a transaction, rolled back when the connection goes back."""
         async with self._read_bind.connect() as conn:
             if self.backend != "postgresql":
                 yield conn

@@ -69,7 +69,7 @@ def bind_path_transaction(path_params: dict[str, Any]) -> None:
 
 
 async def transaction_from_path(request: Request) -> None:
-    """Router dependency of the pages (the API's route class binds it itself: ``deps.ApiRoute``)."""
+    """Router dependency of the pages (the API's route class binds it itself: ``deps.ExactJsonRoute``)."""
     bind_path_transaction(request.path_params)
 
 

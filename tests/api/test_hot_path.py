@@ -13,7 +13,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
 
 from kit.api import create_payment
-from paycenter.db import Database, create_engine, insert_new, insert_values, utcnow
+from paycenter.db import Database, create_engine, insert_values, utcnow
 from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.payments import service, views, views_legacy
@@ -45,11 +45,17 @@ async def test_created_payment_is_a_persistent_row_that_flushes_updates(db, merc
     assert stored.expires_at == now + timedelta(seconds=3600)
 
 
-async def test_insert_new_refuses_to_drop_a_column_default(db, merchant):
-    payment = Payment(id="A" * 32, merchant_id=merchant.merchant_id, amount=1, currency="KZT", provider="sandbox")
+async def test_insert_values_refuses_to_drop_a_column_default(db, merchant):
+    values = {
+        "id": "A" * 32,
+        "merchant_id": merchant.merchant_id,
+        "amount": 1,
+        "currency": "KZT",
+        "provider": "sandbox",
+    }
     async with db.transaction() as session:
         with pytest.raises(ValueError, match="must be set"):
-            await insert_new(session, payment)
+            await insert_values(session, Payment, values)
 
 
 async def test_read_once_sees_a_revocation_at_once(client, db, merchant):

@@ -1,7 +1,7 @@
 """Only a domain's service writes its tables (issue 14).
 
 Reads the source of every module: a write is ``insert(Model)``, ``update(Model)``, ``delete(Model)``,
-``insert_new(Model...)`` or ``session.add(Model(...))``/``merge``; the model's owner is the package that
+``insert_values(session, Model, ...)`` or ``session.add(Model(...))``/``merge``; the model's owner is the package that
 defines it. A domain's tables are written by its service modules alone; a kit or jobs module writes
 only the tables it defines itself. Writes through a variable (``session.add(row)``) are not seen: the
 check catches the common shape of a stray write, the review catches the rest.
@@ -26,7 +26,7 @@ SERVICES = {
     "operators": {"operators.service"},
     "idempotency": {"idempotency.service"},
 }
-WRITES = {"insert", "update", "delete", "insert_new"}
+WRITES = {"insert", "update", "delete", "insert_values"}
 ADDS = {"add", "merge"}
 
 
@@ -42,8 +42,10 @@ def _writes(tree: ast.AST) -> list[tuple[int, str]]:
             continue
         func, first = node.func, node.args[0]
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        if name in WRITES and isinstance(first, ast.Name):
-            found.append((node.lineno, first.id))
+        if name in WRITES:
+            # the model is a positional argument: the first (insert(Model)) or after the session
+            # (insert_values(session, Model, values)); stray_writes keeps the names that are models
+            found.extend((node.lineno, arg.id) for arg in node.args[:2] if isinstance(arg, ast.Name))
         elif name in ADDS and isinstance(first, ast.Call) and isinstance(first.func, ast.Name):
             found.append((node.lineno, first.func.id))
     return found
@@ -87,8 +89,10 @@ def test_the_check_sees_a_stray_write() -> None:
         "api.payments": "async def f(session):\n    await session.execute(delete(Payment).where(x))\n",
         "cli.merchant": "def g(session):\n    session.add(Merchant(name='x'))\n",
         "payments.service": "async def h(session):\n    await session.execute(update(Payment).values(x=1))\n",
+        "api.payer": "async def i(session):\n    await insert_values(session, Payment, {})\n",
     }
     assert stray_writes(sources, owners) == [
+        "api.payer:2 writes Payment (payments.models)",
         "api.payments:2 writes Payment (payments.models)",
         "cli.merchant:2 writes Merchant (merchants.models)",
     ]
