@@ -124,3 +124,28 @@ async def test_a_failed_row_is_quarantined_and_a_transient_failure_is_not(db: Da
         ("leg-bad", "P1", "ValueError: no key decrypts this row", clock())
     ]
     assert counted._value.get() == seen + 1
+
+
+class WokenMidPass(Counting):
+    """The first pass is woken after it has looked for work: a NOTIFY for a row committed after
+    the pass's SELECT, which that pass could not see."""
+
+    async def step(self) -> int:
+        result = await super().step()
+        if self.passes == 1:
+            await asyncio.sleep(0)  # the pass has looked; the wake-up arrives before it ends
+            self.wake()
+        return result
+
+
+async def test_a_wake_up_during_a_pass_is_not_lost() -> None:
+    # Before the fix the rest cleared the flag, the wake-up was dropped, and the new row waited
+    # the whole interval (an hour here; a NOTIFY test timed out on CI this way).
+    loop = WokenMidPass(interval=3600)
+
+    async def woken_mid_pass() -> None:
+        await until(lambda: loop.passes == 2, timeout=5, what="the pass the mid-pass wake-up asked for")
+        await asyncio.sleep(0.05)
+        assert loop.passes == 2  # and one wake-up is one more pass, not a busy loop
+
+    await running(loop, asyncio.Event(), woken_mid_pass)

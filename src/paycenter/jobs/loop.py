@@ -6,7 +6,8 @@ used to write this for themselves. What they share, and what a loop gets by bein
 - **the interval**: after each pass the loop rests ``interval`` seconds; a ``fixed_rate`` loop
   (the poller) rests only what the pass left of it, so passes start every ``interval`` seconds;
 - **a prompt stop**: the rest ends the moment the worker's stop event is set (and when the loop is
-  woken: the dispatcher on a commit signal), and no new pass starts after it;
+  woken: the dispatcher on a commit signal, even one that came while the pass ran), and no new
+  pass starts after it;
 - **the lag**: ``last_cycle_at``, the monotonic time the last pass began. The worker's heartbeat
   reports each loop's age (``loop_lag_seconds`` in ``paycenter status`` and ``/readyz``), so a
   loop stuck in a pass shows up as a growing number;
@@ -69,6 +70,10 @@ class BackgroundLoop:
         while not stop.is_set():
             began = time.monotonic()
             self.last_cycle_at = began
+            # Cleared before the pass looks for work, never after: a wake-up that comes while the
+            # pass runs (a NOTIFY for a row committed after the pass's SELECT) ends the next rest at
+            # once. Cleared at the rest instead, it was lost and the row waited a whole interval.
+            self._wake.clear()
             try:
                 if self.again(await self.step()):
                     continue
@@ -79,8 +84,6 @@ class BackgroundLoop:
                 await self._rest(stop, rest)
 
     async def _rest(self, stop: asyncio.Event, seconds: float) -> None:
-        # A wake-up that came during the pass is dropped: the pass has just looked for work.
-        self._wake.clear()
         waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         _, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for fut in pending:
