@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     kaspi_pos_verify_tls: bool = False
     kaspi_pos_refund_method: Literal["qr", "card"] = "qr"
 
+    # --- Kaspi biller (provider kaspi_biller): Kaspi calls us with check / pay; docs/kaspi.md ---
+    kaspi_biller_path: str = "/kaspi/biller"  # the URL path given to Kaspi
+    kaspi_biller_format: Literal["json", "xml"] = "json"  # the replies' format, as agreed with Kaspi
+    # Addresses Kaspi calls from (CIDRs, comma-separated), after FORWARDED_ALLOW_IPS has given the
+    # real client address behind the reverse proxy. Empty: nobody may call.
+    kaspi_biller_allowed_networks: str = ""
+    kaspi_biller_secret: str = ""  # optional value Kaspi sends as data1
+    kaspi_biller_service_name: str = ""  # the service's name in Kaspi's payments section
+    kaspi_biller_account_digits: int = Field(default=10, ge=6, le=20)  # of our accounts, check digit included
+
     # --- poller ---
     poller_interval: float = 1.0
     # A live attempt whose provider keeps failing or answering "unknown" this long is closed as

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     case,
@@ -148,6 +149,10 @@ class Payment(Base):
     # The method the merchant chose at init (``payment_method_id``, a code of payment_methods): the
     # payer's attempt uses it, with its fee, unless the payer picks another.
     payment_method: Mapped[str | None] = mapped_column(String(32))
+    # The account number a payer types in Kaspi's payments section (provider kaspi_biller): ours,
+    # digits with a check digit, or the merchant's own order number. ``BillerAccount`` says which
+    # payment an account names now.
+    account: Mapped[str | None] = mapped_column(String(20))
 
     @hybrid_property
     def remaining_amount(self) -> int:
@@ -223,6 +228,39 @@ class Operation(Base):
     paid_by: Mapped[str | None] = mapped_column(String(16))
     # Kaspi POS refunds must run on the terminal that took the money.
     terminal_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BillerAccount(Base):
+    """The payment an account number names now (provider kaspi_biller).
+
+    Kaspi's request carries the account alone, so an account names one payment at a time: a
+    merchant's own account may be reused once its payment is closed, and then names the new one.
+    Kept after its payment closes, so money that Kaspi takes late is still found and counted."""
+
+    __tablename__ = "biller_accounts"
+
+    account: Mapped[str] = mapped_column(String(20), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BillerTransaction(Base):
+    """One ``pay`` Kaspi sent, and the first reply it got: a retry with the same ``txn_id`` gets
+    these bytes again and is never counted twice. ``id`` is our transaction number (prv_txn)."""
+
+    __tablename__ = "biller_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(String(20), unique=True)
+    account: Mapped[str] = mapped_column(String(20))
+    # None: the account named no payment (result 1), and nothing was counted.
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(Money)  # the sum Kaspi took, in minor units
+    txn_date: Mapped[datetime | None] = mapped_column(UTCDateTime())  # Kaspi's, read as Almaty time
+    result: Mapped[int] = mapped_column(Integer)
+    reply: Mapped[bytes] = mapped_column(LargeBinary)
+    reply_type: Mapped[str] = mapped_column(String(64))  # its Content-Type
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
