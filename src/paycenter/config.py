@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # operator's own risk (Kaspi may throttle or block a partner that polls faster than asked).
     kaspi_qr_status_interval_override: float = Field(default=0.0, ge=0, le=60)
     kaspi_timeout: float = 10.0
+    # Of which connecting may take at most this long (to Kaspi's API and to the terminals): a host
+    # that does not answer is given up early, within the total above.
+    kaspi_connect_timeout: float = Field(default=5.0, gt=0)
 
     # --- Kaspi Smart POS terminals (provider kaspi_pos); the pool is `paycenter terminal ...` ---
     # Terminals serve HTTPS with self-signed certificates on the shop network.

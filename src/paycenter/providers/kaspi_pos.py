@@ -159,7 +159,9 @@ class KaspiPosProvider:
         self._cancels: dict[str, bool] = {}  # terminal id -> whether it has /v2/cancel, once learnt
         # processId -> (first unknown, last actualize); one poller leads at a time.
         self._unknown: dict[str, tuple[datetime, datetime | None]] = {}
-        self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.kaspi_timeout, connect=min(settings.kaspi_connect_timeout, settings.kaspi_timeout)
+        )
         self.verify_tls = settings.kaspi_pos_verify_tls
         self.refund_method = settings.kaspi_pos_refund_method
         self._session: aiohttp.ClientSession | None = None

@@ -205,7 +205,9 @@ class KaspiQrClient:
         self.scheme = settings.kaspi_qr_scheme
         self.api_key = reveal(settings.kaspi_qr_api_key)
         self.bin = settings.kaspi_qr_organization_bin
-        self.timeout = aiohttp.ClientTimeout(total=settings.kaspi_timeout, connect=min(5.0, settings.kaspi_timeout))
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.kaspi_timeout, connect=min(settings.kaspi_connect_timeout, settings.kaspi_timeout)
+        )
         self._ssl: ssl.SSLContext | bool = True
         if self.scheme in ("r2", "r3"):
             context = ssl.create_default_context(cafile=settings.kaspi_qr_ca_file or None)
