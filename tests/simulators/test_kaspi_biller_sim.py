@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,10 +49,12 @@ class Stub:
     state: str = "open"
     seen: list[Seen] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
-    barrier_n: int = 0  # hold each request until this many are in flight at once
+    barrier_n: int = 0  # hold each pay until this many are in flight at once
     barrier: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
     max_in_flight: int = 0
+    remember: bool = False  # a repeated txn_id gets the prv id of its first arrival (the same reply)
+    prv_of: dict[str, str] = field(default_factory=dict)
     base: str = ""
 
     @property
@@ -65,10 +69,13 @@ class Stub:
         assert request.client is not None
         self.seen.append(Seen(request.method, params, request.client.host, self.state))
         mode = self.script.pop(0) if self.script else self.default
+        txn = params.get("txn_id", "")
+        pay = params.get("command") == "pay"
+        prv = self.prv_of.setdefault(txn, str(len(self.seen))) if self.remember else str(len(self.seen))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self.barrier_n:
+            if self.barrier_n and pay:
                 if self.in_flight >= self.barrier_n:
                     self.barrier.set()
                 await self.barrier.wait()
@@ -76,9 +83,6 @@ class Stub:
                 await self.release.wait()
         finally:
             self.in_flight -= 1
-        txn = params.get("txn_id", "")
-        pay = params.get("command") == "pay"
-        prv = str(len(self.seen))
         if mode == "500":
             return Response("upstream broke", status_code=500, media_type="text/plain")
         if mode == "garbage":
@@ -357,3 +361,96 @@ def test_txn_date_of_a_naive_datetime_is_taken_as_almaty_wall_time() -> None:
     assert format_txn_date(datetime(2026, 3, 4, 5, 6, 7)) == "20260304050607"
     aware = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC) + timedelta(hours=1)
     assert format_txn_date(aware) == "20260304110607"
+
+
+# -- the command: paycenter simulate kaspi-biller -----------------------------------------------------
+
+
+async def simulate(*args: str) -> tuple[int, str]:
+    """Run ``paycenter simulate kaspi-biller ARGS`` as a process; its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("paycenter")),
+        "simulate",
+        "kaspi-biller",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_cli_happy_checks_then_pays_the_stated_sum(stub: Stub) -> None:
+    stub.due = "2500.00"
+    code, out = await simulate("--url", stub.url, "--account", "123456789", "--data1", "s3")
+    assert code == 0, out
+    assert [s.params["command"] for s in stub.seen] == ["check", "pay"]
+    assert stub.seen[1].params["sum"] == "2500.00" and stub.seen[1].params["data1"] == "s3"
+    assert "check: HTTP 200 result=0" in out and "pay: HTTP 200 result=0" in out
+    assert '"prv_txn_id": 2' in out  # the raw reply is printed
+
+
+async def test_cli_amount_and_local_address(stub: Stub) -> None:
+    code, out = await simulate("--url", stub.url, "--account", "1", "--amount", "10", "--local-address", "127.0.0.2")
+    assert code == 0, out
+    assert stub.seen[1].params["sum"] == "10.00"
+    assert {s.client for s in stub.seen} == {"127.0.0.2"}
+
+
+@pytest.mark.parametrize(("remember", "code", "says"), [(True, 0, "same reply"), (False, 1, "DIFFERENT")])
+async def test_cli_retries_sends_concurrent_copies_and_compares_their_replies(
+    stub: Stub, remember: bool, code: int, says: str
+) -> None:
+    stub.remember = remember
+    stub.barrier_n = 5  # no copy is answered before all 5 are in flight
+    got, out = await simulate("--url", stub.url, "--account", "1", "--scenario", "retries", "--concurrent", "5")
+    assert got == code, out
+    assert says in out
+    pays = [s for s in stub.seen if s.params["command"] == "pay"]
+    assert len(pays) == 5 and all(p.params == pays[0].params for p in pays)
+    assert stub.max_in_flight == 5
+
+
+async def test_cli_retries_concurrency_is_real(stub: Stub) -> None:
+    # A third copy never comes, so the two are held past the timeout: the barrier bites (without repeats,
+    # which a held request would count towards the barrier).
+    stub.barrier_n = 3
+    code, out = await simulate(
+        "--url", stub.url, "--account", "1", "--scenario", "retries", "--concurrent", "2", "--timeout", "0.5",
+        "--retries", "0",
+    )  # fmt: skip
+    assert code == 1 and "no answer" in out, out
+    assert [s.params["command"] for s in stub.seen] == ["check", "pay", "pay"]
+
+
+async def test_cli_wrong_sum_and_twice(stub: Stub) -> None:
+    code, out = await simulate("--url", stub.url, "--account", "1", "--scenario", "wrong-sum", "--delta", "-0.50")
+    assert code == 0, out
+    assert stub.seen[1].params["sum"] == "1499.50"
+    stub.seen.clear()
+    stub.remember = True
+    code, out = await simulate("--url", stub.url, "--account", "1", "--scenario", "twice")
+    assert code == 0, out
+    assert [s.params["command"] for s in stub.seen] == ["check", "pay", "pay"]
+    assert stub.seen[1].params == stub.seen[2].params
+    assert "2 replies, 1 distinct bodies" in out
+
+
+async def test_cli_reports_silence_and_refusals(stub: Stub) -> None:
+    stub.default = "silent"
+    code, out = await simulate("--url", stub.url, "--account", "1", "--timeout", "0.3", "--retries", "0")
+    assert code == 1 and "no answer" in out, out
+    stub.default = "500"
+    code, out = await simulate("--url", stub.url, "--account", "1", "--amount", "5", "--retries", "1")
+    assert code == 1 and "HTTP 500" in out, out
+    assert [s.params["command"] for s in stub.seen[-3:]] == ["check", "pay", "pay"]  # the pay was repeated
+
+
+async def test_cli_bad_arguments() -> None:
+    code, out = await simulate("--account", "1")
+    assert code == 2 and "--url" in out
+    code, out = await simulate("--url", "http://127.0.0.1:9/x", "--account", "1", "--scenario", "nope")
+    assert code == 2 and "happy" in out
+    code, out = await simulate("--url", "http://127.0.0.1:9/x", "--account", "1", "--amount", "abc")
+    assert code == 1 and "not a sum" in out
