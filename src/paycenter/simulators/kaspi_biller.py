@@ -287,8 +287,9 @@ def _safe_xml(body: bytes) -> ET.Element:
 
 def _read_xml(reply: Reply, body: bytes) -> None:
     """XML: ``<response>`` with one element per value ([Tast] ``@XmlRootElement(name = "response")``, OSMP),
-    ``<fields><field1 name="FIO">..</field1></fields>`` ([OSMP] as ABillS renders it; a Blade template of
-    a Kaspi handler the same) -- the value is the text, its label the ``name`` attribute (else the tag)."""
+    ``<fields><field1 name="FIO">..</field1></fields>`` ([OSMP] as ABillS-style Perl paysys modules render
+    it; a public Laravel Blade reply template with ``<txn_id>`` the same) -- the value is the text, its
+    label the ``name`` attribute (else the tag)."""
     root = _safe_xml(body)
     values = {child.tag: (child.text or "").strip() for child in root if len(child) == 0}
     reply.result = _int(values.get("result"))
