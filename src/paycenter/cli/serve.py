@@ -216,13 +216,75 @@ def worker() -> None:
     asyncio.run(go())
 
 
+BILLER_SCENARIOS = ("happy", "retries", "wrong-sum", "twice")
+
+
 @app.command()
 def simulate(
-    provider: Annotated[str, typer.Argument(help="kaspi-qr or kaspi-pos")],
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8100,
+    provider: Annotated[
+        str,
+        typer.Argument(help="kaspi-qr or kaspi-pos: serve that simulator. kaspi-biller: act as Kaspi and call --url."),
+    ],
+    host: Annotated[str, typer.Option(help="kaspi-qr, kaspi-pos: interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="kaspi-qr, kaspi-pos: port to listen on.")] = 8100,
+    url: Annotated[
+        str | None,
+        typer.Option(help="kaspi-biller: the merchant's biller URL, e.g. http://127.0.0.1:8000/kaspi/biller."),
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="kaspi-biller: the account the payer types.")] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="kaspi-biller: the sum to pay, e.g. 1500.00 (default: what the check states).")
+    ] = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="kaspi-biller: happy (check, then pay); retries (check, then --concurrent copies of one pay at once); "
+            "wrong-sum (pay --delta more than the check states); twice (the same pay sent twice, one after "
+            "the other)."
+        ),
+    ] = "happy",
+    delta: Annotated[str, typer.Option(help="kaspi-biller, wrong-sum: added to the stated sum (negative: less).")] = (
+        "1.00"
+    ),
+    concurrent: Annotated[int, typer.Option(min=1, max=500, help="kaspi-biller, retries: copies in flight.")] = 20,
+    data1: Annotated[str | None, typer.Option(help="kaspi-biller: the shared value sent as data1.")] = None,
+    local_address: Annotated[
+        str | None,
+        typer.Option(help="kaspi-biller: send from this local address (e.g. 127.0.0.2, outside an allow-list)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="kaspi-biller: seconds to wait for each answer.")] = 15.0,
+    retries: Annotated[
+        int, typer.Option(min=0, help="kaspi-biller: times an unanswered pay is sent again (same txn_id).")
+    ] = 3,
 ) -> None:
-    """Serve a provider simulator (the real protocol over HTTP) for demos and local testing."""
+    """Serve a provider simulator (kaspi-qr, kaspi-pos), or play Kaspi calling a biller URL (kaspi-biller).
+
+    kaspi-biller sends command=check, then command=pay, to --url as Kaspi does, and prints each reply.
+    Exit 1: a request went unanswered (not HTTP 200 with a readable result), or repeats got different replies.
+    """
+    if provider == "kaspi-biller":
+        if not url or not account:
+            typer.echo("error: kaspi-biller needs --url and --account", err=True)
+            raise typer.Exit(2)
+        if scenario not in BILLER_SCENARIOS:
+            typer.echo(f"error: --scenario must be one of {', '.join(BILLER_SCENARIOS)}", err=True)
+            raise typer.Exit(2)
+        ok = asyncio.run(
+            _biller(
+                url,
+                account,
+                amount=amount,
+                scenario=scenario,
+                delta=delta,
+                n=concurrent,
+                data1=data1,
+                local_address=local_address,
+                answer_timeout=timeout,
+                retries=retries,
+            )
+        )
+        raise typer.Exit(0 if ok else 1)
+
     import uvicorn
 
     make: Callable[[], Starlette]  # either simulator's factory, called with its defaults
@@ -231,7 +293,76 @@ def simulate(
     elif provider == "kaspi-pos":
         from paycenter.simulators.kaspi_pos import create_app as make
     else:
-        typer.echo("error: PROVIDER must be kaspi-qr or kaspi-pos", err=True)
+        typer.echo("error: PROVIDER must be kaspi-qr, kaspi-pos or kaspi-biller", err=True)
         raise typer.Exit(2)
     typer.echo(f"{provider} simulator on http://{host}:{port} (controls under /_sim)")
     uvicorn.run(make(), host=host, port=port, log_level="warning")
+
+
+async def _biller(
+    url: str,
+    account: str,
+    *,
+    amount: str | None,
+    scenario: str,
+    delta: str,
+    n: int,
+    data1: str | None,
+    local_address: str | None,
+    answer_timeout: float,
+    retries: int,
+) -> bool:
+    """One kaspi-biller scenario; prints every reply; True when all were answered (and repeats alike)."""
+    from decimal import Decimal
+
+    from paycenter.simulators.kaspi_biller import KaspiBiller, NoReply, Reply, format_sum, new_txn_id
+
+    def show(label: str, reply: Reply) -> None:
+        tries = f" after {reply.attempts} attempts" if reply.attempts > 1 else ""
+        typer.echo(
+            f"{label}: HTTP {reply.status}{tries} result={reply.result} txn_id={reply.txn_id} "
+            f"prv_txn={reply.prv_txn} sum={reply.sum} comment={reply.comment!r}"
+            + (f" fields={reply.fields}" if reply.fields else "")
+        )
+        typer.echo(f"  {reply.content_type or '-'}: {reply.body.decode('utf-8', 'replace')}")
+
+    try:
+        given = Decimal(format_sum(amount)) if amount is not None else None
+        extra = Decimal(format_sum(delta))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return False
+    async with KaspiBiller(
+        url, data1=data1, local_address=local_address, timeout=answer_timeout, retries=retries
+    ) as kaspi:
+        try:
+            checked = await kaspi.check(account)
+            show("check", checked)
+            due = given if given is not None else checked.sum
+            if due is None:
+                typer.echo("no pay sent: the check stated no sum and --amount is not given")
+                return False
+            if scenario == "wrong-sum":
+                due += extra
+            txn_id = new_txn_id()
+            if scenario == "retries":
+                replies = await kaspi.pay_concurrently(account, due, txn_id, n=n)
+            elif scenario == "twice":
+                replies = list(await kaspi.pay_twice(account, due, txn_id=txn_id))
+            else:
+                replies = [await kaspi.pay(account, due, txn_id=txn_id)]
+        except NoReply as exc:
+            typer.echo(f"no answer: {exc} ({exc.attempts} attempts)")
+            return False
+    if len(replies) == 1:
+        show("pay", replies[0])
+    else:
+        distinct = {r.body for r in replies}
+        show(f"pay x{len(replies)} (txn_id {txn_id}), first", replies[0])
+        typer.echo(
+            f"  {len(replies)} replies, {len(distinct)} distinct bodies"
+            + (": every repeat got the same reply" if len(distinct) == 1 else ": the repeats got DIFFERENT replies")
+        )
+        if len(distinct) > 1:
+            return False
+    return checked.answered and all(r.answered for r in replies)
