@@ -166,6 +166,7 @@ PAGES = [
     "/admin/terminals",
     "/admin/audit",
     "/admin/quarantine",
+    "/admin/settings",
 ]
 
 
