@@ -239,6 +239,21 @@ TEXTS: dict[str, tuple[str, str]] = {
     "account": ("Счёт", "Account"),
     "biller_pays": ("Платежи Kaspi (pay)", "Kaspi's pays"),
     "result": ("Результат", "Result"),
+    "manual": ("вручную", "manual"),
+    "manual_refund": ("Записать возврат, сделанный вне paycenter", "Record a refund made outside paycenter"),
+    "manual_refund_note": (
+        "Деньги вернули в кабинете банка? Запишите возврат здесь: он будет учтён как ручной, мерчант получит "
+        "вебхук refunded. Сам paycenter ничего никуда не отправит.",
+        "Returned the money in the bank's cabinet? Record it here: it counts as a manual refund and the merchant "
+        "gets the refunded webhook. paycenter itself sends nothing anywhere.",
+    ),
+    "manual_refund_amount": ("Сумма, которую вернули", "Amount returned"),
+    "note": ("Примечание (обязательно)", "Note (required)"),
+    "record": ("Записать", "Record"),
+    "confirm_manual_refund": (
+        "Деньги уже вернули покупателю вне paycenter? Записать возврат?",
+        "Has the money already gone back to the payer outside paycenter? Record the refund?",
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import csv
 import hmac
 import io
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -422,6 +423,8 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             ),
             "biller_pays": biller_pays,
             "biller_results": BILLER_RESULTS,
+            # The manual refund form's one-time token: posted twice, it records one refund.
+            "submission_id": secrets.token_urlsafe(24),
         },
         operator=operator,
     )
@@ -498,6 +501,55 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
         clock=ctx.clock,
         retry_for=timedelta(seconds=ctx.settings.refund_retry_for_seconds),
     )
+    return back(request, url, notice="done")
+
+
+_SUBMISSION = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+@router.post("/transactions/{payment_id}/manual-refund")
+async def manual_refund(payment_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    """Record money returned outside paycenter (the bank's cabinet) for a payment whose provider
+    cannot refund through paycenter: counted as a refund marked manual, with the ``refunded``
+    webhook, audited. The form's one-time token makes a second post of it change nothing."""
+    form = await checked_form(request, operator)
+    url = f"/admin/transactions/{payment_id}"
+    submission = form.get("submission_id", "")
+    if not _SUBMISSION.fullmatch(submission):
+        return back(request, url, error="submission_id: reload the page and submit the form again")
+    try:
+        amount = typed(form.get("amount"))
+    except MoneyError as exc:
+        return back(request, url, error=str(exc))
+    note = form.get("note", "")[:500]
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            payment = await payments.get(session, normalize_payment_id(payment_id))
+            made, created = await refunds.record_manual(
+                session,
+                payment_id=payment.id,
+                amount=amount,
+                note=note,
+                recorded_by=operator.username,
+                submission_id=submission,
+                now=now,
+                providers=ctx.providers,
+            )
+            if created:
+                await _record(
+                    session,
+                    request,
+                    operator,
+                    "refund_manual",
+                    target=payment.id,
+                    now=now,
+                    refund_id=made.id,
+                    amount=made.amount,
+                    note=made.reason,
+                )
+    except ApiError as exc:
+        return back(request, url, error=exc.message)
     return back(request, url, notice="done")
 
 
