@@ -304,7 +304,7 @@ def check_kaspi_biller(settings: Settings, report: Report) -> None:
         try:
             network = ipaddress.ip_network(part, strict=False)
         except ValueError:
-            report.error("kaspi_biller_allowed_networks", f"{part!r} is not an IP network such as 194.187.247.0/24")
+            report.error("kaspi_biller_allowed_networks", f"{part!r} is not an IP network such as 192.0.2.0/24")
             continue
         if network.prefixlen == 0:
             report.warning(

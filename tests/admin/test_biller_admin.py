@@ -99,7 +99,7 @@ async def configured(database_url: str, db: Database, clock: Clock) -> AsyncIter
         enabled_providers="sandbox,kaspi_biller",
         kaspi_biller_path="/kaspi/biller",
         kaspi_biller_format="xml",
-        kaspi_biller_allowed_networks="194.187.247.0/24, 10.1.2.3/32",
+        kaspi_biller_allowed_networks="192.0.2.0/24, 10.1.2.3/32",
         kaspi_biller_secret=SECRET,
         kaspi_biller_service_name="Фитнес «Алма»",
         kaspi_biller_account_digits="8",
@@ -116,7 +116,7 @@ async def test_the_settings_page_gives_what_kaspi_needs(configured: httpx.AsyncC
     assert by_testid(page, "biller-url") == "https://pay.example.kz/kaspi/biller"
     assert 'data-testid="biller-url-guessed"' not in page
     assert by_testid(page, "biller-format") == "XML"
-    assert by_testid(page, "biller-networks") == "194.187.247.0/24, 10.1.2.3/32"
+    assert by_testid(page, "biller-networks") == "192.0.2.0/24, 10.1.2.3/32"
     assert by_testid(page, "biller-secret") == "set (not shown)"
     assert by_testid(page, "biller-service-name") == "Фитнес «Алма»"
     assert by_testid(page, "biller-account-digits") == "8"

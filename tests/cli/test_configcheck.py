@@ -586,7 +586,7 @@ async def test_merchants_whose_payments_would_fall_back_to_a_disabled_provider(i
 
 BILLER = {
     "PAYCENTER_ENABLED_PROVIDERS": "kaspi_qr,kaspi_biller",
-    "PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "194.187.247.0/24, 2a02:a00::/32",
+    "PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24, 2a02:a00::/32",
     "PAYCENTER_KASPI_BILLER_SECRET": "data1-shared-value-not-printed",
     "PAYCENTER_KASPI_BILLER_SERVICE_NAME": "Fitness Alma",
 }
@@ -605,7 +605,7 @@ BILLER_BROKEN = {
         ["ERROR PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: empty: nobody may call the biller endpoint"],
     ),
     "a network that is not one": (
-        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "194.187.247.0/24,kaspi.kz"},
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24,kaspi.kz"},
         ["ERROR PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: 'kaspi.kz' is not an IP network"],
     ),
     "a mask past 32 bits": (
@@ -617,7 +617,7 @@ BILLER_BROKEN = {
         ["WARNING PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: 0.0.0.0/0 lets any address call the biller endpoint"],
     ),
     "everyone, IPv6": (
-        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "194.187.247.0/24,::/0"},
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24,::/0"},
         ["WARNING PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: ::/0 lets any address call the biller endpoint"],
     ),
     "no data1 secret": (
@@ -675,7 +675,7 @@ async def test_the_biller_settings_are_checked(sqlite_installed: Installation) -
     assert biller_problems(good) == [], good.explain()
     assert (
         "OK       PAYCENTER_KASPI_BILLER_PATH: kaspi_biller: give Kaspi https://pay.example.kz/kaspi/biller "
-        "(JSON replies, called from 194.187.247.0/24, 2a02:a00::/32)"
+        "(JSON replies, called from 192.0.2.0/24, 2a02:a00::/32)"
     ) in good.out, good.explain()
     assert "data1-shared-value-not-printed" not in good.out
     # Not enabled: nothing of it is checked.
