@@ -164,3 +164,20 @@ async def test_other_providers_show_no_account(
     page = (await client.get(f"/pay/{pid}")).text
     assert 'data-testid="biller"' not in page and "data-copy" not in page
     assert 'data-testid="pay-full"' in page  # the sandbox's own buttons
+
+
+async def test_the_status_the_page_polls_follows_kaspis_pay(
+    client: httpx.AsyncClient, db: Database, merchant: MerchantCreds, clock: Clock
+) -> None:
+    """pay.js polls /api/payment/{id}/status while the page is not final and reloads when the
+    status or the paid sum changes: Kaspi's pay shows there, and the reloaded page is final."""
+    now = clock()
+    pid = await insert_payment(db, merchant.merchant_id, now=now, account=ACCOUNT, amount=1_500_000)
+    before = (await client.get(f"/api/payment/{pid}/status")).json()["data"]
+    assert (before["status"], before["paid_amount"]) == ("pending", "0.00")
+    await biller_pay(db, pid, txn_id="9002", account=ACCOUNT, amount=1_500_000, txn_date=now, now=now)
+    after = (await client.get(f"/api/payment/{pid}/status")).json()["data"]
+    assert (after["status"], after["paid_amount"]) == ("paid", "15000.00")
+    page = (await client.get(f"/pay/{pid}?lang=ru")).text
+    assert 'data-final="true"' in page and 'data-testid="biller"' not in page
+    assert "Оплата прошла успешно" in page

@@ -85,6 +85,26 @@ async def _available_by_operation(session: AsyncSession, payment_id: str) -> lis
     return [(op, op.amount - int(reserved.get(op.id) or 0)) for op in operations]
 
 
+def _split(by_operation: list[tuple[Operation, int]], amount: int) -> list[tuple[Operation, int]]:
+    """The part of ``amount`` each operation gives back, in the order given (newest first), none
+    more than it can still give."""
+    parts = []
+    left = amount
+    for operation, can in by_operation:
+        if left <= 0:
+            break
+        take = min(can, left)
+        if take > 0:
+            parts.append((operation, take))
+            left -= take
+    return parts
+
+
+def _exceeds(available: int, currency: str) -> Conflict:
+    message = f"Refund amount exceeds the refundable sum of {to_major_str(available, currency)} {currency}"
+    return Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+
+
 async def request(
     session: AsyncSession,
     *,
@@ -121,11 +141,7 @@ async def request(
                 str(exc), code="amount_not_in_currency", fields=[{"field": "amount", "message": str(exc)}]
             ) from None
         if minor > available:
-            message = (
-                f"Refund amount exceeds the refundable sum of "
-                f"{to_major_str(available, payment.currency)} {payment.currency}"
-            )
-            raise Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+            raise _exceeds(available, payment.currency)
     refund = Refund(
         id=new_id("rfd"),
         payment_id=payment.id,
@@ -136,13 +152,7 @@ async def request(
         created_at=now,
     )
     session.add(refund)
-    left = minor
-    for operation, can in by_operation:
-        if left <= 0:
-            break
-        take = min(can, left)
-        if take <= 0:
-            continue
+    for operation, take in _split(by_operation, minor):
         session.add(
             RefundLeg(
                 id=new_id("rfl"),
@@ -156,7 +166,6 @@ async def request(
                 next_poll_at=now + timedelta(seconds=10),
             )
         )
-        left -= take
     payment.updated_at = now
     await session.flush()
     return refund
@@ -206,11 +215,7 @@ async def record_manual(
     by_operation = await _available_by_operation(session, payment.id)
     available = min(sum(max(left, 0) for _, left in by_operation), payment.refundable_amount)
     if minor > available:
-        message = (
-            f"Refund amount exceeds the refundable sum of {to_major_str(max(available, 0), payment.currency)} "
-            f"{payment.currency}"
-        )
-        raise Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+        raise _exceeds(max(available, 0), payment.currency)
     refund = Refund(
         id=new_id("rfd"),
         payment_id=payment.id,
@@ -224,11 +229,7 @@ async def record_manual(
         submission_id=submission_id,
     )
     session.add(refund)
-    left = minor
-    for operation, can in by_operation:  # newest first, as a provider refund takes them
-        take = min(can, left)
-        if take <= 0:
-            continue
+    for operation, take in _split(by_operation, minor):  # as a provider refund takes them
         session.add(
             RefundLeg(
                 id=new_id("rfl"),
@@ -240,9 +241,6 @@ async def record_manual(
                 completed_at=now,
             )
         )
-        left -= take
-        if left == 0:
-            break
     await session.flush()
     await _settle(session, payment, refund.id, now=now)
     return refund, True
