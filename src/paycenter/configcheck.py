@@ -173,6 +173,8 @@ def check_providers(settings: Settings, report: Report) -> None:
         )
     if "kaspi_qr" in names:
         check_kaspi_qr(settings, report)
+    if "kaspi_biller" in names:
+        check_kaspi_biller(settings, report)
     known = [n for n in names if n in KNOWN]
     if known:
         report.ok("enabled_providers", f"providers: {', '.join(known)}")
@@ -255,6 +257,90 @@ def check_kaspi_qr(settings: Settings, report: Report) -> None:
         )
     if report.count("error") == problems:
         report.ok("kaspi_qr_base_url", f"kaspi_qr: {base}, scheme {scheme}, device token set")
+
+
+# The first path segments paycenter's own routes take (tests/cli/test_configcheck.py holds this
+# to the app's routes): the biller's path must start with none of them.
+RESERVED_SEGMENTS = (
+    "api",
+    "pay",
+    "admin",
+    "docs",
+    "static",
+    "metrics",
+    "healthz",
+    "readyz",
+    "openapi.json",
+    "openapi-legacy.json",
+)
+_URL_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def check_kaspi_biller(settings: Settings, report: Report) -> None:
+    """The Kaspi biller (Kaspi calls us): a path of its own, the networks Kaspi calls from, the
+    shared data1 value, the service's name, and the public URL the endpoint is given to Kaspi by."""
+    problems = report.count("error")
+    path = settings.kaspi_biller_path
+    if not _URL_PATH.fullmatch(path):
+        report.error(
+            "kaspi_biller_path",
+            f"{path!r} is not a plain URL path such as /kaspi/biller: it must start with /, with no query, "
+            "no empty segment, no trailing / and no character a URL would have to escape",
+        )
+    elif path.split("/")[1].lower() in RESERVED_SEGMENTS:
+        report.error(
+            "kaspi_biller_path",
+            f"{path} collides with paycenter's own routes under /{path.split('/')[1]}: choose another, "
+            "such as /kaspi/biller",
+        )
+    networks = [part.strip() for part in settings.kaspi_biller_allowed_networks.split(",") if part.strip()]
+    if not networks:
+        report.error(
+            "kaspi_biller_allowed_networks",
+            "empty: nobody may call the biller endpoint, so Kaspi's check and pay are all refused. Set the "
+            "addresses Kaspi calls from (CIDRs, comma-separated), as Kaspi gives them",
+        )
+    for part in networks:
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            report.error("kaspi_biller_allowed_networks", f"{part!r} is not an IP network such as 192.0.2.0/24")
+            continue
+        if network.prefixlen == 0:
+            report.warning(
+                "kaspi_biller_allowed_networks",
+                f"{part} lets any address call the biller endpoint: anyone who finds an account could "
+                "record payments. Allow only Kaspi's addresses",
+            )
+    if not settings.kaspi_biller_secret:
+        report.warning(
+            "kaspi_biller_secret",
+            "not set: the biller endpoint trusts the source address alone. Agree a data1 value with Kaspi "
+            "and set it here",
+        )
+    digits = settings.kaspi_biller_account_digits
+    if not 6 <= digits <= 20:  # the setting's own bounds; payments.account holds 20
+        report.error("kaspi_biller_account_digits", f"{digits} is out of range: 6 to 20 digits")
+    if not settings.kaspi_biller_service_name.strip():
+        report.warning(
+            "kaspi_biller_service_name",
+            "not set: the payment page tells payers to find the merchant's name in Kaspi's payments section. "
+            "Set the service's name as Kaspi lists it",
+        )
+    public = settings.public_url.strip()
+    if not public:
+        report.error(
+            "public_url",
+            "not set, and the biller endpoint's address given to Kaspi is built from it: set it to the "
+            "address Kaspi reaches, e.g. https://pay.example.kz",
+        )
+    if report.count("error") == problems:
+        shown = ", ".join(networks)
+        report.ok(
+            "kaspi_biller_path",
+            f"kaspi_biller: give Kaspi {public.rstrip('/')}{path} ({settings.kaspi_biller_format.upper()} replies, "
+            f"called from {shown})",
+        )
 
 
 def check_webhooks(settings: Settings, report: Report) -> None:

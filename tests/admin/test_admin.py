@@ -138,6 +138,10 @@ def actions(w: World) -> list[tuple[str, dict[str, str]]]:
     return [
         (f"/admin/transactions/{w.paid}/refund", {"amount": "100"}),
         (f"/admin/transactions/{w.paid}/refund", {}),
+        (
+            f"/admin/transactions/{w.paid}/manual-refund",
+            {"amount": "100", "note": "forged", "submission_id": "forged-submission-0123456789"},
+        ),
         (f"/admin/transactions/{w.pending}/cancel", {}),
         (f"/admin/deliveries/{w.delivery}/resend", {"next": f"/admin/transactions/{w.paid}"}),
         ("/admin/webhooks/resend-failed", {"since": "2000-01-01T00:00"}),
@@ -166,6 +170,7 @@ PAGES = [
     "/admin/terminals",
     "/admin/audit",
     "/admin/quarantine",
+    "/admin/settings",
 ]
 
 

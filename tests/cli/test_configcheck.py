@@ -582,6 +582,147 @@ async def test_merchants_whose_payments_would_fall_back_to_a_disabled_provider(i
     assert (await asyncio.to_thread(installed.check_here)).problems() == []
 
 
+# --- the Kaspi biller ---------------------------------------------------------------------------
+
+BILLER = {
+    "PAYCENTER_ENABLED_PROVIDERS": "kaspi_qr,kaspi_biller",
+    "PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24, 2a02:a00::/32",
+    "PAYCENTER_KASPI_BILLER_SECRET": "data1-shared-value-not-printed",
+    "PAYCENTER_KASPI_BILLER_SERVICE_NAME": "Fitness Alma",
+}
+
+
+def biller_problems(run: Run) -> list[str]:
+    """Problems about the biller's settings and the public URL it is given to Kaspi by (the
+    provider's name is checked against the registry apart, by check_providers)."""
+    names = ("PAYCENTER_KASPI_BILLER_", "PAYCENTER_PUBLIC_URL")
+    return [p for p in run.problems() if p.split(" ", 1)[1].startswith(names)]
+
+
+BILLER_BROKEN = {
+    "no networks": (
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": " "},
+        ["ERROR PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: empty: nobody may call the biller endpoint"],
+    ),
+    "a network that is not one": (
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24,kaspi.kz"},
+        ["ERROR PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: 'kaspi.kz' is not an IP network"],
+    ),
+    "a mask past 32 bits": (
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "10.0.0.0/33"},
+        ["ERROR PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: '10.0.0.0/33' is not an IP network"],
+    ),
+    "everyone, IPv4": (
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "0.0.0.0/0"},
+        ["WARNING PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: 0.0.0.0/0 lets any address call the biller endpoint"],
+    ),
+    "everyone, IPv6": (
+        {"PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS": "192.0.2.0/24,::/0"},
+        ["WARNING PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS: ::/0 lets any address call the biller endpoint"],
+    ),
+    "no data1 secret": (
+        {"PAYCENTER_KASPI_BILLER_SECRET": ""},
+        ["WARNING PAYCENTER_KASPI_BILLER_SECRET: not set: the biller endpoint trusts the source address alone"],
+    ),
+    "no service name": (
+        {"PAYCENTER_KASPI_BILLER_SERVICE_NAME": "  "},
+        ["WARNING PAYCENTER_KASPI_BILLER_SERVICE_NAME: not set: the payment page tells payers to find the merchant"],
+    ),
+    "a path without its slash": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "kaspi/biller"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: 'kaspi/biller' is not a plain URL path"],
+    ),
+    "a path with a query": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/kaspi?x=1"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: '/kaspi?x=1' is not a plain URL path"],
+    ),
+    "the root": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: '/' is not a plain URL path"],
+    ),
+    "a trailing slash": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/kaspi/biller/"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: '/kaspi/biller/' is not a plain URL path"],
+    ),
+    "under the API": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/api/kaspi"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: /api/kaspi collides with paycenter's own routes under /api"],
+    ),
+    "the payment page's": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/pay"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: /pay collides with paycenter's own routes under /pay"],
+    ),
+    "under the admin, in capitals": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/Admin/biller"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: /Admin/biller collides with paycenter's own routes under /Admin"],
+    ),
+    "under the docs": (
+        {"PAYCENTER_KASPI_BILLER_PATH": "/docs/kaspi"},
+        ["ERROR PAYCENTER_KASPI_BILLER_PATH: /docs/kaspi collides with paycenter's own routes under /docs"],
+    ),
+    "no public URL": (
+        {"PAYCENTER_PUBLIC_URL": ""},
+        [
+            "ERROR PAYCENTER_PUBLIC_URL: not set: payment links would be built",
+            "ERROR PAYCENTER_PUBLIC_URL: not set, and the biller endpoint's address given to Kaspi is built from it",
+        ],
+    ),
+}
+
+
+async def test_the_biller_settings_are_checked(sqlite_installed: Installation) -> None:
+    good = await asyncio.to_thread(sqlite_installed.check_here, **BILLER)
+    assert biller_problems(good) == [], good.explain()
+    assert (
+        "OK       PAYCENTER_KASPI_BILLER_PATH: kaspi_biller: give Kaspi https://pay.example.kz/kaspi/biller "
+        "(JSON replies, called from 192.0.2.0/24, 2a02:a00::/32)"
+    ) in good.out, good.explain()
+    assert "data1-shared-value-not-printed" not in good.out
+    # Not enabled: nothing of it is checked.
+    off = await asyncio.to_thread(
+        sqlite_installed.check_here,
+        **{**BILLER, "PAYCENTER_ENABLED_PROVIDERS": "kaspi_qr", "PAYCENTER_KASPI_BILLER_PATH": "/api"},
+    )
+    assert off.rc == 0 and off.problems() == [], off.explain()
+
+    runs = [
+        await asyncio.to_thread(sqlite_installed.check_here, **{**BILLER, **overrides})
+        for overrides, _ in BILLER_BROKEN.values()
+    ]
+    failures = []
+    for (name, (_, expected)), run in zip(BILLER_BROKEN.items(), runs, strict=True):
+        found = biller_problems(run)
+        errors = any(e.startswith("ERROR") for e in expected)
+        if len(found) != len(expected) or not all(f.startswith(e) for f, e in zip(found, expected, strict=True)):
+            failures.append(f"--- {name}: expected {expected!r}\n{run.explain()}")
+        elif errors and run.rc != 1:
+            failures.append(f"--- {name}: expected exit 1\n{run.explain()}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_reserved_segments_are_the_apps_routes(tmp_path: Path) -> None:
+    """The biller's path may take no first segment of paycenter's own routes: the list the check
+    holds is every first segment the app routes, apart from the biller's own path."""
+    from paycenter.app import create_app
+
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'unused.db'}")  # type: ignore[call-arg]
+    app = create_app(settings)
+
+    def paths(routes: list[Any], prefix: str = "") -> list[str]:
+        found = []
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # an included router (FastAPI >= 0.120)
+            if inner is not None:
+                found += paths(inner.routes, prefix + getattr(route.include_context, "prefix", ""))
+            elif hasattr(route, "path"):
+                found.append(prefix + route.path)
+        return found
+
+    segments = {p.split("/")[1] for p in paths(app.routes) if p != settings.kaspi_biller_path and p != "/"}
+    assert len(segments) > 5, segments  # the walk still finds the routes
+    assert segments == set(configcheck.RESERVED_SEGMENTS)
+
+
 # --- processes and secrets ----------------------------------------------------------------------
 
 

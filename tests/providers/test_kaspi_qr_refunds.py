@@ -53,9 +53,9 @@ async def test_r1_refund_is_refused_up_front_with_what_to_do_instead(kaspi: Kasp
     assert body["success"] is False and body["error"]["code"] == "refunds_not_supported"
     message = body["message"]
     # Why, and what the operator can do: the Kaspi Pay app's Returns section; and that paycenter
-    # will not know about it.
+    # learns of it only when an operator records it (a manual refund in the admin panel).
     assert "r1" in message and "no refund API" in message
-    assert "Kaspi Pay app, Returns section" in message and "no way to record" in message
+    assert "Kaspi Pay app, Returns section" in message and "manual refund" in message
     # With an Idempotency-Key too: refused the same, and the key is not spent on it.
     keyed = await k.client.post(f"/api/payment/{pid}/refund", headers={"Idempotency-Key": "k-r1"})
     assert keyed.status_code == 409 and keyed.json()["message"] == message

@@ -197,6 +197,63 @@ TEXTS: dict[str, tuple[str, str]] = {
     "nothing_quarantined": ("В карантине ничего нет.", "Nothing is quarantined."),
     "retried_count": ("Возвращено в циклы: {count}.", "Back in their loops: {count}."),
     "not_quarantined": ("Эта строка не в карантине.", "This row is not quarantined."),
+    "settings": ("Настройки", "Settings"),
+    "yes": ("да", "yes"),
+    "no": ("нет", "no"),
+    "biller_note": (
+        "Покупатель платит в приложении Kaspi по номеру счёта, Kaspi вызывает этот адрес (check, затем pay). "
+        "Передайте Kaspi адрес, формат ответов и адреса, с которых он будет звонить.",
+        "The payer pays in the Kaspi app by account number; Kaspi calls this address (check, then pay). "
+        "Give Kaspi the address, the reply format and the addresses it calls from.",
+    ),
+    "biller_enabled": ("Включён", "Enabled"),
+    "biller_enable_hint": (
+        "добавьте kaspi_biller в PAYCENTER_ENABLED_PROVIDERS",
+        "add kaspi_biller to PAYCENTER_ENABLED_PROVIDERS",
+    ),
+    "biller_url": ("Адрес для Kaspi", "URL for Kaspi"),
+    "biller_url_guessed": (
+        "PAYCENTER_PUBLIC_URL не задан: адрес взят из этого запроса и может быть не тем, что видит Kaspi",
+        "PAYCENTER_PUBLIC_URL is not set: this address is taken from this request and may not be the one Kaspi reaches",
+    ),
+    "biller_method": ("Запросы", "Requests"),
+    "biller_format": ("Формат ответов", "Reply format"),
+    "biller_networks": ("Разрешённые сети", "Allowed networks"),
+    "biller_no_networks": (
+        "не заданы: Kaspi не сможет вызвать адрес (PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS)",
+        "none: Kaspi cannot call the address (PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS)",
+    ),
+    "biller_secret": ("Общее значение data1", "Shared data1 value"),
+    "biller_secret_set": ("задано (не показывается)", "set (not shown)"),
+    "biller_secret_unset": ("не задано: проверяется только адрес", "not set: only the address is checked"),
+    "biller_service_name": ("Название услуги в Kaspi", "Service name in Kaspi"),
+    "biller_service_name_unset": (
+        "не задано: покупателю показывается название мерчанта",
+        "not set: the payer is shown the merchant's name",
+    ),
+    "biller_account_digits": ("Цифр в номере счёта", "Account number digits"),
+    "biller_settings_hint": (
+        "Меняется переменными PAYCENTER_KASPI_BILLER_* и перезапуском; проверка: paycenter config check.",
+        "Changed with the PAYCENTER_KASPI_BILLER_* variables and a restart; check with paycenter config check.",
+    ),
+    "account": ("Счёт", "Account"),
+    "biller_pays": ("Платежи Kaspi (pay)", "Kaspi's pays"),
+    "result": ("Результат", "Result"),
+    "manual": ("вручную", "manual"),
+    "manual_refund": ("Записать возврат, сделанный вне paycenter", "Record a refund made outside paycenter"),
+    "manual_refund_note": (
+        "Деньги вернули в кабинете банка? Запишите возврат здесь: он будет учтён как ручной, мерчант получит "
+        "вебхук refunded. Сам paycenter ничего никуда не отправит.",
+        "Returned the money in the bank's cabinet? Record it here: it counts as a manual refund and the merchant "
+        "gets the refunded webhook. paycenter itself sends nothing anywhere.",
+    ),
+    "manual_refund_amount": ("Сумма, которую вернули", "Amount returned"),
+    "note": ("Примечание (обязательно)", "Note (required)"),
+    "record": ("Записать", "Record"),
+    "confirm_manual_refund": (
+        "Деньги уже вернули покупателю вне paycenter? Записать возврат?",
+        "Has the money already gone back to the payer outside paycenter? Record the refund?",
+    ),
 }
 
 

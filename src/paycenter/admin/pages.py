@@ -8,6 +8,7 @@ import csv
 import hmac
 import io
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -37,7 +38,7 @@ from paycenter.admin.web import (
     render,
 )
 from paycenter.db import normalize_payment_id
-from paycenter.deps import Context
+from paycenter.deps import Context, public_base_url
 from paycenter.errors import ApiError
 from paycenter.jobs import heartbeats, retries
 from paycenter.merchants import service as merchants
@@ -374,6 +375,8 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
         types = await feed.event_types(session, payment.id)
         marks = await quarantine.rows(session, payment_id=payment.id)
         awaiting_payer = await refunds.awaiting_payer(session, payment_id=payment.id)
+        # Kaspi biller: the pays Kaspi sent for it (a payment with an account had that provider).
+        biller_pays = await queries.biller_pays(session, payment.id) if payment.account else []
     deliveries = [
         {
             "delivery": d,
@@ -418,9 +421,24 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             "refunds_refused": (
                 ctx.providers.get(payment.provider).refunds_refused if payment.provider in ctx.providers else None
             ),
+            "biller_pays": biller_pays,
+            "biller_results": BILLER_RESULTS,
+            # The manual refund form's one-time token: posted twice, it records one refund.
+            "submission_id": secrets.token_urlsafe(24),
         },
         operator=operator,
     )
+
+
+# The biller protocol's result codes (docs/kaspi.md, "Kaspi biller").
+BILLER_RESULTS = {
+    0: "OK",
+    1: "account not found",
+    2: "cancelled or expired",
+    3: "already paid",
+    4: "in progress",
+    5: "other error",
+}
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -483,6 +501,55 @@ async def refund(payment_id: str, request: Request, ctx: Context, operator: Oper
         clock=ctx.clock,
         retry_for=timedelta(seconds=ctx.settings.refund_retry_for_seconds),
     )
+    return back(request, url, notice="done")
+
+
+_SUBMISSION = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+@router.post("/transactions/{payment_id}/manual-refund")
+async def manual_refund(payment_id: str, request: Request, ctx: Context, operator: Operator) -> Response:
+    """Record money returned outside paycenter (the bank's cabinet) for a payment whose provider
+    cannot refund through paycenter: counted as a refund marked manual, with the ``refunded``
+    webhook, audited. The form's one-time token makes a second post of it change nothing."""
+    form = await checked_form(request, operator)
+    url = f"/admin/transactions/{payment_id}"
+    submission = form.get("submission_id", "")
+    if not _SUBMISSION.fullmatch(submission):
+        return back(request, url, error="submission_id: reload the page and submit the form again")
+    try:
+        amount = typed(form.get("amount"))
+    except MoneyError as exc:
+        return back(request, url, error=str(exc))
+    note = form.get("note", "")[:500]
+    now = ctx.now()
+    try:
+        async with ctx.db.transaction() as session:
+            payment = await payments.get(session, normalize_payment_id(payment_id))
+            made, created = await refunds.record_manual(
+                session,
+                payment_id=payment.id,
+                amount=amount,
+                note=note,
+                recorded_by=operator.username,
+                submission_id=submission,
+                now=now,
+                providers=ctx.providers,
+            )
+            if created:
+                await _record(
+                    session,
+                    request,
+                    operator,
+                    "refund_manual",
+                    target=payment.id,
+                    now=now,
+                    refund_id=made.id,
+                    amount=made.amount,
+                    note=made.reason,
+                )
+    except ApiError as exc:
+        return back(request, url, error=exc.message)
     return back(request, url, notice="done")
 
 
@@ -888,6 +955,30 @@ async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -
     if not done:
         return back(request, url, error=t("not_quarantined"))
     return back(request, url, notice=t("retried_count", count=len(done)))
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+KASPI_BILLER = "kaspi_biller"
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request, ctx: Context, operator: Operator) -> HTMLResponse:
+    """What this installation is set to where an operator has to pass it on: the Kaspi biller's
+    endpoint and terms, to give Kaspi. Secrets are said to be set or not, never shown."""
+    s = ctx.settings
+    biller = {
+        "enabled": KASPI_BILLER in s.providers,
+        "url": public_base_url(ctx, request).rstrip("/") + s.kaspi_biller_path,
+        # Without PAYCENTER_PUBLIC_URL the address is this request's own, maybe not the public one.
+        "url_guessed": not s.public_url,
+        "format": s.kaspi_biller_format,
+        "networks": [n.strip() for n in s.kaspi_biller_allowed_networks.split(",") if n.strip()],
+        "secret_set": bool(s.kaspi_biller_secret),
+        "service_name": s.kaspi_biller_service_name,
+        "account_digits": s.kaspi_biller_account_digits,
+    }
+    return render(request, "settings.html", {"biller": biller}, operator=operator)
 
 
 # --- audit log ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from paycenter.db import is_payment_id
 from paycenter.errors import Unprocessable
 from paycenter.money import MoneyError, to_minor, typed
 from paycenter.operators.models import AuditEntry
-from paycenter.payments.models import Event, Payment, PaymentStatus
+from paycenter.payments.models import BillerTransaction, Event, Payment, PaymentStatus
 from paycenter.webhooks.models import Delivery, DeliveryStatus
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -205,6 +205,31 @@ async def event_types(session: AsyncSession, event_ids: list[str]) -> dict[str, 
 
 async def delivery(session: AsyncSession, delivery_id: str) -> Delivery | None:
     return await session.get(Delivery, delivery_id)
+
+
+@dataclass(frozen=True)
+class BillerPay:
+    """One ``pay`` Kaspi sent for a payment (provider kaspi_biller); ``prv_txn`` is our number for
+    it, the one Kaspi was answered with."""
+
+    prv_txn: int
+    txn_id: str
+    account: str
+    amount: int
+    txn_date: datetime | None
+    result: int
+    created_at: datetime
+
+
+async def biller_pays(session: AsyncSession, payment_id: str) -> list[BillerPay]:
+    """The ``pay`` requests Kaspi sent for this payment, oldest first (not their stored replies)."""
+    t = BillerTransaction
+    rows = await session.execute(
+        select(t.id, t.txn_id, t.account, t.amount, t.txn_date, t.result, t.created_at)
+        .where(t.payment_id == payment_id)
+        .order_by(t.created_at, t.id)
+    )
+    return [BillerPay(*row) for row in rows]
 
 
 async def audit_entries(session: AsyncSession, *, limit: int = 500) -> list[AuditEntry]:

@@ -185,6 +185,44 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "refund_receive": {"ru": "Получить возврат", "en": "Receive your refund", "kk": "Қайтаруды алу"},
     "refund_not_found": {"ru": "Возврат не найден", "en": "Refund not found", "kk": "Қайтару табылмады"},
+    "biller_title": {
+        "ru": "Оплата по номеру счёта в Kaspi",
+        "en": "Pay by account number in Kaspi",
+        "kk": "Kaspi-де шот нөмірі бойынша төлеу",
+    },
+    "biller_account": {"ru": "Номер счёта", "en": "Account number", "kk": "Шот нөмірі"},
+    "biller_copy": {"ru": "Скопировать", "en": "Copy", "kk": "Көшіру"},
+    "biller_copied": {"ru": "Скопировано", "en": "Copied", "kk": "Көшірілді"},
+    "biller_step_open": {
+        "ru": "Откройте приложение Kaspi.kz.",
+        "en": "Open the Kaspi.kz app.",
+        "kk": "Kaspi.kz қосымшасын ашыңыз.",
+    },
+    "biller_step_payments": {
+        "ru": "Перейдите в раздел «Платежи».",
+        "en": "Go to Payments («Платежи» / «Төлемдер» in the app).",
+        "kk": "«Төлемдер» бөліміне өтіңіз.",
+    },
+    "biller_step_find": {
+        "ru": "Найдите через поиск «{name}».",
+        "en": "Search for “{name}” and open it.",
+        "kk": "Іздеу арқылы «{name}» табыңыз.",
+    },
+    "biller_step_account": {
+        "ru": "Введите номер счёта {account}.",
+        "en": "Enter the account number {account}.",
+        "kk": "{account} шот нөмірін енгізіңіз.",
+    },
+    "biller_step_pay": {
+        "ru": "Проверьте сумму {amount} и оплатите.",
+        "en": "Check that the amount is {amount} and pay.",
+        "kk": "{amount} сомасын тексеріп, төлеңіз.",
+    },
+    "biller_waiting": {
+        "ru": "Когда Kaspi сообщит об оплате, эта страница обновится сама.",
+        "en": "Once Kaspi reports the payment, this page updates by itself.",
+        "kk": "Kaspi төлем туралы хабарлағанда, бұл бет өздігінен жаңарады.",
+    },
     "secure_note": {
         "ru": "Статус обновляется автоматически.",
         "en": "The status updates by itself.",

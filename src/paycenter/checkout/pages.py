@@ -29,6 +29,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False, dependencies=[Depends(transaction_from_path), Depends(limit_by_address)])
 LANG_COOKIE = "pc_lang"
 KASPI = ("kaspi_qr", "kaspi_pos")
+# Paid by typing the payment's account in the Kaspi app: nothing to start, the page shows how.
+KASPI_BILLER = "kaspi_biller"
 
 
 def static_files() -> StaticFiles:
@@ -119,8 +121,22 @@ async def payment_page(payment_id: str, request: Request, ctx: Context) -> HTMLR
             max(int((live.expires_at - now).total_seconds()), 0) if live and live.expires_at else None
         ),
         "awaiting_refunds": awaiting_refunds,
+        "biller": _biller(payment, ctx.settings.kaspi_biller_service_name or merchant_name),
     }
     return _page(request, "pay.html", context, lang)
+
+
+def _biller(payment: Payment, service_name: str) -> dict[str, Any] | None:
+    """What the payer needs to pay by account in the Kaspi app: the account (in groups of three
+    for reading; the page copies the digits alone) and the service to find."""
+    if payment.provider != KASPI_BILLER or not payment.account:
+        return None
+    account = payment.account
+    return {
+        "account": account,
+        "groups": [account[i : i + 3] for i in range(0, len(account), 3)],
+        "service_name": service_name,
+    }
 
 
 @router.get("/pay/{payment_id}/refunds/{refund_id}", response_class=HTMLResponse)

@@ -265,9 +265,14 @@ class BillerTransaction(Base):
 
 
 class Refund(Base):
-    """A merchant's refund request. The money goes back per operation, in legs."""
+    """A merchant's refund request. The money goes back per operation, in legs.
+
+    A manual refund is one an operator recorded after returning the money outside paycenter (in
+    the bank's own cabinet), for a provider that cannot refund through paycenter
+    (``Provider.refunds_refused``): nothing is sent anywhere; its legs are written succeeded."""
 
     __tablename__ = "refunds"
+    __table_args__ = (UniqueConstraint("submission_id", name="uq_refunds_submission_id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
@@ -280,6 +285,10 @@ class Refund(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    recorded_by: Mapped[str | None] = mapped_column(String(100))  # the operator, for a manual one
+    # The admin form's one-time token: the same form posted twice records one manual refund.
+    submission_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefundLeg(Base):

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import quarantine
 from paycenter.db import Database, new_id
-from paycenter.errors import Conflict, NotFound
+from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.money import MoneyError, to_major_number, to_major_str, to_minor
 from paycenter.payments import events, service
 from paycenter.payments.models import (
@@ -85,6 +85,26 @@ async def _available_by_operation(session: AsyncSession, payment_id: str) -> lis
     return [(op, op.amount - int(reserved.get(op.id) or 0)) for op in operations]
 
 
+def _split(by_operation: list[tuple[Operation, int]], amount: int) -> list[tuple[Operation, int]]:
+    """The part of ``amount`` each operation gives back, in the order given (newest first), none
+    more than it can still give."""
+    parts = []
+    left = amount
+    for operation, can in by_operation:
+        if left <= 0:
+            break
+        take = min(can, left)
+        if take > 0:
+            parts.append((operation, take))
+            left -= take
+    return parts
+
+
+def _exceeds(available: int, currency: str) -> Conflict:
+    message = f"Refund amount exceeds the refundable sum of {to_major_str(available, currency)} {currency}"
+    return Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+
+
 async def request(
     session: AsyncSession,
     *,
@@ -121,11 +141,7 @@ async def request(
                 str(exc), code="amount_not_in_currency", fields=[{"field": "amount", "message": str(exc)}]
             ) from None
         if minor > available:
-            message = (
-                f"Refund amount exceeds the refundable sum of "
-                f"{to_major_str(available, payment.currency)} {payment.currency}"
-            )
-            raise Conflict(message, code="amount_exceeds_refundable", fields=[{"field": "amount", "message": message}])
+            raise _exceeds(available, payment.currency)
     refund = Refund(
         id=new_id("rfd"),
         payment_id=payment.id,
@@ -136,13 +152,7 @@ async def request(
         created_at=now,
     )
     session.add(refund)
-    left = minor
-    for operation, can in by_operation:
-        if left <= 0:
-            break
-        take = min(can, left)
-        if take <= 0:
-            continue
+    for operation, take in _split(by_operation, minor):
         session.add(
             RefundLeg(
                 id=new_id("rfl"),
@@ -156,10 +166,84 @@ async def request(
                 next_poll_at=now + timedelta(seconds=10),
             )
         )
-        left -= take
     payment.updated_at = now
     await session.flush()
     return refund
+
+
+async def record_manual(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    amount: Any,
+    note: str,
+    recorded_by: str,
+    submission_id: str,
+    now: datetime,
+    providers: Providers,
+) -> tuple[Refund, bool]:
+    """Record money an operator returned outside paycenter (the bank's own cabinet), for a payment
+    whose provider cannot refund through paycenter (``refunds_refused``). Nothing is sent: the
+    refund and its legs are written succeeded, and it settles at once, emitting ``refunded`` as a
+    provider's refund does, in this transaction. ``(refund, False)`` when this submission was
+    recorded already: a form posted twice records one refund."""
+    payment = await service.lock(session, payment_id)
+    # Under the payment's lock: a second post of the same form waits for the first, then finds it.
+    earlier = await session.scalar(select(Refund).where(Refund.submission_id == submission_id))
+    if earlier is not None:
+        if earlier.payment_id != payment.id:
+            raise Conflict("This form was already used for another payment", code="submission_reused")
+        return earlier, False
+    refused = providers.get(payment.provider).refunds_refused if payment.provider in providers else None
+    if not refused:
+        raise Conflict(
+            f"Payments of {payment.provider} are refunded through paycenter: use the refund, not a manual record",
+            code="manual_refund_not_allowed",
+        )
+    note = note.strip()
+    if not note:
+        message = "A note is required: how and where the money was returned"
+        raise Unprocessable(message, fields=[{"field": "note", "message": message}])
+    if payment.paid_amount == 0:
+        raise Conflict(f"Payment is {payment.status} and has received no money to refund")
+    try:
+        if amount is None:
+            raise MoneyError("amount is required: the sum that went back")
+        minor = to_minor(amount, payment.currency)  # above zero, in the currency's digits
+    except MoneyError as exc:
+        raise Unprocessable(str(exc), fields=[{"field": "amount", "message": str(exc)}]) from None
+    by_operation = await _available_by_operation(session, payment.id)
+    available = min(sum(max(left, 0) for _, left in by_operation), payment.refundable_amount)
+    if minor > available:
+        raise _exceeds(max(available, 0), payment.currency)
+    refund = Refund(
+        id=new_id("rfd"),
+        payment_id=payment.id,
+        amount=minor,
+        refunded_amount=0,
+        reason=note[:500],
+        status=RefundStatus.PENDING,  # settled below, with the payment's sums and the event
+        created_at=now,
+        manual=True,
+        recorded_by=recorded_by[:100],
+        submission_id=submission_id,
+    )
+    session.add(refund)
+    for operation, take in _split(by_operation, minor):  # as a provider refund takes them
+        session.add(
+            RefundLeg(
+                id=new_id("rfl"),
+                refund_id=refund.id,
+                operation_id=operation.id,
+                amount=take,
+                status=RefundStatus.SUCCEEDED,
+                created_at=now,
+                completed_at=now,
+            )
+        )
+    await session.flush()
+    await _settle(session, payment, refund.id, now=now)
+    return refund, True
 
 
 async def get(session: AsyncSession, refund_id: str) -> Refund:

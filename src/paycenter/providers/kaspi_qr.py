@@ -73,8 +73,9 @@ R1_NO_REFUNDS = (
     "Kaspi QR scheme r1 (the basic scheme with an API key) has no refund API, so paycenter cannot "
     "send this refund. Refund it in the Kaspi Pay app, Returns section, at the trade point where it was "
     "paid: the customer scans the QR on the cashier's screen, the cashier picks the purchase, enters the "
-    "amount and confirms. paycenter has no way to record a refund made there, so this payment stays "
-    "paid here. Schemes r2 and r3 refund through paycenter."
+    "amount and confirms. paycenter does not learn of a refund made there: once it is done, an operator "
+    "records it on the payment's page in the admin panel (a manual refund), which counts it and sends the "
+    "refunded webhook. Schemes r2 and r3 refund through paycenter."
 )
 
 # r2 refunds need the customer (kaspi-qr-api.md §5 "r2"): return/create gives a QR they scan in

@@ -18,6 +18,27 @@
     window.location.replace(url.toString());
   }
 
+  // Kaspi biller: copy the account's digits (shown in groups) for pasting into the Kaspi app.
+  var copy = document.querySelector("[data-copy]");
+  if (copy) {
+    copy.addEventListener("click", function () {
+      var done = function () { copy.textContent = copy.dataset.copied; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(copy.dataset.copy).then(done, function () {});
+        return;
+      }
+      var field = document.createElement("textarea");  // plain http: the old way
+      field.value = copy.dataset.copy;
+      field.setAttribute("readonly", "");
+      field.style.position = "fixed";
+      field.style.opacity = "0";
+      document.body.appendChild(field);
+      field.select();
+      try { if (document.execCommand("copy")) done(); } catch (e) { /* nothing to copy with */ }
+      document.body.removeChild(field);
+    });
+  }
+
   // The QR's own lifetime: when it ends, the page reloads and offers a new one.
   var attemptCountdown = document.getElementById("attempt-countdown");
   if (attemptCountdown) startCountdown(attemptCountdown);
