@@ -26,6 +26,7 @@ EXPECTED: dict[str, set[type]] = {
     "sandbox": set(),
     "kaspi_qr": {ReportsReturns},
     "kaspi_pos": {ClearsTerminal, KeepsTokens, RemembersTerminals},
+    "kaspi_biller": set(),
 }
 
 

@@ -9,11 +9,12 @@ from paycenter.config import Settings
 from paycenter.db import Database
 from paycenter.providers import terminals
 from paycenter.providers.base import Provider, RemembersTerminals
+from paycenter.providers.kaspi_biller import KaspiBillerProvider
 from paycenter.providers.kaspi_pos import KaspiPosProvider
 from paycenter.providers.kaspi_qr import KaspiQrProvider
 from paycenter.providers.sandbox import SandboxProvider
 
-KNOWN = (SandboxProvider.name, KaspiQrProvider.name, KaspiPosProvider.name)
+KNOWN = (SandboxProvider.name, KaspiQrProvider.name, KaspiPosProvider.name, KaspiBillerProvider.name)
 
 
 def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -> Provider:
@@ -23,6 +24,8 @@ def build(name: str, settings: Settings, clock: Callable[[], datetime] | None) -
         return KaspiQrProvider(settings, clock=clock)
     if name == KaspiPosProvider.name:
         return KaspiPosProvider(settings, clock=clock)
+    if name == KaspiBillerProvider.name:
+        return KaspiBillerProvider(settings)
     raise ValueError(f"unknown provider {name!r} in PAYCENTER_ENABLED_PROVIDERS (known: {', '.join(KNOWN)})")
 
 
