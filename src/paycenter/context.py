@@ -47,6 +47,7 @@ class AppContext:
             default_expires_in=self.settings.default_expires_in,
             providers=self.providers.names(),
             webhook_networks=self.webhook_networks,
+            account_digits=self.settings.kaspi_biller_account_digits,
         )
 
     @property

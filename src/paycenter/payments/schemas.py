@@ -13,7 +13,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from paycenter import contract, money, storable
 from paycenter.envelope import RequestBody
+from paycenter.payments.accounts import ACCOUNT_PATTERN, is_account
 from paycenter.payments.models import METHOD_LEGACY_IDS
+from paycenter.providers.kaspi_biller import NAME as KASPI_BILLER
 from paycenter.webhooks import ssrf, wire
 
 LANGUAGES = ("ru", "en", "kk")
@@ -187,7 +189,14 @@ class PaymentInit(RequestBody):
                     "webhook_secret": "test_secret_key",
                     "metadata": {"user_id": "12345", "order_id": "TEST-001"},
                 }
-            ]
+            ],
+            # An account is the Kaspi biller's alone (the service refuses it for other providers).
+            "allOf": [
+                {
+                    "if": {"required": ["account"], "properties": {"account": {"type": "string"}}},
+                    "then": {"required": ["provider"], "properties": {"provider": {"const": KASPI_BILLER}}},
+                }
+            ],
         },
     )
 
@@ -220,6 +229,22 @@ class PaymentInit(RequestBody):
         "GET /api/payment-methods. The amount stays as sent: the method's fee, where the payer covers it, is "
         "added once, when the payer starts paying. An unknown or inactive method is refused.",
     )
+
+    account: str | None = Field(
+        default=None,
+        description="Provider kaspi_biller only: the account number the payer types in the Kaspi app, your own "
+        "(an order number), 1 to 20 digits. Refused with 409 `account_in_use` while it names another open "
+        "payment; a closed payment's account is taken over. Omitted: paycenter generates one (digits with a "
+        "check digit). The answer's `account` is the one to show the payer.",
+        json_schema_extra={"pattern": ACCOUNT_PATTERN, "minLength": 1, "maxLength": 20},
+    )
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not is_account(value):
+            raise ValueError("account must be 1 to 20 digits (0-9)")
+        return value
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -316,6 +341,16 @@ class CancelRequest(RequestBody):
 # --- responses ----------------------------------------------------------------------------
 
 
+def _account_out() -> Any:
+    return Field(
+        default=None,
+        # Only where the payment has one: every other payment's answer is as it always was.
+        exclude_if=lambda value: value is None,
+        description="Provider kaspi_biller only (absent otherwise): the account number the payer types in the "
+        "Kaspi app (Kaspi → Платежи → the service → account). Show it to the payer.",
+    )
+
+
 class PaymentCreated(BaseModel):
     transaction_id: str
     amount: str
@@ -323,6 +358,7 @@ class PaymentCreated(BaseModel):
     status: str
     expires_at: str
     payment_url: str
+    account: str | None = _account_out()
 
 
 class PaymentPublic(BaseModel):
@@ -342,6 +378,7 @@ class PaymentPublic(BaseModel):
     paid_at: str | None
     expires_at: str
     paid_late: bool = Field(description="Money arrived after the payment had expired or been cancelled.")
+    account: str | None = _account_out()
 
 
 class AttemptOut(BaseModel):

@@ -1,6 +1,7 @@
-"""Payments' service: with ``attempts.py`` (an attempt's life) and ``refunds.py`` (a refund's), the
-only code that changes payments, attempts, operations and refunds (tests/project/test_writes.py
-checks it); routers, jobs, the CLI and the admin call these.
+"""Payments' service: with ``attempts.py`` (an attempt's life), ``refunds.py`` (a refund's),
+``accounts.py`` and ``biller.py`` (Kaspi biller accounts and pays), the only code that changes
+payments, attempts, operations and refunds (tests/project/test_writes.py checks it); routers, jobs,
+the CLI and the admin call these.
 
 Every function runs inside the caller's transaction and never commits. A change to a payment is
 made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write transaction's
@@ -23,11 +24,12 @@ from paycenter.db import insert_values, is_payment_id, new_id, new_payment_id, r
 from paycenter.errors import Conflict, NotFound, Unprocessable
 from paycenter.merchants.models import Merchant
 from paycenter.money import MoneyError, api_minor
-from paycenter.payments import events, views
+from paycenter.payments import accounts, events, views
 from paycenter.payments.models import (
     PAYABLE,
     Attempt,
     AttemptStatus,
+    BillerAccount,
     EventType,
     Operation,
     Payment,
@@ -37,6 +39,8 @@ from paycenter.payments.models import (
     RefundLeg,
 )
 from paycenter.payments.schemas import PaymentInit
+from paycenter.providers.kaspi_biller import CURRENCY as KASPI_BILLER_CURRENCY
+from paycenter.providers.kaspi_biller import NAME as KASPI_BILLER
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks import ssrf
 
@@ -50,6 +54,8 @@ class InitPolicy:
     providers: list[str]
     # Private networks a webhook URL may name (PAYCENTER_WEBHOOK_ALLOWED_NETWORKS); none by default.
     webhook_networks: list[ssrf.Network] = field(default_factory=list)
+    # Digits of the accounts generated for Kaspi biller payments (PAYCENTER_KASPI_BILLER_ACCOUNT_DIGITS).
+    account_digits: int = 10
 
 
 def _metadata_key(metadata: dict[str, Any] | None, key: str) -> str | None:
@@ -76,6 +82,7 @@ async def create_payment(
     if provider not in policy.providers:
         message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
         raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    account = _account_for(data, provider, policy)
     # PaymentInit's metadata validator turns the old API's empty list into None: an object or None here.
     metadata = cast(dict[str, Any] | None, data.metadata)
     values: dict[str, Any] = dict(
@@ -101,6 +108,7 @@ async def create_payment(
         language=data.language,
         payment_method=method,
         provider=provider,
+        account=account,
         status=PaymentStatus.PENDING,
         paid_amount=0,
         fee_amount=0,
@@ -116,7 +124,27 @@ async def create_payment(
     # One INSERT, without the unit of work's overhead or the mapped constructor's.
     payment = await insert_values(session, Payment, values)
     set_committed_value(payment, "has_webhook_secret", payment.__dict__.get("webhook_secret") is not None)
+    if account is not None:
+        # The row that makes Kaspi's check and pay find this payment, in the same transaction.
+        if data.account is not None:
+            await accounts.claim_own(session, payment, account=account, now=now)
+        else:
+            await accounts.claim_generated(session, payment, digits=policy.account_digits, now=now)
     return payment
+
+
+def _account_for(data: PaymentInit, provider: str, policy: InitPolicy) -> str | None:
+    """The account a Kaspi biller payment is paid by: the merchant's own, or a generated candidate
+    (``accounts.claim_generated`` draws another on a clash); None for other providers."""
+    if provider != KASPI_BILLER:
+        if data.account is not None:
+            message = f"account is for provider {KASPI_BILLER} only, not {provider}"
+            raise Unprocessable(message, fields=[{"field": "account", "message": message}])
+        return None
+    if data.currency != KASPI_BILLER_CURRENCY:
+        message = f"provider {KASPI_BILLER} takes {KASPI_BILLER_CURRENCY} only"
+        raise Unprocessable(message, fields=[{"field": "currency", "message": message}])
+    return data.account if data.account is not None else accounts.generate(policy.account_digits)
 
 
 async def preferred_method(session: AsyncSession, ref: int | str | None) -> str | None:
@@ -206,6 +234,7 @@ _PUBLIC_READ = (
         Payment.paid_at,
         Payment.expires_at,
         Payment.paid_late,
+        Payment.account,
         Merchant.api_version,
     )
     .join(Merchant, Merchant.id == Payment.merchant_id)
@@ -548,6 +577,10 @@ async def delete_closed(session: AsyncSession, ids: list[str], *, still: Sequenc
         delete(Refund).where(Refund.payment_id.in_(kept)),
         delete(Operation).where(Operation.payment_id.in_(kept)),
         delete(Attempt).where(Attempt.payment_id.in_(kept)),
+        # A Kaspi biller account still naming it: the account is free again (a merchant's own may
+        # come back with a new payment; a late pay for it now finds no payment, result 1). Its pays
+        # (biller_transactions) are money, which no payment deleted here has.
+        delete(BillerAccount).where(BillerAccount.payment_id.in_(kept)),
         delete(Payment).where(Payment.id.in_(kept)),
     ):
         await session.execute(stmt.execution_options(synchronize_session=False))

@@ -16,7 +16,7 @@ def payment_url(base_url: str, payment_id: str) -> str:
 
 
 def created(payment: Payment, base_url: str) -> dict[str, Any]:
-    return {
+    shown = {
         "transaction_id": payment.id,
         "amount": to_major_str(payment.amount, payment.currency),
         "currency": payment.currency,
@@ -24,6 +24,15 @@ def created(payment: Payment, base_url: str) -> dict[str, Any]:
         "expires_at": iso(payment.expires_at),
         "payment_url": payment_url(base_url, payment.id),
     }
+    return _with_account(shown, payment.account)
+
+
+def _with_account(shown: dict[str, Any], account: str | None) -> dict[str, Any]:
+    # A Kaspi biller payment's account, which the merchant shows its payer; only where there is one,
+    # so no other payment's answer changes (schemas: exclude_if).
+    if account is not None:
+        shown["account"] = account
+    return shown
 
 
 class Shown(Protocol):
@@ -54,11 +63,13 @@ class Shown(Protocol):
     def expires_at(self) -> datetime: ...
     @property
     def paid_late(self) -> bool: ...
+    @property
+    def account(self) -> str | None: ...
 
 
 def public(payment: Shown, base_url: str) -> dict[str, Any]:
     cur = payment.currency
-    return {
+    shown = {
         "transaction_id": payment.id,
         "amount": to_major_str(payment.amount, cur),
         "currency": cur,
@@ -74,6 +85,7 @@ def public(payment: Shown, base_url: str) -> dict[str, Any]:
         "expires_at": iso(payment.expires_at),
         "paid_late": payment.paid_late,
     }
+    return _with_account(shown, payment.account)
 
 
 def detail(payment: Payment, base_url: str) -> dict[str, Any]:

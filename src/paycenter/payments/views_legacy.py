@@ -55,8 +55,11 @@ def _metadata(payment: Payment) -> Any:
 
 
 def created(payment: Payment, base_url: str) -> dict[str, Any]:
-    # The old answer had no payment_url (the page was /pay/{id}); a superset is fine.
-    return views.created(payment, base_url) | {"expires_at": almaty(payment.expires_at)}
+    # The old answer had no payment_url (the page was /pay/{id}); a superset is fine. The Kaspi
+    # biller's account is the current version's: the old answers keep their keys.
+    shown = views.created(payment, base_url) | {"expires_at": almaty(payment.expires_at)}
+    shown.pop("account", None)
+    return shown
 
 
 def public(payment: views.Shown, base_url: str) -> dict[str, Any]:
