@@ -93,7 +93,7 @@ def test_json_reply_is_written_as_the_spec_shows_it():
 
 
 def test_xml_reply_is_escaped_and_well_formed():
-    reply = Reply(Result.OK, txn_id="9", amount=100, fields=(("a&b", 'x<y>"z\'\x01'),))
+    reply = Reply(Result.OK, txn_id="9", amount=100, fields=(("a&b", "x<y>\"z'\x01"),))
     body, content_type = kb.render(reply, "xml")
     assert content_type == "application/xml; charset=utf-8"
     assert body == (
