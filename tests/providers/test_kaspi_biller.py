@@ -179,6 +179,9 @@ async def test_check_then_pay_and_the_merchant_hears_paid(db, database_url, cloc
         ]
         r = await k.check(account, txn_id="5003")
         assert (reply(r)["result"], reply(r)["sum"]) == (3, Decimal("0.00"))  # already paid
+        # No refund call is known for the biller: refused up front, saying where the money goes back.
+        refused = assert_error(await k.api.post(f"/api/payment/{pid}/refund"), 409, "refunds_not_supported")
+        assert "cabinet" in refused["message"] and (await k.payment(pid))["refunds"] == []
 
 
 async def _received(sink: Sink) -> dict[str, Any] | None:
