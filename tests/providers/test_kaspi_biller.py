@@ -19,7 +19,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from kit.api import MerchantCreds, assert_error, make_merchant
 from kit.asgi_server import serve
@@ -32,7 +32,7 @@ from paycenter.context import AppContext
 from paycenter.db import Database
 from paycenter.jobs import cleanup
 from paycenter.jobs.expirer import expire_due
-from paycenter.payments import accounts
+from paycenter.payments import accounts, service
 from paycenter.payments.models import BillerAccount, BillerTransaction, Event, Operation, Payment
 from paycenter.providers.registry import Providers
 from paycenter.worker import Worker
@@ -500,3 +500,41 @@ async def test_any_request_gets_a_readable_reply_and_never_a_500(kaspi, db, pair
     body = reply(r)
     assert isinstance(body["result"], int) and 0 <= body["result"] <= 5
     assert isinstance(body["comment"], str)
+
+
+# --- an account taken over while a pay waits for its payment ------------------------------------
+
+
+async def _lock_waits(db: Database, backend: str) -> int:
+    query = {
+        "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        # MariaDB shows a locking read of one row by its key waiting in the optimizer's "Statistics"
+        # phase, and innodb_trx still says RUNNING: the statement itself, unfinished, is the sign.
+        "mariadb": "SELECT count(*) FROM information_schema.processlist "
+        "WHERE command = 'Query' AND info LIKE 'SELECT payments.id%FOR UPDATE%'",
+    }[backend]
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(text(query))).scalar() or 0)
+
+
+async def test_a_pay_waiting_while_its_account_is_taken_over_counts_on_the_new_payment(kaspi, db, backend):
+    """The pay reads which payment the account names, then waits for that payment's lock; meanwhile
+    the account is moved to another payment and committed. The money goes to the payment the account
+    names once the pay holds a lock, not to the one it first read. (SQLite runs writers one at a
+    time, so the pay cannot read before the move commits: nothing to race there.)"""
+    if backend == "sqlite":
+        pytest.skip("SQLite's writers take turns for the whole transaction")
+    old = await kaspi.new(account="777")
+    new = await kaspi.new(account="888")
+    assert (await kaspi.api.post(f"/api/payment/{old['transaction_id']}/cancel")).status_code == 200
+    async with db.transaction() as session:
+        await service.lock(session, old["transaction_id"])
+        await session.execute(
+            update(BillerAccount).where(BillerAccount.account == "777").values(payment_id=new["transaction_id"])
+        )
+        paying = asyncio.create_task(kaspi.pay("777", "4040", "1500.00"))
+        await eventually(lambda: _lock_waits(db, backend), timeout=10, what="the pay to wait for the old payment")
+    assert reply(await paying)["result"] == 0
+    assert (await kaspi.payment(new["transaction_id"]))["status"] == "paid"
+    data = await kaspi.payment(old["transaction_id"])
+    assert (data["status"], data["paid_amount"], data["paid_late"]) == ("cancelled", "0.00", False)

@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
 from paycenter.payments import service
 from paycenter.payments.models import PAYABLE, BillerAccount, BillerTransaction, Payment, PaymentStatus
@@ -59,14 +60,30 @@ async def _payment_of(session: AsyncSession, account: str) -> str | None:
     return await session.scalar(select(BillerAccount.payment_id).where(BillerAccount.account == account))
 
 
+async def _locked(session: AsyncSession, account: str) -> Payment | None:
+    """The payment the account names, locked; None if it names none. Read again once the lock is
+    held: a merchant's init may have taken the account over for its new payment meanwhile, or the
+    cleanup deleted the payment (and freed the account) while we waited."""
+    payment_id = await _payment_of(session, account)
+    while payment_id is not None:
+        try:
+            payment = await service.lock(session, payment_id)
+        except NotFound:
+            payment = None
+        now_names = await _payment_of(session, account)
+        if now_names == payment_id and payment is not None:
+            return payment
+        payment_id = now_names
+    return None
+
+
 async def check(session: AsyncSession, request: BillerRequest, *, now: datetime) -> Reply:
     """Is the account payable, and for how much: 0 with what remains to pay (and who is paid, for
     what, in ``fields``), 1 unknown, 2 expired or cancelled (expiring a payment whose time is up on
     the way, as any other look at it does), 3 already paid."""
-    payment_id = await _payment_of(session, request.account)
-    if payment_id is None:
+    payment = await _locked(session, request.account)
+    if payment is None:
         return Reply(Result.NOT_FOUND, txn_id=request.txn_id, amount=0)
-    payment = await service.lock(session, payment_id)
     await service.expire_if_due(session, payment, now=now)
     if payment.status not in PAYABLE:
         return Reply(_CLOSED.get(payment.status, Result.CANCELLED), txn_id=request.txn_id, amount=0)
@@ -99,12 +116,12 @@ async def pay(session: AsyncSession, request: BillerRequest, *, now: datetime, f
     found = await stored(session, request.txn_id)
     if found is not None:
         return _replayed(found, request)
-    payment_id = await _payment_of(session, request.account)
-    if payment_id is None:
+    payment = await _locked(session, request.account)
+    if payment is None:
         # Kaspi is told no such account (and returns the money to the payer); stored all the same,
         # so that a retry gets these very bytes.
+        log.warning("kaspi biller pay %s for unknown account %s refused (result 1)", request.txn_id, request.account)
         return await _store(session, request, None, Result.NOT_FOUND, now=now, fmt=fmt)
-    payment = await service.lock(session, payment_id)
     # Again under the lock: a concurrent retry of this pay may have committed while we waited for it.
     found = await stored(session, request.txn_id)
     if found is not None:
@@ -127,6 +144,13 @@ async def pay(session: AsyncSession, request: BillerRequest, *, now: datetime, f
         now=now,
         attempt=attempt,
         payment_method=NAME,
+    )
+    log.info(
+        "kaspi biller pay %s: %d tiyn recorded on payment %s (now %s)",
+        request.txn_id,
+        request.amount,
+        payment.id,
+        payment.status,
     )
     return await _store(session, request, payment, Result.OK, now=now, fmt=fmt)
 
