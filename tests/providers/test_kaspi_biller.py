@@ -35,6 +35,7 @@ from paycenter.jobs.expirer import expire_due
 from paycenter.payments import accounts, service
 from paycenter.payments.models import BillerAccount, BillerTransaction, Event, Operation, Payment
 from paycenter.providers.registry import Providers
+from paycenter.simulators.kaspi_biller import KaspiBiller
 from paycenter.worker import Worker
 
 PATH = "/kaspi/biller"
@@ -538,3 +539,47 @@ async def test_a_pay_waiting_while_its_account_is_taken_over_counts_on_the_new_p
     assert (await kaspi.payment(new["transaction_id"]))["status"] == "paid"
     data = await kaspi.payment(old["transaction_id"])
     assert (data["status"], data["paid_amount"], data["paid_late"]) == ("cancelled", "0.00", False)
+
+
+# --- against the Kaspi simulator (simulators/kaspi_biller.py), as Kaspi would call ------------------
+
+
+async def test_the_simulators_scenarios(kaspi, db, clock):
+    """The issue's scenarios played by the Kaspi-side simulator (its own request shapes and reply
+    parser): happy path, 20 concurrent copies of one pay, a wrong sum, a pay after expiry, an unknown
+    account, a caller outside the allow-list."""
+    async with KaspiBiller(f"{kaspi.url}{PATH}", retries=0) as sim:
+        happy = await kaspi.new()
+        checked, paid = await sim.check_then_pay(happy["account"])
+        assert (checked.result, checked.sum, paid.result, paid.sum) == (0, Decimal("1500.00"), 0, Decimal("1500.00"))
+        assert checked.fields == {"Получатель": "Школа №1", "Назначение": "Заказ №7 <школа>"}
+        assert (await kaspi.payment(happy["transaction_id"]))["status"] == "paid"
+
+        twenty = await kaspi.new()
+        copies = await sim.pay_concurrently(twenty["account"], "1500.00", txn_id="3141592653589793238", n=20)
+        assert len({(c.status, c.body) for c in copies}) == 1 and copies[0].result == 0 and copies[0].prv_txn
+        first, again = await sim.pay_twice(twenty["account"], "1.00")
+        assert first.body == again.body
+        data = await kaspi.payment(twenty["transaction_id"])
+        assert (data["paid_amount"], len(data["operations"])) == ("1501.00", 2)
+
+        short = await kaspi.new()
+        _, paid = await sim.wrong_sum(short["account"], delta="-500.00")
+        assert paid.result == 0
+        assert (await kaspi.payment(short["transaction_id"]))["status"] == "partially_paid"
+
+        late = await kaspi.new(expires_in=60)
+
+        async def expire() -> None:
+            clock.advance(seconds=61)
+
+        _, paid = await sim.pay_after_expiry(late["account"], expire)
+        assert paid.result == 0
+        data = await kaspi.payment(late["transaction_id"])
+        assert (data["status"], data["paid_late"], data["paid_amount"]) == ("expired", True, "1500.00")
+
+        assert (await sim.check("8")).result == 1
+        assert (await sim.pay("8", "5.00")).result == 1
+    async with KaspiBiller(f"{kaspi.url}{PATH}", local_address="127.0.0.2", retries=0) as stranger:
+        refused = await stranger.check(happy["account"])
+        assert (refused.status, refused.result, refused.comment) == (403, 5, "forbidden")

@@ -42,9 +42,10 @@ NAME = "kaspi_biller"
 CURRENCY = "KZT"
 
 REFUNDS_REFUSED = (
-    "Kaspi's biller protocol has no refund call that paycenter knows of (shared/reference/kaspi.md §C "
-    "describes only check and pay), so paycenter cannot send this refund. Return the money in Kaspi's "
-    "own merchant cabinet, then record the refund here by hand as a manual refund."
+    "Kaspi's biller protocol has no refund call that paycenter knows of (what is known of it describes "
+    "only check and pay), so paycenter cannot send this refund. Return the money in Kaspi's own merchant "
+    "cabinet. paycenter does not learn of a refund made there: once it is done, an operator records it on "
+    "the payment's page in the admin panel (a manual refund), which counts it and sends the refunded webhook."
 )
 
 
