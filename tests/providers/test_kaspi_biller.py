@@ -414,6 +414,29 @@ async def test_a_merchants_own_account_while_open_and_once_closed(kaspi, db):
     assert public["account"] == "000123"
 
 
+async def test_a_closed_payments_account_is_never_taken_over_by_another_merchant(kaspi, db):
+    # Late money Kaspi takes for the old payment would otherwise be counted for another merchant.
+    own = await kaspi.new(account="777")
+    generated = await kaspi.new()
+    for created in (own, generated):
+        assert (await kaspi.api.post(f"/api/payment/{created['transaction_id']}/cancel")).status_code == 200
+    other = await make_merchant(db, name="Другой магазин")
+    for account in (own["account"], generated["account"]):
+        r = await kaspi.api.post(
+            "/api/payment/init",
+            json={"amount": 100, "provider": "kaspi_biller", "account": account},
+            headers=other.headers,
+        )
+        assert_error(r, 409, "account_in_use", "account")
+        async with db.reading() as session:
+            mapping = await session.get(BillerAccount, account)
+        assert mapping.payment_id in (own["transaction_id"], generated["transaction_id"])
+    # The same merchant may reuse its own closed account (test above); the late pay lands there.
+    again = await kaspi.new(account="777", amount=300)
+    assert reply(await kaspi.check("777"))["sum"] == Decimal("300.00")
+    assert again["account"] == "777"
+
+
 async def test_an_account_is_refused_for_other_providers_and_must_be_digits(kaspi, db):
     before = await row_counts(db)
     for body, status, code, field in (

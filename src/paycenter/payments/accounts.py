@@ -2,10 +2,12 @@
 
 Kaspi's request carries the account alone (shared/reference/kaspi.md §C), so an account names one
 payment at a time (``BillerAccount``). Ours are random digits, the first not 0, and a Luhn check
-digit, which catches every single mistyped digit and every swap of two adjacent digits before a
-payer pays the wrong payment. A merchant may give its own (its order number) while no open
-payment has it; a closed payment's own account is taken over by the new payment. Part of the
-payments service: runs in the caller's transaction and never commits.
+digit, which catches every single mistyped digit and every swap of two adjacent digits but 09/90
+(Luhn's own blind spot) before a payer pays the wrong payment. A merchant may give its own (its
+order number) while no open payment has it; a closed payment's account is taken over by the new
+payment only if both are the same merchant's: money Kaspi takes late for the old one then goes to
+the same merchant's new payment, never to another merchant's. Part of the payments service: runs
+in the caller's transaction and never commits.
 """
 
 from __future__ import annotations
@@ -62,9 +64,11 @@ class AccountInUse(Conflict):
 
 
 def _in_use(account: str) -> AccountInUse:
+    # One answer for an open payment of this merchant and any payment of another: which of the two
+    # it is, and that another merchant used the number, is none of this merchant's business.
     return AccountInUse(
-        f"Account {account} already names an open payment: use another, or cancel that payment first",
-        fields=[{"field": "account", "message": "already names an open payment"}],
+        f"Account {account} is in use: it names an open payment of yours, or another merchant's payment",
+        fields=[{"field": "account", "message": "in use"}],
     )
 
 
@@ -82,7 +86,7 @@ async def _insert(session: AsyncSession, *, account: str, payment_id: str, now: 
 
 async def claim_own(session: AsyncSession, payment: Payment, *, account: str, now: datetime) -> None:
     """Make the merchant's own ``account`` name ``payment`` (new, in this transaction), or refuse
-    with 409 ``account_in_use`` while it names an open payment.
+    with 409 ``account_in_use`` while it names an open payment, or any payment of another merchant.
 
     An open payment is pending, processing or partially paid and not past its time (money for one
     past it would be late money anyway). Taking over a closed payment's row happens under that
@@ -100,9 +104,13 @@ async def claim_own(session: AsyncSession, payment: Payment, *, account: str, no
             raise _in_use(account)
         return
     named = (
-        await session.execute(select(Payment.status, Payment.expires_at).where(Payment.id == found.payment_id))
+        await session.execute(
+            select(Payment.status, Payment.expires_at, Payment.merchant_id).where(Payment.id == found.payment_id)
+        )
     ).first()
-    if named is not None and named.status in PAYABLE and named.expires_at > now:
+    if named is not None and (
+        named.merchant_id != payment.merchant_id or (named.status in PAYABLE and named.expires_at > now)
+    ):
         raise _in_use(account)
     await session.execute(
         update(BillerAccount)
