@@ -234,8 +234,9 @@ class PaymentInit(RequestBody):
         default=None,
         description="Provider kaspi_biller only: the account number the payer types in the Kaspi app, your own "
         "(an order number), 1 to 20 digits. Refused with 409 `account_in_use` while it names another open "
-        "payment; a closed payment's account is taken over. Omitted: paycenter generates one (digits with a "
-        "check digit). The answer's `account` is the one to show the payer.",
+        "payment of yours or any payment of another merchant; your closed payment's account is taken over. "
+        "Omitted: paycenter generates one (digits with a check digit). The answer's `account` is the one to "
+        "show the payer.",
         json_schema_extra={"pattern": ACCOUNT_PATTERN, "minLength": 1, "maxLength": 20},
     )
 
