@@ -154,11 +154,11 @@ async def test_an_operator_records_a_refund_made_in_kaspi(kaspi: Kaspi, merchant
         )
         # Nothing left to refund: no form any more.
         assert 'data-testid="manual-refund-form"' not in (await browser.get(f"/admin/transactions/{pid}")).text
-    # The merchant's API shows both refunds as it shows any (its answer's shape is unchanged).
+    # The merchant's API shows both refunds as it shows any, marked manual.
     listed = (await k.client.get(f"/api/transaction/{pid}")).json()["data"]["refunds"]
-    assert [(r["amount"], r["refunded_amount"], r["status"]) for r in listed] == [
-        ("200.00", "200.00", "succeeded"),
-        ("300.00", "300.00", "succeeded"),
+    assert [(r["amount"], r["refunded_amount"], r["status"], r["manual"]) for r in listed] == [
+        ("200.00", "200.00", "succeeded", True),
+        ("300.00", "300.00", "succeeded", True),
     ]
     assert (await k.payment(pid))["refunded_amount"] == "500.00"
 

@@ -421,6 +421,11 @@ class RefundOut(BaseModel):
         description="Kaspi QR scheme r2: while the refund waits for the customer, the page showing the "
         "return QR they scan in Kaspi.kz (show or send it to them); null otherwise.",
     )
+    manual: bool = Field(
+        default=False,
+        description="Recorded by an operator in the admin panel: the money went back outside paycenter (in "
+        "the bank's cabinet), for a provider paycenter cannot refund through (the Kaspi biller, Kaspi QR r1).",
+    )
 
 
 class EventOut(BaseModel):

@@ -150,6 +150,7 @@ def refund(r: Refund, currency: str, return_qr_url: str | None = None) -> dict[s
         "created_at": iso(r.created_at),
         "completed_at": iso(r.completed_at),
         "return_qr_url": return_qr_url,
+        "manual": bool(r.manual),
     }
 
 
