@@ -297,6 +297,27 @@ async def test_a_caller_outside_the_allow_list_is_refused_and_nothing_is_looked_
     assert await row_counts(db) == before
 
 
+async def test_the_address_judged_is_the_real_callers_behind_the_trusted_proxy_only(db, database_url, clock):
+    """uvicorn believes X-Forwarded-For from FORWARDED_ALLOW_IPS alone (127.0.0.1, the nginx of
+    deploy.md), as paycenter serves in production: behind it the caller's own address is judged, and
+    a caller that is not the proxy cannot name an allowed address in the header."""
+    async with biller_app(db, database_url, clock, kaspi_biller_allowed_networks="198.51.100.0/24") as k:
+        created = await k.new()
+        params = {"command": "check", "txn_id": "1", "account": created["account"]}
+        # Through the proxy (127.0.0.1): Kaspi's address is allowed, a stranger's is not.
+        kaspi_ = await k.http.get(PATH, params=params, headers={"X-Forwarded-For": "198.51.100.7"})
+        assert (kaspi_.status_code, reply(kaspi_)["result"]) == (200, 0)
+        stranger = await k.http.get(PATH, params=params, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert stranger.status_code == 403
+        # The proxy itself is no allowed caller.
+        assert (await k.http.get(PATH, params=params)).status_code == 403
+        # Not from the proxy: the header is not believed, whatever it says.
+        transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=k.url, transport=transport) as spoofer:
+            r = await spoofer.get(PATH, params=params, headers={"X-Forwarded-For": "198.51.100.7"})
+            assert (r.status_code, r.content) == (403, b'{"result": 5, "comment": "forbidden"}')
+
+
 async def test_wrong_data1_is_refused_when_a_secret_is_set(db, database_url, clock):
     async with biller_app(db, database_url, clock, kaspi_biller_secret="s3cret-value") as k:
         created = await k.new()
