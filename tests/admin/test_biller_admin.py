@@ -66,8 +66,8 @@ async def test_a_biller_payment_shows_its_account_and_kaspis_pays(
     assert by_testid(page, "biller-account") == ACCOUNT
     rows = rows_of(page, "biller-pays")
     assert [r[:5] for r in rows] == [
-        ["18446744073709551615", str(first), "10 000.00 KZT", "2026-12-06 14:30:00 +05", "0 · OK"],
-        ["77", str(second), "5 000.00 KZT", "2026-12-07 00:05:01 +05", "0 · OK"],
+        ["18446744073709551615", str(first), "10 000.00 KZT", "2026-12-06 14:30:00 +05", "0 · принят"],
+        ["77", str(second), "5 000.00 KZT", "2026-12-07 00:05:01 +05", "0 · принят"],
     ]
     assert by_testid(page, "status") == "paid"
 

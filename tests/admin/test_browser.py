@@ -549,7 +549,7 @@ async def test_a_viewer_cannot_refund(server, api, day, tabs):
     tab = await tabs()
     page = tab.page
     await sign_in(tab, server, "auditor", day.viewer_password, start=f"/admin/transactions/{day.key}")
-    await expect(page.get_by_test_id("me")).to_have_text("auditor · viewer")
+    await expect(page.get_by_test_id("me")).to_have_text("auditor · наблюдатель")
     await expect(page.get_by_test_id("payment-id")).to_have_text(day.key)
     await expect(page.get_by_test_id("metadata")).to_contain_text(day.order_id)
     await expect(page.get_by_test_id("webhook-log")).to_be_visible()

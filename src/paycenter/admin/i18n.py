@@ -1,10 +1,17 @@
-"""Admin panel texts: Russian (default) and English. A missing key shows the key itself."""
+"""Admin panel texts: Russian (default), Kazakh and English, one language a page.
+
+TEXTS holds each text as (ru, en); the Kazakh ones are in ``paycenter.admin.kk`` (KK), a text
+for every key of TEXTS (tests/admin/test_i18n.py fails for a key without one). Codes inside a text
+(a command, a setting's name, a protocol field) go between backticks: the pages show them as code.
+A missing key shows the key itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-LANGUAGES = ("ru", "en")
+from paycenter.admin.kk import KK
+
+LANGUAGES = ("ru", "kk", "en")
 
 TEXTS: dict[str, tuple[str, str]] = {
     # (ru, en)
@@ -152,10 +159,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "revoke": ("Отозвать", "Revoke"),
     "revoked": ("отозван", "revoked"),
     "shown_once": ("Показан один раз — сохраните его сейчас:", "Shown once — save it now:"),
-    "signing_secret": ("Секрет подписи (whsec)", "Signing secret (whsec)"),
+    "signing_secret": ("Секрет подписи (`whsec`)", "Signing secret (`whsec`)"),
     "secret_unreadable": (
-        "не расшифровывается ни одним ключом PAYCENTER_SECRET_KEYS",
-        "no key in PAYCENTER_SECRET_KEYS decrypts it",
+        "не расшифровывается ни одним ключом `PAYCENTER_SECRET_KEYS`",
+        "no key in `PAYCENTER_SECRET_KEYS` decrypts it",
     ),
     "add_terminal": ("Добавить терминал", "Add terminal"),
     "token": ("Токен", "Token"),
@@ -200,30 +207,74 @@ TEXTS: dict[str, tuple[str, str]] = {
     "settings": ("Настройки", "Settings"),
     "yes": ("да", "yes"),
     "no": ("нет", "no"),
+    # --- labels that were left in English, and the dashboard chart
+    "role_admin": ("администратор", "admin"),
+    "role_viewer": ("наблюдатель", "viewer"),
+    "language": ("Язык", "Language"),
+    "fee_net": ("Комиссия / к зачислению", "Fee / net"),
+    "expires": ("Действует до", "Expires"),
+    "paid_at": ("Оплачен", "Paid at"),
+    "first_visit": ("Первое открытие", "First visit"),
+    "method": ("Способ оплаты", "Payment method"),
+    "provider_txn": ("Операция провайдера", "Provider transaction"),
+    "gross": ("Поступило", "Gross"),
+    "fee": ("Комиссия", "Fee"),
+    "net": ("К зачислению", "Net"),
+    "paid_late": ("оплачен после срока", "paid late"),
+    "late": ("после срока", "late"),
+    "order_number": ("Номер заказа", "Order number"),
+    "event": ("Событие", "Event"),
+    "merchant_id": ("ID мерчанта", "Merchant ID"),
+    "ms": ("мс", "ms"),
+    "for_30_days": ("за 30 дней", "last 30 days"),
+    "old_secret_until": ("старый действует до {when}", "the old one is valid until {when}"),
+    "chart_empty": ("За 30 дней оплат не было.", "No payments in the last 30 days."),
+    "chart_total": ("Всего за 30 дней: {amount}", "Total for 30 days: {amount}"),
+    "chart_peak": ("Лучший день: {day}, {amount}", "Best day: {day}, {amount}"),
+    "biller_title": ("Kaspi: оплата по номеру счёта", "Kaspi: payment by account number"),
+    "biller_result_0": ("принят", "accepted"),
+    "biller_result_1": ("счёт не найден", "account not found"),
+    "biller_result_2": ("отменён или просрочен", "cancelled or expired"),
+    "biller_result_3": ("уже оплачен", "already paid"),
+    "biller_result_4": ("в обработке", "in progress"),
+    "biller_result_5": ("другая ошибка", "other error"),
+    "refunds_refused_kaspi_biller": (
+        "В протоколе Kaspi для биллеров нет известного paycenter вызова возврата, поэтому paycenter не может "
+        "отправить этот возврат. Верните деньги в кабинете продавца Kaspi, затем запишите возврат ниже.",
+        "Kaspi's biller protocol has no refund call that paycenter knows of, so paycenter cannot send this "
+        "refund. Return the money in Kaspi's merchant cabinet, then record the refund below.",
+    ),
+    "refunds_refused_kaspi_qr": (
+        "В схеме Kaspi QR r1 нет API возвратов, поэтому paycenter не может отправить этот возврат. Сделайте "
+        "возврат в приложении Kaspi Pay (раздел «Возвраты») там, где была оплата, затем запишите его ниже.",
+        "Kaspi QR scheme r1 has no refund API, so paycenter cannot send this refund. Refund it in the Kaspi Pay "
+        "app (Returns) at the trade point where it was paid, then record it below.",
+    ),
     "biller_note": (
-        "Покупатель платит в приложении Kaspi по номеру счёта, Kaspi вызывает этот адрес (check, затем pay). "
+        "Покупатель платит в приложении Kaspi по номеру счёта, Kaspi вызывает этот адрес (`check`, затем `pay`). "
         "Передайте Kaspi адрес, формат ответов и адреса, с которых он будет звонить.",
-        "The payer pays in the Kaspi app by account number; Kaspi calls this address (check, then pay). "
+        "The payer pays in the Kaspi app by account number; Kaspi calls this address (`check`, then `pay`). "
         "Give Kaspi the address, the reply format and the addresses it calls from.",
     ),
     "biller_enabled": ("Включён", "Enabled"),
     "biller_enable_hint": (
-        "добавьте kaspi_biller в PAYCENTER_ENABLED_PROVIDERS",
-        "add kaspi_biller to PAYCENTER_ENABLED_PROVIDERS",
+        "добавьте `kaspi_biller` в `PAYCENTER_ENABLED_PROVIDERS`",
+        "add `kaspi_biller` to `PAYCENTER_ENABLED_PROVIDERS`",
     ),
     "biller_url": ("Адрес для Kaspi", "URL for Kaspi"),
     "biller_url_guessed": (
-        "PAYCENTER_PUBLIC_URL не задан: адрес взят из этого запроса и может быть не тем, что видит Kaspi",
-        "PAYCENTER_PUBLIC_URL is not set: this address is taken from this request and may not be the one Kaspi reaches",
+        "`PAYCENTER_PUBLIC_URL` не задан: адрес взят из этого запроса и может быть не тем, что видит Kaspi",
+        "`PAYCENTER_PUBLIC_URL` is not set: this address is taken from this request "
+        "and may not be the one Kaspi reaches",
     ),
     "biller_method": ("Запросы", "Requests"),
     "biller_format": ("Формат ответов", "Reply format"),
     "biller_networks": ("Разрешённые сети", "Allowed networks"),
     "biller_no_networks": (
-        "не заданы: Kaspi не сможет вызвать адрес (PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS)",
-        "none: Kaspi cannot call the address (PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS)",
+        "не заданы: Kaspi не сможет вызвать адрес (`PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS`)",
+        "none: Kaspi cannot call the address (`PAYCENTER_KASPI_BILLER_ALLOWED_NETWORKS`)",
     ),
-    "biller_secret": ("Общее значение data1", "Shared data1 value"),
+    "biller_secret": ("Общее значение `data1`", "Shared `data1` value"),
     "biller_secret_set": ("задано (не показывается)", "set (not shown)"),
     "biller_secret_unset": ("не задано: проверяется только адрес", "not set: only the address is checked"),
     "biller_service_name": ("Название услуги в Kaspi", "Service name in Kaspi"),
@@ -233,19 +284,19 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "biller_account_digits": ("Цифр в номере счёта", "Account number digits"),
     "biller_settings_hint": (
-        "Меняется переменными PAYCENTER_KASPI_BILLER_* и перезапуском; проверка: paycenter config check.",
-        "Changed with the PAYCENTER_KASPI_BILLER_* variables and a restart; check with paycenter config check.",
+        "Меняется переменными `PAYCENTER_KASPI_BILLER_*` и перезапуском; проверка: `paycenter config check`.",
+        "Changed with the `PAYCENTER_KASPI_BILLER_*` variables and a restart; check with `paycenter config check`.",
     ),
     "account": ("Счёт", "Account"),
-    "biller_pays": ("Платежи Kaspi (pay)", "Kaspi's pays"),
+    "biller_pays": ("Платежи Kaspi (`pay`)", "Kaspi's pays (`pay`)"),
     "result": ("Результат", "Result"),
     "manual": ("вручную", "manual"),
     "manual_refund": ("Записать возврат, сделанный вне paycenter", "Record a refund made outside paycenter"),
     "manual_refund_note": (
         "Деньги вернули в кабинете банка? Запишите возврат здесь: он будет учтён как ручной, мерчант получит "
-        "вебхук refunded. Сам paycenter ничего никуда не отправит.",
+        "вебхук `refunded`. Сам paycenter ничего никуда не отправит.",
         "Returned the money in the bank's cabinet? Record it here: it counts as a manual refund and the merchant "
-        "gets the refunded webhook. paycenter itself sends nothing anywhere.",
+        "gets the `refunded` webhook. paycenter itself sends nothing anywhere.",
     ),
     "manual_refund_amount": ("Сумма, которую вернули", "Amount returned"),
     "note": ("Примечание (обязательно)", "Note (required)"),
@@ -257,12 +308,21 @@ TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
-def translator(lang: str) -> Callable[..., str]:
-    index = 0 if lang == "ru" else 1
+def text(key: str, lang: str) -> str | None:
+    """The text of ``key`` in ``lang`` (Kazakh falls back to Russian until translated), or None."""
+    pair = TEXTS.get(key)
+    if pair is None:
+        return None
+    if lang == "kk":
+        return KK.get(key, pair[0])
+    return pair[1] if lang == "en" else pair[0]
 
+
+def translator(lang: str) -> Callable[..., str]:
     def t(key: str, **kwargs: object) -> str:
-        pair = TEXTS.get(key)
-        text = pair[index] if pair else key
-        return text.format(**kwargs) if kwargs else text
+        found = text(key, lang)
+        if found is None:
+            return key
+        return found.format(**kwargs) if kwargs else found
 
     return t

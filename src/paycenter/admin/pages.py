@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paycenter import contract, quarantine, storable, versions
 from paycenter.admin import queries
-from paycenter.admin.i18n import translator
+from paycenter.admin.chart import daily_chart
+from paycenter.admin.i18n import text, translator
 from paycenter.admin.web import (
     COOKIE,
     BadInput,
@@ -231,21 +232,9 @@ async def dashboard(request: Request, ctx: Context, operator: Operator) -> HTMLR
     return render(
         request,
         "dashboard.html",
-        {"d": data, "health": health, "chart": _chart(data.daily), "statuses": list(PaymentStatus)},
+        {"d": data, "health": health, "chart": daily_chart(data.daily), "statuses": list(PaymentStatus)},
         operator=operator,
     )
-
-
-def _chart(daily: list[tuple[date, dict[str, int]]]) -> dict[str, Any]:
-    """Bars for the daily volume chart, drawn as inline SVG (no chart library to ship)."""
-    currency = "KZT"
-    totals = [(day, volumes.get(currency, 0)) for day, volumes in daily]
-    peak = max((v for _, v in totals), default=0) or 1
-    bars = [
-        {"x": i * 20, "h": round(v / peak * 120), "day": day.isoformat(), "value": v}
-        for i, (day, v) in enumerate(totals)
-    ]
-    return {"bars": bars, "currency": currency, "peak": peak}
 
 
 # --- transactions ------------------------------------------------------------------------------
@@ -418,9 +407,7 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
             # Refunds whose return QR the payer must scan: the page to show them (Kaspi QR r2).
             "awaiting_payer": awaiting_payer,
             # Said where the refund form would be, and again if the form is posted anyway.
-            "refunds_refused": (
-                ctx.providers.get(payment.provider).refunds_refused if payment.provider in ctx.providers else None
-            ),
+            "refunds_refused": _refunds_refused(ctx, payment.provider, language(request)),
             "biller_pays": biller_pays,
             "biller_results": BILLER_RESULTS,
             # The manual refund form's one-time token: posted twice, it records one refund.
@@ -430,15 +417,18 @@ async def transaction(payment_id: str, request: Request, ctx: Context, operator:
     )
 
 
-# The biller protocol's result codes (docs/kaspi.md, "Kaspi biller").
-BILLER_RESULTS = {
-    0: "OK",
-    1: "account not found",
-    2: "cancelled or expired",
-    3: "already paid",
-    4: "in progress",
-    5: "other error",
-}
+# The biller protocol's result codes (docs/kaspi.md, "Kaspi biller"), each said in the panel's
+# language (texts biller_result_0 to biller_result_5).
+BILLER_RESULTS = frozenset(range(6))
+
+
+def _refunds_refused(ctx: Context, provider: str, lang: str) -> str | None:
+    """Why this provider's payments cannot be refunded through paycenter, in the panel's language
+    (the provider's own English text when the panel has none for it)."""
+    refused = ctx.providers.get(provider).refunds_refused if provider in ctx.providers else None
+    if not refused:
+        return None
+    return text(f"refunds_refused_{provider}", lang) or refused
 
 
 def _dict(value: Any) -> dict[str, Any]:

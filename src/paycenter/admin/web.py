@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from paycenter import storable
 from paycenter.admin.i18n import LANGUAGES, translator
@@ -21,6 +22,16 @@ from paycenter.operators import service
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def codes(text: str) -> Markup:
+    """A text of the panel with its `codes` (commands, settings' names, protocol fields) shown as
+    code, marked as no words of any language (``translate="no"``); the rest escaped."""
+    parts = str(escape(text)).split("`")
+    return Markup("".join(f'<code translate="no">{p}</code>' if i % 2 else p for i, p in enumerate(parts)))
+
+
+templates.env.filters["codes"] = codes
 COOKIE = "pc_admin"
 LANG_COOKIE = "pc_admin_lang"
 
