@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=30, ge=1)
     database_max_overflow: int = Field(default=0, ge=0)
     log_level: str = "info"
-    # "json": one JSON object per line (request and transaction ids included); "text": for humans.
-    log_format: Literal["json", "text"] = "json"
+    # "json": one JSON object per line (request and transaction ids included); "text": one readable
+    # line for humans; "auto": text when stderr is a terminal (`make run`), JSON otherwise (systemd,
+    # Docker, a file: production).
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     # Fernet keys (comma-separated; the first encrypts) for secrets stored in the database.
     # `paycenter secrets generate-key` makes one. Empty: secrets are stored as they are.

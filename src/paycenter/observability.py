@@ -18,6 +18,7 @@ import logging.config
 import os
 import re
 import secrets
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -98,9 +99,55 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "info", *, json_lines: bool = True) -> dict[str, Any]:
-    """Logging for paycenter and uvicorn; returns the dict config (also for uvicorn's log_config)."""
-    formatter = {"()": JsonFormatter} if json_lines else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+# The fields a text line shows after its message, as key=value (method, path and status are in the
+# access line's message already).
+_TEXT_FIELDS = ("duration_ms", "client", "request_id", "transaction_id")
+_LEVEL_COLORS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
+
+
+class TextFormatter(logging.Formatter):
+    """One line a record for a person at a terminal: local time, level, logger, message, then
+    the key fields as key=value (a traceback follows on its own lines)."""
+
+    def __init__(self, color: bool = False) -> None:
+        super().__init__()
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.") + f"{int(record.msecs):03d}"
+        level = f"{record.levelname:<7}"
+        if self.color:
+            level = f"\x1b[{_LEVEL_COLORS.get(record.levelname, '0')}m{level}\x1b[0m"
+        fields = {"request_id": REQUEST_ID.get(), "transaction_id": TRANSACTION_ID.get()}
+        fields.update({key: getattr(record, key) for key in ("duration_ms", "client") if hasattr(record, key)})
+        tail = " ".join(f"{key}={fields[key]}" for key in _TEXT_FIELDS if fields.get(key) not in (None, ""))
+        line = f"{when} {level} {record.name}: {record.getMessage()}" + (f"  {tail}" if tail else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def log_format_for(setting: str, stream: Any = None) -> str:
+    """ "json" or "text": as set, or for "auto" text on a terminal and JSON lines elsewhere (a
+    service's journal, a container's log, a file), as production reads them."""
+    if setting in ("json", "text"):
+        return setting
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return "json"
+
+
+def configure_logging(level: str = "info", *, log_format: str = "auto") -> dict[str, Any]:
+    """Logging for paycenter and uvicorn on stderr; returns the dict config (also for uvicorn's
+    log_config). ``log_format``: "json", "text" or "auto" (``log_format_for``)."""
+    if log_format_for(log_format) == "json":
+        formatter: dict[str, Any] = {"()": JsonFormatter}
+    else:
+        # Colored levels on a terminal, unless NO_COLOR (no-color.org) is set.
+        color = log_format_for("auto") == "text" and not os.environ.get("NO_COLOR")
+        formatter = {"()": TextFormatter, "color": color}
     config = {
         "version": 1,
         "disable_existing_loggers": False,

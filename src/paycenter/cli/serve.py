@@ -111,7 +111,7 @@ def run(
             "(PAYCENTER_WEBHOOK_ALLOWED_NETWORKS; for local development only)"
         )
     typer.echo("")
-    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    log_config = configure_logging(settings.log_level, log_format=settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -165,7 +165,7 @@ def api(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # One /metrics for all processes: prometheus_client sums their files.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paycenter-metrics-")
-    log_config = configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    log_config = configure_logging(settings.log_level, log_format=settings.log_format)
     uvicorn.run(
         "paycenter.app:create_app",
         factory=True,
@@ -193,7 +193,7 @@ def worker() -> None:
     from paycenter.worker import Worker
 
     settings = get_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    configure_logging(settings.log_level, log_format=settings.log_format)
 
     async def go() -> None:
         ctx = AppContext.from_settings(settings)
