@@ -48,6 +48,12 @@ def test_kazakh_is_kazakh_not_russian_copied() -> None:
     assert len(with_kazakh_letters) > 0.8 * len(KK)
 
 
+def test_every_payment_status_has_a_name() -> None:
+    from paycenter.payments.models import PaymentStatus
+
+    assert [s for s in PaymentStatus if f"status_{s}" not in TEXTS] == []
+
+
 def test_the_translator_picks_the_language() -> None:
     assert LANGUAGES == ("ru", "kk", "en")
     assert [translator(lang)("refunds") for lang in LANGUAGES] == ["Возвраты", "Қайтарулар", "Refunds"]
