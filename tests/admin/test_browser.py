@@ -720,7 +720,8 @@ async def samples(server: Server, day: Day) -> dict[str, list[str]]:
     finally:
         await database.dispose()
     day.extra.update(refunded=refunded, biller=biller)
-    return {"payment_id": [day.key, refunded, biller, "pay_no_such_payment"], "delivery_id": [delivery]}
+    # And two that are no payment: the 404 page, and the 400 page of a path with a NUL in it.
+    return {"payment_id": [day.key, refunded, biller, "pay_no_such_payment", "%00"], "delivery_id": [delivery]}
 
 
 def admin_pages(values: dict[str, list[str]]) -> list[str]:
@@ -761,11 +762,20 @@ async def test_every_admin_page_in_russian_kazakh_and_english_has_no_words_of_an
                 not_html.append(path)
                 continue
             answer = await page.goto(server.base_url + path)
-            assert answer is not None and answer.status in (200, 404), (path, answer and answer.status)
+            assert answer is not None and answer.status in (200, 400, 404), (path, answer and answer.status)
             assert await page.locator("html").get_attribute("lang") == lang, path
             texts[lang][path] = await page.evaluate(VISIBLE_TEXT_JS)
+        # The 403 page: a form posted without its CSRF token.
+        async with page.expect_response(lambda r: r.url.endswith("/admin/quarantine/retry")) as refused:
+            await page.evaluate(
+                """() => { const f = document.createElement('form'); f.method = 'post';
+                    f.action = '/admin/quarantine/retry'; document.body.appendChild(f); f.submit(); }"""
+            )
+        assert (await refused.value).status == 403
+        await page.get_by_test_id("forbidden").wait_for()
+        texts[lang]["403"] = await page.evaluate(VISIBLE_TEXT_JS)
     assert set(not_html) == {"/admin/transactions.csv"}
-    tab.errors[:] = [e for e in tab.errors if "status of 404" not in e or "pay_no_such_payment" not in e]
+    tab.errors[:] = [e for e in tab.errors if not re.search(r"status of (400|404) .*(pay_no_such_payment|%00)", e)]
     # The pages rendered their data: a refund, webhooks, Kaspi's pay, the quarantined row, the terminal.
     for path, testids in (
         (f"/admin/transactions/{day.extra['refunded']}", ("refund-row", "delivery")),

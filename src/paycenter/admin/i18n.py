@@ -232,6 +232,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "chart_total": ("Всего за 30 дней: {amount}", "Total for 30 days: {amount}"),
     "chart_peak": ("Лучший день: {day}, {amount}", "Best day: {day}, {amount}"),
     "biller_title": ("Kaspi: оплата по номеру счёта", "Kaspi: payment by account number"),
+    "bad_input": (
+        "В адресе или форме есть символы, которые панель не принимает.",
+        "The address or the form holds characters the panel does not take.",
+    ),
     # A payment's status by name, where a shop owner reads a summary (the dashboard).
     "status_pending": ("ожидает оплаты", "awaiting payment"),
     "status_processing": ("в обработке", "processing"),

@@ -178,6 +178,7 @@ KK: dict[str, str] = {
     "chart_total": "30 күндегі барлығы: {amount}",
     "chart_peak": "Ең табысты күн: {day}, {amount}",
     "biller_title": "Kaspi: шот нөмірі бойынша төлем",
+    "bad_input": "Мекенжайда немесе формада панель қабылдамайтын таңбалар бар.",
     "status_pending": "төлемді күтуде",
     "status_processing": "өңделуде",
     "status_partially_paid": "ішінара төленді",
