@@ -236,6 +236,11 @@ TEXTS: dict[str, tuple[str, str]] = {
         "В адресе или форме есть символы, которые панель не принимает.",
         "The address or the form holds characters the panel does not take.",
     ),
+    # Errors of the panel's own forms (a service's refusal is said in its own words).
+    "error_since": ("Укажите дату и время, с которых повторить отправку.", "Give the date and time to resend from."),
+    "error_name": ("Укажите название.", "Give a name."),
+    "error_terminal_fields": ("Укажите название, адрес и токен терминала.", "Give the terminal's name, URL and token."),
+    "error_retry_what": ("Не указано, какую строку повторить.", "Say which row to retry."),
     # A payment's status by name, where a shop owner reads a summary (the dashboard).
     "status_pending": ("ожидает оплаты", "awaiting payment"),
     "status_processing": ("в обработке", "processing"),

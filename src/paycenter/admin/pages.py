@@ -622,7 +622,7 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
     try:
         since = datetime.fromisoformat(form.get("since", "")).replace(tzinfo=queries.ALMATY)
     except ValueError:
-        return back(request, "/admin/webhooks?status=failed", error="since: YYYY-MM-DDTHH:MM")
+        return back(request, "/admin/webhooks?status=failed", error=translator(language(request))("error_since"))
     async with ctx.db.transaction() as session:
         count = await webhooks.recover(
             session, merchant_id=None, since=since, until=None, retries=len(ctx.settings.retry_schedule), now=now
@@ -694,7 +694,7 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))
     if not name:
-        return back(request, "/admin/merchants", error="name")
+        return back(request, "/admin/merchants", error=translator(language(request))("error_name"))
     now = ctx.now()
     async with ctx.db.transaction() as session:
         merchant = await merchants.create_merchant(
@@ -858,7 +858,7 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
         return back(request, "/admin/terminals", error=str(exc))
     name, token = form.get("name", "").strip()[:100], form.get("access_token", "").strip()[:200]
     if not (name and url and token):
-        return back(request, "/admin/terminals", error="name, url, token")
+        return back(request, "/admin/terminals", error=translator(language(request))("error_terminal_fields"))
     now = ctx.now()
     try:
         async with ctx.db.transaction() as session:
@@ -920,7 +920,7 @@ async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -
     every = form.get("all") == "1"
     loop, row_id = form.get("loop", "")[:32], form.get("row_id", "")[:64]
     if not every and not (loop and row_id):
-        return back(request, url, error="loop, row_id")
+        return back(request, url, error=translator(language(request))("error_retry_what"))
     now = ctx.now()
     async with ctx.db.transaction() as session:
         done = await retries.retry_many(
