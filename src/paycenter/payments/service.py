@@ -1,7 +1,7 @@
 """Payments' service: with ``attempts.py`` (an attempt's life), ``refunds.py`` (a refund's),
-``accounts.py`` and ``biller.py`` (Kaspi biller accounts and pays), the only code that changes
-payments, attempts, operations and refunds (tests/project/test_writes.py checks it); routers, jobs,
-the CLI and the admin call these.
+``accounts.py`` and ``biller.py`` (Kaspi biller accounts and pays) and ``links.py`` (payment
+links), the only code that changes payments, attempts, operations, refunds and links
+(tests/project/test_writes.py checks it); routers, jobs, the CLI and the admin call these.
 
 Every function runs inside the caller's transaction and never commits. A change to a payment is
 made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write transaction's
@@ -67,7 +67,13 @@ def _metadata_key(metadata: dict[str, Any] | None, key: str) -> str | None:
 
 
 async def create_payment(
-    session: AsyncSession, *, merchant: Merchant, data: PaymentInit, policy: InitPolicy, now: datetime
+    session: AsyncSession,
+    *,
+    merchant: Merchant,
+    data: PaymentInit,
+    policy: InitPolicy,
+    now: datetime,
+    link_id: str | None = None,
 ) -> Payment:
     try:
         amount = api_minor(data.amount, data.currency or "KZT", max_major=policy.max_amount)
@@ -109,6 +115,7 @@ async def create_payment(
         payment_method=method,
         provider=provider,
         account=account,
+        link_id=link_id,
         status=PaymentStatus.PENDING,
         paid_amount=0,
         fee_amount=0,
