@@ -255,7 +255,8 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Has the money already gone back to the payer outside paycenter? Record the refund?",
     ),
     # --- payment links
-    "links": ("Ссылки на оплату", "Payment links"),
+    "links": ("Ссылки", "Links"),
+    "links_title": ("Ссылки на оплату", "Payment links"),
     "link": ("Ссылка", "Link"),
     "link_new": ("Новая ссылка на оплату", "New payment link"),
     "link_kind": ("Вид", "Kind"),
