@@ -173,9 +173,7 @@ async def create(
     # Every payment it will make is checked now (metadata limits with link_id, provider, phone):
     # a link that could never make a payment is refused here, not on the payer's visit.
     checked = _payment_init(link, amount if amount is not None else high or 0)
-    provider = checked.provider or merchant.default_provider or "sandbox"
-    if provider not in policy.providers:
-        raise _invalid("provider", f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}")
+    service.provider_for(checked.provider, merchant, policy)
     session.add(link)
     await session.flush()
     payment = None

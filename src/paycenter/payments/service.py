@@ -84,10 +84,7 @@ async def create_payment(
     except ValueError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "webhook_url", "message": str(exc)}]) from None
     method = await preferred_method(session, data.payment_method_id)
-    provider = data.provider or merchant.default_provider or "sandbox"
-    if provider not in policy.providers:
-        message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
-        raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    provider = provider_for(data.provider, merchant, policy)
     account = _account_for(data, provider, policy)
     # PaymentInit's metadata validator turns the old API's empty list into None: an object or None here.
     metadata = cast(dict[str, Any] | None, data.metadata)
@@ -138,6 +135,16 @@ async def create_payment(
         else:
             await accounts.claim_generated(session, payment, digits=policy.account_digits, now=now)
     return payment
+
+
+def provider_for(requested: str | None, merchant: Merchant, policy: InitPolicy) -> str:
+    """The provider a payment asking for ``requested`` gets: it, else the merchant's default, else
+    the sandbox; ``Unprocessable`` when this deployment does not offer it."""
+    provider = requested or merchant.default_provider or "sandbox"
+    if provider not in policy.providers:
+        message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
+        raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    return provider
 
 
 def _account_for(data: PaymentInit, provider: str, policy: InitPolicy) -> str | None:
