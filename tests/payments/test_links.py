@@ -343,3 +343,13 @@ async def test_ids_and_filters_no_database_takes_are_answered_not_looked_up(clie
         assert (await payer.post(path)).status_code == 404, path
     assert (await client.get("/admin/links", params={"merchant": "a\x00b"})).status_code == 400
     assert (await client.get("/admin/links", params={"cursor": "nope"})).status_code == 200
+
+
+async def test_a_one_off_link_whose_payment_the_cleanup_deleted_reads_expired(client, db, merchant):
+    from sqlalchemy import delete
+
+    made = (await api_create(client, merchant, amount=100)).json()["data"]
+    async with db.transaction() as session:  # as the daily cleanup does, for a closed unpaid payment
+        await session.execute(delete(Payment).where(Payment.id == made["payment_id"]))
+    [listed] = (await client.get("/api/links", headers=merchant.headers)).json()["data"]["items"]
+    assert (listed["id"], listed["status"]) == (made["id"], "expired")

@@ -322,11 +322,12 @@ async def one_off_payments(session: AsyncSession, rows: Sequence[PaymentLink]) -
 
 
 def status(link: PaymentLink, now: datetime, payment: Payment | None = None) -> str:
-    """What the list shows: disabled, expired, or active; a one-off link says its payment's status."""
+    """What the list shows: disabled, expired, or active; a one-off link says its payment's status
+    (``expired`` once the daily cleanup has deleted it: it deletes only closed, unpaid payments)."""
     if not link.is_active:
         return "disabled"
     if link.kind == LinkKind.ONE_OFF:
-        return payment.status if payment is not None else "active"
+        return payment.status if payment is not None else "expired"
     if link.expires_at is not None and link.expires_at <= now:
         return "expired"
     return "active"
