@@ -162,7 +162,13 @@ async def create_link(page: Any, server: Server, **fields: str) -> str:
     await page.goto(server.base_url + "/admin/links")
     form = page.get_by_test_id("link-form")
     await form.get_by_test_id("link-merchant").select_option(label=SHOP)
+    await expect(form.get_by_test_id("link-min")).to_be_hidden()  # bounds are for reusable links only
     await form.get_by_test_id("link-kind").select_option(fields.get("kind", "one_off"))
+    if fields.get("kind") == "reusable":
+        await form.get_by_test_id("link-amount-mode").select_option("range")
+        await expect(form.get_by_test_id("link-min")).to_be_visible()
+        await expect(form.get_by_test_id("link-amount")).to_be_hidden()
+        await form.get_by_test_id("link-amount-mode").select_option("fixed")
     await form.get_by_test_id("link-amount").fill(fields["amount"])
     await form.get_by_test_id("link-description").fill(fields["description"])
     await form.get_by_test_id("link-create").click()
