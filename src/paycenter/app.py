@@ -15,11 +15,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from paycenter import docs, errors
+from paycenter.admin import links as admin_links
 from paycenter.admin import pages as admin_pages
 from paycenter.api import biller as biller_api
+from paycenter.api.links import router as links_router
 from paycenter.api.payer import router as payer_router
 from paycenter.api.payments import router as payments_router
 from paycenter.api.webhooks import router as webhooks_router
+from paycenter.checkout.links import router as link_page_router
 from paycenter.checkout.pages import router as checkout_router
 from paycenter.checkout.pages import static_files
 from paycenter.config import Settings, get_settings
@@ -84,6 +87,10 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
             {"name": "payments", "description": "Create, read, cancel and refund payments."},
             {"name": "webhooks", "description": "Delivery log, resends, the event feed and signing secrets."},
             {
+                "name": "links",
+                "description": "Payment links to send payers: one-off, or reusable with a fixed or chosen amount.",
+            },
+            {
                 "name": "payer",
                 "description": "Public calls of the payer's side, kept from the old API: start paying at Kaspi, "
                 "record a visit, list the payment methods.",
@@ -96,13 +103,16 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(payments_router)
     app.include_router(payer_router)
     app.include_router(webhooks_router)
+    app.include_router(links_router)
     if biller_api.ENABLED_BY in context.providers:
         # Kaspi's check/pay endpoint, at the path given to Kaspi; only where the provider is enabled.
         app.include_router(biller_api.router(settings.kaspi_biller_path))
     app.include_router(checkout_router)
+    app.include_router(link_page_router)
     app.mount("/static", static_files(), name="static")
     app.mount("/admin/static", StaticFiles(directory=Path(admin_pages.__file__).parent / "static"), name="admin-static")
     admin_pages.install(app)
+    app.include_router(admin_links.router)
     docs.install(app)
     app.add_middleware(ApiTrailingSlash)  # innermost: routing sees the trimmed path
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -11,7 +11,7 @@ from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
 from paycenter.merchants.models import ApiToken, Merchant
 from paycenter.operators.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
-from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentMethod, Refund, RefundLeg
+from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentLink, PaymentMethod, Refund, RefundLeg
 from paycenter.providers.models import Terminal
 from paycenter.quarantine import QuarantinedRow
 from paycenter.ratelimit import RateCounter
@@ -44,6 +44,7 @@ __all__ = [
     "Merchant",
     "Operation",
     "Payment",
+    "PaymentLink",
     "PaymentMethod",
     "QuarantinedRow",
     "RateCounter",

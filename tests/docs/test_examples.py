@@ -586,6 +586,12 @@ async def test_examples_against_a_running_paycenter(
         assert [m["code"] for m in methods.answer["data"]] == [m["code"] for m in active.answer["data"]]
         assert (await run("POST /api/payment/{payment_id}/cancel", PAYMENT_ID=pid2)).answer["data"]
         await receiver.expect(rf"^accepted cancelled {pid2} sequence=1 status=cancelled$")
+
+        # A payment link for 5,000 KZT (its payment made at once), then the list of links.
+        link = (await run("POST /api/links")).answer["data"]
+        assert (link["kind"], link["amount"], link["status"]) == ("one_off", "5000.00", "pending")
+        listed = (await run("GET /api/links")).answer["data"]["items"]
+        assert link["id"] in [item["id"] for item in listed]
     finally:
         await receiver.stop()
 

@@ -19,7 +19,14 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "paycenter"
 
 # The service layer of each domain: the only modules that may write its tables.
 SERVICES = {
-    "payments": {"payments.service", "payments.attempts", "payments.refunds", "payments.accounts", "payments.biller"},
+    "payments": {
+        "payments.service",
+        "payments.attempts",
+        "payments.refunds",
+        "payments.accounts",
+        "payments.biller",
+        "payments.links",
+    },
     "webhooks": {"webhooks.service"},
     "merchants": {"merchants.service"},
     "providers": {"providers.terminals"},

@@ -228,6 +228,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "The status updates by itself.",
         "kk": "Күйі өздігінен жаңарады.",
     },
+    # --- payment links (/l/{id})
+    "link_pay": {"ru": "Перейти к оплате", "en": "Continue to payment", "kk": "Төлемге өту"},
+    "link_amount_range": {
+        "ru": "Сумма от {low} до {high}",
+        "en": "Amount from {low} to {high}",
+        "kk": "Сома {low} бастап {high} дейін",
+    },
+    "link_amount_error": {
+        "ru": "Введите сумму от {low} до {high}.",
+        "en": "Enter an amount from {low} to {high}.",
+        "kk": "{low} бастап {high} дейінгі соманы енгізіңіз.",
+    },
+    "link_unavailable": {
+        "ru": "Ссылка на оплату больше не действует",
+        "en": "This payment link is no longer valid",
+        "kk": "Бұл төлем сілтемесі енді жарамсыз",
+    },
+    "link_unavailable_note": {
+        "ru": "Попросите продавца прислать новую ссылку.",
+        "en": "Ask the seller for a new link.",
+        "kk": "Сатушыдан жаңа сілтеме сұраңыз.",
+    },
+    "link_too_many": {
+        "ru": "Слишком много платежей с этого адреса. Попробуйте через минуту.",
+        "en": "Too many payments from this address. Try again in a minute.",
+        "kk": "Бұл мекенжайдан төлемдер тым көп. Бір минуттан кейін қайталаңыз.",
+    },
 }
 
 

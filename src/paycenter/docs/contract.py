@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from paycenter import contract, money
-from paycenter.payments.schemas import metadata_schemas
+from paycenter.payments.schemas import METADATA_MAX_KEY_LENGTH, METADATA_MAX_KEYS, metadata_schemas
 
 # Request bodies whose every free-text field the storable rule covers (no NUL characters).
-REQUEST_BODIES = ("PaymentInit", "RefundRequest", "CancelRequest", "RecoverRequest", "RotateRequest")
+REQUEST_BODIES = ("PaymentInit", "RefundRequest", "CancelRequest", "RecoverRequest", "RotateRequest", "LinkCreate")
 
 
 def _with_text_rule(schema: dict[str, Any]) -> None:
@@ -85,5 +85,41 @@ def refine(spec: dict[str, Any], *, max_amount: Decimal, providers: list[str], w
         )
     props["metadata"] = {"$ref": "#/components/schemas/Metadata"}
 
+    if "LinkCreate" in schemas:
+        _refine_links(schemas["LinkCreate"], props["provider"], most)
+
     refund_amount = schemas["RefundRequest"]["properties"]["amount"]
     refund_amount["anyOf"] = [*money.amount_schema(money.MAX_EXPONENT, most)["anyOf"], {"type": "null"}]
+
+
+def _refine_links(link: dict[str, Any], provider: dict[str, Any], most: int) -> None:
+    """``POST /api/links``: KZT amounts; a fixed amount, or (reusable links) both bounds; a one-off
+    link has no end of its own; metadata as a payment's, less the key ``link_id`` takes."""
+    props = link["properties"]
+    kzt = money.amount_schema(money.exponent("KZT"), most)
+    none = {"type": "null"}
+    for name in ("amount", "min_amount", "max_amount"):
+        props[name] = {"anyOf": [*kzt["anyOf"], none], "description": props[name].get("description", "")}
+    props["provider"] = provider
+    top = {
+        "type": "object",
+        "maxProperties": METADATA_MAX_KEYS - 1,
+        "propertyNames": {"maxLength": METADATA_MAX_KEY_LENGTH, "pattern": contract.TEXT_PATTERN},
+        "additionalProperties": {"$ref": "#/components/schemas/MetadataValue2"},
+    }
+    props["metadata"] = {"anyOf": [top, none], "description": props["metadata"].get("description", "")}
+    no_bounds = {"min_amount": none, "max_amount": none}
+    link["anyOf"] = [
+        {  # one-off (the default kind): a fixed amount, and no end of its own
+            "properties": {"kind": {"const": "one_off"}, "amount": kzt, **no_bounds, "link_expires_at": none},
+            "required": ["amount"],
+        },
+        {  # reusable, fixed amount
+            "properties": {"kind": {"const": "reusable"}, "amount": kzt, **no_bounds},
+            "required": ["kind", "amount"],
+        },
+        {  # reusable, the payer chooses within the bounds
+            "properties": {"kind": {"const": "reusable"}, "amount": none, "min_amount": kzt, "max_amount": kzt},
+            "required": ["kind", "min_amount", "max_amount"],
+        },
+    ]

@@ -24,6 +24,8 @@ from paycenter.payments import legacy_schemas as legacy
 
 REF = "#/components/schemas/{model}"
 LEGACY_PATH = "/openapi-legacy.json"
+# Paths of the current version only: payment links (the old system had none).
+CURRENT_ONLY = ("/api/links",)
 
 # (method, path under /api, the old system's answer): the operations it had (legacy-api.md §4).
 _ID = r"\{[^/]+\}"
@@ -139,6 +141,8 @@ def build(current: dict[str, Any]) -> dict[str, Any]:
     info = spec.setdefault("info", {})
     info["title"] = f"{info.get('title', 'paycenter')} ({versions.LEGACY} version)"
     info["description"] = (info.get("description") or "").rstrip() + LEGACY_NOTE
+    # What the legacy version does not have at all (answered 404 for it): left out of its document.
+    spec["paths"] = {p: v for p, v in spec.get("paths", {}).items() if not p.startswith(CURRENT_ONLY)}
     for method, path, op in _api_operations(spec):
         op["responses"] = _legacy_responses(op.get("responses", {}), legacy_model_for(method, path))
     add_version_header(spec, versions.LEGACY)

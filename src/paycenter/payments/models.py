@@ -103,6 +103,7 @@ class Payment(Base):
         Index("ix_payments_created", "created_at"),
         Index("ix_payments_metadata_user_id", "metadata_user_id"),
         Index("ix_payments_order_id", "order_id"),
+        Index("ix_payments_link_created", "link_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -153,6 +154,9 @@ class Payment(Base):
     # digits with a check digit, or the merchant's own order number. ``BillerAccount`` says which
     # payment an account names now.
     account: Mapped[str | None] = mapped_column(String(20))
+    # The payment link it was made from (``PaymentLink``), also in its metadata as ``link_id``. No
+    # foreign key: the daily cleanup deletes payments, never links, and a link's list just shrinks.
+    link_id: Mapped[str | None] = mapped_column(String(40))
 
     @hybrid_property
     def remaining_amount(self) -> int:
@@ -350,3 +354,44 @@ class PaymentMethod(Base):
     # The old system's id of this method (1 = Kaspi Gold, ...): what its merchants send as
     # payment_method_id and read as ``id``. None for a method the old system did not have.
     legacy_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class LinkKind(enum.StrEnum):
+    ONE_OFF = "one_off"  # one payment, made when the link is
+    REUSABLE = "reusable"  # a fresh payment on each payer's visit
+
+
+class PaymentLink(Base):
+    """A link an operator (or a merchant's program) hands a payer: ``/l/{id}``. A one-off link is
+    one payment made at once; a reusable one makes a payment of a fixed amount, or of one the payer
+    chooses within [min_amount, max_amount], on each visit. Either way the payments are ordinary
+    ones, made by ``service.create_payment`` with ``metadata.link_id``."""
+
+    __tablename__ = "payment_links"
+    __table_args__ = (Index("ix_payment_links_merchant_created", "merchant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # lnk_ + 128 random bits: unguessable
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    currency: Mapped[str] = mapped_column(String(3))
+    # A fixed amount, or (reusable links only) the payer's choice within the bounds.
+    amount: Mapped[int | None] = mapped_column(Money)
+    min_amount: Mapped[int | None] = mapped_column(Money)
+    max_amount: Mapped[int | None] = mapped_column(Money)
+    # Seconds each payment made from the link stays payable (None: the deployment's default).
+    expires_in: Mapped[int | None] = mapped_column(Integer)
+    # The link itself stops making payments after this (None: never).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    provider: Mapped[str | None] = mapped_column(String(32))  # None: the merchant's default, per payment
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A one-off link's payment (no foreign key: cleanup may delete the payment, never the link).
+    payment_id: Mapped[str | None] = mapped_column(String(32))
+    payments_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(100))  # the operator; None: the merchant's API
+    created_via: Mapped[str] = mapped_column(String(10))  # admin | api
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

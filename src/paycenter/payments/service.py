@@ -1,7 +1,7 @@
 """Payments' service: with ``attempts.py`` (an attempt's life), ``refunds.py`` (a refund's),
-``accounts.py`` and ``biller.py`` (Kaspi biller accounts and pays), the only code that changes
-payments, attempts, operations and refunds (tests/project/test_writes.py checks it); routers, jobs,
-the CLI and the admin call these.
+``accounts.py`` and ``biller.py`` (Kaspi biller accounts and pays) and ``links.py`` (payment
+links), the only code that changes payments, attempts, operations, refunds and links
+(tests/project/test_writes.py checks it); routers, jobs, the CLI and the admin call these.
 
 Every function runs inside the caller's transaction and never commits. A change to a payment is
 made while holding its row lock (``SELECT ... FOR UPDATE``; on SQLite the write transaction's
@@ -67,7 +67,13 @@ def _metadata_key(metadata: dict[str, Any] | None, key: str) -> str | None:
 
 
 async def create_payment(
-    session: AsyncSession, *, merchant: Merchant, data: PaymentInit, policy: InitPolicy, now: datetime
+    session: AsyncSession,
+    *,
+    merchant: Merchant,
+    data: PaymentInit,
+    policy: InitPolicy,
+    now: datetime,
+    link_id: str | None = None,
 ) -> Payment:
     try:
         amount = api_minor(data.amount, data.currency or "KZT", max_major=policy.max_amount)
@@ -78,10 +84,7 @@ async def create_payment(
     except ValueError as exc:
         raise Unprocessable(str(exc), fields=[{"field": "webhook_url", "message": str(exc)}]) from None
     method = await preferred_method(session, data.payment_method_id)
-    provider = data.provider or merchant.default_provider or "sandbox"
-    if provider not in policy.providers:
-        message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
-        raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    provider = provider_for(data.provider, merchant, policy)
     account = _account_for(data, provider, policy)
     # PaymentInit's metadata validator turns the old API's empty list into None: an object or None here.
     metadata = cast(dict[str, Any] | None, data.metadata)
@@ -109,6 +112,7 @@ async def create_payment(
         payment_method=method,
         provider=provider,
         account=account,
+        link_id=link_id,
         status=PaymentStatus.PENDING,
         paid_amount=0,
         fee_amount=0,
@@ -131,6 +135,16 @@ async def create_payment(
         else:
             await accounts.claim_generated(session, payment, digits=policy.account_digits, now=now)
     return payment
+
+
+def provider_for(requested: str | None, merchant: Merchant, policy: InitPolicy) -> str:
+    """The provider a payment asking for ``requested`` gets: it, else the merchant's default, else
+    the sandbox; ``Unprocessable`` when this deployment does not offer it."""
+    provider = requested or merchant.default_provider or "sandbox"
+    if provider not in policy.providers:
+        message = f"provider {provider!r} is not available; use one of: {', '.join(policy.providers)}"
+        raise Unprocessable(message, fields=[{"field": "provider", "message": message}])
+    return provider
 
 
 def _account_for(data: PaymentInit, provider: str, policy: InitPolicy) -> str | None:
