@@ -252,7 +252,7 @@ async def test_a_viewer_cannot_create_links(server, window):
 
     viewer = await window()
     await sign_in(viewer, server, "auditor", server.viewer_password, "/admin/links")
-    await expect(viewer.get_by_test_id("me")).to_have_text("auditor · viewer")
+    await expect(viewer.get_by_test_id("me")).to_have_text("auditor · наблюдатель")
     await expect(viewer.get_by_test_id("links")).to_be_visible()
     await expect(viewer.get_by_test_id("link-form")).to_have_count(0)
     await expect(viewer.get_by_test_id("link-disable")).to_have_count(0)
