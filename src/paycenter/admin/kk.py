@@ -262,7 +262,7 @@ KK: dict[str, str] = {
     "link_min": "Ең азы, KZT",
     "link_max": "Ең көбі, KZT",
     "link_description": "Сипаттамасы",
-    "link_expires_minutes": "Төлемнің жарамдылығы, мин",
+    "link_expires_minutes": "Төлемнің жарамдылығы, минут",
     "link_expires_at": "Сілтеменің жарамдылық мерзімі",
     "link_customer_name": "Сатып алушының аты",
     "link_customer_phone": "Сатып алушының телефоны",
