@@ -260,7 +260,7 @@ def listen(
 TRIGGERS = ("paid", "partially_paid", "cancelled", "refunded")
 
 
-async def _trigger(api_url: str, token: str, event: str, amount: int) -> str:
+async def _trigger(api_url: str, token: str, event: str, amount: int, webhook_secret: str | None) -> str:
     headers = {"X-API-Token": token}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -281,6 +281,7 @@ async def _trigger(api_url: str, token: str, event: str, amount: int) -> str:
                 "currency": "KZT",
                 "description": f"paycenter trigger {event}",
                 "metadata": {"trigger": event},
+                **({"webhook_secret": webhook_secret} if webhook_secret else {}),
             },
         )
         payment_id = str(created["transaction_id"])
@@ -309,6 +310,9 @@ def trigger(
         str | None, typer.Option(help=f"The merchant's API token (default: ${TOKEN_ENV}).", show_default=False)
     ] = None,
     amount: Annotated[int, typer.Option(min=2, max=10_000_000, help="Amount in KZT.")] = 500,
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="The payment's webhook_secret: its events then carry X-Webhook-Signature.")
+    ] = None,
 ) -> None:
     """Create a sandbox payment and pay it (or cancel, refund, pay half of it): an event on demand.
 
@@ -318,7 +322,9 @@ def trigger(
         typer.echo(f"error: EVENT must be one of {', '.join(TRIGGERS)}", err=True)
         raise typer.Exit(2)
     try:
-        payment_id = asyncio.run(_trigger(_http_url(api_url, "--api-url"), _token(token), event, amount))
+        payment_id = asyncio.run(
+            _trigger(_http_url(api_url, "--api-url"), _token(token), event, amount, webhook_secret)
+        )
     except Fatal as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
