@@ -22,7 +22,7 @@ are dropped. So, resuming from the last position received, an event is sent once
 skipped, however events commit. Positions stay short: at most ``MAX_IDS`` ids (a merchant with
 more events than that within ``SETTLE`` gives up this guard for the oldest of them).
 
-Each event is the body and the headers a webhook delivery of it carries (``signing.headers``, the
+Each event is the body and the headers a webhook delivery of it carries (``delivery_headers``, the
 payment's ``webhook_secret`` and the merchant's ``whsec_`` secrets, read as the dispatcher reads
 them), signed when it is sent: a receiver's signature check passes unchanged. Only the events sent
 as webhooks to this merchant (``sent_as_webhook``).
@@ -58,7 +58,7 @@ from paycenter.payments.events import sent_as_webhook
 from paycenter.payments.models import EventType
 from paycenter.ratelimit import TooManyRequests
 from paycenter.timefmt import iso
-from paycenter.webhooks import service, signing
+from paycenter.webhooks import service
 
 router = APIRouter(prefix="/api", tags=["webhooks"])
 
@@ -145,7 +145,8 @@ def _end_streams_on_exit(closing: asyncio.Event) -> None:
             continue
 
         def handler(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
-            loop.call_soon_threadsafe(closing.set)
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(closing.set)
             previous(signum, frame)
 
         try:
@@ -271,19 +272,7 @@ async def _start(ctx: AppContext, merchant_id: str, given: str | None) -> Positi
 
 
 def _message(position: Position, event: service.Signable, now: datetime) -> str:
-    body = event.body.encode()
-    headers = (
-        signing.headers(
-            event_type=event.event_type,
-            event_id=event.event_id,
-            body=body,
-            timestamp=int(now.timestamp()),
-            webhook_secret=event.webhook_secret,
-            signing_secrets=event.signing_secrets,
-        )
-        if event.problem is None
-        else {}
-    )
+    headers = service.delivery_headers(event, at=now) if event.problem is None else {}
     data: dict[str, Any] = {
         "id": event.event_id,
         "type": event.event_type,

@@ -28,6 +28,7 @@ from paycenter.db import new_id, rowcount
 from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
 from paycenter.quarantine import Loop
+from paycenter.webhooks import signing
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, Event
 from paycenter.webhooks.sender import SendResult
 
@@ -163,8 +164,8 @@ async def claim(
         )
     jobs = []
     for row in rows:
-        did, url, count, max_attempts, eid, etype, body, created, pid, stored, signing, previous, until = row
-        secret, secrets, problem = _signing_keys(stored, signing, previous, until, now=now)
+        did, url, count, max_attempts, eid, etype, body, created, pid, stored, current, previous, until = row
+        secret, secrets, problem = _signing_keys(stored, current, previous, until, now=now)
         jobs.append(
             Job(
                 did,
@@ -186,7 +187,7 @@ async def claim(
 
 def _signing_keys(
     payment_secret: str | None,
-    signing: str | None,
+    current: str | None,
     previous: str | None,
     previous_until: datetime | None,
     *,
@@ -196,10 +197,10 @@ def _signing_keys(
     ``webhook_secret``, the merchant's ``whsec_`` secrets (the previous one during its grace
     period), and why they cannot be read (None when they can)."""
     try:
-        secret, signing, previous = _open(payment_secret), _open(signing), _open(previous)
+        secret, current, previous = _open(payment_secret), _open(current), _open(previous)
     except Exception as exc:
         return None, [], f"cannot read its secrets: {quarantine.describe(exc)}"
-    secrets = [signing] if signing else []
+    secrets = [current] if current else []
     if previous and previous_until and previous_until > now:
         secrets.append(previous)
     return secret, secrets, None
@@ -550,6 +551,19 @@ class Signable:
     problem: str | None = None  # why it cannot be signed (its secrets are unreadable)
 
 
+def delivery_headers(event: Job | Signable, *, at: datetime) -> dict[str, str]:
+    """The headers a delivery of ``event`` carries when sent at ``at``: the dispatcher's, and the
+    events stream's (so what the stream hands a listener verifies as a delivery would)."""
+    return signing.headers(
+        event_type=event.event_type,
+        event_id=event.event_id,
+        body=event.body.encode(),
+        timestamp=int(at.timestamp()),
+        webhook_secret=event.webhook_secret,
+        signing_secrets=event.signing_secrets,
+    )
+
+
 async def events_since(
     session: AsyncSession,
     *,
@@ -584,8 +598,8 @@ async def events_since(
     if exclude:
         stmt = stmt.where(Event.id.not_in(list(exclude)))
     found = []
-    for eid, etype, pid, body, created, stored, signing, previous, until in await session.execute(stmt):
-        secret, secrets, problem = _signing_keys(stored, signing, previous, until, now=now)
+    for eid, etype, pid, body, created, stored, current, previous, until in await session.execute(stmt):
+        secret, secrets, problem = _signing_keys(stored, current, previous, until, now=now)
         found.append(Signable(eid, etype, pid, body, created, secret, secrets, problem))
     return found
 
