@@ -15,17 +15,22 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
 
 from kit.api import create_payment, make_merchant, sandbox
 from kit.asgi_server import serve
-from kit.sink import wait_until
+from kit.sink import eventually, wait_until
 from paycenter.api import events as stream_api
+from paycenter.app import create_app
 from paycenter.cli.listen import Message, sse_messages
+from paycenter.context import AppContext
+from paycenter.db import Database
 from paycenter.merchants.models import Merchant
 from paycenter.payments.models import Event
+from paycenter.providers.registry import Providers
 from paycenter.webhooks import service as webhooks
 from paycenter.webhooks import signing
 
@@ -309,3 +314,52 @@ def test_positions_stay_short() -> None:
     horizon, ids = stream_api.Position.parse(position.token())
     assert ids == sorted(position.sent) and abs(horizon - position.horizon) < timedelta(microseconds=1)
     assert len(position.token()) < 3100
+
+
+async def scanned_once(s: Stream) -> None:
+    """The stream has made its first scan and waits for a wake-up: the heartbeat it sends after a
+    scan (HEARTBEAT_INTERVAL 0) has come, after the first position."""
+    await wait_until(lambda: len(s.messages) >= 2, timeout=10, what="a heartbeat after the first scan")
+    assert not s.events
+
+
+async def test_a_commit_wakes_the_stream_at_once(client, db, merchant, base_url, http, monkeypatch):
+    """In-process: the commit's signal wakes the stream (the poll, made slow here, does not)."""
+    monkeypatch.setattr(stream_api, "POLL_INTERVAL", 60.0)
+    monkeypatch.setattr(stream_api, "HEARTBEAT_INTERVAL", 0.0)  # a heartbeat after the first scan
+    async with stream(http, base_url, merchant.token) as s:
+        await scanned_once(s)
+        payment_id = await paid_payment(client, merchant)
+        (event,) = await s.wait_events(1, timeout=5)
+        assert event["transaction_id"] == payment_id
+
+
+async def test_another_process_wakes_the_stream_by_notify(
+    database_url, settings, db, merchant, base_url, http, monkeypatch
+):
+    """PostgreSQL: an event committed by another process (its own engine) with a delivery wakes the
+    stream through NOTIFY, long before the (slowed) poll."""
+    if db.backend != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(stream_api, "POLL_INTERVAL", 60.0)
+    monkeypatch.setattr(stream_api, "HEARTBEAT_INTERVAL", 0.0)
+    other_db = Database(database_url)
+    other = create_app(ctx=AppContext(settings=settings, db=other_db, providers=Providers(settings)))
+    try:
+        async with (
+            stream(http, base_url, merchant.token) as s,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://pay.test") as elsewhere,
+        ):
+            await scanned_once(s)
+
+            async def listening() -> bool:
+                async with db.reading() as session:
+                    query = "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN paycenter_webhooks'"
+                    return bool(await session.scalar(text(query)))
+
+            await eventually(listening, timeout=10, what="the stream's LISTEN")
+            payment_id = await paid_payment(elsewhere, merchant)  # webhook_url: a delivery, so a NOTIFY
+            (event,) = await s.wait_events(1, timeout=5)
+            assert event["transaction_id"] == payment_id
+    finally:
+        await other_db.dispose()

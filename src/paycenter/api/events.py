@@ -28,8 +28,10 @@ them), signed when it is sent: a receiver's signature check passes unchanged. On
 as webhooks to this merchant (``sent_as_webhook``).
 
 Wake-ups: the in-process signal of a commit that recorded events (``paycenter run``: the API and
-the worker in one process), else a poll every ``POLL_INTERVAL`` (a separate worker process;
-SQLite has no cross-process signal). Connections are bounded per token in each process
+the worker in one process); on PostgreSQL also the NOTIFY another process sends with deliveries
+(one LISTEN connection per process while streams are open, as the dispatcher's); else a poll
+every ``POLL_INTERVAL`` (a separate worker on SQLite, which has no cross-process signal, or an
+event with no delivery to notify of). Connections are bounded per token in each process
 (``MAX_STREAMS_PER_TOKEN``; one more is a 429).
 """
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import signal
@@ -53,6 +56,7 @@ from starlette.types import Receive, Scope, Send
 from paycenter.context import AppContext
 from paycenter.deps import Context, CurrentMerchant
 from paycenter.errors import ApiError, Unprocessable, error_responses
+from paycenter.jobs.dispatcher import listen_postgres
 from paycenter.merchants import service as merchants
 from paycenter.payments.events import sent_as_webhook
 from paycenter.payments.models import EventType
@@ -119,6 +123,34 @@ class _Streams:
     open: dict[str, int] = field(default_factory=dict)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     hooked: bool = False
+    # PostgreSQL: one LISTEN connection for all of the process's streams, while any is open.
+    listening: asyncio.Task[None] | None = None
+    unlisten: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def listen(self, ctx: AppContext) -> None:
+        """Wake this process's streams on the NOTIFY other processes send with their deliveries."""
+        running = self.listening is not None and not self.listening.done() and not self.unlisten.is_set()
+        if ctx.db.backend != "postgresql" or running:
+            return  # (a listener told to stop finishes by itself; a new one replaces it)
+        self.unlisten = asyncio.Event()
+        self.listening = asyncio.create_task(
+            listen_postgres(
+                ctx.settings.database_url,
+                service.WAKE_CHANNEL,
+                lambda: ctx.db.publish(service.EVENTS_CHANNEL),
+                self.unlisten,
+            ),
+            name="events-stream-listen",
+        )
+
+    def release(self, key: str) -> None:
+        left = self.open.get(key, 1) - 1
+        if left > 0:
+            self.open[key] = left
+        else:
+            self.open.pop(key, None)
+        if not self.open:
+            self.unlisten.set()
 
 
 def _streams(request: Request) -> _Streams:
@@ -239,15 +271,10 @@ async def stream_events(
             f"At most {MAX_STREAMS_PER_TOKEN} event streams per API token at once", headers={"Retry-After": "5"}
         )
     streams.open[key] = streams.open.get(key, 0) + 1
-
-    def release() -> None:
-        left = streams.open.get(key, 1) - 1
-        if left > 0:
-            streams.open[key] = left
-        else:
-            streams.open.pop(key, None)
-
-    return _EventStream(_messages(ctx, merchant.id, wanted, position, streams.closing), release)
+    streams.listen(ctx)
+    return _EventStream(
+        _messages(ctx, merchant.id, wanted, position, streams.closing), functools.partial(streams.release, key)
+    )
 
 
 async def _start(ctx: AppContext, merchant_id: str, given: str | None) -> Position:
