@@ -18,12 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from kit.asgi_server import serve
 from kit.served import PAYCENTER, free_port, paycenter_cli, serving
 from kit.sink import Sink, wait_until
 from paycenter.app import create_app
 from paycenter.config import Settings
+from paycenter.payments.models import Event
 
 pytestmark = pytest.mark.slow  # `paycenter run` twice, `paycenter listen`, `paycenter trigger`
 
@@ -173,3 +176,38 @@ async def test_listen_forwards_every_event_once_across_a_server_restart(tmp_path
     # One line per event, with the local answer.
     forwarded = out.having("-> 200")
     assert len(forwarded) == 6 and all(any(p in line for line in forwarded) for p in made), str(out)
+
+
+@pytest.fixture
+async def served(app) -> AsyncIterator[str]:
+    async with serve(app) as url:
+        yield url
+
+
+def _cli_env(token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+    return {**env, "PAYCENTER_API_TOKEN": token, "NO_COLOR": "1"}
+
+
+async def test_trigger_makes_each_event_it_names(db, merchant, served, tmp_path: Path) -> None:
+    made = {}
+    for event in ("partially_paid", "cancelled", "refunded"):
+        code, stdout, stderr = await paycenter_cli(
+            "trigger", event, "--api-url", served, cwd=tmp_path, env=_cli_env(merchant.token)
+        )
+        assert code == 0, stderr
+        made[event] = stdout.strip()
+    async with db.reading() as session:
+        for event, payment_id in made.items():
+            types = list(await session.scalars(select(Event.type).where(Event.payment_id == payment_id)))
+            assert types[-1] == event, (event, types)
+    code, _, stderr = await paycenter_cli("trigger", "paid", "--api-url", served, cwd=tmp_path, env=_cli_env("pct_x"))
+    assert code == 1 and "401" in stderr, stderr
+
+
+async def test_listen_gives_up_on_a_refused_token(served, tmp_path: Path) -> None:
+    code, stdout, stderr = await paycenter_cli(
+        "listen", "--api-url", served, "--forward-to", "http://127.0.0.1:9/hook", cwd=tmp_path, env=_cli_env("pct_no")
+    )
+    assert code == 1 and "HTTP 401" in stderr and "Invalid or revoked API token" in stderr, stderr
+    assert "stopped: 0 events forwarded" in stdout
