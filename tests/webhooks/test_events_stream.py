@@ -256,7 +256,8 @@ async def test_auth_and_bad_positions(merchant, base_url, http):
         async with http.get(f"{base_url}/api/events/stream", headers=headers) as r:
             body = await r.json()
             assert r.status == 401 and body["error"]["code"] == "unauthorized", body
-    for position in ("garbage", "c1.x", "evt_" + "f" * 24):  # the last: no such event of theirs
+    # The last: no such event of theirs.
+    for position in ("garbage", "c1.x", "c1.9999999999999999999", "evt_" + "f" * 24):
         async with http.get(
             f"{base_url}/api/events/stream", headers={"X-API-Token": merchant.token, "Last-Event-ID": position}
         ) as r:
@@ -312,7 +313,7 @@ def test_positions_stay_short() -> None:
     assert len(position.sent) == stream_api.MAX_IDS
     assert position.horizon == start + timedelta(milliseconds=150)
     horizon, ids = stream_api.Position.parse(position.token())
-    assert ids == sorted(position.sent) and abs(horizon - position.horizon) < timedelta(microseconds=1)
+    assert ids == sorted(position.sent) and horizon == position.horizon
     assert len(position.token()) < 3100
 
 

@@ -76,6 +76,8 @@ BATCH = 200
 # A few times MAX_IDS: ids that share one instant are kept together beyond it.
 _POSITION = re.compile(r"c1\.(\d{1,19})(?:\.(evt_[0-9a-f]{24}(?:,evt_[0-9a-f]{24}){0,299}))?")
 _EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class BadPosition(ApiError):
@@ -92,7 +94,7 @@ class Position:
     sent: dict[str, datetime] = field(default_factory=dict)
 
     def token(self) -> str:
-        micros = int(self.horizon.timestamp() * 1_000_000)
+        micros = (self.horizon - _EPOCH) // _MICROSECOND  # exact (a float timestamp is not)
         ids = sorted(self.sent, key=lambda i: (self.sent[i], i))
         return f"c1.{micros}" + (f".{','.join(ids)}" if ids else "")
 
@@ -111,7 +113,10 @@ class Position:
         match = _POSITION.fullmatch(token)
         if match is None:
             raise BadPosition("Last-Event-ID (or after) is not a position this stream gave, nor an event id")
-        horizon = datetime.fromtimestamp(int(match.group(1)) / 1_000_000, UTC)
+        try:
+            horizon = _EPOCH + int(match.group(1)) * _MICROSECOND
+        except OverflowError:
+            raise BadPosition("Last-Event-ID (or after) is out of range") from None
         return horizon, [i for i in (match.group(2) or "").split(",") if i]
 
 
