@@ -27,7 +27,8 @@ from paycenter.api import events as stream_api
 from paycenter.app import create_app
 from paycenter.cli.listen import Message, sse_messages
 from paycenter.context import AppContext
-from paycenter.db import Database
+from paycenter.db import Database, utcnow
+from paycenter.merchants import service as merchants
 from paycenter.merchants.models import Merchant
 from paycenter.payments.models import Event
 from paycenter.providers.registry import Providers
@@ -364,3 +365,14 @@ async def test_another_process_wakes_the_stream_by_notify(
             assert event["transaction_id"] == payment_id
     finally:
         await other_db.dispose()
+
+
+async def test_a_revoked_token_ends_its_streams(db, merchant, base_url, http, monkeypatch):
+    monkeypatch.setattr(stream_api, "HEARTBEAT_INTERVAL", 0.0)  # the token is checked with each heartbeat
+    async with stream(http, base_url, merchant.token) as s:
+        await scanned_once(s)
+        async with db.transaction() as session:
+            await merchants.revoke_token(session, token_id=merchant.token_id, now=utcnow())
+        await asyncio.wait_for(s.task, timeout=10)  # the server ended the stream
+    async with http.get(f"{base_url}/api/events/stream", headers={"X-API-Token": merchant.token}) as r:
+        assert r.status == 401

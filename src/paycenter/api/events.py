@@ -7,8 +7,9 @@ reconnect), and comment lines as heartbeats that keep idle connections open thro
 (``X-Accel-Buffering: no`` asks nginx not to buffer it). The app's middlewares are pure ASGI and
 pass the stream through as it is written: the body limit counts request bytes only, the request
 context logs the stream once when it ends; a connection costs one hit of the token's rate limit.
-On shutdown (SIGTERM/SIGINT) streams end at once, so that the server need not wait out its
-graceful timeout for them; listeners reconnect and resume.
+The token is checked again with each heartbeat: a revoked one ends its streams. On shutdown
+(SIGTERM/SIGINT) streams end at once, so that the server need not wait out its graceful timeout
+for them; listeners reconnect and resume.
 
 Positions. Events are ordered by (created_at, id), but created_at is the time the change began,
 not when it committed: a transaction that began earlier may commit later (two payments at once
@@ -54,7 +55,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from paycenter.context import AppContext
-from paycenter.deps import Context, CurrentMerchant
+from paycenter.deps import Context, CurrentMerchant, merchant_for_token
 from paycenter.errors import ApiError, Unprocessable, error_responses
 from paycenter.jobs.dispatcher import listen_postgres
 from paycenter.merchants import service as merchants
@@ -278,7 +279,7 @@ async def stream_events(
     streams.open[key] = streams.open.get(key, 0) + 1
     streams.listen(ctx)
     return _EventStream(
-        _messages(ctx, merchant.id, wanted, position, streams.closing), functools.partial(streams.release, key)
+        _messages(ctx, merchant.id, token, wanted, position, streams.closing), functools.partial(streams.release, key)
     )
 
 
@@ -319,7 +320,7 @@ def _message(position: Position, event: service.Signable, now: datetime) -> str:
 
 
 async def _messages(
-    ctx: AppContext, merchant_id: str, types: list[str], position: Position, closing: asyncio.Event
+    ctx: AppContext, merchant_id: str, token: str, types: list[str], position: Position, closing: asyncio.Event
 ) -> AsyncIterator[str]:
     wake = asyncio.Event()
     unsubscribe = [ctx.db.subscribe(channel, wake.set) for channel in (service.EVENTS_CHANNEL, service.WAKE_CHANNEL)]
@@ -347,6 +348,11 @@ async def _messages(
             position.advance(started - SETTLE)
             if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
                 last_beat = time.monotonic()
+                # A token revoked (or a merchant disabled) meanwhile ends the stream: the client's
+                # reconnect then gets the 401.
+                found = await merchant_for_token(ctx, token)
+                if found is None or found[0].id != merchant_id:
+                    return
                 yield f": heartbeat\nid: {position.token()}\n\n"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, closing), timeout=POLL_INTERVAL)
