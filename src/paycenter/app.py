@@ -18,8 +18,8 @@ from paycenter import docs, errors
 from paycenter.admin import links as admin_links
 from paycenter.admin import pages as admin_pages
 from paycenter.api import biller as biller_api
-from paycenter.api.links import router as links_router
 from paycenter.api.events import router as events_router
+from paycenter.api.links import router as links_router
 from paycenter.api.payer import router as payer_router
 from paycenter.api.payments import router as payments_router
 from paycenter.api.webhooks import router as webhooks_router
