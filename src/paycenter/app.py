@@ -18,6 +18,7 @@ from paycenter import docs, errors
 from paycenter.admin import links as admin_links
 from paycenter.admin import pages as admin_pages
 from paycenter.api import biller as biller_api
+from paycenter.api.events import router as events_router
 from paycenter.api.links import router as links_router
 from paycenter.api.payer import router as payer_router
 from paycenter.api.payments import router as payments_router
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(payer_router)
     app.include_router(webhooks_router)
     app.include_router(links_router)
+    app.include_router(events_router)
     if biller_api.ENABLED_BY in context.providers:
         # Kaspi's check/pay endpoint, at the path given to Kaspi; only where the provider is enabled.
         app.include_router(biller_api.router(settings.kaspi_biller_path))

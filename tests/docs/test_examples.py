@@ -335,9 +335,12 @@ class Runner:
         assert proc.returncode == 0, (
             f"{operation} ({self.runtime.key}) exited {proc.returncode}:\n{stdout}\n{err.decode()}"
         )
+        self.ran.add(operation)
+        if operation == "GET /api/events/stream":
+            # Not an envelope: one JSON line per event (the sample reads a stream that never ends).
+            return Result({"events": [json.loads(line) for line in stdout.splitlines()]}, stdout)
         answer = json.loads(stdout)
         assert answer["success"] is True, stdout
-        self.ran.add(operation)
         return Result(answer, stdout)
 
 
@@ -554,13 +557,18 @@ async def test_examples_against_a_running_paycenter(
             assert len(rejected) == 3, receiver.lines
 
         # The reads and the recovery, side by side.
-        detail, page, stats, events, recovered = await asyncio.gather(
+        detail, page, stats, events, recovered, streamed = await asyncio.gather(
             run("GET /api/transaction/{payment_id}", PAYMENT_ID=pid),
             run("GET /api/transactions"),
             run("GET /api/statistics"),
             run("GET /api/events"),
             run("POST /api/webhooks/recover"),
+            # From the beginning of time (a position at 1970), up to the first event: its paid one.
+            run("GET /api/events/stream", LAST_EVENT_ID="c1.0", MAX_EVENTS="1"),
         )
+        (first,) = streamed.answer["events"]
+        assert (first["type"], first["transaction_id"]) == ("paid", pid), streamed.stdout
+        assert first["id"].startswith("evt_") and first["position"].startswith("c1."), streamed.stdout
         assert detail.answer["data"]["transaction_id"] == pid
         assert isinstance(page.answer["data"]["items"], list)
         assert stats.answer["data"]

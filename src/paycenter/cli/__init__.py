@@ -14,6 +14,7 @@ from paycenter import configcheck
 from paycenter.cli import (
     admin,
     kaspi_qr,
+    listen,
     merchant,
     operations,
     payment_method,
@@ -27,7 +28,7 @@ from paycenter.cli import (
 from paycenter.legacy import cli as legacy
 
 app = typer.Typer(help="paycenter: self-hosted payment center.", no_args_is_help=True, add_completion=False)
-for commands in (serve.app, operations.app, legacy.app):
+for commands in (serve.app, operations.app, listen.app, legacy.app):
     app.add_typer(commands)
 for name, group in (
     ("merchant", merchant.app),

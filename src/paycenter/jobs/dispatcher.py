@@ -33,7 +33,7 @@ from paycenter.db import Database
 from paycenter.jobs.loop import BackgroundLoop
 from paycenter.observability import DELIVERY_ATTEMPTS, EVENT_TO_DELIVERY, bind_transaction
 from paycenter.quarantine import Loop
-from paycenter.webhooks import service, signing
+from paycenter.webhooks import service
 from paycenter.webhooks.sender import Sender, SendResult
 
 log = logging.getLogger("paycenter.webhooks")
@@ -187,14 +187,7 @@ class Dispatcher(BackgroundLoop):
             if job.problem:
                 raise UnsendableDelivery(job.problem)
             body = job.body.encode()
-            headers = signing.headers(
-                event_type=job.event_type,
-                event_id=job.event_id,
-                body=body,
-                timestamp=int(started.timestamp()),
-                webhook_secret=job.webhook_secret,
-                signing_secrets=job.signing_secrets,
-            )
+            headers = service.delivery_headers(job, at=started)
         except Exception as exc:
             # Raised here, it would leave the delivery in flight with no try, its lease renewed forever.
             quarantine.noted(Loop.DISPATCHER, job.delivery_id, exc, job.payment_id)

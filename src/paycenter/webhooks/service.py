@@ -28,11 +28,15 @@ from paycenter.db import new_id, rowcount
 from paycenter.errors import NotFound
 from paycenter.merchants.models import Merchant
 from paycenter.quarantine import Loop
+from paycenter.webhooks import signing
 from paycenter.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, Event
 from paycenter.webhooks.sender import SendResult
 
 # Name of the PostgreSQL channel (and of the in-process signal) that says "deliveries are due".
 WAKE_CHANNEL = "paycenter_webhooks"
+# The in-process signal after a commit that recorded events, delivered or not: the events stream
+# waits on it (other processes' events reach it by its short poll, or WAKE_CHANNEL's NOTIFY).
+EVENTS_CHANNEL = "paycenter_events"
 
 # The one thing webhooks reads of payments: a payment's own signing key (``X-Webhook-Signature``),
 # read when a delivery is sent, by table name as ``Delivery.payment_id``'s foreign key names it
@@ -70,6 +74,7 @@ async def publish(
         created_at=now,
     )
     session.add(event)
+    session.info.setdefault("signals", set()).add(EVENTS_CHANNEL)
     if not deliver:
         return event
     if not url:
@@ -159,20 +164,8 @@ async def claim(
         )
     jobs = []
     for row in rows:
-        did, url, count, max_attempts, eid, etype, body, created, pid, secret, signing, previous, until = row
-        problem = None
-        try:
-            secret, signing, previous = _open(secret), _open(signing), _open(previous)
-        except Exception as exc:
-            secret, signing, previous, problem = (
-                None,
-                None,
-                None,
-                f"cannot read its secrets: {quarantine.describe(exc)}",
-            )
-        secrets = [signing] if signing else []
-        if previous and until and until > now:
-            secrets.append(previous)
+        did, url, count, max_attempts, eid, etype, body, created, pid, stored, current, previous, until = row
+        secret, secrets, problem = _signing_keys(stored, current, previous, until, now=now)
         jobs.append(
             Job(
                 did,
@@ -190,6 +183,27 @@ async def claim(
             )
         )
     return jobs
+
+
+def _signing_keys(
+    payment_secret: str | None,
+    current: str | None,
+    previous: str | None,
+    previous_until: datetime | None,
+    *,
+    now: datetime,
+) -> tuple[str | None, list[str], str | None]:
+    """The keys a delivery is signed with, opened from their stored form: the payment's own
+    ``webhook_secret``, the merchant's ``whsec_`` secrets (the previous one during its grace
+    period), and why they cannot be read (None when they can)."""
+    try:
+        secret, current, previous = _open(payment_secret), _open(current), _open(previous)
+    except Exception as exc:
+        return None, [], f"cannot read its secrets: {quarantine.describe(exc)}"
+    secrets = [current] if current else []
+    if previous and previous_until and previous_until > now:
+        secrets.append(previous)
+    return secret, secrets, None
 
 
 # PostgreSQL: claim and read back in one statement (one round trip instead of two), handed to the
@@ -518,6 +532,86 @@ async def _record_postgresql(
     params |= {"owner": owner, "now": now}
     # Through SQLAlchemy (its transaction, its errors), but handed to the driver as written.
     await (await session.connection()).exec_driver_sql(_RECORD_PG, params)
+
+
+# --- the events stream (GET /api/events/stream) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signable:
+    """An event as a delivery of it would be sent: its exact body and the keys that sign it."""
+
+    event_id: str
+    event_type: str
+    payment_id: str
+    body: str
+    created_at: datetime
+    webhook_secret: str | None
+    signing_secrets: list[str]
+    problem: str | None = None  # why it cannot be signed (its secrets are unreadable)
+
+
+def delivery_headers(event: Job | Signable, *, at: datetime) -> dict[str, str]:
+    """The headers a delivery of ``event`` carries when sent at ``at``: the dispatcher's, and the
+    events stream's (so what the stream hands a listener verifies as a delivery would)."""
+    return signing.headers(
+        event_type=event.event_type,
+        event_id=event.event_id,
+        body=event.body.encode(),
+        timestamp=int(at.timestamp()),
+        webhook_secret=event.webhook_secret,
+        signing_secrets=event.signing_secrets,
+    )
+
+
+async def events_since(
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    types: Sequence[str],
+    since: datetime,
+    exclude: Sequence[str],
+    limit: int,
+    now: datetime,
+) -> list[Signable]:
+    """The merchant's events of ``types`` created at or after ``since``, but those in ``exclude``,
+    oldest first (by created_at, then id), each with what a delivery of it is signed with (read as
+    ``claim`` reads it)."""
+    stmt = (
+        select(
+            Event.id,
+            Event.type,
+            Event.payment_id,
+            Event.body,
+            Event.created_at,
+            _payment_secrets.c.webhook_secret,
+            _as_stored(Merchant.signing_secret),
+            _as_stored(Merchant.previous_signing_secret),
+            Merchant.previous_secret_expires_at,
+        )
+        .join(_payment_secrets, _payment_secrets.c.id == Event.payment_id)
+        .join(Merchant, Merchant.id == Event.merchant_id)
+        .where(Event.merchant_id == merchant_id, Event.type.in_(list(types)), Event.created_at >= since)
+        .order_by(Event.created_at, Event.id)
+        .limit(limit)
+    )
+    if exclude:
+        stmt = stmt.where(Event.id.not_in(list(exclude)))
+    found = []
+    for eid, etype, pid, body, created, stored, current, previous, until in await session.execute(stmt):
+        secret, secrets, problem = _signing_keys(stored, current, previous, until, now=now)
+        found.append(Signable(eid, etype, pid, body, created, secret, secrets, problem))
+    return found
+
+
+async def events_created_at(
+    session: AsyncSession, *, merchant_id: str, ids: Sequence[str] = (), at: datetime | None = None
+) -> dict[str, datetime]:
+    """When each of the merchant's events named by ``ids`` (or created at the instant ``at``) was
+    created, by id; others' events and events that are gone are left out."""
+    stmt = select(Event.id, Event.created_at).where(Event.merchant_id == merchant_id)
+    stmt = stmt.where(Event.created_at == at) if at is not None else stmt.where(Event.id.in_(list(ids)))
+    return {eid: created for eid, created in await session.execute(stmt)}
 
 
 # --- merchant and operator actions ----------------------------------------------------------
