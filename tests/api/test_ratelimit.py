@@ -18,6 +18,7 @@ from paycenter.ratelimit import WINDOW, RateCounter, RateLimiter, TooManyRequest
 
 
 async def test_token_limit(client, ctx, merchant, clock):
+    clock.freeze()  # windows start on the minute: a slow host must not cross one mid-test
     ctx.settings.rate_limit_token_per_minute = 3
     for _ in range(3):
         assert (await client.get("/api/transactions", headers=merchant.headers)).status_code == 200
@@ -28,7 +29,10 @@ async def test_token_limit(client, ctx, merchant, clock):
     assert (await client.get("/api/transactions", headers=merchant.headers)).status_code == 200
 
 
-async def test_public_endpoints_are_limited_per_address(client, ctx, merchant):
+async def test_public_endpoints_are_limited_per_address(client, ctx, merchant, clock):
+    # Frozen: windows start on the minute, and a loaded CI host once took the three requests across
+    # a boundary (the third, in a new window, was let through).
+    clock.freeze()
     pid = (await create_payment(client, merchant))["transaction_id"]
     ctx.settings.rate_limit_ip_per_minute = 2
     assert (await client.get(f"/api/payment/{pid}/status")).status_code == 200
@@ -38,6 +42,7 @@ async def test_public_endpoints_are_limited_per_address(client, ctx, merchant):
 
 async def test_the_limit_holds_across_processes(db, clock):
     """Two limiters (two processes) on one database: together they stop at the limit."""
+    clock.freeze()  # windows start on the minute: a slow host must not cross one mid-test
     a, b = RateLimiter(db, clock=clock), RateLimiter(db, clock=clock)
     for _ in range(3):
         a.hit("token:shared", 5)
@@ -127,7 +132,8 @@ async def test_polling_without_a_valid_token_is_limited_per_address(client, db, 
     assert await _poll_once(client, ids[:1], headers) == {200: 1}
 
 
-async def test_token_reads_have_a_limit_of_their_own(client, ctx, merchant):
+async def test_token_reads_have_a_limit_of_their_own(client, ctx, merchant, clock):
+    clock.freeze()  # windows start on the minute: a slow host must not cross one mid-test
     """Reads of one payment with a token (the public reads and /api/transaction/{id} alike) count
     against the token's read limit, and leave its other limit and the address's alone."""
     pid = (await create_payment(client, merchant))["transaction_id"]
