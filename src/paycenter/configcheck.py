@@ -269,6 +269,7 @@ RESERVED_SEGMENTS = (
     "static",
     "metrics",
     "healthz",
+    "l",  # payment links' public page, /l/{id}
     "readyz",
     "openapi.json",
     "openapi-legacy.json",
