@@ -463,6 +463,43 @@ async def test_a_payment_without_money_cannot_be_refunded(client, db, merchant, 
     assert await audit_rows(db, "refund") == []
 
 
+def _words(page: str, testid: str) -> tuple[str, str]:
+    """An element's text, and the same without its codes (``translate="no"``): the words."""
+    match = re.search(rf'<(\w+)[^>]*data-testid="{testid}"[^>]*>(.*?)</\1>', page, re.S)
+    assert match, f"no data-testid={testid!r} in the page"
+    inner = match[2]
+    return text_of(inner), text_of(re.sub(r'<code translate="no">.*?</code>', " ", inner))
+
+
+async def test_a_services_refusal_is_said_in_the_panels_language(client, merchant, admin):
+    """The refusal comes back in the service's words (the API's English) and each page says it in
+    its language: Russian and Kazakh with the data as code, English as the service wrote it."""
+    pid = (await create_payment(client, merchant))["transaction_id"]
+    await signed_in(client, admin)
+    r = await act(client, f"/admin/transactions/{pid}/refund", {"amount": "1"})
+    landing = redirected_to(r)
+    ru = (await client.get(landing)).text
+    assert _words(ru, "error") == (
+        "Платёж в статусе pending : денег, которые можно вернуть, не поступало",
+        "Платёж в статусе : денег, которые можно вернуть, не поступало",
+    )
+    kk = (await client.get(landing + "&lang=kk")).text
+    assert _words(kk, "error")[1] == "Төлем күйінде: қайтаратын ақша түспеген"
+    en = (await client.get(landing + "&lang=en")).text
+    assert by_testid(en, "error") == "Payment is pending and has received no money to refund"
+    # An amount the money check refuses: the field and the check's own words, both said.
+    r = await act(client, f"/admin/transactions/{pid}/refund?lang=ru", {"amount": "-5"})
+    shown = (await client.get(redirected_to(r) + "&lang=ru")).text
+    said, words = _words(shown, "error")
+    assert re.search("[а-я]", words) and not re.search("[A-Za-z]", words), said
+    # A form's refusal shown on the page itself (a payment link the link service refuses).
+    form = {"merchant_id": merchant.merchant_id, "kind": "one_off", "amount": "0", "description": "x"}
+    r = await act(client, "/admin/links?lang=kk", form)
+    assert r.status_code == 422
+    said, words = _words(r.text, "form-error")
+    assert re.search("[әғқңөұүһі]", words) and not re.search("[A-Za-z]", words), said
+
+
 async def test_cancel(client, db, merchant, admin):
     pid = (await create_payment(client, merchant))["transaction_id"]
     await signed_in(client, admin)
@@ -1324,7 +1361,10 @@ async def test_a_password_changed_meanwhile_is_not_overwritten(db, admin, clock)
 async def test_the_terminal_check_is_recorded_with_its_result(client, db, world, admin):
     await signed_in(client, admin)
     r = await act(client, f"/admin/terminals/{world.terminal}/check")
-    assert flash(r)["notice"] == ["unreachable"]
+    assert flash(r)["notice"] == ["health_unreachable"]  # a text's key, said in the page's language
+    shown = await client.get(redirected_to(r))
+    assert by_testid(shown.text, "notice") == "нет связи"
+    assert 'data-health="unreachable"' in shown.text
     (entry,) = await audit_rows(db, "terminal_check")
     assert (entry.actor, entry.target, entry.ip) == ("boss", world.terminal, "127.0.0.1")
     assert entry.details["health"] == "unreachable" and entry.details["error"]

@@ -241,6 +241,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "error_name": ("Укажите название.", "Give a name."),
     "error_terminal_fields": ("Укажите название, адрес и токен терминала.", "Give the terminal's name, URL and token."),
     "error_retry_what": ("Не указано, какую строку повторить.", "Say which row to retry."),
+    "error_form_stale": (
+        "Форма устарела: обновите страницу и отправьте её ещё раз.",
+        "The form is out of date: reload the page and submit it again.",
+    ),
+    "error_unknown_action": ("Такого действия нет.", "There is no such action."),
+    # A terminal's health after a check (Terminal.health).
+    "health_ok": ("связь есть", "connected"),
+    "health_unreachable": ("нет связи", "unreachable"),
+    "health_token_rejected": (
+        "токен отклонён: зарегистрируйте терминал заново (`paycenter terminal register`)",
+        "token rejected: register the terminal again (`paycenter terminal register`)",
+    ),
     # A payment's status by name, where a shop owner reads a summary (the dashboard).
     "status_pending": ("ожидает оплаты", "awaiting payment"),
     "status_processing": ("в обработке", "processing"),
@@ -264,8 +276,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "refunds_refused_kaspi_qr": (
         "В схеме Kaspi QR r1 нет API возвратов, поэтому paycenter не может отправить этот возврат. Сделайте "
-        "возврат в приложении Kaspi Pay (раздел «Возвраты») там, где была оплата, затем запишите его ниже.",
-        "Kaspi QR scheme r1 has no refund API, so paycenter cannot send this refund. Refund it in the Kaspi Pay "
+        "возврат в приложении `Kaspi Pay` (раздел «Возвраты») там, где была оплата, затем запишите его ниже.",
+        "Kaspi QR scheme r1 has no refund API, so paycenter cannot send this refund. Refund it in the `Kaspi Pay` "
         "app (Returns) at the trade point where it was paid, then record it below.",
     ),
     "biller_note": (

@@ -217,7 +217,7 @@ async def password_change(request: Request, ctx: Context, operator: SignedIn) ->
     except service.PasswordRefused as exc:
         context = {"message": exc.reason, "minutes": exc.minutes}
         return _password_form(request, operator, next_url, status_code=exc.status_code, **context)
-    return back(request, next_url, notice=translator(language(request))("password_changed"))
+    return back(request, next_url, notice="password_changed")
 
 
 # --- dashboard ---------------------------------------------------------------------------------
@@ -506,7 +506,7 @@ async def manual_refund(payment_id: str, request: Request, ctx: Context, operato
     url = f"/admin/transactions/{payment_id}"
     submission = form.get("submission_id", "")
     if not _SUBMISSION.fullmatch(submission):
-        return back(request, url, error="submission_id: reload the page and submit the form again")
+        return back(request, url, error="error_form_stale")
     try:
         amount = typed(form.get("amount"))
     except MoneyError as exc:
@@ -622,7 +622,7 @@ async def resend_failed(request: Request, ctx: Context, operator: Operator) -> R
     try:
         since = datetime.fromisoformat(form.get("since", "")).replace(tzinfo=queries.ALMATY)
     except ValueError:
-        return back(request, "/admin/webhooks?status=failed", error=translator(language(request))("error_since"))
+        return back(request, "/admin/webhooks?status=failed", error="error_since")
     async with ctx.db.transaction() as session:
         count = await webhooks.recover(
             session, merchant_id=None, since=since, until=None, retries=len(ctx.settings.retry_schedule), now=now
@@ -694,7 +694,7 @@ async def merchant_create(request: Request, ctx: Context, operator: Operator) ->
     except ValueError as exc:
         return back(request, "/admin/merchants", error=str(exc))
     if not name:
-        return back(request, "/admin/merchants", error=translator(language(request))("error_name"))
+        return back(request, "/admin/merchants", error="error_name")
     now = ctx.now()
     async with ctx.db.transaction() as session:
         merchant = await merchants.create_merchant(
@@ -858,7 +858,7 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
         return back(request, "/admin/terminals", error=str(exc))
     name, token = form.get("name", "").strip()[:100], form.get("access_token", "").strip()[:200]
     if not (name and url and token):
-        return back(request, "/admin/terminals", error=translator(language(request))("error_terminal_fields"))
+        return back(request, "/admin/terminals", error="error_terminal_fields")
     now = ctx.now()
     try:
         async with ctx.db.transaction() as session:
@@ -875,7 +875,7 @@ async def terminal_add(request: Request, ctx: Context, operator: Operator) -> Re
 async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Context, operator: Operator) -> Response:
     await checked_form(request, operator)
     if state not in ("enable", "disable", "check"):
-        return back(request, "/admin/terminals", error=state)
+        return back(request, "/admin/terminals", error="error_unknown_action")
     now = ctx.now()
     if state == "check":
         try:
@@ -893,7 +893,7 @@ async def terminal_state(terminal_id: str, state: str, request: Request, ctx: Co
             checked = await devices.check(ctx.db, provider, terminal, now=now, audit=record)
         finally:
             await provider.close()
-        return back(request, "/admin/terminals", notice=checked.health)
+        return back(request, "/admin/terminals", notice=f"health_{checked.health}")
     try:
         async with ctx.db.transaction() as session:
             await terminals.set_active(session, name_or_id=terminal_id, active=state == "enable")
@@ -920,7 +920,7 @@ async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -
     every = form.get("all") == "1"
     loop, row_id = form.get("loop", "")[:32], form.get("row_id", "")[:64]
     if not every and not (loop and row_id):
-        return back(request, url, error=translator(language(request))("error_retry_what"))
+        return back(request, url, error="error_retry_what")
     now = ctx.now()
     async with ctx.db.transaction() as session:
         done = await retries.retry_many(
@@ -943,7 +943,7 @@ async def quarantine_retry(request: Request, ctx: Context, operator: Operator) -
             )
     t = translator(language(request))
     if not done:
-        return back(request, url, error=t("not_quarantined"))
+        return back(request, url, error="not_quarantined")
     return back(request, url, notice=t("retried_count", count=len(done)))
 
 

@@ -14,7 +14,8 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from paycenter import storable
-from paycenter.admin.i18n import LANGUAGES, translator
+from paycenter.admin import refusals
+from paycenter.admin.i18n import LANGUAGES, text, translator
 from paycenter.admin.queries import ALMATY
 from paycenter.deps import Context
 from paycenter.money import to_major_str
@@ -151,18 +152,22 @@ def render(
     status_code: int = 200,
 ) -> HTMLResponse:
     lang = language(request)
+    t = translator(lang)
+    notice, error = flash(request, "notice"), flash(request, "error")
     response = templates.TemplateResponse(
         request,
         name,
         {
             "lang": lang,
-            "t": translator(lang),
+            "t": t,
+            "said": lambda message: said(message, lang),
             "operator": operator,
             "money": money,
             "when": when,
             "path": request.url.path,
-            "notice": flash(request, "notice"),
-            "error": flash(request, "error"),
+            # A redirect carries a text's key, or a service's refusal in its own (English) words.
+            "notice": notice and (t(notice) if text(notice, lang) is not None else notice),
+            "error": error and said(error, lang),
             **context,
         },
         status_code=status_code,
@@ -194,8 +199,14 @@ def flash(request: Request, kind: str) -> str | None:
     return None
 
 
+def said(message: str, lang: str) -> str:
+    """An error as the panel shows it: one of its own texts by key, or a service's refusal."""
+    return translator(lang)(message) if text(message, lang) is not None else refusals.say(message, lang)
+
+
 def back(request: Request, url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
-    """Redirect after an action, with a signed notice or error to show there."""
+    """Redirect after an action, with a signed notice or error to show there: a text's key (said
+    in the language of the page it lands on), or a service's refusal as the service wrote it."""
     kind, text = ("notice", notice) if notice else ("error", error)
     if text:
         sep = "&" if "?" in url else "?"
