@@ -867,6 +867,19 @@ async def test_five_wrong_passwords_lock_the_login(server, tabs):
     await expect(page).to_have_url(re.compile(r"/admin/login\?next=/admin$"))
 
 
+# The words of an element (its text nodes not under translate="no").
+BAR_TEXT_JS = """(bar) => {
+    const out = [];
+    const walker = document.createTreeWalker(bar, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const text = node.textContent.replace(/\\s+/g, ' ').trim();
+        const marked = node.parentElement.closest('[translate]');
+        if (text && !(marked && marked.getAttribute('translate') === 'no')) out.push(text);
+    }
+    return out;
+}"""
+
+
 async def test_api_docs_render_from_the_admin_panel(server, tabs):
     """/admin/docs renders the interactive reference with the operations listed (and, with
     PAYCENTER_SCREENSHOTS=1, its README screenshot is taken from /docs)."""
@@ -877,6 +890,18 @@ async def test_api_docs_render_from_the_admin_panel(server, tabs):
     await page.get_by_text("Create a payment").first.wait_for(timeout=TIMEOUT_MS)
     await page.get_by_text("Refund a payment").first.wait_for(timeout=TIMEOUT_MS)
     tab.errors.clear()  # Scalar's own console chatter is not ours to judge here
+    # From the panel, the bar around the reference speaks the panel's language; the reference
+    # declares its own (English, the API's, whose descriptions are the contract).
+    bars: dict[str, list[str]] = {}
+    for lang in ("ru", "kk", "en"):
+        await page.goto(f"{server.base_url}/admin/docs?lang={lang}")
+        assert await page.locator("html").get_attribute("lang") == lang
+        assert await page.locator("#app").get_attribute("lang") == "en"
+        bars[lang] = await page.locator("nav.pc-bar").evaluate(BAR_TEXT_JS)
+        tab.errors.clear()
+    assert bars["ru"] and bars["kk"] and bars["en"]
+    assert [foreign(lang, bars[lang], bars["ru"]) for lang in ("ru", "kk", "en")] == [[], [], []], bars
+    assert foreign("ru", bars["en"]) and foreign("en", bars["ru"])  # the check can fail
     if WANT_SCREENSHOTS:
         await page.goto(server.base_url + "/docs")
         await page.get_by_text("Create a payment").first.wait_for(timeout=TIMEOUT_MS)

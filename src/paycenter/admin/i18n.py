@@ -335,6 +335,12 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Деньги уже вернули покупателю вне paycenter? Записать возврат?",
         "Has the money already gone back to the payer outside paycenter? Record the refund?",
     ),
+    # --- the API reference, from the panel (the reference itself is in English, the API's language)
+    "docs_webhooks_guide": ("Как принимать вебхуки (на русском)", "Receiving webhooks"),
+    "docs_in_english": (
+        "Справочник API — на английском, как и сам API.",
+        "The API reference is in English, as the API itself.",
+    ),
     # --- payment links
     "links": ("Ссылки", "Links"),
     "links_title": ("Ссылки на оплату", "Payment links"),

@@ -186,6 +186,8 @@ KK: dict[str, str] = {
     "error_form_stale": "Форма ескірген: бетті жаңартып, оны қайта жіберіңіз.",
     "error_unknown_action": "Мұндай әрекет жоқ.",
     "health_ok": "байланыс бар",
+    "docs_webhooks_guide": "Вебхуктерді қабылдау (орыс тілінде)",
+    "docs_in_english": "API анықтамалығы — API-дің өзі сияқты ағылшын тілінде.",
     "health_unreachable": "байланыс жоқ",
     "health_token_rejected": "токен қабылданбады: терминалды қайта тіркеңіз (`paycenter terminal register`)",
     "status_pending": "төлемді күтуде",

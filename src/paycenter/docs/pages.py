@@ -27,6 +27,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from paycenter.admin.i18n import translator
+from paycenter.admin.web import language
 from paycenter.docs import samples
 from paycenter.payments.samples import sample_body
 from paycenter.webhooks import signing
@@ -44,8 +46,11 @@ ASSETS = ["scalar/standalone.js", "docs.css"]
 # --- the reference --------------------------------------------------------------------------------
 
 
-def reference_page(request: Request, *, base: str) -> HTMLResponse:
-    """The Scalar reference page; ``base`` is where it is served (``/docs`` or ``/admin/docs``)."""
+def reference_page(request: Request, *, base: str, lang: str = "en") -> HTMLResponse:
+    """The Scalar reference page; ``base`` is where it is served (``/docs`` or ``/admin/docs``).
+
+    The reference itself is in English, the API's language (its descriptions are the contract);
+    from the panel (``/admin/docs``) the bar around it speaks the panel's language and says so."""
     root = request.scope.get("root_path", "").rstrip("/")
     config = {
         "url": f"{root}{request.app.openapi_url}",
@@ -66,6 +71,8 @@ def reference_page(request: Request, *, base: str) -> HTMLResponse:
         "root": root,
         "base": base,
         "scalar_version": SCALAR_VERSION,
+        "lang": lang,
+        "t": translator(lang),
     }
     return templates.TemplateResponse(request, "reference.html", context, headers=PAGE_HEADERS)
 
@@ -77,7 +84,7 @@ async def docs(request: Request) -> HTMLResponse:
 
 @router.get("/admin/docs", response_class=HTMLResponse, name="admin_docs")
 async def admin_docs(request: Request) -> HTMLResponse:
-    return reference_page(request, base="/admin/docs")
+    return reference_page(request, base="/admin/docs", lang=language(request))
 
 
 # --- the webhook guide ------------------------------------------------------------------------------
