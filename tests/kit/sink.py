@@ -83,7 +83,8 @@ class Sink:
     async def stop(self) -> None:
         self.release_hang.set()
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None  # stopping twice is harmless
+            await runner.cleanup()
 
 
 async def wait_until(

@@ -7,6 +7,14 @@ unchanged; one line per event with the local answer. On a lost connection it rec
 backoff from the last position the stream gave (``Last-Event-ID``): no event is lost or repeated
 across a server restart. Ctrl-C (or SIGTERM) stops it with exit code 0 and a last line.
 
+When the local URL cannot be reached (connection refused or reset, no answer within
+``FORWARD_TIMEOUT``: the developer's app is restarting or not started yet), the same event is tried
+again after 1, 2, 4, 8, 8, ... s for up to ``--retry-for`` seconds (default 60; 0: no retries),
+one line per failed try; then a line says it was not delivered and listen goes on with the next.
+The events after it wait meanwhile, so a receiver that comes back gets them in order. Any HTTP
+status is the receiver's own answer: printed, never retried. (A timed-out try may have been
+processed: a retry then repeats it, with the same ``webhook-id``, as a real redelivery would.)
+
 ``trigger`` makes an event on demand: a sandbox payment created through the API and then paid (or
 cancelled, ...) as the payer would on its payment page.
 
@@ -42,6 +50,9 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 READ_TIMEOUT = 45.0
 FORWARD_TIMEOUT = 30.0
 MAX_BACKOFF = 10.0
+RETRY_FOR = 60.0  # --retry-for's default
+FIRST_RETRY = 1.0
+MAX_RETRY_WAIT = 8.0
 
 
 def _out(line: str) -> None:
@@ -118,7 +129,9 @@ class Listener:
     forward_to: str
     events: str | None
     position: str | None = None
-    forwarded: int = 0
+    retry_for: float = RETRY_FOR
+    forwarded: int = 0  # events the local URL answered (with any status)
+    undelivered: int = 0  # events it never answered, retries exhausted or stopped meanwhile
     connected_once: bool = False
     live: bool = False  # the current connection was accepted
 
@@ -156,6 +169,15 @@ class Listener:
                 f"forwarding {self.events or 'all'} events to {self.forward_to}"
             )
             self.connected_once = self.live = True
+            # One message at a time, so events reach the local URL in the stream's order: while an
+            # event's retries wait (up to --retry-for, longer than READ_TIMEOUT), this loop reads
+            # nothing. The connection does not go idle meanwhile: aiohttp's protocol goes on
+            # receiving into the response's buffer (heartbeats included, which is what its
+            # sock_read timeout watches; a full buffer pauses the socket and that timeout with
+            # it). If the connection dies or times out anyway, the next read raises, even with
+            # messages still buffered, and we reconnect from ``position``: it moves only once a
+            # message is handled (forwarded, or given up on), so the server resends exactly the
+            # messages after it, never the event already forwarded, never skipping one.
             async for message in sse_messages(response.content):
                 if message.event == "webhook" and message.data:
                     await self._forward(forward, json.loads("\n".join(message.data)))
@@ -163,26 +185,49 @@ class Listener:
                     self.position = message.id  # after the event is handled: resumed after it
 
     async def _forward(self, http: aiohttp.ClientSession, event: dict[str, Any]) -> None:
-        label = f"{_now()}  {event.get('type', '?'):<15} {event.get('transaction_id', '?')}  {event.get('id', '')}"
+        what = f"{event.get('type', '?'):<15} {event.get('transaction_id', '?')}  {event.get('id', '')}"
         if event.get("problem"):
-            _out(f"{label}  not forwarded: {event['problem']}")
+            _out(f"{_now()}  {what}  not forwarded: {event['problem']}")
             return
-        started = time.monotonic()
-        try:
-            async with http.post(
-                self.forward_to,
-                data=str(event["body"]).encode(),
-                headers=event["headers"],
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT),
-            ) as answer:
-                await answer.read()
-                status = f"{answer.status} {answer.reason or ''}".strip()
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            status = f"failed ({type(exc).__name__}: {exc})".replace(": )", ")")
-        elapsed = (time.monotonic() - started) * 1000
-        self.forwarded += 1
-        _out(f"{label}  -> {status} in {elapsed:.0f} ms")
+        first = time.monotonic()
+        deadline = first + self.retry_for
+        wait = FIRST_RETRY
+        tries = 0
+        while True:
+            started = time.monotonic()
+            tries += 1
+            try:
+                async with http.post(
+                    self.forward_to,
+                    data=str(event["body"]).encode(),
+                    headers=event["headers"],
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT),
+                ) as answer:
+                    await answer.read()
+                    status = f"{answer.status} {answer.reason or ''}".strip()
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                failure = f"failed ({type(exc).__name__}: {exc})".replace(": )", ")")
+            else:
+                elapsed = (time.monotonic() - started) * 1000
+                self.forwarded += 1
+                _out(f"{_now()}  {what}  -> {status} in {elapsed:.0f} ms")
+                return
+            # The last wait is cut to the deadline: the last try is at --retry-for, not after it.
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                self.undelivered += 1
+                spent = time.monotonic() - first
+                _out(f"{_now()}  {what}  -> NOT DELIVERED: {failure} after {tries} tries in {spent:.0f} s; going on")
+                return
+            _out(f"{_now()}  {what}  -> {failure}; try {tries + 1} in {wait:.1f} s")
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:  # Ctrl-C: stop now, and say what was left behind
+                self.undelivered += 1
+                _out(f"{_now()}  {what}  -> NOT DELIVERED: stopped before try {tries + 1}")
+                raise
+            wait = min(wait * 2, MAX_RETRY_WAIT)
 
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:
@@ -217,7 +262,8 @@ async def _listen(listener: Listener) -> int:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
-    _out(f"{_now()}  stopped: {listener.forwarded} events forwarded")
+    undelivered = f", {listener.undelivered} not delivered" if listener.undelivered else ""
+    _out(f"{_now()}  stopped: {listener.forwarded} events forwarded{undelivered}")
     return code
 
 
@@ -239,18 +285,31 @@ def listen(
     events: Annotated[
         str | None, typer.Option(help="Only these event types, comma-separated, e.g. paid,refunded.")
     ] = None,
+    retry_for: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=3600,
+            help="When your URL cannot be reached (refused, reset, timed out), try the event again after "
+            "1, 2, 4, 8, 8... s for up to this many seconds, later events waiting in order; 0: no retries. "
+            "An HTTP status is never retried.",
+        ),
+    ] = RETRY_FOR,
 ) -> None:
     """Forward your webhook events, as they happen, to a URL on this machine.
 
     Each event is POSTed with the exact body and headers a real delivery carries (both
-    signatures included), and one line is printed with your endpoint's answer. The connection is
-    resumed after a drop without losing or repeating events. Ctrl-C stops it.
+    signatures included), and one line is printed with your endpoint's answer. An endpoint that
+    cannot be reached (not started yet, restarting) gets the event again, in order, for up to
+    --retry-for seconds. The connection is resumed after a drop without losing or repeating
+    events. Ctrl-C stops it.
     """
     listener = Listener(
         api_url=_http_url(api_url, "--api-url"),
         token=_token(token),
         forward_to=_http_url(forward_to, "--forward-to"),
         events=events,
+        retry_for=retry_for,
     )
     raise typer.Exit(asyncio.run(_listen(listener)))
 
