@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from kit.admin import Operator, new_user
 from kit.api import SEED_BODY, MerchantCreds, make_merchant
 from kit.asgi_server import serve
+from kit.browser import chromium
 from kit.clock import Clock
 from kit.db import BACKENDS, KEEP_TABLES, SERVER_URLS, _drop_server_database, _fresh_server_database
 from kit.kaspi import Kaspi
@@ -211,3 +212,10 @@ async def worker(ctx: AppContext) -> AsyncIterator[Worker]:
     await w.start()
     yield w
     await w.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, one per test module (kit.browser): skipped or failed when missing."""
+    async with chromium() as launched:
+        yield launched

@@ -18,6 +18,7 @@ from paycenter import docs, errors
 from paycenter.admin import links as admin_links
 from paycenter.admin import pages as admin_pages
 from paycenter.api import biller as biller_api
+from paycenter.api.events import ending_streams_on_exit
 from paycenter.api.events import router as events_router
 from paycenter.api.links import router as links_router
 from paycenter.api.payer import router as payer_router
@@ -67,7 +68,10 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         gc.collect()
         gc.freeze()
         try:
-            yield
+            # Open event streams end at once when the server is asked to stop (uvicorn has set
+            # its signal handlers by now; ours go before them).
+            with ending_streams_on_exit(app):
+                yield
         finally:
             stop.set()
             await syncing

@@ -35,7 +35,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select, update
 
 from kit.biller_rows import biller_pay, insert_payment
-from kit.db import REQUIRED
+from kit.browser import TIMEOUT_MS, Tab, Windows, require_chromium
 from kit.languages import VISIBLE_TEXT_JS, foreign
 from kit.served import PAYCENTER, paycenter_run
 from kit.sink import Sink, eventually
@@ -47,20 +47,8 @@ from paycenter.payments.models import Payment, Refund
 from paycenter.providers import terminals
 from paycenter.webhooks.models import Delivery
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WANT_SCREENSHOTS = os.environ.get("PAYCENTER_SCREENSHOTS") == "1"
-LAPTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "ru-RU"}
-TIMEOUT_MS = 10_000
 ALMATY = ZoneInfo("Asia/Almaty")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -92,10 +80,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    if not HAVE_CHROMIUM:
-        if "chromium" in REQUIRED:
-            pytest.fail(f"{CHROMIUM} is required (PAYCENTER_TEST_REQUIRE) but missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()  # before the server: without a browser no test here runs
     workdir = tmp_path_factory.mktemp("paycenter-admin")
     sink = await Sink().start()
     database_url = f"sqlite:///{workdir / 'paycenter.db'}"
@@ -129,60 +114,30 @@ async def api(server: Server) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(scope="module")
-async def browser(server: Server) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@dataclass
-class Tab:
-    page: Any
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-
 @pytest.fixture
 async def tabs(browser: Any) -> AsyncIterator[Any]:
-    """New browser windows (each its own cookies), all watched for console and page errors."""
-    contexts: list[Any] = []
-    made: list[Tab] = []
+    """New browser windows (each its own cookies), all watched for console and page errors; every
+    dialog (confirm("...?")) is accepted, as the operator says yes, and recorded on the tab."""
+    windows = Windows(browser)
 
     async def open_tab() -> Tab:
-        context = await browser.new_context(**LAPTOP)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        tab = Tab(await context.new_page())
+        tab = await windows.open()
 
-        def on_console(msg: Any) -> None:
-            if msg.type == "error":
-                tab.errors.append(f"console: {msg.text} ({msg.location.get('url')})")
-
-        async def on_dialog(dialog: Any) -> None:  # confirm("...?"): the operator says yes
+        async def on_dialog(dialog: Any) -> None:
             tab.dialogs.append(dialog.message)
             await dialog.accept()
 
-        tab.page.on("console", on_console)
-        tab.page.on("pageerror", lambda exc: tab.errors.append(f"page error: {exc}"))
         tab.page.on("dialog", on_dialog)
-        made.append(tab)
         return tab
 
     try:
         yield open_tab
         # Refused requests (401, 403, 422, 429) are answers, not errors: the panel itself runs no
         # script that fails, and nothing it loads goes missing.
-        errors = [e for tab in made for e in tab.errors if not re.search(r"status of (401|403|422|429)\b", e)]
+        errors = [e for e in windows.errors() if not re.search(r"status of (401|403|422|429)\b", e)]
         assert errors == []
     finally:
-        for context in contexts:
-            await context.close()
+        await windows.close()
 
 
 async def sign_in(tab: Tab, server: Server, username: str, one_time: str, *, start: str = "/admin") -> None:
@@ -276,10 +231,9 @@ async def day(server: Server, api: httpx.AsyncClient, browser: Any) -> Day:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    context = await browser.new_context(**LAPTOP)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = await context.new_page()
-    tab = Tab(page)
+    windows = Windows(browser)
+    tab = await windows.open()
+    page = tab.page
     await sign_in(tab, server, "admin", server.admin_password, start="/admin/merchants")
     shops = []
     for name, path in (("Кофейня «Зерно»", "/hooks/zerno"), ("Book Corner", "/hooks/books")):
@@ -294,7 +248,7 @@ async def day(server: Server, api: httpx.AsyncClient, browser: Any) -> Day:
         shops.append(Shop(name, token.group(0)))
         await page.reload()
         await expect(page.get_by_test_id("shown-once")).to_have_count(0)  # shown once, then gone
-    await context.close()
+    await windows.close()
     coffee, books = shops
     demo = Shop("Demo shop", server.demo_token)
 

@@ -21,17 +21,12 @@ from typing import Any
 
 import pytest
 
-from kit.db import REQUIRED
+from kit.browser import Windows, require_chromium
 from kit.served import PAYCENTER, paycenter_run
 from kit.sink import Sink, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "admin-payment-link.png"
 WANT_SCREENSHOTS = os.environ.get("PAYCENTER_SCREENSHOTS") == "1"
-LAPTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "ru-RU"}
-TIMEOUT_MS = 10_000
 SHOP = "Цветы у Арай"
 HOOKS = "/hooks/flowers"
 LINK_URL = re.compile(r"/admin/links/(lnk_[0-9a-z]{25})")
@@ -50,10 +45,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    if not HAVE_CHROMIUM:
-        if "chromium" in REQUIRED:
-            pytest.fail(f"{CHROMIUM} is required (PAYCENTER_TEST_REQUIRE) but missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()  # before the server: without a browser no test here runs
     workdir = tmp_path_factory.mktemp("paycenter-links")
     sink = await Sink().start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
@@ -84,40 +76,21 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         await sink.stop()
 
 
-@pytest.fixture(scope="module")
-async def browser(server: Server) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 @pytest.fixture
 async def window(browser: Any, server: Server) -> AsyncIterator[Any]:
     """New browser windows, each with its own cookies; no page may log a script error."""
-    contexts: list[Any] = []
-    errors: list[str] = []
+    windows = Windows(browser)
 
     async def open_window() -> Any:
-        context = await browser.new_context(**LAPTOP)
-        await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page = (await windows.open()).page
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
         return page
 
     try:
         yield open_window
-        assert [e for e in errors if not re.search(r"status of (403|410|422)\b", e)] == []
+        assert [e for e in windows.errors() if not re.search(r"status of (403|410|422)\b", e)] == []
     finally:
-        for context in contexts:
-            await context.close()
+        await windows.close()
 
 
 async def sign_in(page: Any, server: Server, username: str, one_time: str, start: str) -> None:

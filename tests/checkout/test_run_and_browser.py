@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,21 +23,11 @@ import httpx
 import pytest
 
 from kit.api import SEED_BODY
-from kit.db import REQUIRED
+from kit.browser import Tab, Windows
 from kit.served import paycenter_run
 
 pytestmark = pytest.mark.slow  # a `paycenter run` process
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "payment-page.png"
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
@@ -145,27 +135,7 @@ async def test_seed_curl_against_the_running_server(server: Server, api: httpx.A
 # --- the payer's phone -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        if "chromium" in REQUIRED:
-            pytest.fail(f"{CHROMIUM} is required (PAYCENTER_TEST_REQUIRE) but missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@dataclass
-class Phone:
-    page: Any
-    errors: list[str] = field(default_factory=list)
-
+class Phone(Tab):
     async def fits(self, what: str) -> None:
         """Nothing sticks out sideways: no horizontal scrolling on the phone."""
         width, inner = await self.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
@@ -177,21 +147,14 @@ class Phone:
 
 @pytest.fixture
 async def phone(browser: Any, server: Server) -> AsyncIterator[Phone]:
-    context = await browser.new_context(**PHONE)
-    context.set_default_timeout(UPDATE_TIMEOUT_MS)
-    page = await context.new_page()
-    phone = Phone(page)
-    page.on(
-        "console",
-        lambda msg: (
-            phone.errors.append(f"console: {msg.text} ({msg.location.get('url')})") if msg.type == "error" else None
-        ),
-    )
-    page.on("pageerror", lambda exc: phone.errors.append(f"page error: {exc}"))
+    """The payer's phone: one window, watched for console and page errors (the browser fixture
+    skips, or fails, without Chromium; the tests above need none)."""
+    windows = Windows(browser, PHONE, UPDATE_TIMEOUT_MS)
     try:
-        yield phone
+        tab = await windows.open()
+        yield Phone(tab.page, tab.errors)
     finally:
-        await context.close()
+        await windows.close()
 
 
 SHOP_PAGE = "<!doctype html><meta charset=utf-8><title>Shop</title><h1>Спасибо за заказ</h1>"

@@ -280,6 +280,41 @@ async def test_listen_retries_a_receiver_not_up_yet_in_order_and_gives_up_in_tim
         await sink.stop()
 
 
+# `paycenter run` gives open responses this long to end (uvicorn's timeout_graceful_shutdown) once
+# asked to stop; an events stream never ends by itself, so it ends the streams at once instead.
+GRACEFUL_TIMEOUT = 20.0
+STOP_DEADLINE = 8.0  # from SIGTERM to the stream's end and the process's exit
+
+
+async def test_sigterm_ends_an_open_stream_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCENTER_")}
+    env.update(PAYCENTER_DATABASE_URL=f"sqlite:///{tmp_path / 'paycenter.db'}", PYTHONUNBUFFERED="1", NO_COLOR="1")
+    log = tmp_path / "server.log"
+    cmd = [str(PAYCENTER), "run", "--port", str(port)]
+    probe = f"{base}/healthz"
+    assert STOP_DEADLINE < GRACEFUL_TIMEOUT / 2
+    async with (
+        serving(cmd, cwd=tmp_path, env=env, log=log, probe=probe, ready=lambda r: r.status_code == 200) as server,
+        httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http,
+    ):
+        token = log.read_text().split("Its API token (shown only now, keep it):", 1)[1].split()[0]
+        async with http.stream("GET", "/api/events/stream", headers={"X-API-Token": token}) as r:
+            assert r.status_code == 200
+            lines = r.aiter_lines()
+            assert await asyncio.wait_for(anext(lines), 10) == "retry: 1000"  # the stream is open
+            server.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(STOP_DEADLINE):
+                    async for _ in lines:  # to its end, which the server writes (no reset)
+                        pass
+                    code = await server.wait()
+            except TimeoutError:
+                pytest.fail(f"not stopped {STOP_DEADLINE} s after SIGTERM:\n{log.read_text()}")
+    assert code in (0, -signal.SIGTERM), log.read_text()  # uvicorn ends by raising the signal again
+
+
 @pytest.fixture
 async def served(app) -> AsyncIterator[str]:
     async with serve(app) as url:

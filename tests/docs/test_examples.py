@@ -45,6 +45,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from kit.browser import Windows
 from kit.db import REQUIRED
 from kit.served import PAYCENTER, START_TIMEOUT, free_port, paycenter_run
 from paycenter.docs import samples
@@ -56,8 +57,6 @@ pytestmark = pytest.mark.slow  # a `paycenter run` process and every example in 
 EXAMPLES = samples.EXAMPLES
 RUN_TIMEOUT = 30.0  # one example program
 WEBHOOK_TIMEOUT = 10.0  # from the payment to the receiver's line
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
 SCALAR_API_KEY_PLACEHOLDER = "QUxMIFlPVVIgQkFTRSBBUkUgQkVMT05HIFRPIFVT"
 TOKEN_LINE = re.compile(r"^    (pct_[A-Za-z0-9_-]+)$", re.MULTILINE)
 
@@ -611,36 +610,31 @@ async def test_examples_against_a_running_paycenter(
 
 
 @pytest.mark.browser
-async def test_try_it_in_the_reference_with_a_pasted_token(server: Server, api: httpx.AsyncClient) -> None:
-    if not HAVE_CHROMIUM:
-        if "chromium" in REQUIRED:
-            pytest.fail(f"{CHROMIUM} is required (PAYCENTER_TEST_REQUIRE) but missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.async_api import async_playwright, expect
+async def test_try_it_in_the_reference_with_a_pasted_token(
+    server: Server, api: httpx.AsyncClient, browser: Any
+) -> None:
+    from playwright.async_api import expect
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 900})
-            requests: list[str] = []
-            errors: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(f"{server.base_url}/docs#tag/payments/POST/api/payment/init")
-            await expect(page.get_by_text("PHP (curl)").first).to_be_visible(timeout=15_000)
-            await page.get_by_role("button", name="Test Request").first.click()
-            # Scalar 1.76's API key field in its API client (the last one shown: the client is on top).
-            await page.locator(f'input[placeholder="{SCALAR_API_KEY_PLACEHOLDER}"]:visible').last.fill(server.token)
-            await page.get_by_role("button", name=re.compile(r"^Send")).first.click()
-            await expect(page.get_by_text("201 Created").first).to_be_visible(timeout=15_000)
-            body = await page.inner_text("body")
-            created = re.search(r'"transaction_id": "([0-9A-F]{32})"', body)
-            assert created, body[-2000:]
-            r = await api.get(f"/api/payment/{created.group(1)}")
-            assert r.status_code == 200 and r.json()["data"]["status"] == "pending"
-            outside = [u for u in requests if not u.startswith(server.base_url) and not u.startswith("data:")]
-            assert outside == [], outside
-            assert errors == []
-        finally:
-            await browser.close()
+    windows = Windows(browser, {"viewport": {"width": 1400, "height": 900}}, timeout_ms=30_000)
+    try:
+        tab = await windows.open()
+        page = tab.page
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        await page.goto(f"{server.base_url}/docs#tag/payments/POST/api/payment/init")
+        await expect(page.get_by_text("PHP (curl)").first).to_be_visible(timeout=15_000)
+        await page.get_by_role("button", name="Test Request").first.click()
+        # Scalar 1.76's API key field in its API client (the last one shown: the client is on top).
+        await page.locator(f'input[placeholder="{SCALAR_API_KEY_PLACEHOLDER}"]:visible').last.fill(server.token)
+        await page.get_by_role("button", name=re.compile(r"^Send")).first.click()
+        await expect(page.get_by_text("201 Created").first).to_be_visible(timeout=15_000)
+        body = await page.inner_text("body")
+        created = re.search(r'"transaction_id": "([0-9A-F]{32})"', body)
+        assert created, body[-2000:]
+        r = await api.get(f"/api/payment/{created.group(1)}")
+        assert r.status_code == 200 and r.json()["data"]["status"] == "pending"
+        outside = [u for u in requests if not u.startswith(server.base_url) and not u.startswith("data:")]
+        assert outside == [], outside
+        assert tab.errors == []
+    finally:
+        await windows.close()

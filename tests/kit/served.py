@@ -43,9 +43,10 @@ async def serving(
     log: Path,
     probe: str,
     ready: Callable[[httpx.Response], bool] = lambda _r: True,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """A server process (``cmd``), awaited until ``probe`` (a URL) answers as ``ready`` says, with
-    everything it prints in ``log``; stopped (SIGTERM, then SIGKILL) when the block ends."""
+    everything it prints in ``log``; stopped (SIGTERM, then SIGKILL) when the block ends, unless it
+    has exited by then. Yields the process."""
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             *cmd, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
@@ -65,7 +66,7 @@ async def serving(
                 if loop.time() > deadline:
                     pytest.fail(f"`{' '.join(cmd)}` did not answer {probe} within {START_TIMEOUT} s:\n{_read(log)}")
                 await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-        yield
+        yield proc
     finally:
         if proc.returncode is None:
             proc.terminate()

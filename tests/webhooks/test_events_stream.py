@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 from standardwebhooks import Webhook
+from starlette.applications import Starlette
 
 from kit.api import create_payment, make_merchant, sandbox
 from kit.asgi_server import serve
@@ -316,6 +318,25 @@ def test_positions_stay_short() -> None:
     horizon, ids = stream_api.Position.parse(position.token())
     assert ids == sorted(position.sent) and horizon == position.horizon
     assert len(position.token()) < 3100
+
+
+async def test_a_stop_signal_ends_the_streams_then_goes_to_the_handler_before() -> None:
+    """The app's lifespan (ending_streams_on_exit) puts its SIGTERM handler before the one in place
+    (uvicorn's, under `paycenter run`), and the one it replaced back when it ends. A real server's
+    stop: tests/cli/test_listen.py."""
+    received: list[int] = []
+    app = Starlette()
+    outer = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        uvicorns = signal.getsignal(signal.SIGTERM)
+        with stream_api.ending_streams_on_exit(app):
+            assert signal.getsignal(signal.SIGTERM) is not uvicorns
+            signal.raise_signal(signal.SIGTERM)
+            await asyncio.wait_for(stream_api.streams_of(app).closing.wait(), timeout=5)
+            assert received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is uvicorns
+    finally:
+        signal.signal(signal.SIGTERM, outer)
 
 
 async def scanned_once(s: Stream) -> None:

@@ -45,12 +45,13 @@ import json
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -127,8 +128,7 @@ class Position:
 @dataclass
 class _Streams:
     open: dict[str, int] = field(default_factory=dict)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
-    hooked: bool = False
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # the server is stopping
     # PostgreSQL: one LISTEN connection for all of the process's streams, while any is open.
     listening: asyncio.Task[None] | None = None
     unlisten: asyncio.Event = field(default_factory=asyncio.Event)
@@ -160,37 +160,56 @@ class _Streams:
 
 
 def _streams(request: Request) -> _Streams:
-    state = request.app.state
-    streams: _Streams | None = getattr(state, "event_streams", None)
+    return streams_of(request.app)
+
+
+def streams_of(app: Starlette) -> _Streams:
+    """The app's open streams (made on first use: a test's app may run no lifespan)."""
+    streams: _Streams | None = getattr(app.state, "event_streams", None)
     if streams is None:
-        streams = state.event_streams = _Streams()
-    if not streams.hooked:
-        streams.hooked = True
-        _end_streams_on_exit(streams.closing)
+        streams = app.state.event_streams = _Streams()
     return streams
 
 
-def _end_streams_on_exit(closing: asyncio.Event) -> None:
-    """Set ``closing`` when the server is asked to stop (uvicorn's SIGTERM/SIGINT handlers, which
-    are chained): uvicorn waits for open responses before it stops, and a stream never ends."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous = signal.getsignal(sig)
-        except ValueError:  # pragma: no cover - not the main thread (an in-process test server)
-            return
-        if not callable(previous):
-            continue
+_Handler = Callable[[int, Any], Any]  # a signal handler
 
-        def handler(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+
+@contextlib.contextmanager
+def ending_streams_on_exit(app: Starlette) -> Iterator[None]:
+    """For the app's lifespan: while it runs, SIGTERM and SIGINT first end the app's open streams,
+    then go on to the handlers that were there. uvicorn waits for open responses before it stops,
+    and a stream never ends by itself; its handlers are in place by now (``Server.serve`` sets them
+    in ``capture_signals`` before the lifespan starts up). Afterwards the handlers we replaced are
+    put back, unless someone replaced ours meanwhile. Outside the main thread no handler can be
+    set: streams then end with the server's graceful timeout."""
+    closing = streams_of(app).closing
+    loop = asyncio.get_running_loop()
+
+    def chain(previous: _Handler) -> _Handler:
+        def handler(signum: int, frame: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed already
                 loop.call_soon_threadsafe(closing.set)
             previous(signum, frame)
 
+        return handler
+
+    chained: dict[signal.Signals, tuple[_Handler, _Handler]] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):  # the default action, or ignored: no server is listening for it
+            continue
+        handler = chain(previous)
         try:
             signal.signal(sig, handler)
-        except ValueError:  # not the main thread: streams then end with the server's timeout
-            return
+        except ValueError:  # not the main thread
+            break
+        chained[sig] = (handler, previous)
+    try:
+        yield
+    finally:
+        for sig, (handler, previous) in chained.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, previous)
 
 
 class _EventStream(StreamingResponse):
