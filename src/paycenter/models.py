@@ -9,7 +9,7 @@ from paycenter.db import Base
 from paycenter.idempotency.models import IdempotencyKey
 from paycenter.jobs.models import CleanupRun, WorkerHeartbeat
 from paycenter.leadership import Lease
-from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.merchants.models import ApiToken, Merchant, StreamLease
 from paycenter.operators.models import AdminSession, AdminUser, AuditEntry, LoginThrottle
 from paycenter.payments.models import Attempt, Event, Operation, Payment, PaymentLink, PaymentMethod, Refund, RefundLeg
 from paycenter.providers.models import Terminal
@@ -50,6 +50,7 @@ __all__ = [
     "RateCounter",
     "Refund",
     "RefundLeg",
+    "StreamLease",
     "Terminal",
     "WorkerHeartbeat",
 ]

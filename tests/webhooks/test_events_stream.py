@@ -305,6 +305,60 @@ async def test_streams_per_token_are_bounded(db, merchant, base_url, http):
             await asyncio.sleep(0.05)
 
 
+async def test_the_bound_holds_across_processes_and_a_dead_ones_streams_lapse(ctx, db, merchant, clock, base_url, http):
+    """Two API processes (two apps on one database) share a token's bound: streams open in one
+    count in the other. Streams of a process that died without giving them back (leases claimed
+    and never renewed) hold their places until LEASE_TTL, then not."""
+    limit = stream_api.MAX_STREAMS_PER_TOKEN
+    async with serve(create_app(ctx=ctx)) as second, contextlib.AsyncExitStack() as streams:
+        opened = [
+            await streams.enter_async_context(stream(http, base_url if i % 2 else second, merchant.token))
+            for i in range(limit)
+        ]
+        for url in (base_url, second):
+            async with http.get(f"{url}/api/events/stream", headers={"X-API-Token": merchant.token}) as r:
+                assert r.status == 429, await r.text()
+        opened[0].response.close()  # one ends in the second process: its place is free in the first
+        opened[0].task.cancel()
+
+        async def accepted(url: str) -> bool:
+            async with http.get(f"{url}/api/events/stream", headers={"X-API-Token": merchant.token}) as response:
+                return response.status == 200
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await accepted(base_url):
+            assert asyncio.get_running_loop().time() < deadline, "the place was not given back across processes"
+            await asyncio.sleep(0.05)
+
+    # A dead process's leases: claimed, never renewed nor given back.
+    async with db.transaction() as session:
+        for _ in range(limit):
+            claimed = await merchants.claim_stream(
+                session,
+                token_hash=merchants.hash_token(merchant.token),
+                now=clock(),
+                limit=limit,
+                ttl=stream_api.LEASE_TTL,
+            )
+            assert claimed is not None
+    async with http.get(f"{base_url}/api/events/stream", headers={"X-API-Token": merchant.token}) as r:
+        assert r.status == 429
+    clock.advance(seconds=stream_api.LEASE_TTL.total_seconds())
+    async with stream(http, base_url, merchant.token):
+        pass
+
+
+async def test_a_stream_whose_lease_lapsed_ends(ctx, db, merchant, clock, base_url, http, monkeypatch):
+    """A stream stalled past LEASE_TTL (its place may be another's by now) ends at its next
+    renewal; its client reconnects as any other."""
+    monkeypatch.setattr(stream_api, "HEARTBEAT_INTERVAL", 0.0)  # renewed with each heartbeat
+    async with stream(http, base_url, merchant.token) as s:
+        await scanned_once(s)
+        assert not s.task.done()
+        clock.advance(seconds=stream_api.LEASE_TTL.total_seconds() + 1)
+        await asyncio.wait_for(s.task, timeout=10)  # the server ended the stream
+
+
 def test_positions_stay_short() -> None:
     from datetime import UTC, datetime
 

@@ -32,8 +32,11 @@ Wake-ups: the in-process signal of a commit that recorded events (``paycenter ru
 the worker in one process); on PostgreSQL also the NOTIFY another process sends with deliveries
 (one LISTEN connection per process while streams are open, as the dispatcher's); else a poll
 every ``POLL_INTERVAL`` (a separate worker on SQLite, which has no cross-process signal, or an
-event with no delivery to notify of). Connections are bounded per token in each process
-(``MAX_STREAMS_PER_TOKEN``; one more is a 429).
+event with no delivery to notify of).
+
+Connections are bounded per token across every API process (``MAX_STREAMS_PER_TOKEN``; one more
+is a 429): each open stream holds a lease row (``merchants.claim_stream``), renewed with its
+heartbeats and given back when it ends; one whose process died lapses after ``LEASE_TTL``.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -67,12 +71,14 @@ from paycenter.timefmt import iso
 from paycenter.webhooks import service
 
 router = APIRouter(prefix="/api", tags=["webhooks"])
+log = logging.getLogger("paycenter.events")
 
 MAX_STREAMS_PER_TOKEN = 5
 SETTLE = timedelta(seconds=10)
 MAX_IDS = 100
 POLL_INTERVAL = 0.5
 HEARTBEAT_INTERVAL = 15.0
+LEASE_TTL = timedelta(seconds=3 * HEARTBEAT_INTERVAL)  # three missed renewals: the process is gone
 BATCH = 200
 
 # A few times MAX_IDS: ids that share one instant are kept together beyond it.
@@ -127,7 +133,7 @@ class Position:
 
 @dataclass
 class _Streams:
-    open: dict[str, int] = field(default_factory=dict)
+    open: int = 0  # in this process (the bound per token is the leases')
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # the server is stopping
     # PostgreSQL: one LISTEN connection for all of the process's streams, while any is open.
     listening: asyncio.Task[None] | None = None
@@ -149,12 +155,8 @@ class _Streams:
             name="events-stream-listen",
         )
 
-    def release(self, key: str) -> None:
-        left = self.open.get(key, 1) - 1
-        if left > 0:
-            self.open[key] = left
-        else:
-            self.open.pop(key, None)
+    def release(self) -> None:
+        self.open = max(self.open - 1, 0)
         if not self.open:
             self.unlisten.set()
 
@@ -213,9 +215,9 @@ def ending_streams_on_exit(app: Starlette) -> Iterator[None]:
 
 
 class _EventStream(StreamingResponse):
-    """Gives back its connection slot however the response ends (even if never started)."""
+    """Gives back its lease however the response ends (even if never started)."""
 
-    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], Awaitable[None]]) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
@@ -227,7 +229,18 @@ class _EventStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._release()
+            # Shielded: a server stopping cancels this task, and the lease would then stay taken
+            # for LEASE_TTL, refusing the client's reconnect to another process meanwhile.
+            await asyncio.shield(self._release())
+
+
+async def _release(ctx: AppContext, streams: _Streams, lease: str) -> None:
+    streams.release()
+    try:
+        async with ctx.db.transaction() as session:
+            await merchants.release_stream(session, lease_id=lease)
+    except Exception:  # the lease lapses by itself; the stream has ended either way
+        log.warning("events stream: lease %s not given back", lease, exc_info=True)
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -289,16 +302,20 @@ async def stream_events(
     wanted = _types(merchant.api_version, types)
     position = await _start(ctx, merchant.id, last_event_id or after)
     token = request.headers.get("x-api-token", "").strip()
-    key = merchants.hash_token(token)[:32]
-    streams = _streams(request)
-    if streams.open.get(key, 0) >= MAX_STREAMS_PER_TOKEN:
+    async with ctx.db.transaction() as session:
+        lease = await merchants.claim_stream(
+            session, token_hash=merchants.hash_token(token), now=ctx.now(), limit=MAX_STREAMS_PER_TOKEN, ttl=LEASE_TTL
+        )
+    if lease is None:
         raise TooManyRequests(
             f"At most {MAX_STREAMS_PER_TOKEN} event streams per API token at once", headers={"Retry-After": "5"}
         )
-    streams.open[key] = streams.open.get(key, 0) + 1
+    streams = _streams(request)
+    streams.open += 1
     streams.listen(ctx)
     return _EventStream(
-        _messages(ctx, merchant.id, token, wanted, position, streams.closing), functools.partial(streams.release, key)
+        _messages(ctx, merchant.id, token, wanted, position, streams.closing, lease),
+        functools.partial(_release, ctx, streams, lease),
     )
 
 
@@ -339,7 +356,13 @@ def _message(position: Position, event: service.Signable, now: datetime) -> str:
 
 
 async def _messages(
-    ctx: AppContext, merchant_id: str, token: str, types: list[str], position: Position, closing: asyncio.Event
+    ctx: AppContext,
+    merchant_id: str,
+    token: str,
+    types: list[str],
+    position: Position,
+    closing: asyncio.Event,
+    lease: str,
 ) -> AsyncIterator[str]:
     wake = asyncio.Event()
     unsubscribe = [ctx.db.subscribe(channel, wake.set) for channel in (service.EVENTS_CHANNEL, service.WAKE_CHANNEL)]
@@ -372,6 +395,11 @@ async def _messages(
                 found = await merchant_for_token(ctx, token)
                 if found is None or found[0].id != merchant_id:
                     return
+                # A lease that lapsed (this process stalled past LEASE_TTL) may have gone to
+                # another stream: this one ends, and its client reconnects as any other.
+                async with ctx.db.transaction() as session:
+                    if not await merchants.renew_stream(session, lease_id=lease, now=ctx.now(), ttl=LEASE_TTL):
+                        return
                 yield f": heartbeat\nid: {position.token()}\n\n"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, closing), timeout=POLL_INTERVAL)

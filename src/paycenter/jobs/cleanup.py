@@ -27,6 +27,7 @@ from paycenter.db import Database
 from paycenter.idempotency import service as idempotency
 from paycenter.jobs.loop import BackgroundLoop
 from paycenter.jobs.models import CleanupRun
+from paycenter.merchants import service as merchants
 from paycenter.operators import service as admin_service
 from paycenter.payments import service as payments
 from paycenter.payments.models import Payment, PaymentStatus
@@ -120,6 +121,7 @@ async def run(
             result.idempotency_keys_removed = await idempotency.purge_stale(session, now=now, ttl=idempotency_ttl)
             result.stale_rows_removed = await admin_service.purge_stale(session, now=now)
             result.stale_rows_removed += await ratelimit.purge_stale(session, now=now)
+            result.stale_rows_removed += await merchants.purge_lapsed_streams(session, now=now)
     async with db.transaction() as session:
         session.add(
             CleanupRun(

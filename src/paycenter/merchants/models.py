@@ -46,3 +46,16 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StreamLease(Base):
+    """An open events stream (``GET /api/events/stream``) of a token, counted against the token's
+    bound in every API process at once. Renewed with each of the stream's heartbeats; a process
+    that died without giving it back leaves a lease that lapses at ``expires_at``."""
+
+    __tablename__ = "stream_leases"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(40), index=True)  # no foreign key: a token is never deleted
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

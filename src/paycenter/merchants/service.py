@@ -9,14 +9,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, select, type_coerce
+from sqlalchemy import String, bindparam, delete, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
 from paycenter import crypto, money, versions
-from paycenter.db import column_attributes, detached, new_id
+from paycenter.db import column_attributes, detached, new_id, rowcount
 from paycenter.errors import NotFound, Unprocessable
-from paycenter.merchants.models import ApiToken, Merchant
+from paycenter.merchants.models import ApiToken, Merchant, StreamLease
 
 TOKEN_PREFIX = "pct_"
 
@@ -249,3 +249,58 @@ async def authenticate(
     params = {"token_hash": token_hash or hash_token(token)}
     row = (await session.execute(_AUTHENTICATE, params)).one_or_none()
     return None if row is None else detached(Merchant, row._mapping)
+
+
+# --- a token's open events streams ---------------------------------------------------------------
+
+
+async def claim_stream(
+    session: AsyncSession, *, token_hash: str, now: datetime, limit: int, ttl: timedelta
+) -> str | None:
+    """A lease for one more events stream of this token, or None when ``limit`` are open (in any
+    process). The token's row is locked first, so two processes claiming at once count each
+    other (SQLite's write transactions are serial already); lapsed leases are dropped here."""
+    token_id = await session.scalar(
+        select(ApiToken.id).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None)).with_for_update()
+    )
+    if token_id is None:
+        return None  # revoked this very moment: the stream is refused like any other over-limit one
+    await session.execute(
+        delete(StreamLease)
+        .where(StreamLease.token_id == token_id, StreamLease.expires_at <= now)
+        .execution_options(synchronize_session=False)
+    )
+    open_now = await session.scalar(
+        select(func.count()).select_from(StreamLease).where(StreamLease.token_id == token_id)
+    )
+    if (open_now or 0) >= limit:
+        return None
+    lease = StreamLease(id=new_id("stl"), token_id=token_id, opened_at=now, expires_at=now + ttl)
+    session.add(lease)
+    return lease.id
+
+
+async def renew_stream(session: AsyncSession, *, lease_id: str, now: datetime, ttl: timedelta) -> bool:
+    """Keep a stream's lease; False if it lapsed and another stream may have its place (the
+    stream then ends, and its client reconnects as any other)."""
+    result = await session.execute(
+        update(StreamLease)
+        .where(StreamLease.id == lease_id, StreamLease.expires_at > now)
+        .values(expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+async def release_stream(session: AsyncSession, *, lease_id: str) -> None:
+    await session.execute(
+        delete(StreamLease).where(StreamLease.id == lease_id).execution_options(synchronize_session=False)
+    )
+
+
+async def purge_lapsed_streams(session: AsyncSession, *, now: datetime) -> int:
+    """Leases a dead process left behind, for the daily cleanup (a claim drops its token's own)."""
+    result = await session.execute(
+        delete(StreamLease).where(StreamLease.expires_at <= now).execution_options(synchronize_session=False)
+    )
+    return rowcount(result) or 0
