@@ -163,7 +163,23 @@ def create_engine(
     engine = create_async_engine(url, **options)
     if backend == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms)
+    if backend == "mysql":
+        _configure_mysql(engine)
     return engine
+
+
+# Whatever the server's own setting (old installs often run with sql_mode=''), each session
+# refuses what it cannot store as given: a text too long, a number out of range, an invalid date
+# are errors, as on PostgreSQL, never truncated or coerced. NO_AUTO_CREATE_USER is gone in MySQL 8.
+MYSQL_SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,NO_ENGINE_SUBSTITUTION"
+
+
+def _configure_mysql(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'")
+        cursor.close()
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

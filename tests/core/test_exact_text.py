@@ -65,3 +65,13 @@ async def test_every_text_column_on_mariadb_compares_bytes(db: Database):
         # And the database's default, for the tables later migrations create.
         default = await session.scalar(text("SELECT @@collation_database"))
     assert default == "utf8mb4_nopad_bin"
+
+
+async def test_mariadb_sessions_refuse_what_they_cannot_store_as_given(db: Database):
+    """Whatever the server's sql_mode (old installs run with ''), paycenter's sessions are strict:
+    a text too long is an error, never cut short, as on PostgreSQL."""
+    if db.backend not in ("mysql", "mariadb"):
+        pytest.skip("sql_mode is MariaDB's")
+    async with db.reading() as session:
+        mode = set(str(await session.scalar(text("SELECT @@SESSION.sql_mode"))).split(","))
+    assert {"STRICT_ALL_TABLES", "NO_ZERO_DATE", "NO_ZERO_IN_DATE", "ERROR_FOR_DIVISION_BY_ZERO"} <= mode
