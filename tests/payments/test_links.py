@@ -19,6 +19,7 @@ from kit.api import MerchantCreds, make_merchant, sandbox
 from kit.clock import Clock
 from kit.sink import Sink, wait_until
 from paycenter import versions
+from paycenter.admin.web import LANG_COOKIE
 from paycenter.db import Database, new_id
 from paycenter.operators.models import AuditEntry, Role
 from paycenter.payments.models import Payment, PaymentLink
@@ -121,6 +122,7 @@ async def test_an_operator_makes_a_one_off_link_and_its_payment_at_once(client, 
 )
 async def test_bad_input_is_a_form_error_and_writes_nothing(client, db, admin, merchant, form, says):
     await signed_in(client, admin)
+    client.cookies.set(LANG_COOKIE, "en")  # the service's own words (tests/admin/test_refusals.py: the others)
     r = await admin_create(client, merchant, **form)
     assert r.status_code == 422, r.text[:300]
     assert says in by_testid(r.text, "form-error")

@@ -208,7 +208,7 @@ def submission(n: int) -> str:
         ({"amount": "lots"}, "amount must be a number"),
         ({"amount": ""}, "amount is required"),
         ({"note": "   "}, "A note is required"),
-        ({"submission_id": "x"}, "submission_id: reload the page"),
+        ({"submission_id": "x"}, "error_form_stale"),  # the panel's own text, by its key
     ],
     ids=[
         "above refundable",

@@ -25,6 +25,19 @@ import aiohttp
 
 from paycenter.providers.base import NotSent, ProviderError
 
+# How long an idle pooled connection is kept: less than the shortest idle timeout a server in front
+# commonly has (uvicorn, Apache and Node.js close at 5 s; aiohttp's own default is 15 s). A
+# connection the server has just closed, picked from the pool as its FIN is in flight, fails with
+# a reset that cannot tell whether the request arrived: a payer's start would fail for nothing.
+KEEPALIVE_SECONDS = 4.0
+
+
+def connector(ssl: Any) -> aiohttp.TCPConnector:
+    """The pool of a Kaspi client: no limit (a terminal or Kaspi bounds it), idle connections let
+    go before the server lets them go."""
+    return aiohttp.TCPConnector(limit=0, ssl=ssl, keepalive_timeout=KEEPALIVE_SECONDS)
+
+
 # Every failure of the exchange itself, before an answer could be read (TimeoutError: the
 # aiohttp.ClientTimeout of the session or the call).
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)

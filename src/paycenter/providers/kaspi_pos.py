@@ -169,7 +169,7 @@ class KaspiPosProvider:
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self.verify_tls)
+                timeout=self.timeout, connector=kaspi_http.connector(self.verify_tls)
             )
         return self._session
 

@@ -242,7 +242,7 @@ class KaspiQrClient:
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl)
+                timeout=self.timeout, connector=kaspi_http.connector(self._ssl)
             )
         return self._session
 

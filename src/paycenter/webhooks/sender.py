@@ -24,6 +24,8 @@ from paycenter.webhooks.models import ErrorClass
 from paycenter.webhooks.ssrf import BlockedAddress, ConnectGuard, GuardedResolver, Network, check_url, literal_ip
 
 MAX_RESPONSE_BODY = 16 * 1024
+# Less than the 5 s after which uvicorn, Apache and Node.js close an idle connection (aiohttp: 15).
+KEEPALIVE_SECONDS = 4.0
 
 
 @dataclass
@@ -99,8 +101,16 @@ class Sender:
         if self._session is None:
             # No global or per-host limit in the pool: waiting for a pooled connection would count
             # against the connect timeout. Our per-endpoint semaphores bound concurrency instead.
+            # Idle connections go after KEEPALIVE_SECONDS: before a receiver on Apache, Node.js or
+            # uvicorn (5 s) closes them, so a delivery never goes out on a connection being closed
+            # (a reset, and the delivery's retry minutes later).
             connector = aiohttp.TCPConnector(
-                resolver=self.resolver, socket_factory=self.guard, limit=0, limit_per_host=0, ttl_dns_cache=10
+                resolver=self.resolver,
+                socket_factory=self.guard,
+                limit=0,
+                limit_per_host=0,
+                ttl_dns_cache=10,
+                keepalive_timeout=KEEPALIVE_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self.timeout, auto_decompress=True, trust_env=False
