@@ -168,9 +168,7 @@ class KaspiPosProvider:
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=kaspi_http.connector(self.verify_tls)
-            )
+            self._session = aiohttp.ClientSession(timeout=self.timeout, connector=kaspi_http.connector(self.verify_tls))
         return self._session
 
     async def close(self) -> None:

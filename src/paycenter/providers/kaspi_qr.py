@@ -241,9 +241,7 @@ class KaspiQrClient:
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=kaspi_http.connector(self._ssl)
-            )
+            self._session = aiohttp.ClientSession(timeout=self.timeout, connector=kaspi_http.connector(self._ssl))
         return self._session
 
     async def close(self) -> None:
