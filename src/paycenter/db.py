@@ -182,6 +182,14 @@ def _configure_mysql(engine: AsyncEngine) -> None:
         cursor.close()
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     memory = engine.url.database in (None, "", ":memory:")
 
@@ -196,6 +204,11 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no commit
         cursor.close()
+        # SQLite's own lower() and upper() change ASCII letters only: the admin's case-blind
+        # search (ilike) would find "Торт" by "Торт" alone, where PostgreSQL and MariaDB fold
+        # every script. Python's, as theirs.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+        dbapi_connection.create_function("upper", 1, _upper, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -853,7 +853,7 @@ async def shop(client: httpx.AsyncClient, db: Database, clock: Clock) -> Shop:
         "p2": (alpha, 250.5, "Tea", "ORD-2", "u-2", 10, None),
         "p3": (alpha, 5000, "Sale 100% off", "ORD-3", "u-3", 0, "part"),
         "p4": (beta, 750, "Coffee mug", "ORD-1", "u-1", 2, "all"),
-        "p5": (beta, 3000, "Cake", "ORD-5", "12345", 0, None),
+        "p5": (beta, 3000, "Cake / Торт «Наполеон»", "ORD-5", "12345", 0, None),
     }
     ids = {}
     for name, (creds, amount, description, order_id, user_id, _, pay) in spec.items():
@@ -905,6 +905,8 @@ async def test_transaction_filters(client, shop, admin, clock):
     assert await found(min_amount="3000.01") == {"p3"}
     assert await found(q="Coffee") == {"p1", "p4"}
     assert await found(q="coffee") == {"p1", "p4"}  # any case, on every backend
+    assert await found(q="торт") == {"p5"}  # in Cyrillic too (SQLite's own lower() is ASCII only)
+    assert await found(q="НАПОЛЕОН") == {"p5"}
     assert await found(q="ORD-1") == {"p1", "p4"}
     assert await found(q="u-2") == {"p2"}
     assert await found(q="12345") == {"p5"}
