@@ -14,8 +14,8 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from paycenter import storable
-from paycenter.admin import refusals
-from paycenter.admin.i18n import LANGUAGES, text, translator
+from paycenter.admin import i18n, refusals
+from paycenter.admin.i18n import LANGUAGES, translator
 from paycenter.admin.queries import ALMATY
 from paycenter.deps import Context
 from paycenter.money import to_major_str
@@ -166,7 +166,7 @@ def render(
             "when": when,
             "path": request.url.path,
             # A redirect carries a text's key, or a service's refusal in its own (English) words.
-            "notice": notice and (t(notice) if text(notice, lang) is not None else notice),
+            "notice": notice and (t(notice) if i18n.text(notice, lang) is not None else notice),
             "error": error and said(error, lang),
             **context,
         },
@@ -201,14 +201,14 @@ def flash(request: Request, kind: str) -> str | None:
 
 def said(message: str, lang: str) -> str:
     """An error as the panel shows it: one of its own texts by key, or a service's refusal."""
-    return translator(lang)(message) if text(message, lang) is not None else refusals.say(message, lang)
+    return translator(lang)(message) if i18n.text(message, lang) is not None else refusals.say(message, lang)
 
 
 def back(request: Request, url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
     """Redirect after an action, with a signed notice or error to show there: a text's key (said
     in the language of the page it lands on), or a service's refusal as the service wrote it."""
-    kind, text = ("notice", notice) if notice else ("error", error)
-    if text:
+    kind, carried = ("notice", notice) if notice else ("error", error)
+    if carried:
         sep = "&" if "?" in url else "?"
-        url += f"{sep}{kind}={quote(text)}&sig={_flash_signature(request, kind, text)}"
+        url += f"{sep}{kind}={quote(carried)}&sig={_flash_signature(request, kind, carried)}"
     return RedirectResponse(url, status_code=303)
