@@ -98,9 +98,9 @@ def _messages(path: Path) -> list[tuple[int, str]]:
             continue
         name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
         if name == "_invalid" and len(node.args) == 2:  # "field: message"
-            for value in (_sample(node.args[1]),):
-                if value is not None:
-                    found += [(node.lineno, value), (node.lineno, f"x1: {value}")]
+            value = _sample(node.args[1])
+            if value is not None:
+                found += [(node.lineno, value), (node.lineno, f"x1: {value}")]
         elif name in REFUSING:
             value = _sample(node.args[0])
             if value is not None:
